@@ -1,0 +1,189 @@
+"""The lecture's six update rules as pure functions.
+
+Each optimizer is a pair ``init(params) -> state`` and ``update(grads, state, hyper) -> (updates, state)``
+over a dict of numpy arrays (the shape of optax's ``GradientTransformation``), plus ``lookahead``: the point at
+which the gradient of the next step is taken (the parameters themselves, except for NAG). One step is
+
+    point = opt.lookahead(params, state, hyper)
+    updates, state = opt.update(grad(point), state, hyper)
+    params = apply_updates(params, updates)
+
+Population axis: every array may carry a leading axis K (K networks); a hyperparameter is a scalar or an array of
+shape (K,), broadcast against that axis, so K networks with K hyperparameter sets update in one call and member k
+equals the same network updated alone. Every operation is elementwise, so the rules also apply unchanged to one
+flat parameter buffer of shape (K, P).
+
+Sources (the lecture's equations; the papers behind them):
+  gd        w <- w - eta g
+  momentum  v_t = gamma v_{t-1} + eta g_t;  w <- w - v_t                          (Polyak 1964; Rumelhart et al. 1986)
+  nag       w_look = w - gamma v_{t-1};  g = grad(w_look);
+            v_t = gamma v_{t-1} + eta g;  w <- w - v_t                           (Nesterov 1983; Sutskever et al. 2013)
+  adagrad   v_t = v_{t-1} + g^2;  w <- w - eta / (sqrt(v_t) + eps) g              (Duchi et al. 2011)
+  rmsprop   v_t = beta v_{t-1} + (1 - beta) g^2;  w <- w - eta / (sqrt(v_t) + eps) g   (Tieleman & Hinton 2012)
+  adam      m_t = beta1 m_{t-1} + (1 - beta1) g;  v_t = beta2 v_{t-1} + (1 - beta2) g^2;
+            m^ = m_t / (1 - beta1^t);  v^ = v_t / (1 - beta2^t);  w <- w - eta / (sqrt(v^) + eps) m^   (Kingma & Ba 2015)
+
+The lecture's Adam slide writes ``beta1 * v_{t-1}`` in the first-moment line; ``m_{t-1}`` is meant (DESIGN §4).
+eps sits outside the square root, as on the slides.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+Params = dict[str, np.ndarray]
+Hyper = dict[str, float | np.ndarray]
+
+
+def _per_member(h, x: np.ndarray):
+    """Broadcast a hyperparameter (scalar or shape (K,)) against an array whose leading axis is K."""
+    h = np.asarray(h, dtype=float)
+    return h if h.ndim == 0 else h.reshape(h.shape + (1,) * (x.ndim - 1))
+
+
+def _zeros_like(params: Params) -> Params:
+    return {k: np.zeros_like(p) for k, p in params.items()}
+
+
+def apply_updates(params: Params, updates: Params) -> Params:
+    return {k: params[k] + updates[k] for k in params}
+
+
+def _no_lookahead(params, state, hyper):
+    return params
+
+
+# --- GD ---------------------------------------------------------------------------------------------------------
+class GDState(NamedTuple):
+    count: int
+
+
+def gd_init(params: Params) -> GDState:
+    return GDState(count=0)
+
+
+def gd_update(grads: Params, state: GDState, hyper: Hyper):
+    updates = {k: -_per_member(hyper["eta"], g) * g for k, g in grads.items()}
+    return updates, GDState(state.count + 1)
+
+
+# --- Momentum and NAG: the same history v, NAG takes its gradient at the look-ahead point ---------------------
+class MomentumState(NamedTuple):
+    count: int
+    v: Params  # the exponentially decaying sum of past (eta-scaled) gradients
+
+
+def momentum_init(params: Params) -> MomentumState:
+    return MomentumState(count=0, v=_zeros_like(params))
+
+
+def momentum_update(grads: Params, state: MomentumState, hyper: Hyper):
+    v = {k: _per_member(hyper["gamma"], g) * state.v[k] + _per_member(hyper["eta"], g) * g for k, g in grads.items()}
+    return {k: -vk for k, vk in v.items()}, MomentumState(state.count + 1, v)
+
+
+def nag_lookahead(params: Params, state: MomentumState, hyper: Hyper) -> Params:
+    """w_look = w - gamma v_{t-1}: where the history alone would carry us; NAG's gradient is taken there."""
+    return {k: p - _per_member(hyper["gamma"], p) * state.v[k] for k, p in params.items()}
+
+
+# NAG's history and update are momentum's; only the point where the gradient is taken differs:
+# w_{t+1} = w_look - eta g(w_look) = w_t - (gamma v_{t-1} + eta g(w_look)) = w_t - v_t.
+nag_init, nag_update = momentum_init, momentum_update
+
+
+# --- AdaGrad and RMSProp: a per-parameter learning rate from the history of squared gradients -----------------
+class ScaleState(NamedTuple):
+    count: int
+    v: Params  # accumulated (AdaGrad) or exponentially averaged (RMSProp) squared gradients
+
+
+def scale_init(params: Params) -> ScaleState:
+    return ScaleState(count=0, v=_zeros_like(params))
+
+
+def _scaled_step(g, v, eta, eps):
+    return -_per_member(eta, g) / (np.sqrt(v) + _per_member(eps, g)) * g
+
+
+def adagrad_update(grads: Params, state: ScaleState, hyper: Hyper):
+    v = {k: state.v[k] + g * g for k, g in grads.items()}
+    updates = {k: _scaled_step(g, v[k], hyper["eta"], hyper["eps"]) for k, g in grads.items()}
+    return updates, ScaleState(state.count + 1, v)
+
+
+def rmsprop_update(grads: Params, state: ScaleState, hyper: Hyper):
+    v = {}
+    for k, g in grads.items():
+        beta = _per_member(hyper["beta"], g)
+        v[k] = beta * state.v[k] + (1.0 - beta) * g * g
+    updates = {k: _scaled_step(g, v[k], hyper["eta"], hyper["eps"]) for k, g in grads.items()}
+    return updates, ScaleState(state.count + 1, v)
+
+
+# --- Adam ------------------------------------------------------------------------------------------------------
+class AdamState(NamedTuple):
+    count: int
+    m: Params  # first moment: momentum's average of gradients
+    v: Params  # second moment: RMSProp's average of squared gradients
+
+
+def adam_init(params: Params) -> AdamState:
+    return AdamState(count=0, m=_zeros_like(params), v=_zeros_like(params))
+
+
+def adam_update(grads: Params, state: AdamState, hyper: Hyper):
+    t = state.count + 1
+    m, v, updates = {}, {}, {}
+    for k, g in grads.items():
+        beta1, beta2 = _per_member(hyper["beta1"], g), _per_member(hyper["beta2"], g)
+        m[k] = beta1 * state.m[k] + (1.0 - beta1) * g
+        v[k] = beta2 * state.v[k] + (1.0 - beta2) * g * g
+        m_hat = m[k] / (1.0 - beta1**t)  # bias correction: m and v start at 0
+        v_hat = v[k] / (1.0 - beta2**t)
+        updates[k] = -_per_member(hyper["eta"], g) / (np.sqrt(v_hat) + _per_member(hyper["eps"], g)) * m_hat
+    return updates, AdamState(t, m, v)
+
+
+# --- The registry ----------------------------------------------------------------------------------------------
+class Optimizer(NamedTuple):
+    name: str
+    init: Callable[[Params], NamedTuple]
+    update: Callable[[Params, NamedTuple, Hyper], tuple[Params, NamedTuple]]
+    lookahead: Callable[[Params, NamedTuple, Hyper], Params]
+    defaults: dict[str, float]  # the usual defaults, under the lecture's names
+
+
+OPTIMIZERS: dict[str, Optimizer] = {
+    "gd": Optimizer("gd", gd_init, gd_update, _no_lookahead, {"eta": 0.01}),
+    "momentum": Optimizer("momentum", momentum_init, momentum_update, _no_lookahead, {"eta": 0.01, "gamma": 0.9}),
+    "nag": Optimizer("nag", nag_init, nag_update, nag_lookahead, {"eta": 0.01, "gamma": 0.9}),
+    "adagrad": Optimizer("adagrad", scale_init, adagrad_update, _no_lookahead, {"eta": 0.01, "eps": 1e-8}),
+    "rmsprop": Optimizer("rmsprop", scale_init, rmsprop_update, _no_lookahead,
+                         {"eta": 0.001, "beta": 0.9, "eps": 1e-8}),
+    "adam": Optimizer("adam", adam_init, adam_update, _no_lookahead,
+                      {"eta": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}),
+}
+
+
+def hyperparameters(name: str, **overrides) -> Hyper:
+    """The optimizer's defaults with ``overrides`` applied; an unknown name is an error, not silently ignored."""
+    opt = OPTIMIZERS[name]
+    unknown = set(overrides) - set(opt.defaults)
+    if unknown:
+        raise KeyError(f"{name} has no hyperparameter {sorted(unknown)}; it takes {sorted(opt.defaults)}")
+    return {**opt.defaults, **overrides}
+
+
+def step(opt: Optimizer, params: Params, state, hyper: Hyper, grad_fn: Callable[[Params], Params]):
+    """One update: the gradient at the optimizer's look-ahead point, then the rule."""
+    grads = grad_fn(opt.lookahead(params, state, hyper))
+    updates, state = opt.update(grads, state, hyper)
+    return apply_updates(params, updates), state
+
+
+def select_members(state, keep: np.ndarray):
+    """The state of the population members ``keep`` (a boolean mask or index array over axis K)."""
+    fields = [{k: a[keep] for k, a in f.items()} if isinstance(f, dict) else f for f in state]
+    return type(state)(*fields)

@@ -1,0 +1,122 @@
+"""The training loop: epochs over the batch iterator for a population of K networks at once.
+
+Member k of the population is network ``theta0[k]`` trained with hyperparameters ``hyper[...][k]``; all members
+share the data order. A member stops when it diverges (a non-finite loss or parameter) or when a callback asks
+(an Optuna pruner); the others go on, and the arrays shrink to the members still running. Callbacks run after
+every epoch and carry the epoch's metrics out to whoever listens; nothing here knows about Optuna or MLflow.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+
+from study import optim
+from study.batches import BatchIterator
+from study.data import Split
+
+# Beyond this multiple of its starting validation loss a run has blown up, even if the numbers are still finite;
+# left alone it overflows a few epochs later and meanwhile poisons means and samplers with astronomic values.
+BLOWUP_FACTOR = 1e6
+METRICS = ("train_loss", "val_loss", "val_accuracy", "grad_norm", "updates", "seconds")
+
+
+class EpochCallback(Protocol):
+    def __call__(self, epoch: int, metrics: dict[str, np.ndarray], members: np.ndarray) -> np.ndarray | None:
+        """``metrics[name][j]`` belongs to member ``members[j]``; return a boolean mask of members to stop."""
+
+
+@dataclass
+class TrainResult:
+    theta: np.ndarray  # (K, P) parameters at the end, or where the member stopped
+    history: dict[str, np.ndarray]  # name -> (K, epochs); NaN after a member stopped
+    initial_val_loss: np.ndarray  # (K,) before any update: the penalty a diverged tuning trial gets
+    diverged: np.ndarray  # (K,) bool
+    pruned: np.ndarray  # (K,) bool, stopped by a callback
+    epochs_run: np.ndarray  # (K,) int
+    extra: dict = field(default_factory=dict)
+
+    def final(self, name: str) -> np.ndarray:
+        """The last recorded value of a metric per member."""
+        h = self.history[name]
+        return h[np.arange(h.shape[0]), np.maximum(self.epochs_run - 1, 0)]
+
+
+def _as_members(hyper: optim.Hyper, k: int) -> dict[str, np.ndarray]:
+    return {name: np.broadcast_to(np.asarray(v, float), (k,)).copy() for name, v in hyper.items()}
+
+
+def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epochs: int, seed: int,
+          theta0: np.ndarray, callbacks: tuple[EpochCallback, ...] = (), shuffle: bool = True,
+          validate: bool = True, on_step: Callable[[np.ndarray], None] | None = None) -> TrainResult:
+    opt = optim.OPTIMIZERS[optimizer]
+    k_total = theta0.shape[0]
+    members = np.arange(k_total)  # original index of each member still running
+    hyper = _as_members(hyper, k_total)
+    theta = theta0.copy()
+    state = opt.init({"theta": theta})
+    X, Y = split.X_train, split.Y_train
+    batches = BatchIterator(X.shape[0], batch_size, seed=seed, shuffle=shuffle)
+
+    history = {m: np.full((k_total, epochs), np.nan) for m in METRICS}
+    diverged = np.zeros(k_total, bool)
+    pruned = np.zeros(k_total, bool)
+    epochs_run = np.zeros(k_total, int)
+    final_theta = theta.copy()
+    initial_val_loss = net.evaluate(theta, split.X_val, split.Y_val)[0]
+    grad = np.empty_like(theta)  # reused every step: the update rules never keep a reference to the gradient
+    updates_done, started = 0, time.perf_counter()
+
+    with np.errstate(all="ignore"):  # overflow is detected and recorded below, not raised
+        for epoch in range(1, epochs + 1):
+            loss_sum = np.zeros(len(members))
+            grad_sq = np.zeros(len(members))
+            for idx in batches.epoch():
+                Xb, Yb = X[idx], Y[idx]
+                point = opt.lookahead({"theta": theta}, state, hyper)["theta"]
+                loss, g = net.loss_and_grad(point, Xb, Yb, out=grad)
+                updates, state = opt.update({"theta": g}, state, hyper)
+                theta += updates["theta"]
+                loss_sum += loss * Xb.shape[0]
+                grad_sq += np.einsum("kp,kp->k", g, g)
+                updates_done += 1
+                if on_step is not None:
+                    on_step(theta)
+            metrics = {
+                "train_loss": loss_sum / X.shape[0],  # the epoch's mean of batch losses, as scikit-learn reports
+                "grad_norm": np.sqrt(grad_sq / batches.steps_per_epoch),  # RMS over the epoch's updates
+                "updates": np.full(len(members), float(updates_done)),
+            }
+            if validate:
+                metrics["val_loss"], metrics["val_accuracy"] = net.evaluate(theta, split.X_val, split.Y_val)
+                if metrics["val_accuracy"] is None:
+                    del metrics["val_accuracy"]
+            metrics["seconds"] = np.full(len(members), time.perf_counter() - started)
+            for name, values in metrics.items():
+                history[name][members, epoch - 1] = values
+            epochs_run[members] = epoch
+
+            blown = ~np.isfinite(theta).all(axis=1) | ~np.isfinite(metrics["train_loss"])
+            if validate:
+                blown |= ~np.isfinite(metrics["val_loss"])
+                blown |= metrics["val_loss"] > BLOWUP_FACTOR * initial_val_loss[members]
+            stop = blown.copy()
+            for callback in callbacks:
+                asked = callback(epoch, metrics, members)
+                if asked is not None:
+                    pruned[members[np.asarray(asked) & ~blown]] = True
+                    stop |= np.asarray(asked, bool)
+            diverged[members[blown]] = True
+            if stop.any():
+                final_theta[members[stop]] = theta[stop]
+                keep = ~stop
+                members, theta = members[keep], theta[keep]
+                state = optim.select_members(state, keep)
+                hyper = {n: v[keep] for n, v in hyper.items()}
+                grad = np.empty_like(theta)
+                if len(members) == 0:
+                    break
+    final_theta[members] = theta
+    return TrainResult(final_theta, history, initial_val_loss, diverged, pruned, epochs_run)
