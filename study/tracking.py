@@ -119,3 +119,11 @@ def runs(mlflow_client: MlflowClient, experiment: str, filter_string: str = "") 
         token = page.token
         if not token:
             return found
+
+
+def delete_runs(mlflow_client: MlflowClient, experiment: str, filter_string: str) -> int:
+    """Delete the matching runs (e.g. a previous report run that a rebuild replaces); returns how many."""
+    found = runs(mlflow_client, experiment, filter_string)
+    for run in found:
+        mlflow_client.delete_run(run.info.run_id)
+    return len(found)
