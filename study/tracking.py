@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -38,6 +39,25 @@ def client(runs_dir: str | Path = "runs") -> MlflowClient:
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     return MlflowClient(tracking_uri=uri)
+
+
+def checked_client(runs_dir: str | Path = "runs") -> MlflowClient:
+    """A client whose store answers: an unreachable tracking server is one clear error before any training."""
+    from study.errors import BadInput
+
+    uri = tracking_uri(runs_dir)
+    if uri.startswith(("http://", "https://")):
+        import requests
+
+        try:
+            requests.get(uri.rstrip("/") + "/health", timeout=5).raise_for_status()
+        except requests.RequestException as e:
+            raise BadInput("MLFLOW_TRACKING_URI", f"cannot reach the MLflow server at {mask_url(uri)}: "
+                                                  f"{type(e).__name__}") from None
+    try:
+        return client(runs_dir)
+    except OSError as e:
+        raise BadInput("--runs-dir", f"cannot create the MLflow store: {e.strerror or e}") from None
 
 
 def experiment_id(mlflow_client: MlflowClient, name: str, runs_dir: str | Path = "runs") -> str:
@@ -119,6 +139,63 @@ def runs(mlflow_client: MlflowClient, experiment: str, filter_string: str = "") 
         token = page.token
         if not token:
             return found
+
+
+def start_run(mlflow_client: MlflowClient, experiment: str, run_name: str, tags: Mapping[str, str],
+              parent_run_id: str | None = None) -> str:
+    """A run left RUNNING (a cell's parent run while its trials go on); ``end_run`` closes it."""
+    all_tags = {**provenance_tags(), **{k: str(v) for k, v in tags.items()}}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    return mlflow_client.create_run(experiment, tags=all_tags, run_name=run_name).info.run_id
+
+
+def reopen_run(mlflow_client: MlflowClient, run_id: str) -> None:
+    mlflow_client.update_run(run_id, status="RUNNING")
+
+
+def end_run(mlflow_client: MlflowClient, run_id: str, status: str = "FINISHED") -> None:
+    mlflow_client.set_terminated(run_id, status=status)
+
+
+def fail_orphans(mlflow_client: MlflowClient, experiment: str, parent_run_id: str, keep: set) -> int:
+    """Mark FAILED the children of a run that the Optuna storage does not record (written by a worker that died
+    before recording them); FAILED runs are excluded from every count. Returns how many."""
+    orphans = [r for r in runs(mlflow_client, experiment, f"tags.mlflow.parentRunId = '{parent_run_id}'")
+               if r.info.run_id not in keep and r.info.status != "FAILED"]
+    for run in orphans:
+        mlflow_client.set_terminated(run.info.run_id, status="FAILED")
+        mlflow_client.set_tag(run.info.run_id, "orphaned", "true")
+    return len(orphans)
+
+
+def finish_cell_run(mlflow_client: MlflowClient, run_id: str, artifacts: Iterable[str | Path],
+                    final: Mapping[str, float], dataset_input: Mapping | None = None,
+                    params: Mapping[str, object] = ()) -> None:
+    """Artifacts, final metrics and the dataset (as an MLflow input) on a cell's run, then FINISHED."""
+    now = int(time.time() * 1000)
+    mlflow_client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in final.items()],
+                            params=[Param(k, str(v)) for k, v in dict(params).items()])
+    for path in artifacts:
+        mlflow_client.log_artifact(run_id, str(path))
+    if dataset_input is not None:
+        from mlflow.entities import DatasetInput, InputTag
+        with warnings.catch_warnings():  # a plain-text source is "ambiguous" to MLflow's resolver; it is fine
+            warnings.simplefilter("ignore")
+            dataset = mlflow.data.from_numpy(dataset_input["X"], targets=dataset_input["y"],
+                                             source=dataset_input.get("source"), name=dataset_input["name"])
+        mlflow_client.log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(),
+                                                       [InputTag("mlflow.data.context", "train")])])
+    mlflow_client.set_terminated(run_id, status="FINISHED")
+
+
+def metric_histories(mlflow_client: MlflowClient, run_ids: Iterable[str], key: str) -> dict:
+    """run id -> (steps, values) of one metric."""
+    out = {}
+    for run_id in run_ids:
+        history = sorted(mlflow_client.get_metric_history(run_id, key), key=lambda m: m.step)
+        out[run_id] = ([m.step for m in history], [m.value for m in history])
+    return out
 
 
 def delete_runs(mlflow_client: MlflowClient, experiment: str, filter_string: str) -> int:

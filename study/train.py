@@ -67,6 +67,9 @@ def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epo
     final_theta = theta.copy()
     initial_val_loss = net.evaluate(theta, split.X_val, split.Y_val)[0]
     grad = np.empty_like(theta)  # reused every step: the update rules never keep a reference to the gradient
+    # train_loss is on the scale of net.loss over the whole training set, whatever the batch size: batch means are
+    # weighted by their share of the samples, batch sums (the lecture's neuron, reduction="sum") simply add up
+    summed = getattr(net, "reduction", "mean") == "sum"
     updates_done, started = 0, time.perf_counter()
 
     with np.errstate(all="ignore"):  # overflow is detected and recorded below, not raised
@@ -79,13 +82,14 @@ def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epo
                 loss, g = net.loss_and_grad(point, Xb, Yb, out=grad)
                 updates, state = opt.update({"theta": g}, state, hyper)
                 theta += updates["theta"]
-                loss_sum += loss * Xb.shape[0]
+                loss_sum += loss if summed else loss * Xb.shape[0]
                 grad_sq += np.einsum("kp,kp->k", g, g)
                 updates_done += 1
                 if on_step is not None:
                     on_step(theta)
             metrics = {
-                "train_loss": loss_sum / X.shape[0],  # the epoch's mean of batch losses, as scikit-learn reports
+                # the epoch's mean of batch losses, as scikit-learn reports (their sum for a summed loss)
+                "train_loss": loss_sum if summed else loss_sum / X.shape[0],
                 "grad_norm": np.sqrt(grad_sq / batches.steps_per_epoch),  # RMS over the epoch's updates
                 "updates": np.full(len(members), float(updates_done)),
             }

@@ -1,0 +1,130 @@
+"""Tune every optimizer at every batch size on every dataset; MLflow records it all.
+
+    python -m pipelines.sweep --profile smoke --runs-dir /tmp/x datasets=iris,moons optimizers=gd,adam \\
+        batch_sizes=full,32 trials=4 epochs=5 seeds=2
+
+Overrides are key=value (lists comma-separated, nested keys dotted: epochs.digits=10). Running the same sweep
+again continues it: finished cells and trials are not redone. --worker joins a shared sweep as one worker
+(OPTUNA_STORAGE / MLFLOW_TRACKING_URI, else the URLs in <runs-dir>/services/env written by `make services`).
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from pipelines.cli import ArgumentParser, run
+from study import config, sweep, tracking, tuning
+
+
+def parse(argv):
+    parser = ArgumentParser(prog="python -m pipelines.sweep", description=__doc__.split("\n\n")[0],
+                            epilog="Profiles live in conf/sweep/; search spaces in conf/search_spaces.yaml.")
+    parser.add_argument("--profile", default="default", help="smoke, default, full, or a path to a YAML profile")
+    parser.add_argument("--runs-dir", default="runs", help="where the stores live (default: runs/)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="worker processes on this machine (default: the number of cores)")
+    parser.add_argument("--worker", action="store_true",
+                        help="run as one worker in this process and join a shared sweep (make worker)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="override a profile key")
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"argument --workers: must be a positive integer, got {args.workers}")
+    return args
+
+
+def load_services_env(runs_dir: str) -> None:
+    """`make services` writes `export NAME=value` lines; use them for whatever the environment does not set."""
+    path = Path(runs_dir) / "services" / "env"
+    if not path.exists():
+        return
+    for line in path.read_text().splitlines():
+        parts = shlex.split(line)
+        if len(parts) == 2 and parts[0] == "export" and "=" in parts[1]:
+            name, value = parts[1].split("=", 1)
+            os.environ.setdefault(name, value)
+
+
+class Progress:
+    """One bar over the whole sweep: trials done, cells done, the last finished cell's best value."""
+
+    def __init__(self, cfg: config.SweepConfig, done_trials: int, done_cells: int):
+        from tqdm import tqdm
+
+        arms = 2 if cfg.random_arm else 1
+        self.cells_total, self.cells_done = len(cfg.cells()), done_cells
+        self.bar = tqdm(total=self.cells_total * cfg.trials * arms, initial=done_trials, unit="trial",
+                        dynamic_ncols=True, file=sys.stderr, smoothing=0.05)
+        self.best: dict = {}
+        self._postfix()
+
+    def _postfix(self, last: str = ""):
+        self.bar.set_postfix_str(f"cells {self.cells_done}/{self.cells_total}{last}", refresh=False)
+
+    def __call__(self, event: str, info: dict):
+        cell = "/".join(map(str, info.get("cell", ())))
+        if event == "trial":
+            self.bar.update(1)
+            if info["value"] is not None and info["state"] == "COMPLETE":
+                self.best[cell] = min(self.best.get(cell, float("inf")), info["value"])
+            self._postfix(f" | {cell} best val {self.best.get(cell, float('nan')):.4g}")
+        elif event == "cell":
+            self.cells_done += 1
+            self._postfix(f" | {cell} done")
+            self.bar.refresh()
+
+    def close(self):
+        self.bar.close()
+
+
+def summary(cfg, runs_dir, storage, timing) -> str:
+    counted = sweep.counts(cfg, storage)
+    mlflow_uri = tracking.mask_url(tracking.tracking_uri(runs_dir))
+    worker_seconds = max(timing["wall"] * timing["workers"], 1e-9)
+    lines = [
+        f"sweep {cfg.name!r} (config {cfg.hash}): {counted['cells_done']}/{counted['cells']} cells done",
+        "  trials: " + ", ".join(f"{k} {v}" for k, v in sorted(counted["trials"].items())) if counted["trials"]
+        else "  trials: none",
+        f"  evaluation runs: {counted['evals']}",
+        f"  wall time: {timing['wall']:.1f} s with {timing['workers']} worker(s); "
+        f"share in MLflow {timing['seconds']['mlflow'] / worker_seconds:.1%}, "
+        f"in Optuna {timing['seconds']['optuna'] / worker_seconds:.1%}",
+        f"  MLflow store:  {mlflow_uri}   (open: make ui, then http://127.0.0.1:5000)",
+        f"  Optuna store:  {tracking.mask_url(tuning.storage_url(runs_dir, cfg.name))}   (open: make dashboard)",
+        f"  report:        make report  ->  reports/{cfg.name}/report.html",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    if args.worker:
+        load_services_env(args.runs_dir)
+    cfg = config.load_sweep(args.profile, args.overrides)
+    storage, _, _ = sweep.open_stores(cfg, args.runs_dir)  # every store checked before any training
+    before = sweep.counts(cfg, storage)
+    if before["cells_done"] == before["cells"]:
+        print(f"sweep {cfg.name!r}: all {before['cells']} cells already done; nothing to run.", file=sys.stderr)
+        return 0
+    done_trials = sum(v for k, v in before["trials"].items() if k != "FAIL")
+    progress = Progress(cfg, done_trials, before["cells_done"])
+    try:
+        if args.worker:
+            timing = sweep.run_in_process(cfg, args.runs_dir, progress)
+        else:
+            timing = sweep.run_local(cfg, args.runs_dir, args.workers, progress)
+    finally:
+        progress.close()
+    print(summary(cfg, args.runs_dir, storage, timing), file=sys.stderr)
+    if timing["interrupted"]:
+        print("interrupted: finished work is saved; run the same command again to resume.", file=sys.stderr)
+        return 130
+    if timing["failed"]:
+        print("a worker failed; see the messages above. Run the same command again to resume.", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

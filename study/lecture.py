@@ -1,0 +1,343 @@
+"""The lecture's toy problem, computed with the platform's own code: its pictures' numbers, nothing drawn here.
+
+One sigmoid neuron f(x) = 1 / (1 + exp(-(w x + b))) on the two points X = [0.5, 2.5], Y = [0.2, 0.9] with the
+lecture's error sum_i 0.5 (f(x_i) - y_i)^2, started at (w, b) = (-2, -2) and trained by each of the six update
+rules (``study.optim``) with full-batch and stochastic updates, through the same ``study.train.train`` loop the
+sweep uses. Everything here is a pure function of the settings (``conf/lecture.yaml``); the data order is fixed
+(no shuffling), so every number is deterministic. Figures: ``study.lecture_figures``; wiring and MLflow:
+``pipelines.lecture``.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+from scipy.special import logit
+
+from study import batches, data, nn, optim, train
+from study.errors import BadInput
+
+CSV_COLUMNS = ("optimizer", "batch_size", "epoch", "step", "w", "b", "loss")
+
+
+# --- Settings: conf/lecture.yaml, validated before anything runs -------------------------------------------------
+def _number(value, low=-math.inf, high=math.inf, low_open=False, high_open=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"must be a number, got {value!r}")
+    if value < low or value > high or (low_open and value == low) or (high_open and value == high):
+        raise ValueError(f"must be in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}, "
+                         f"got {value!r}")
+    return float(value)
+
+
+def _positive(value):
+    return _number(value, 0.0, low_open=True)
+
+
+def _fraction(value):  # gamma, beta, beta1, beta2: the weight of the past in an average
+    return _number(value, 0.0, 1.0, high_open=True)
+
+
+def _count(minimum):
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"must be an integer >= {minimum}, got {value!r}")
+        return value
+    return check
+
+
+def _pair(value):
+    if not isinstance(value, list) or len(value) != 2:
+        raise ValueError(f"must be a pair [low, high], got {value!r}")
+    low, high = (_number(v) for v in value)
+    if low >= high:
+        raise ValueError(f"must be a pair [low, high] with low < high, got {value!r}")
+    return low, high
+
+
+def _points(value):
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"must be a non-empty list of [w, b] points, got {value!r}")
+    for point in value:
+        if not isinstance(point, list) or len(point) != 2:
+            raise ValueError(f"must be a list of [w, b] points, got {point!r}")
+    return [tuple(_number(v) for v in point) for point in value]
+
+
+def _positive_list(value):
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"must be a non-empty list of positive numbers, got {value!r}")
+    return [_positive(v) for v in value]
+
+
+def _batch_sizes(value):
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"must be a non-empty list of batch sizes ('full' or a positive integer), got {value!r}")
+    sizes = [batches.parse_batch_size(v) for v in value]
+    if len(set(map(str, sizes))) != len(sizes):
+        raise ValueError(f"lists a batch size twice: {value!r}")
+    return sizes
+
+
+HYPER_CHECKS = {"eta": _positive, "eps": _positive, "gamma": _fraction, "beta": _fraction, "beta1": _fraction,
+                "beta2": _fraction}
+
+# The shape of conf/lecture.yaml: a nested dict of checks; every key is required, no other key is allowed.
+SCHEMA = {
+    "start": {"w": _number, "b": _number},
+    "epochs": _count(1),
+    "batch_sizes": _batch_sizes,
+    "optimizers": "optimizers",  # checked against the registry in study.optim, below
+    "figures": {
+        "dpi": _count(30),
+        "surface": {"w": _pair, "b": _pair, "resolution": _count(10)},
+        "window": {"w": _pair, "b": _pair},
+        "zoom": {"w": _pair, "b": _pair},
+        "initializations": _points,
+        "learning_rates": _positive_list,
+        "learning_rate_window": {"w": _pair, "b": _pair},
+        "momentum_epochs": _count(2),
+        "sparse": {"samples": _count(10), "epochs": _count(1), "eta": _positive},
+        "animation": {"frames": _count(2), "fps": _count(1), "dpi": _count(30)},
+    },
+}
+
+
+def _check_mapping(raw, schema: dict, key: str, where: str) -> dict:
+    if not isinstance(raw, dict):
+        raise BadInput(where, f"{key or 'the file'}: must be a mapping of {', '.join(schema)}, got {raw!r}")
+    prefix = f"{key}." if key else ""
+    for name in raw:
+        if name not in schema:
+            raise BadInput(where, f"{prefix}{name}: unknown key; expected one of {', '.join(schema)}")
+    for name in schema:
+        if name not in raw:
+            raise BadInput(where, f"{prefix}{name}: missing")
+    return {name: _check(raw[name], schema[name], f"{prefix}{name}", where) for name in schema}
+
+
+def _check(raw, schema, key: str, where: str):
+    if isinstance(schema, dict):
+        return _check_mapping(raw, schema, key, where)
+    if schema == "optimizers":
+        if not isinstance(raw, dict) or not raw:
+            raise BadInput(where, f"{key}: must map optimizer names to their hyperparameters, got {raw!r}")
+        checked = {}
+        for name, hyper in raw.items():
+            if name not in optim.OPTIMIZERS:
+                raise BadInput(where, f"{key}.{name}: unknown optimizer; expected one of {', '.join(optim.OPTIMIZERS)}")
+            # every hyperparameter spelled out: the registry's defaults are the sweep's, not the lecture's
+            own = {h: HYPER_CHECKS[h] for h in optim.OPTIMIZERS[name].defaults}
+            checked[name] = _check_mapping(hyper, own, f"{key}.{name}", where)
+        return checked
+    try:
+        return schema(raw)
+    except ValueError as error:
+        raise BadInput(where, f"{key}: {error}") from None
+
+
+def validate_settings(raw, where: str) -> dict:
+    """The settings as plain data, or BadInput naming ``where`` (the file), the dotted key and the problem."""
+    return _check_mapping(raw, SCHEMA, "", where)
+
+
+def load_settings(path: str | Path, shown_as: str | None = None) -> dict:
+    where = shown_as or str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise BadInput(where, f"cannot read: {error.strerror or error}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise BadInput(where, "not valid YAML: " + " ".join(str(error).split())) from None
+    return validate_settings(raw, where)
+
+
+# --- Trajectories through the real training loop ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Trajectory:
+    """Where one run went: row 0 is the start, row s the parameters after update s."""
+
+    optimizer: str
+    batch_size: str  # "full" or the number as text
+    hyper: dict
+    epoch: np.ndarray  # (S+1,) the 1-based epoch of each update; 0 for the start
+    theta: np.ndarray  # (S+1, P) parameters; NaN after a run diverged
+    loss: np.ndarray  # (S+1,) the full error (every point) at theta
+
+    @property
+    def w(self):
+        return self.theta[:, 0]
+
+    @property
+    def b(self):
+        return self.theta[:, -1]
+
+    def epoch_losses(self) -> np.ndarray:
+        """The full error at the end of each epoch (its last update): the `loss` curve of the MLflow run."""
+        last_of_epoch = np.flatnonzero(np.diff(self.epoch, append=self.epoch[-1] + 1))
+        return self.loss[last_of_epoch[1:]]
+
+
+def toy_problem(n_features: int = 1):
+    """The lecture's neuron with its error summed over the batch, and the two points."""
+    return nn.SigmoidNeuron(n_features=n_features, reduction="sum"), data.load("toy")
+
+
+def toy_minimum(split) -> tuple[float, float]:
+    """Two points and two parameters: the sigmoid can pass through both, so the error's minimum is 0 where
+    w x_i + b = logit(y_i) for both points."""
+    (x1, x2), (z1, z2) = split.X_train[:, 0], logit(split.Y_train[:, 0])
+    w = (z2 - z1) / (x2 - x1)
+    return float(w), float(z1 - w * x1)
+
+
+def batch_label(batch_size) -> str:
+    return str(batches.parse_batch_size(batch_size))
+
+
+def train_population(net, split, optimizer: str, hypers: list[dict], batch_size, epochs: int,
+                     starts: np.ndarray) -> list[Trajectory]:
+    """Run K networks (start k, hyperparameters k) through ``study.train.train`` in one pass and record every
+    update through its ``on_step`` callback; one Trajectory per member."""
+    starts = np.asarray(starts, float)
+    k, n = starts.shape[0], split.X_train.shape[0]
+    hyper = {name: np.array([h[name] for h in hypers], float) for name in hypers[0]}
+    per_epoch = batches.steps_per_epoch(n, batch_size)
+    epoch_of_update = np.repeat(np.arange(1, epochs + 1), per_epoch)
+    recorded = []
+    result = train.train(net, split, optimizer, hyper, batch_size, epochs, seed=0, theta0=starts, shuffle=False,
+                         on_step=lambda theta: recorded.append(theta.copy()))
+    # A member that diverges leaves the population at the end of its epoch; the others keep their order.
+    theta = np.full((len(epoch_of_update) + 1, k, starts.shape[1]), np.nan)
+    theta[0] = starts
+    for step, running_theta in enumerate(recorded, start=1):
+        theta[step, result.epochs_run >= epoch_of_update[step - 1]] = running_theta
+    with np.errstate(all="ignore"):
+        loss = net.loss(theta.reshape(-1, starts.shape[1]), split.X_train, split.Y_train).reshape(theta.shape[:2])
+    epoch = np.concatenate([[0], epoch_of_update])
+    return [Trajectory(optimizer, batch_label(batch_size), dict(hypers[j]), epoch, theta[:, j], loss[:, j])
+            for j in range(k)]
+
+
+def lecture_trajectories(settings: dict) -> list[Trajectory]:
+    """Every optimizer with every batch mode from the lecture's start: the CSV and the MLflow runs."""
+    net, split = toy_problem()
+    start = np.array([[settings["start"]["w"], settings["start"]["b"]]])
+    return [train_population(net, split, name, [hyper], batch_size, settings["epochs"], start)[0]
+            for name, hyper in settings["optimizers"].items() for batch_size in settings["batch_sizes"]]
+
+
+def from_initializations(settings: dict) -> list[Trajectory]:
+    """GD (full batch, the lecture's eta) from several starts: the same behaviour from elsewhere?"""
+    net, split = toy_problem()
+    starts = np.array(settings["figures"]["initializations"])
+    hyper = settings["optimizers"].get("gd", {"eta": 1.0})
+    return train_population(net, split, "gd", [hyper] * len(starts), "full", settings["epochs"], starts)
+
+
+def with_learning_rates(settings: dict) -> list[Trajectory]:
+    """GD (full batch) from the lecture's start with ever larger eta, in one population: overshoot, then flight."""
+    net, split = toy_problem()
+    etas = settings["figures"]["learning_rates"]
+    start = [[settings["start"]["w"], settings["start"]["b"]]] * len(etas)
+    return train_population(net, split, "gd", [{"eta": eta} for eta in etas], "full", settings["epochs"], start)
+
+
+def error_grid(w_range, b_range, resolution: int):
+    """The error on a resolution x resolution grid of (w, b): every grid point is one member of a population."""
+    net, split = toy_problem()
+    w, b = np.meshgrid(np.linspace(*w_range, resolution), np.linspace(*b_range, resolution))
+    error = net.loss(np.column_stack([w.ravel(), b.ravel()]), split.X_train, split.Y_train)
+    return w, b, error.reshape(w.shape)
+
+
+def momentum_pulses(trajectory: Trajectory) -> tuple[np.ndarray, np.ndarray]:
+    """Per update t of a full-batch momentum run: the pulse eta * grad_t and the history v_t, both (S, P).
+
+    v_t is read off the trajectory (momentum moves by exactly -v_t); the pulses are the gradients at the points
+    the updates started from. v_t = gamma v_{t-1} + eta grad_t: the exponentially decaying sum of the pulses.
+    """
+    net, split = toy_problem()
+    grads = net.loss_and_grad(trajectory.theta[:-1], split.X_train, split.Y_train)[1]
+    return trajectory.hyper["eta"] * grads, trajectory.theta[:-1] - trajectory.theta[1:]
+
+
+# --- AdaGrad's case: a sparse feature -------------------------------------------------------------------------
+def sparse_toy(samples: int):
+    """A dense feature (non-zero everywhere, alternating sign) and a sparse one (non-zero in one point).
+
+    Targets follow the dense feature's sign, except every fifth point, which contradicts it: the neuron cannot fit
+    those, so the dense gradients never die out and AdaGrad's history for the dense weight keeps growing. The one
+    point with the sparse feature wants a high output (0.95) that only the sparse weight can give it.
+    """
+    i = np.arange(samples)
+    dense = np.linspace(0.5, 1.5, samples) * np.where(i % 2, -1.0, 1.0)
+    sparse = (i == samples // 3).astype(float)
+    y = np.where(dense > 0, 0.8, 0.2)
+    y = np.where(i % 5 == 4, 1.0 - y, y)
+    y[samples // 3] = 0.95
+    return np.column_stack([dense, sparse]), y[:, None]
+
+
+def effective_learning_rates(settings: dict) -> dict[str, dict[str, np.ndarray]]:
+    """GD and AdaGrad (same eta, stochastic, no shuffling) on the sparse toy, through ``optim.step``.
+
+    Per optimizer: ``theta`` (epochs+1, 3) at the end of each epoch (w_dense, w_sparse, b) and ``rate``
+    (updates, 3): the learning rate each parameter effectively had at each update, eta for GD and
+    eta / (sqrt(v_t) + eps) for AdaGrad.
+    """
+    cfg = settings["figures"]["sparse"]
+    X, Y = sparse_toy(cfg["samples"])
+    net = nn.SigmoidNeuron(n_features=2, reduction="sum")
+    eps = settings["optimizers"].get("adagrad", {}).get("eps", 1e-8)
+    out = {}
+    for name, hyper in (("gd", {"eta": cfg["eta"]}), ("adagrad", {"eta": cfg["eta"], "eps": eps})):
+        opt = optim.OPTIMIZERS[name]
+        params = {"theta": net.init([0.0, 0.0], 0.0)}
+        state = opt.init(params)
+        order = batches.BatchIterator(len(X), 1, shuffle=False)
+        thetas, rates = [params["theta"][0]], []
+        for _ in range(cfg["epochs"]):
+            for idx in order.epoch():
+                def grad_fn(point, idx=idx):
+                    return {"theta": net.loss_and_grad(point["theta"], X[idx], Y[idx])[1]}
+                params, state = optim.step(opt, params, state, hyper, grad_fn)
+                scale = np.sqrt(state.v["theta"][0]) + eps if name == "adagrad" else np.ones(3)
+                rates.append(hyper["eta"] / scale)
+            thetas.append(params["theta"][0])
+        out[name] = {"theta": np.array(thetas), "rate": np.array(rates)}
+    return out
+
+
+# --- The CSV ----------------------------------------------------------------------------------------------------
+def write_trajectories_csv(path: str | Path, trajectories: list[Trajectory]) -> Path:
+    """One row per update plus the start row; floats as repr (shortest text that reads back to the same float64)."""
+    path = Path(path)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        for t in trajectories:
+            for step in range(len(t.epoch)):
+                writer.writerow([t.optimizer, t.batch_size, int(t.epoch[step]), step, repr(float(t.w[step])),
+                                 repr(float(t.b[step])), repr(float(t.loss[step]))])
+    return path
+
+
+# --- Everything the pipeline writes, computed before anything is written -------------------------------------------
+@dataclass(frozen=True)
+class LectureResults:
+    trajectories: list[Trajectory]  # every optimizer x batch mode: the CSV, the MLflow runs
+    initializations: list[Trajectory]  # GD from several starts
+    learning_rates: list[Trajectory]  # GD with growing eta
+    sparse: dict  # effective_learning_rates()
+
+
+def compute(settings: dict) -> LectureResults:
+    return LectureResults(lecture_trajectories(settings), from_initializations(settings),
+                          with_learning_rates(settings), effective_learning_rates(settings))

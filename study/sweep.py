@@ -1,0 +1,167 @@
+"""The sweep: workers claim whole cells through the Optuna storage and run them until every cell is done.
+
+``make sweep`` starts ``workers`` processes on this machine, each single-threaded in BLAS, each running the same
+worker loop as ``make worker`` does on other machines; a cell's results depend only on the config, never on which
+worker ran it or how many there were. The parent process draws the progress bar and the closing summary.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from study import tracking, tuning
+from study.cell import Context, Interrupted, install_signal_handlers, run_cell
+from study.config import SweepConfig
+from study.errors import BadInput
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def open_stores(cfg: SweepConfig, runs_dir: str | Path):
+    """The Optuna storage and the MLflow experiment, checked before any training starts."""
+    runs_dir = Path(runs_dir)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        probe = runs_dir / ".write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise BadInput("--runs-dir", f"{runs_dir} is not writable: {e.strerror or e}") from None
+    storage = tuning.open_storage(tuning.storage_url(runs_dir, cfg.name))
+    mlflow_client = tracking.checked_client(runs_dir)
+    experiment = tracking.experiment_id(mlflow_client, cfg.name, runs_dir)
+    return storage, mlflow_client, experiment
+
+
+def pending_cells(storage, cfg: SweepConfig) -> list[tuple]:
+    attrs = tuning.study_attrs(storage, cfg.name)
+    return [c for c in cfg.cells() if not attrs.get(tuning.study_name(cfg.name, c), {}).get("done")]
+
+
+def worker_loop(ctx: Context, wait_for_others: bool = True, poll_seconds: float = 2.0) -> int:
+    """Claim and run cells until all are done; returns how many this worker ran."""
+    ran = 0
+    while True:
+        pending = pending_cells(ctx.storage, ctx.cfg)
+        if not pending:
+            return ran
+        took = False
+        for cell in pending:
+            if ctx.stop_requested[0]:
+                raise Interrupted()
+            claim = tuning.Claim(ctx.storage, ctx.cfg, cell, ctx.worker)
+            if claim.owner() is not None or not claim.acquire():
+                continue  # a live worker holds it
+            try:
+                run_cell(ctx, cell, claim)
+            except BaseException:
+                claim.release(failed=True)
+                raise
+            claim.release()
+            ctx.progress("cell", {"cell": cell})
+            ran += 1
+            took = True
+            break  # look again: other workers may have finished cells meanwhile
+        if not took:
+            if not wait_for_others:
+                return ran
+            time.sleep(poll_seconds)  # every pending cell is held by a live worker; a dead one's lease expires
+
+
+def _child(cfg: SweepConfig, runs_dir: str, queue) -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    storage, mlflow_client, experiment = open_stores(cfg, runs_dir)
+    ctx = Context(cfg, storage, mlflow_client, experiment, tuning.new_worker_id(),
+                  progress=lambda event, info: queue.put((event, info)))
+    install_signal_handlers(ctx)
+    code = 0
+    try:
+        worker_loop(ctx)
+    except Interrupted:
+        code = 130
+    finally:
+        queue.put(("worker_done", {"seconds": ctx.seconds, "code": code}))
+    sys.exit(code)
+
+
+def run_local(cfg: SweepConfig, runs_dir: str | Path, workers: int, progress) -> dict:
+    """Run the sweep with ``workers`` processes on this machine; returns timing figures for the summary."""
+    for var in THREAD_VARIABLES:  # children import numpy fresh: one BLAS thread each, one core per worker
+        os.environ[var] = "1"
+    mp = multiprocessing.get_context("spawn")
+    queue = mp.Queue()
+    started = time.perf_counter()
+    procs = [mp.Process(target=_child, args=(cfg, str(runs_dir), queue), daemon=False) for _ in range(workers)]
+    forward = lambda signum, frame: [p.terminate() for p in procs if p.is_alive()]  # noqa: E731
+    previous = signal.signal(signal.SIGTERM, forward)
+    previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # children get Ctrl-C themselves and stop cleanly
+    for p in procs:
+        p.start()
+    signal.signal(signal.SIGINT, lambda s, f: None)
+    seconds, codes, finished = {"optuna": 0.0, "mlflow": 0.0}, [], 0
+    try:
+        while finished < workers:
+            try:
+                event, info = queue.get(timeout=1.0)
+            except Exception:  # queue.Empty: check that the children are still alive
+                if all(not p.is_alive() for p in procs) and queue.empty():
+                    break
+                continue
+            if event == "worker_done":
+                finished += 1
+                codes.append(info["code"])
+                for k in seconds:
+                    seconds[k] += info["seconds"][k]
+            else:
+                progress(event, info)
+    finally:
+        for p in procs:
+            p.join()
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
+    codes += [p.exitcode for p in procs if p.exitcode not in (0, None)]
+    return {"wall": time.perf_counter() - started, "workers": workers, "seconds": seconds,
+            "interrupted": any(c in (130, -signal.SIGTERM, -signal.SIGINT) for c in codes),
+            "failed": any(c not in (0, 130, -signal.SIGTERM, -signal.SIGINT) for c in codes)}
+
+
+def run_in_process(cfg: SweepConfig, runs_dir: str | Path, progress, wait_for_others: bool = True) -> dict:
+    """One worker in this process (``make worker``): joins whatever sweep the stores hold."""
+    storage, mlflow_client, experiment = open_stores(cfg, runs_dir)
+    ctx = Context(cfg, storage, mlflow_client, experiment, tuning.new_worker_id(), progress=progress)
+    install_signal_handlers(ctx)
+    started = time.perf_counter()
+    interrupted = False
+    try:
+        worker_loop(ctx, wait_for_others)
+    except Interrupted:
+        interrupted = True
+    return {"wall": time.perf_counter() - started, "workers": 1, "seconds": ctx.seconds,
+            "interrupted": interrupted, "failed": False}
+
+
+def counts(cfg: SweepConfig, storage) -> dict:
+    """What the storage holds for this sweep: cells done, trials by state, evaluation runs."""
+    import optuna
+
+    attrs = tuning.study_attrs(storage, cfg.name)
+    out = {"cells": len(cfg.cells()), "cells_done": 0, "trials": {}, "evals": 0}
+    for cell in cfg.cells():
+        name = tuning.study_name(cfg.name, cell)
+        a = attrs.get(name, {})
+        out["cells_done"] += bool(a.get("done"))
+        out["evals"] += sum(k.startswith("eval:") for k in a)
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        if not summary.study_name.startswith(f"{cfg.name}/") or "/_claims/" in summary.study_name:
+            continue
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        for t in study.get_trials(deepcopy=False):
+            state = t.user_attrs.get("state", t.state.name)
+            out["trials"][state] = out["trials"].get(state, 0) + 1
+    return out

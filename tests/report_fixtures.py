@@ -1,0 +1,146 @@
+"""Synthetic sweep results with effects planted on purpose, for testing the report without running a sweep.
+
+``make_results(...)`` returns a ``SweepResults`` shaped like the loader's (study/report/inputs.py): evaluation
+runs, per-epoch curves, tuning trials (TPE and, optionally, a random arm), importances, config and meta. Test loss
+is a product of a dataset scale, planted multiplicative effects per optimizer and per batch size, a per-(dataset,
+treatment) interaction and seed noise, so a test knows which answer the statistics should find.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from study.report.inputs import SweepResults
+
+OPTIMIZERS = ("gd", "momentum", "nag", "adagrad", "rmsprop", "adam")
+BATCH_SIZES = ("full", "128", "64", "32", "1")
+DATASETS = ("moons", "circles", "iris", "wine", "breast_cancer", "digits", "sparse", "clf_easy", "clf_hard",
+            "clf_multi", "clf_wide", "diabetes")
+N_TRAIN = {"moons": 360, "circles": 360, "iris": 90, "wine": 106, "breast_cancer": 341, "digits": 1078,
+           "sparse": 600, "clf_easy": 360, "clf_hard": 600, "clf_multi": 480, "clf_wide": 300, "diabetes": 265}
+REGRESSION = {"diabetes"}
+HYPER = ("eta", "gamma", "beta", "beta1", "beta2", "eps")
+
+_ONE_MINUS = {"low": 1e-3, "high": 0.5, "log": True, "one_minus": True}
+SEARCH_SPACES = {
+    "gd": {"eta": {"low": 1e-4, "high": 10.0, "log": True}},
+    "momentum": {"eta": {"low": 1e-4, "high": 10.0, "log": True}, "gamma": _ONE_MINUS},
+    "nag": {"eta": {"low": 1e-4, "high": 10.0, "log": True}, "gamma": _ONE_MINUS},
+    "adagrad": {"eta": {"low": 1e-4, "high": 1.0, "log": True}, "eps": {"fixed": 1e-8}},
+    "rmsprop": {"eta": {"low": 1e-5, "high": 1.0, "log": True}, "beta": _ONE_MINUS, "eps": {"fixed": 1e-8}},
+    "adam": {"eta": {"low": 1e-5, "high": 1.0, "log": True}, "beta1": _ONE_MINUS,
+             "beta2": {"low": 1e-4, "high": 0.1, "log": True, "one_minus": True}, "eps": {"fixed": 1e-8}},
+}
+DEFAULTS = {"gd": {"eta": 0.01}, "momentum": {"eta": 0.01, "gamma": 0.9}, "nag": {"eta": 0.01, "gamma": 0.9},
+            "adagrad": {"eta": 0.01, "eps": 1e-8}, "rmsprop": {"eta": 0.001, "beta": 0.9, "eps": 1e-8},
+            "adam": {"eta": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}}
+# How much worse the default hyperparameters do than tuned ones (log factor), when ``default_gap`` is on
+DEFAULT_GAP = {"gd": 0.8, "momentum": 0.4, "nag": 0.4, "adagrad": 0.5, "rmsprop": 0.2, "adam": 0.1}
+
+
+def _steps(n_train: int, batch_size: str) -> int:
+    return 1 if batch_size == "full" else math.ceil(n_train / min(int(batch_size), n_train))
+
+
+def _batch_samples(n_train: int, batch_size: str) -> int:
+    return n_train if batch_size == "full" else min(int(batch_size), n_train)
+
+
+def _sample_params(rng, optimizer: str) -> dict:
+    params = {}
+    for name, space in SEARCH_SPACES[optimizer].items():
+        if "fixed" in space:
+            params[name] = space["fixed"]
+            continue
+        x = math.exp(rng.uniform(math.log(space["low"]), math.log(space["high"])))
+        params[name] = 1.0 - x if space.get("one_minus") else x
+    return params
+
+
+def make_results(datasets=DATASETS, optimizers=OPTIMIZERS, batch_sizes=BATCH_SIZES, seeds=5, epochs=20, trials=20,
+                 optimizer_effect: dict | None = None, batch_effect: dict | None = None, interaction_sd=0.03,
+                 seed_sd=0.02, default_gap=True, random_arm=True, diverged_evals=2, seed=0,
+                 name="fixture") -> SweepResults:
+    """A synthetic sweep. ``optimizer_effect`` / ``batch_effect`` map a treatment to a relative change of its
+    test loss (-0.2 = 20% lower on every dataset); everything unplanted is equal up to noise."""
+    rng = np.random.default_rng(seed)
+    optimizer_effect, batch_effect = optimizer_effect or {}, batch_effect or {}
+    seed_list = list(range(seeds))
+    epochs_per = {d: epochs for d in datasets}
+    eval_rows, curve_parts, trial_rows, importance_rows = [], [], [], []
+    for d_index, dataset in enumerate(datasets):
+        n_train = N_TRAIN.get(dataset, 300)
+        scale = float(np.exp(rng.uniform(np.log(0.05), np.log(1.0))))
+        initial_loss = 2.0 + 5.0 * scale
+        for optimizer in optimizers:
+            for batch in batch_sizes:
+                interaction = rng.normal(0.0, interaction_sd)
+                cell_best = scale * (1 + optimizer_effect.get(optimizer, 0.0)) * (1 + batch_effect.get(batch, 0.0))
+                cell_best *= math.exp(interaction)
+                # tuning trials: the best of them defines the tuned hyperparameters
+                best_params, best_value = None, math.inf
+                for arm in ["tpe"] + (["random"] if random_arm else []):
+                    for number in range(trials):
+                        params = _sample_params(rng, optimizer)
+                        shrink = 1.0 - 0.7 * number / max(trials - 1, 1) if arm == "tpe" else 1.0
+                        value = cell_best * math.exp(abs(rng.normal(0.0, 0.6)) * shrink)
+                        state = "COMPLETE"
+                        draw = rng.random()
+                        if number > 0 and arm == "tpe" and draw < 0.15:
+                            state, value = "PRUNED", math.nan
+                        elif number > 0 and draw > 1.0 - (0.12 if optimizer == "gd" else 0.04):
+                            state, value = "DIVERGED", initial_loss
+                        if arm == "tpe" and state == "COMPLETE" and value < best_value:
+                            best_value, best_params = value, params
+                        trial_rows.append({"dataset": dataset, "optimizer": optimizer, "batch_size": batch,
+                                           "arm": arm, "number": number, "state": state, "value": value,
+                                           **{h: params.get(h, math.nan) for h in HYPER}})
+                tuned_params = best_params
+                tunable = [p for p, s in SEARCH_SPACES[optimizer].items() if "fixed" not in s]
+                for param, weight in zip(tunable, rng.dirichlet(np.ones(len(tunable)))):
+                    importance_rows.append({"dataset": dataset, "optimizer": optimizer, "batch_size": batch,
+                                            "param": param, "importance": float(weight)})
+                for track in ("tuned", "default"):
+                    gap = DEFAULT_GAP[optimizer] if (track == "default" and default_gap) else 0.0
+                    params = tuned_params if track == "tuned" else DEFAULTS[optimizer]
+                    tau = 2.0 + 3.0 * gap + (4.0 if batch == "full" else 0.0)
+                    for s in seed_list:
+                        test_loss = cell_best * math.exp(gap + rng.normal(0.0, seed_sd))
+                        epoch = np.arange(1, epochs_per[dataset] + 1)
+                        samples = _batch_samples(n_train, batch)
+                        noise = rng.lognormal(0.0, 0.01 + 0.1 / math.sqrt(samples), len(epoch))
+                        val = test_loss * (1.0 + 3.0 * np.exp(-epoch / tau)) * noise
+                        grad_norm = 0.5 * np.exp(-epoch / tau) + 0.05 * (1 + 3 / math.sqrt(samples))
+                        updates = epoch * _steps(n_train, batch)
+                        seconds = epoch * (0.0005 * _steps(n_train, batch) + 0.01)
+                        accuracy = (np.full(len(epoch), np.nan) if dataset in REGRESSION
+                                    else np.clip(1.0 - 0.3 * val, 0.0, 1.0))
+                        curve_parts.append(pd.DataFrame({
+                            "dataset": dataset, "optimizer": optimizer, "batch_size": batch, "track": track,
+                            "seed": s, "epoch": epoch, "train_loss": 0.9 * val, "val_loss": val,
+                            "val_accuracy": accuracy, "grad_norm": grad_norm, "updates": updates.astype(float),
+                            "seconds": seconds}))
+                        eval_rows.append({
+                            "dataset": dataset, "optimizer": optimizer, "batch_size": batch, "track": track,
+                            "seed": s, "test_loss": test_loss,
+                            "test_accuracy": math.nan if dataset in REGRESSION else max(0.0, 1.0 - 0.3 * test_loss),
+                            "diverged": 0, "seconds": float(seconds[-1]), "n_train": n_train,
+                            **{h: params.get(h, math.nan) for h in HYPER}})
+    evals, curves = pd.DataFrame(eval_rows), pd.concat(curve_parts, ignore_index=True)
+    # a few default-track runs blow up, as plain GD with a stochastic batch sometimes does
+    for row in rng.choice(np.flatnonzero(evals["track"] == "default"), size=diverged_evals, replace=False):
+        evals.loc[row, ["test_loss", "test_accuracy", "diverged"]] = [math.nan, math.nan, 1]
+        key = evals.loc[row, ["dataset", "optimizer", "batch_size", "track", "seed"]]
+        mask = (curves[key.index] == key.to_numpy()).all(axis=1) & (curves["epoch"] > 3)
+        curves.loc[mask, ["train_loss", "val_loss", "val_accuracy", "grad_norm", "updates", "seconds"]] = math.nan
+    config = {"name": name, "datasets": list(datasets), "optimizers": list(optimizers),
+              "batch_sizes": list(batch_sizes), "trials": trials, "epochs": epochs_per, "seeds": seed_list,
+              "tuning_seed": 1000, "random_arm": random_arm, "population": 1,
+              "search_spaces": {o: SEARCH_SPACES[o] for o in optimizers},
+              "defaults": {o: DEFAULTS[o] for o in optimizers}}
+    meta = {"git_commit": "0" * 40, "versions": {"numpy": "2.4.6", "optuna": "5.0.0", "mlflow": "3.17.2"},
+            "machine": "fixture (2 cores)", "config_hash": "f" * 16, "command": "make_results()",
+            "tracking_uri": "sqlite:///fixture.db", "optuna_storage": "journal:fixture.log"}
+    return SweepResults(name, config, evals, curves, pd.DataFrame(trial_rows), pd.DataFrame(importance_rows), meta)
