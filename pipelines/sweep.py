@@ -55,7 +55,7 @@ class Progress:
         arms = 2 if cfg.random_arm else 1
         self.cells_total, self.cells_done = len(cfg.cells()), done_cells
         self.bar = tqdm(total=self.cells_total * cfg.trials * arms, initial=done_trials, unit="trial",
-                        dynamic_ncols=True, file=sys.stderr, smoothing=0.05)
+                        dynamic_ncols=True, file=sys.stderr, smoothing=0.05, mininterval=0.5)
         self.best: dict = {}
         self._postfix()
 

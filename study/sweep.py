@@ -31,10 +31,18 @@ def open_stores(cfg: SweepConfig, runs_dir: str | Path):
         probe.unlink()
     except OSError as e:
         raise BadInput("--runs-dir", f"{runs_dir} is not writable: {e.strerror or e}") from None
+    mlflow_client = tracking.checked_client(runs_dir)  # an unreachable server fails before anything is written
     storage = tuning.open_storage(tuning.storage_url(runs_dir, cfg.name))
-    mlflow_client = tracking.checked_client(runs_dir)
+    tuning.record_sweep(storage, cfg, machine_description())
     experiment = tracking.experiment_id(mlflow_client, cfg.name, runs_dir)
     return storage, mlflow_client, experiment
+
+
+def machine_description() -> str:
+    import platform
+
+    return f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, " \
+           f"Python {platform.python_version()}, {platform.system()} {platform.release()}".replace("  ", " ")
 
 
 def pending_cells(storage, cfg: SweepConfig) -> list[tuple]:

@@ -129,16 +129,22 @@ def log_run(mlflow_client: MlflowClient, experiment: str, run_name: str, tags: M
     return run_id
 
 
-def runs(mlflow_client: MlflowClient, experiment: str, filter_string: str = "") -> list:
-    """Every run of an experiment matching the filter, all pages."""
+def runs(mlflow_client: MlflowClient, experiment: str, filter_string: str = "",
+         max_results: int | None = None) -> list:
+    """Every run of an experiment matching the filter (all pages, or the first ``max_results``)."""
     found, token = [], None
     while True:
-        page = mlflow_client.search_runs([experiment], filter_string=filter_string, max_results=1000,
-                                         page_token=token)
+        page = mlflow_client.search_runs([experiment], filter_string=filter_string,
+                                         max_results=min(1000, max_results or 1000), page_token=token)
         found += list(page)
         token = page.token
-        if not token:
+        if not token or (max_results and len(found) >= max_results):
             return found
+
+
+def experiments_newest_first(mlflow_client: MlflowClient) -> list:
+    return sorted(mlflow_client.search_experiments(), key=lambda e: (e.creation_time or 0, e.experiment_id),
+                  reverse=True)
 
 
 def start_run(mlflow_client: MlflowClient, experiment: str, run_name: str, tags: Mapping[str, str],

@@ -84,6 +84,57 @@ def study_attrs(storage, sweep: str) -> dict[str, dict]:
             if s.study_name.startswith(f"{sweep}/")}
 
 
+def record_sweep(storage, cfg: SweepConfig, machine: str) -> None:
+    """Keep the resolved config with the results; the same name with a different config is refused, since mixing
+    two protocols under one name would make every count and comparison meaningless."""
+    meta = optuna.create_study(storage=storage, study_name=f"{cfg.name}/_meta", load_if_exists=True)
+    known = meta.user_attrs.get("config_hash")
+    if known is None:
+        meta.set_user_attr("config", cfg.as_dict())
+        meta.set_user_attr("machine", machine)
+        meta.set_user_attr("config_hash", cfg.hash)
+    elif known != cfg.hash:
+        raise BadInput(cfg.source, f"sweep {cfg.name!r} already exists in the store with another config "
+                                   f"(hash {known}, now {cfg.hash}); resume it with the same settings or start a "
+                                   f"new one with name=<new name>")
+
+
+def sweep_meta(storage, sweep: str) -> dict:
+    """The config and machine recorded by ``record_sweep``; empty if the sweep is unknown."""
+    names = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    summary = names.get(f"{sweep}/_meta")
+    return dict(summary.user_attrs) if summary else {}
+
+
+def read_trials(storage, sweep: str, config: dict) -> tuple[list[dict], list[dict], dict]:
+    """Every finished tuning trial of a sweep as rows (hyperparameters under lecture names), parameter importances
+    per cell, and the cell studies' attributes (evaluation run ids, done flags)."""
+    spaces = {o: {p: Range(**r) for p, r in s.items()} for o, s in config["search_spaces"].items()}
+    trials, importance_rows, cells = [], [], {}
+    for dataset in config["datasets"]:
+        for optimizer in config["optimizers"]:
+            for batch in config["batch_sizes"]:
+                cell = (dataset, optimizer, batch)
+                keys = {"dataset": dataset, "optimizer": optimizer, "batch_size": str(batch)}
+                for arm in ("tpe", "random"):
+                    try:
+                        study = optuna.load_study(study_name=study_name(sweep, cell, arm), storage=storage)
+                    except KeyError:
+                        continue
+                    if arm == "tpe":
+                        cells[cell] = dict(study.user_attrs)
+                        importance_rows += [{**keys, "param": p, "importance": v}
+                                            for p, v in sorted(study.user_attrs.get("importances", {}).items())]
+                    done = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+                    for order, t in enumerate(sorted(done, key=lambda t: t.number)):
+                        hyper = hyper_from_params(t.params, spaces[optimizer]) if t.params else {}
+                        state = t.user_attrs.get("state", t.state.name)
+                        trials.append({**keys, "arm": arm, "number": t.number, "state": state,
+                                       "value": t.value if state in ("COMPLETE", "DIVERGED") else math.nan,
+                                       **hyper})
+    return trials, importance_rows, cells
+
+
 # --- Search spaces -------------------------------------------------------------------------------------------------
 def param_name(name: str, r: Range) -> str:
     return f"one_minus_{name}" if r.one_minus else name

@@ -6,7 +6,9 @@ returns a ``SweepResults``; the report is a pure function of it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
@@ -35,3 +37,86 @@ class SweepResults:
     # git_commit, versions {package: version}, machine, config_hash, command, tracking_uri (masked), optuna_storage
     # (masked).
     meta: dict = field(default_factory=dict)
+
+
+HYPER = ("eta", "gamma", "beta", "beta1", "beta2", "eps")
+CURVE_METRICS = ("train_loss", "val_loss", "val_accuracy", "grad_norm", "updates", "seconds")
+
+
+def newest_sweep(runs_dir: str | Path = "runs") -> str | None:
+    """The sweep whose experiment was created last among those that hold cell runs (the lecture is not a sweep)."""
+    from study import tracking
+
+    mlflow_client = tracking.client(runs_dir)
+    for experiment in tracking.experiments_newest_first(mlflow_client):
+        if tracking.runs(mlflow_client, experiment.experiment_id, "tags.role = 'cell'", max_results=1):
+            return experiment.name
+    return None
+
+
+def load(runs_dir: str | Path, sweep: str) -> SweepResults:
+    """Read one sweep's results from its stores (MLflow for evaluation runs, Optuna for trials and config)."""
+    from study import data, tracking, tuning
+    from study.errors import BadInput
+
+    storage = tuning.open_storage(tuning.storage_url(runs_dir, sweep))
+    meta = tuning.sweep_meta(storage, sweep)
+    if not meta.get("config"):
+        raise BadInput("--sweep", f"no sweep {sweep!r} in the Optuna store {tracking.mask_url(tuning.storage_url(runs_dir, sweep))}")
+    config = meta["config"]
+    trials, importance_rows, cells = tuning.read_trials(storage, sweep, config)
+    recorded = {run_id for attrs in cells.values() for k, run_id in attrs.items() if k.startswith("eval:")}
+
+    mlflow_client = tracking.client(runs_dir)
+    experiment = mlflow_client.get_experiment_by_name(sweep)
+    if experiment is None:
+        raise BadInput("--sweep", f"no MLflow experiment {sweep!r} in {tracking.mask_url(tracking.tracking_uri(runs_dir))}")
+    eval_runs = [r for r in tracking.runs(mlflow_client, experiment.experiment_id, "tags.role = 'eval'")
+                 if r.info.run_id in recorded and r.info.status == "FINISHED"]  # orphans and report runs excluded
+    n_train = {d: data.load(d, 0, config["val_fraction"], config["test_fraction"]).X_train.shape[0]
+               for d in config["datasets"]}
+    eval_rows, curve_rows = [], []
+    for run in sorted(eval_runs, key=lambda r: _run_key(r)):
+        tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
+        keys = {"dataset": tags["dataset"], "optimizer": tags["optimizer"], "batch_size": tags["batch_size"],
+                "track": tags["track"], "seed": int(tags["seed"])}
+        history = {m: tracking.metric_histories(mlflow_client, [run.info.run_id], m)[run.info.run_id]
+                   for m in CURVE_METRICS if m in metrics}
+        seconds = history.get("seconds", ([], []))[1]
+        eval_rows.append({**keys, "test_loss": metrics.get("test_loss", np.nan),
+                          "test_accuracy": metrics.get("test_accuracy", np.nan),
+                          "diverged": int(metrics.get("diverged", 0)), "seconds": seconds[-1] if seconds else np.nan,
+                          "n_train": n_train[keys["dataset"]],
+                          **{h: float(params[h]) if h in params else np.nan for h in HYPER}})
+        steps = sorted({s for steps, _ in history.values() for s in steps})
+        columns = {m: dict(zip(*history[m])) for m in history}
+        for step in steps:
+            curve_rows.append({**keys, "epoch": step,
+                               **{m: columns[m].get(step, np.nan) if m in columns else np.nan
+                                  for m in CURVE_METRICS}})
+    sample = eval_runs[0].data.tags if eval_runs else {}
+    return SweepResults(
+        name=sweep, config=config,
+        evals=pd.DataFrame(eval_rows, columns=[*EVAL_KEYS, "test_loss", "test_accuracy", "diverged", "seconds",
+                                               "n_train", *HYPER]),
+        curves=pd.DataFrame(curve_rows, columns=[*EVAL_KEYS, "epoch", *CURVE_METRICS]),
+        trials=pd.DataFrame(trials, columns=["dataset", "optimizer", "batch_size", "arm", "number", "state", "value",
+                                             *HYPER]),
+        importances=pd.DataFrame(importance_rows, columns=["dataset", "optimizer", "batch_size", "param",
+                                                           "importance"]),
+        meta={"git_commit": sample.get("git_commit", "unknown"),
+              "versions": {k.removeprefix("version."): v for k, v in sorted(sample.items())
+                           if k.startswith("version.")},
+              "machine": meta.get("machine", "unknown"), "config_hash": meta.get("config_hash", ""),
+              "command": sample.get("command", ""),
+              "tracking_uri": tracking.mask_url(tracking.tracking_uri(runs_dir)),
+              "optuna_storage": tracking.mask_url(tuning.storage_url(runs_dir, sweep))},
+    )
+
+
+EVAL_KEYS = ["dataset", "optimizer", "batch_size", "track", "seed"]
+
+
+def _run_key(run):
+    t = run.data.tags
+    return (t.get("dataset"), t.get("optimizer"), t.get("batch_size"), t.get("track"), int(t.get("seed", 0)))

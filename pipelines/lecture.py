@@ -1,0 +1,125 @@
+"""Reproduce the lecture's toy problem with the platform's own code: trajectories, figures, GIF, MLflow runs.
+
+    python -m pipelines.lecture [--config conf/lecture.yaml] [--runs-dir runs] [--out runs/lecture] [--no-mlflow]
+
+Writes to --out (default <runs-dir>/lecture):
+  trajectories.csv   optimizer,batch_size,epoch,step,w,b,loss: a start row (epoch 0, step 0) and one row per
+                     update for every optimizer x batch mode; w, b after the update, loss = the full error there
+  *.png, *.gif       the error surface, contour maps with every path, error against epoch, other starts, larger
+                     learning rates, momentum's pulses, AdaGrad on sparse features, and the paths as an animation
+and logs one run per optimizer x batch mode to the MLflow experiment `lecture` (tags role=lecture, dataset,
+optimizer, batch_size; params eta/gamma/beta/beta1/beta2/eps; metric `loss` per epoch; the CSV and figures as
+artifacts) in sqlite:///<runs-dir>/mlflow.db, or MLFLOW_TRACKING_URI if set. A re-run replaces the previous
+lecture runs (they are deleted, their local artifacts removed), so the experiment always shows one set.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+from urllib.parse import unquote, urlparse
+
+from pipelines.cli import ArgumentParser, run
+from study import lecture
+from study.errors import BadInput
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO / "conf" / "lecture.yaml"
+EXPERIMENT = "lecture"
+
+
+def parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m pipelines.lecture", description=__doc__.split("\n\n", 1)[0],
+                       epilog="Settings (start, epochs, batch modes, each optimizer's hyperparameters, figure "
+                              "windows) live in conf/lecture.yaml.")
+    p.add_argument("--config", default=None, help="settings file (default: conf/lecture.yaml)")
+    p.add_argument("--runs-dir", default="runs", help="the stores' directory: MLflow in <runs-dir>/mlflow.db, "
+                                                       "artifacts in <runs-dir>/artifacts (default: runs)")
+    p.add_argument("--out", default=None, help="where the CSV and figures go (default: <runs-dir>/lecture)")
+    p.add_argument("--no-mlflow", action="store_true", help="write the files only, log nothing to MLflow")
+    return p
+
+
+def _shown(path: Path) -> str:
+    """A path as a person reads it in an error message: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _writable_dir(flag: str, path: Path) -> Path:
+    if path.exists() and not path.is_dir():
+        raise BadInput(flag, f"{path} exists and is not a directory")
+    return path
+
+
+def _local_path(uri: str) -> Path | None:
+    parsed = urlparse(uri)
+    return Path(unquote(parsed.path)) if parsed.scheme == "file" else None
+
+
+def log_to_mlflow(results: lecture.LectureResults, files: list[Path], runs_dir: Path) -> tuple[int, int]:
+    """One run per trajectory in the experiment `lecture`, replacing the previous ones; (logged, replaced)."""
+    from study import tracking  # imported here: MLflow takes seconds to import, --help and bad input need none
+
+    client = tracking.client(runs_dir)
+    experiment = tracking.experiment_id(client, EXPERIMENT, runs_dir)
+    previous = tracking.runs(client, experiment, "tags.role = 'lecture'")
+    for old in previous:  # deleted runs keep their files; ours are replaced, so free the disk too
+        local = _local_path(old.info.artifact_uri or "")
+        if local is not None and local.is_dir():
+            shutil.rmtree(local, ignore_errors=True)
+    replaced = tracking.delete_runs(client, experiment, "tags.role = 'lecture'")
+    for t in results.trajectories:
+        tracking.log_run(client, experiment, f"{t.optimizer} batch={t.batch_size}",
+                         tags={"role": "lecture", "dataset": "toy", "optimizer": t.optimizer,
+                               "batch_size": t.batch_size},
+                         params=t.hyper, curves={"loss": t.epoch_losses()}, artifacts=files)
+    return len(results.trajectories), replaced
+
+
+def summary(results: lecture.LectureResults) -> str:
+    lines = [f"{'optimizer':<10} {'batch':>5} {'updates':>7} {'w':>20} {'b':>20} {'loss':>10}  first epoch < 1e-3"]
+    for t in results.trajectories:
+        below = t.epoch_losses() < 1e-3
+        first = str(int(below.argmax()) + 1) if below.any() else "never"
+        lines.append(f"{t.optimizer:<10} {t.batch_size:>5} {len(t.epoch) - 1:>7} {t.w[-1]!r:>20} {t.b[-1]!r:>20} "
+                     f"{t.loss[-1]:>10.3e}  {first}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    config = Path(args.config) if args.config else DEFAULT_CONFIG
+    # Everything that can be wrong with the input is checked here, before a single file is written.
+    settings = lecture.load_settings(config, shown_as=args.config or _shown(config))
+    runs_dir = _writable_dir("--runs-dir", Path(args.runs_dir))
+    out = _writable_dir("--out", Path(args.out) if args.out else runs_dir / "lecture")
+
+    started = time.perf_counter()
+    results = lecture.compute(settings)
+    print(f"lecture: {len(results.trajectories)} trajectories computed ({time.perf_counter() - started:.1f} s)",
+          flush=True)
+
+    from study import lecture_figures  # matplotlib: only once there is something to draw
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = [lecture.write_trajectories_csv(out / "trajectories.csv", results.trajectories)]
+    files += lecture_figures.draw_all(settings, results, out)
+    print(f"lecture: {len(files)} files in {out}/ ({time.perf_counter() - started:.1f} s)", flush=True)
+    if not args.no_mlflow:
+        logged, replaced = log_to_mlflow(results, files, runs_dir)
+        where = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{runs_dir}/mlflow.db"
+        print(f"lecture: {logged} runs logged to MLflow experiment '{EXPERIMENT}' at {where}"
+              f"{f', replacing {replaced} earlier ones' if replaced else ''} "
+              f"({time.perf_counter() - started:.1f} s)", flush=True)
+    print(summary(results))
+    return 0
+
+
+if __name__ == "__main__":
+    run(main, sys.argv[1:])
