@@ -1,9 +1,10 @@
 """The six update rules against hand-derived steps and an independent reference written from the lecture's equations.
 
-Nothing here is computed by ``study.optim`` and then compared with itself: the expected numbers are worked out by
-hand (first steps), written in closed form (momentum under a constant gradient), or produced by the plain-float
-reference below, which follows the lecture's equations line by line (with the slips of its code listed in
-DESIGN §4 corrected). Tests that loop over ``OPTIMIZERS`` pick up a new optimizer without an edit.
+No expected number comes from ``study.optim`` itself: they are worked out by hand (first steps), written in closed
+form (momentum under a constant gradient), or produced by the plain-float reference below, which follows the
+lecture's equations line by line (with the slips of its code listed in DESIGN §4 corrected). Only the population
+tests compare study with study, because that is their property: K members in one call = K runs alone.
+Tests that loop over ``OPTIMIZERS`` pick up a new optimizer without an edit.
 """
 from __future__ import annotations
 
