@@ -46,8 +46,9 @@ ui: setup  ## Serve the MLflow UI over the runs store on $(HOST):$(PORT)
 	$(VENV)/bin/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(RUNS)/mlflow.db} \
 		--default-artifact-root $(RUNS)/artifacts --host $(HOST) --port $(PORT)
 
-dashboard: setup  ## Serve optuna-dashboard over the sweep's Optuna storage on $(HOST):$(PORT)
-	$(PY) -m pipelines.dashboard --runs-dir $(RUNS) --host $(HOST) --port $(PORT)
+dashboard: setup  ## Serve optuna-dashboard over the newest sweep's Optuna storage on $(HOST):8080 (PORT= to change)
+	$(PY) -m pipelines.dashboard --runs-dir $(RUNS) --host $(HOST) \
+		--port $(if $(filter command line environment,$(origin PORT)),$(PORT),8080) $(ARGS)
 
 bench: setup  ## Benchmark the trainer against scikit-learn's MLPClassifier (writes runs/bench.json)
 	$(PY) -m pipelines.bench $(ARGS)
