@@ -1,0 +1,73 @@
+"""Batch, mini-batch and stochastic: the lecture's table of updates per epoch, measured, and how noise changes.
+
+Updates per epoch are read from the cumulative ``updates`` curve of every evaluation run. Noise is read from
+``grad_norm`` (the RMS norm of the gradients that fed the epoch's updates): a mini-batch gradient's expected squared
+norm is the full gradient's plus the sampling variance / B, so at equal parameters a smaller batch has a larger
+RMS norm. Runs at different batch sizes do not pass through the same parameters, so the ratio is a symptom of
+noise, not a clean measurement of it; the toy-problem claim measures gradient error at equal parameters.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from study.report.progress import RUN
+
+
+def expected_updates(n_train: int, batch_size: str) -> int:
+    """The lecture's table: batch 1, mini-batch ceil(N / B), stochastic N."""
+    return 1 if batch_size == "full" else math.ceil(n_train / min(int(batch_size), n_train))
+
+
+def lecture_formula(batch_size: str) -> str:
+    return {"full": "1", "1": "N"}.get(batch_size, f"N/{batch_size}")
+
+
+def updates_per_epoch(curves: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, batch size): N, the expected updates per epoch and the measured ones (min and max over
+    every epoch of every evaluation run that has a count)."""
+    c = curves[RUN + ["epoch", "updates"]].sort_values(RUN + ["epoch"])
+    per_epoch = c.groupby(RUN, sort=False)["updates"].diff().fillna(c["updates"])
+    c = c.assign(per_epoch=per_epoch).dropna(subset=["per_epoch"])
+    measured = c.groupby(["dataset", "batch_size"], sort=False)["per_epoch"].agg(["min", "max"]).reset_index()
+    n_train = evals.groupby("dataset", sort=False)["n_train"].first()
+    measured["n_train"] = measured["dataset"].map(n_train).astype(int)
+    measured["expected"] = [expected_updates(n, b) for n, b in zip(measured["n_train"], measured["batch_size"])]
+    measured["matches"] = (measured["min"] == measured["expected"]) & (measured["max"] == measured["expected"])
+    return measured.rename(columns={"min": "measured_min", "max": "measured_max"})
+
+
+def noise(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per run: the mean grad_norm over the second half of its epochs, its ratio to the full-batch run of the
+    same (dataset, optimizer, track, seed), and the share of epochs whose validation loss went up (oscillation)."""
+    c = curves.sort_values(RUN + ["epoch"])
+    last_epoch = c.groupby("dataset")["epoch"].transform("max")
+    late = c[c["epoch"] > last_epoch / 2]
+    out = late.groupby(RUN, sort=False)["grad_norm"].mean().rename("late_grad_norm").reset_index()
+    rose = c.groupby(RUN, sort=False)["val_loss"].diff() > 0
+    steps = c.groupby(RUN, sort=False)["val_loss"].diff().notna()
+    share = (rose.groupby([c[k] for k in RUN], sort=False).sum()
+             / steps.groupby([c[k] for k in RUN], sort=False).sum().replace(0, np.nan))
+    out = out.merge(share.rename("val_rise_share").reset_index(), on=RUN, how="left")
+    full = out[out["batch_size"] == "full"].set_index(["dataset", "optimizer", "track", "seed"])["late_grad_norm"]
+    key = pd.MultiIndex.from_frame(out[["dataset", "optimizer", "track", "seed"]])
+    out["grad_norm_vs_full"] = out["late_grad_norm"].to_numpy() / full.reindex(key).to_numpy()
+    return out
+
+
+def summary(noise_runs: pd.DataFrame, updates: pd.DataFrame, batch_order: list[str]) -> pd.DataFrame:
+    """Per batch size: the lecture's formula, measured updates per epoch (range over datasets), whether every
+    dataset matched, and the medians of the noise measures."""
+    rows = []
+    for batch in batch_order:
+        u = updates[updates["batch_size"] == batch]
+        n = noise_runs[noise_runs["batch_size"] == batch]
+        rows.append({"batch_size": batch, "formula": lecture_formula(batch),
+                     "expected_min": u["expected"].min(), "expected_max": u["expected"].max(),
+                     "measured_min": u["measured_min"].min(), "measured_max": u["measured_max"].max(),
+                     "datasets_matching": int(u["matches"].sum()), "datasets": len(u),
+                     "grad_norm_vs_full": float(n["grad_norm_vs_full"].median()),
+                     "val_rise_share": float(n["val_rise_share"].median())})
+    return pd.DataFrame(rows)

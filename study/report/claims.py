@@ -1,0 +1,248 @@
+"""The lecture's claims, checked one row each: supported, contradicted or inconclusive, with the number behind it.
+
+Criteria and thresholds live in conf/claims.yaml (written before any claim was evaluated). Each check computes a
+``share``: the fraction of comparable cases (learning rates of a grid, or sweep cells) on which the claim's
+criterion holds; the thresholds there turn it into a verdict.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from study.report import fmt, toy
+from study.report.verdict import WINNER
+
+SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
+
+
+@dataclass
+class ClaimCheck:
+    claim: str  # the lecture's statement
+    source: str  # where the evidence comes from
+    criterion: str  # what was measured and the threshold
+    measured: str  # the number behind the verdict
+    share: float  # fraction of comparable cases where the criterion holds (NaN: none comparable)
+    cases: int  # how many comparable cases
+    verdict: str
+
+
+def _verdict(share: float, cases: int, rules: dict) -> str:
+    if cases < rules.get("min_cases", 1) or np.isnan(share):
+        return INCONCLUSIVE
+    if share >= rules["support"]:
+        return SUPPORTED
+    if share <= rules["contradict"]:
+        return CONTRADICTED
+    return INCONCLUSIVE
+
+
+def _share(holds: np.ndarray, comparable: np.ndarray) -> tuple[float, int]:
+    cases = int(np.sum(comparable))
+    return (float(np.sum(holds & comparable)) / cases if cases else float("nan")), cases
+
+
+def _of(share: float, cases: int) -> str:
+    return f"{int(round(share * cases)) if cases else 0}/{cases}"
+
+
+def _toy_checks(runs: dict, cfg: dict, rules: dict) -> list[ClaimCheck]:
+    gd, mom, nag, ada, rms = (runs[o] for o in ("gd", "momentum", "nag", "adagrad", "rmsprop"))
+    source = f"toy: lecture's sigmoid neuron, {len(runs['etas'])} learning rates {fmt.num(runs['etas'][0])}..." \
+             f"{fmt.num(runs['etas'][-1])}"
+    checks = []
+    esc = f"loss <= {cfg['escape_fraction']:.0%} of the start"
+    tgt = f"loss <= {cfg['target_fraction']:.0%} of the start"
+
+    comparable = np.isfinite(gd["escape"]) | np.isfinite(mom["escape"])
+    share, cases = _share(mom["escape"] < gd["escape"], comparable)
+    speedup = np.nanmedian(np.where(comparable, gd["escape"] / mom["escape"], np.nan)) if cases else np.nan
+    checks.append(ClaimCheck(
+        "Momentum moves faster than GD on gentle slopes", source,
+        f"momentum leaves the plateau ({esc}) in fewer epochs than GD at the same learning rate",
+        f"faster at {_of(share, cases)} learning rates; median {fmt.num(speedup)}x fewer epochs", share, cases,
+        _verdict(share, cases, rules)))
+
+    comparable = np.isfinite(gd["target"]) | np.isfinite(mom["target"])
+    holds = (mom["u_turns"] > 0) & (mom["target"] < gd["target"])
+    share, cases = _share(holds, comparable)
+    checks.append(ClaimCheck(
+        "Momentum makes u-turns around the minimum, yet converges faster than GD", source,
+        f"momentum makes >= 1 u-turn (sign change of an update along a parameter) and reaches {tgt} in fewer "
+        f"epochs than GD",
+        f"holds at {_of(share, cases)} learning rates; momentum's u-turns: median {fmt.num(np.median(mom['u_turns']))}",
+        share, cases, _verdict(share, cases, rules)))
+
+    comparable = mom["u_turns"] > 0
+    share, cases = _share(nag["u_turns"] < mom["u_turns"], comparable)
+    checks.append(ClaimCheck(
+        "NAG oscillates less than momentum", source,
+        "NAG makes fewer u-turns than momentum, where momentum makes any",
+        f"fewer at {_of(share, cases)} learning rates; u-turns NAG/momentum median "
+        f"{fmt.num(np.median(nag['u_turns']))}/{fmt.num(np.median(mom['u_turns']))}", share, cases,
+        _verdict(share, cases, rules)))
+
+    stall_cfg = runs["stall"]
+    off_plateau = np.isfinite(ada["escape"]) & ~ada["diverged"]
+    stalled = off_plateau & ~np.isfinite(ada["target"]) & (ada["b_step_decay"] < stall_cfg["decay_ratio"])
+    share, cases = _share(stalled, off_plateau)
+    checks.append(ClaimCheck(
+        "AdaGrad's learning rate decays until it stalls near the minimum", source,
+        f"off the plateau, AdaGrad misses {tgt} within {cfg['epochs']} epochs while its effective step on b fell "
+        f"below {fmt.num(stall_cfg['decay_ratio'])} of its first",
+        f"stalled at {_of(share, cases)} learning rates that left the plateau; effective step on b fell to median "
+        f"{fmt.num(np.nanmedian(ada['b_step_decay']))} of its first", share, cases, _verdict(share, cases, rules)))
+
+    share, cases = _share(np.isfinite(rms["target"]), stalled)
+    checks.append(ClaimCheck(
+        "RMSProp avoids AdaGrad's stall", source,
+        f"where AdaGrad stalled, RMSProp (beta {fmt.num(cfg['beta'])}) reaches {tgt}",
+        f"reached at {_of(share, cases)} stalled learning rates" if cases else "AdaGrad never stalled: no stall to avoid",
+        share, cases, _verdict(share, cases, rules)))
+
+    lecture = float(cfg["lecture_eta"])
+    raised = runs["gd_raised"]
+    reference = mom["target"][np.argmin(np.abs(runs["etas"] - lecture))]
+    fixed = (~raised["diverged"]) & (raised["u_turns"] == 0) & (raised["target"] <= reference)
+    larger = raised["etas"] > lecture
+    share, cases = _share(~fixed, larger)
+    checks.append(ClaimCheck(
+        "Raising GD's learning rate does not fix gentle slopes (it overshoots or diverges)", source,
+        f"at learning rates above the lecture's {fmt.num(lecture)}, GD does not reach {tgt} as fast as momentum at "
+        f"{fmt.num(lecture)} ({fmt.num(reference)} epochs) without a u-turn or divergence",
+        f"not fixed at {_of(share, cases)} larger learning rates; there GD made {fmt.names(raised['u_turns'][larger])}"
+        f" u-turns and diverged {int(raised['diverged'][larger].sum())} times", share, cases,
+        _verdict(share, cases, rules)))
+    return checks
+
+
+def _minibatch_checks(mb: dict, cfg: dict, rules: dict) -> list[ClaimCheck]:
+    source = f"toy: softmax regression on {cfg['dataset']}, plain GD, {len(mb['etas'])} learning rates"
+    sizes = [mb["numeric"][b] for b in mb["sizes"]]
+    rates = np.array([mb["u_turn_rate"][b] for b in mb["sizes"]])  # (batch sizes, etas)
+    blown = np.array([mb["diverged"][b] for b in mb["sizes"]]).any(axis=0)
+    rho = np.array([scipy_stats.spearmanr(sizes, rates[:, i]).statistic if not blown[i] else np.nan
+                    for i in range(rates.shape[1])])
+    share, cases = _share(rho <= cfg["max_rho"], ~blown & np.isfinite(rho))
+    checks = [ClaimCheck(
+        "Mini-batches reduce the oscillation of stochastic updates", source,
+        f"the u-turn rate (u-turns per pair of consecutive updates) falls with batch size: Spearman rho <= "
+        f"{fmt.num(cfg['max_rho'])}",
+        f"falls at {_of(share, cases)} learning rates; median rate at batch 1 {fmt.num(np.median(rates[0]))}, "
+        f"full {fmt.num(np.median(rates[-1]))}", share, cases, _verdict(share, cases, rules))]
+    batches = list(mb["gradient_error"])
+    errors = np.array([mb["gradient_error"][b] for b in batches])
+    comparable = np.isfinite(errors).all(axis=0)
+    decreasing = (np.diff(errors, axis=0) < 0).all(axis=0)
+    share, cases = _share(decreasing, comparable)
+    checks.append(ClaimCheck(
+        "Larger batches estimate the gradient more accurately", source,
+        f"the relative error |g_B - g| / |g| falls strictly from batch {batches[0]} to {batches[-1]}, at the point "
+        f"full-batch GD reaches after {cfg['gradient_epochs']} epochs",
+        f"falls at {_of(share, cases)} learning rates; median error {fmt.num(np.nanmedian(errors[0]))} at batch "
+        f"{batches[0]}, {fmt.num(np.nanmedian(errors[-1]))} at {batches[-1]}", share, cases,
+        _verdict(share, cases, rules)))
+    return checks
+
+
+def _sparse_check(sp: dict, cfg: dict, rules: dict) -> ClaimCheck:
+    gain = sp["adagrad"]["ratio"] / sp["gd"]["ratio"]
+    share, cases = _share(gain >= cfg["min_gain"], np.isfinite(gain))
+    return ClaimCheck(
+        "AdaGrad gives the parameters of sparse features larger effective updates",
+        f"toy: softmax regression on {cfg['dataset']}, {len(sp['etas'])} learning rates",
+        f"(path length of rare-feature weights / common-feature weights) is at least {fmt.num(cfg['min_gain'])}x "
+        f"larger for AdaGrad than for GD",
+        f"holds at {_of(share, cases)} learning rates; rare/common ratio median GD {fmt.num(np.nanmedian(sp['gd']['ratio']))}"
+        f", AdaGrad {fmt.num(np.nanmedian(sp['adagrad']['ratio']))}", share, cases, _verdict(share, cases, rules))
+
+
+def _practice_checks(adam_family, adam_judgement, cells: pd.DataFrame, updates: pd.DataFrame,
+                     rules: dict) -> list[ClaimCheck]:
+    checks = []
+    if adam_family is not None and "adam" in adam_family.result.mean_ranks.index:
+        result, j = adam_family.result, adam_judgement
+        if j.status == WINNER and j.control == "adam":
+            verdict = SUPPORTED
+        elif "adam" in j.beaten:
+            verdict = CONTRADICTED
+        else:
+            verdict = INCONCLUSIVE
+        holm = "" if j.control == "adam" else f", Holm {fmt.p(result.versus_control.loc['adam', 'holm_p'])} vs " \
+                                              f"{j.control}"
+        checks.append(ClaimCheck(
+            "Adam is the best default in practice", f"sweep: default hyperparameters, {result.n_blocks} datasets",
+            "the default track's overall family names Adam the winner (Friedman, then Holm-corrected Wilcoxon)",
+            f"Adam's mean rank {fmt.num(result.mean_ranks['adam'])} of {len(result.mean_ranks)} "
+            f"(best: {j.control}, {fmt.num(result.mean_ranks.iloc[0])}){holm}; status: {j.status}",
+            1.0 if verdict == SUPPORTED else 0.0, result.n_blocks, verdict))
+    for fast, slow, claim in (("momentum", "gd", "Momentum moves faster than GD (in practice)"),
+                              ("rmsprop", "adagrad", "RMSProp reaches the target where AdaGrad does not (in practice)")):
+        a = cells[cells["optimizer"] == fast].set_index(["dataset", "batch_size"])["epochs_to_target"]
+        b = cells[cells["optimizer"] == slow].set_index(["dataset", "batch_size"])["epochs_to_target"]
+        a, b = a.align(b, join="inner")
+        if fast == "momentum":
+            comparable, holds = np.isfinite(a) | np.isfinite(b), a < b
+            criterion = "momentum reaches the dataset's target in fewer epochs than GD (tuned, same batch size)"
+        else:
+            comparable, holds = ~np.isfinite(b), np.isfinite(a)
+            criterion = "in cells where AdaGrad misses the dataset's target, RMSProp reaches it (tuned, same batch size)"
+        share, cases = _share(holds.to_numpy(), comparable.to_numpy())
+        checks.append(ClaimCheck(claim, f"sweep: tuned track, {cases} comparable (dataset, batch size) cells",
+                                 criterion, f"holds in {_of(share, cases)} cells", share, cases,
+                                 _verdict(share, cases, rules)))
+    stochastic = updates[updates["batch_size"] == "1"]
+    share, cases = _share(stochastic["matches"].to_numpy(), np.ones(len(stochastic), bool))
+    checks.append(ClaimCheck(
+        "Stochastic GD makes N updates per epoch", f"sweep: every evaluation run at batch size 1",
+        "measured updates per epoch equal N, the training-set size, on every epoch of every run",
+        f"equal on {_of(share, cases)} datasets", share, cases, _verdict(share, cases, rules)))
+    return checks
+
+
+def check_all(claims_cfg: dict, adam_family=None, adam_judgement=None, cells: pd.DataFrame | None = None,
+              updates: pd.DataFrame | None = None) -> tuple[list[ClaimCheck], dict]:
+    """Every claim, in the lecture's order; and the raw toy measurements (for figures and tables)."""
+    rules = claims_cfg["verdict"]
+    runs = toy.lecture_toy(claims_cfg["toy"])
+    runs["stall"] = claims_cfg["adagrad_stall"]
+    sparse = toy.sparse_features(claims_cfg["sparse"])
+    mb = toy.minibatch(claims_cfg["minibatch"], float(claims_cfg["toy"]["min_update"]))
+    toy_rows = _toy_checks(runs, claims_cfg["toy"], rules)
+    checks = toy_rows[:3] + [_sparse_check(sparse, claims_cfg["sparse"], rules)] + toy_rows[3:]
+    checks += _minibatch_checks(mb, claims_cfg["minibatch"], rules)
+    if cells is not None and updates is not None:
+        checks += _practice_checks(adam_family, adam_judgement, cells, updates, rules)
+    return checks, {"toy": runs, "sparse": sparse, "minibatch": mb}
+
+
+def toy_table(raw: dict) -> pd.DataFrame:
+    """Every toy measurement behind the claims, one row per (problem, optimizer or batch size, learning rate)."""
+    rows = []
+    runs = raw["toy"]
+    for optimizer in ("gd", "momentum", "nag", "adagrad", "rmsprop"):
+        r = runs[optimizer]
+        for i, eta in enumerate(runs["etas"]):
+            rows.append({"problem": "lecture_toy", "optimizer": optimizer, "batch_size": "full", "eta": eta,
+                         "epochs_to_escape": r["escape"][i], "epochs_to_target": r["target"][i],
+                         "u_turns": r["u_turns"][i], "diverged": bool(r["diverged"][i]),
+                         "b_step_decay": np.nan if r["b_step_decay"] is None else r["b_step_decay"][i]})
+    r = runs["gd_raised"]
+    for i, eta in enumerate(r["etas"]):
+        rows.append({"problem": "lecture_toy_raised", "optimizer": "gd", "batch_size": "full", "eta": eta,
+                     "epochs_to_escape": r["escape"][i], "epochs_to_target": r["target"][i],
+                     "u_turns": r["u_turns"][i], "diverged": bool(r["diverged"][i])})
+    sp = raw["sparse"]
+    for optimizer in ("gd", "adagrad"):
+        for i, eta in enumerate(sp["etas"]):
+            rows.append({"problem": "sparse", "optimizer": optimizer, "batch_size": "full", "eta": eta,
+                         "rare_common_ratio": sp[optimizer]["ratio"][i], "diverged": bool(sp[optimizer]["diverged"][i])})
+    mb = raw["minibatch"]
+    for batch in mb["sizes"]:
+        for i, eta in enumerate(mb["etas"]):
+            rows.append({"problem": "minibatch", "optimizer": "gd", "batch_size": batch, "eta": eta,
+                         "u_turn_rate": mb["u_turn_rate"][batch][i], "diverged": bool(mb["diverged"][batch][i]),
+                         "gradient_error": mb["gradient_error"].get(batch, np.full(len(mb["etas"]), np.nan))[i]})
+    return pd.DataFrame(rows)

@@ -1,0 +1,63 @@
+"""Number formatting for the report: one place, fixed rules, so every rebuild prints the same characters."""
+from __future__ import annotations
+
+import math
+
+
+def num(x, digits: int = 3) -> str:
+    """A float with ``digits`` significant digits; 'n/a' for NaN, 'never' for +inf."""
+    if x is None:
+        return "n/a"
+    x = float(x)
+    if math.isnan(x):
+        return "n/a"
+    if math.isinf(x):
+        return "never" if x > 0 else "-inf"
+    if x == 0:
+        return "0"
+    text = f"{x:.{digits}g}"
+    return text.replace("e-0", "e-").replace("e+0", "e")
+
+
+def count(x) -> str:
+    """An integer count with thousands separators; 'never' for inf, 'n/a' for NaN."""
+    x = float(x)
+    if math.isnan(x):
+        return "n/a"
+    if math.isinf(x):
+        return "never"
+    return f"{int(round(x)):,}"
+
+
+def p(value) -> str:
+    """A p-value as people read them: 'p = 0.031', 'p < 0.001'."""
+    value = float(value)
+    if math.isnan(value):
+        return "p = n/a"
+    return "p < 0.001" if value < 0.001 else f"p = {value:.3f}"
+
+
+def prob(value) -> str:
+    return "n/a" if math.isnan(float(value)) else f"{float(value):.2f}"
+
+
+def pct(value, digits: int = 1) -> str:
+    return "n/a" if math.isnan(float(value)) else f"{100 * float(value):+.{digits}f}%"
+
+
+def share(value) -> str:
+    return "n/a" if math.isnan(float(value)) else f"{100 * float(value):.0f}%"
+
+
+def interval(mean, low, high, digits: int = 3) -> str:
+    if math.isnan(float(low)):
+        return num(mean, digits)
+    return f"{num(mean, digits)} [{num(low, digits)}, {num(high, digits)}]"
+
+
+def names(items) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    items = [str(i) for i in items]
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
