@@ -103,10 +103,10 @@ def main(argv=None) -> int:
         load_services_env(args.runs_dir)
     cfg = config.load_sweep(args.profile, args.overrides)
     storage, _, _ = sweep.open_stores(cfg, args.runs_dir)  # every store checked before any training
-    before = sweep.counts(cfg, storage)
-    if before["cells_done"] == before["cells"]:
-        print(f"sweep {cfg.name!r}: all {before['cells']} cells already done; nothing to run.", file=sys.stderr)
+    if not sweep.pending_cells(storage, cfg):
+        print(f"sweep {cfg.name!r}: all {len(cfg.cells())} cells already done; nothing to run.", file=sys.stderr)
         return 0
+    before = sweep.counts(cfg, storage)
     done_trials = sum(v for k, v in before["trials"].items() if k != "FAIL")
     progress = Progress(cfg, done_trials, before["cells_done"])
     try:

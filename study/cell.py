@@ -3,7 +3,8 @@
 Tuning asks Optuna for K trials at once, trains the K networks in one stacked pass, reports each member to its
 own trial (a pruned or diverged member stops, the others go on) and tells K results. Evaluation retrains the best
 hyperparameters (tuned track) and the defaults (default track) with every evaluation seed and scores them on the
-test split. Everything a cell writes is keyed by the cell, so resuming a cell redoes only what is missing.
+test split. The Optuna storage records what is done, so resuming a cell redoes only what is missing; MLflow
+mirrors it (study.record).
 """
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from typing import Callable
 import numpy as np
 import yaml
 
-from study import data, nn, tracking, train, tuning
+from study import data, nn, record, tracking, train, tuning
 from study.config import SweepConfig
 
-CURVES = ("train_loss", "val_loss", "val_accuracy", "grad_norm", "updates", "seconds")
+CURVES = ("train_loss", "val_loss", "val_accuracy", "updates", "seconds")  # what every run logs per epoch
+EVAL_CURVES = CURVES + ("grad_norm",)  # evaluations add the gradient norm: the report's measure of update noise
 
 
 class Interrupted(Exception):
@@ -37,7 +39,22 @@ class Context:
     worker: str
     progress: Callable[[str, dict], None] = lambda event, info: None
     stop_requested: list = field(default_factory=lambda: [False])
+    tracking_down_until: list = field(default_factory=lambda: [0.0])
     seconds: dict = field(default_factory=lambda: {"optuna": 0.0, "mlflow": 0.0})
+
+    def timed(self, what: str):
+        return _Timer(self.seconds, what)
+
+
+class _Timer:
+    def __init__(self, seconds: dict, what: str):
+        self.seconds, self.what = seconds, what
+
+    def __enter__(self):
+        self.started = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.seconds[self.what] += time.perf_counter() - self.started
 
 
 def install_signal_handlers(ctx: Context) -> None:
@@ -47,64 +64,43 @@ def install_signal_handlers(ctx: Context) -> None:
     signal.signal(signal.SIGTERM, ask_to_stop)
 
 
-def cell_tags(cell) -> dict[str, str]:
-    dataset, optimizer, batch = cell
-    return {"dataset": dataset, "optimizer": optimizer, "batch_size": str(batch)}
-
-
 def network(cfg: SweepConfig, split: data.Split) -> nn.MLP:
     return nn.MLP((split.n_features, *cfg.hidden, split.n_outputs), cfg.activation, split.task)
 
 
-class _Timer:
-    def __init__(self, ctx: Context, what: str):
-        self.ctx, self.what = ctx, what
-
-    def __enter__(self):
-        self.t = time.perf_counter()
-
-    def __exit__(self, *exc):
-        self.ctx.seconds[self.what] += time.perf_counter() - self.t
+def open_studies(ctx: Context, cell: tuple) -> dict:
+    arms = ("tpe", "random") if ctx.cfg.random_arm else ("tpe",)
+    with ctx.timed("optuna"):
+        return {arm: tuning.cell_study(ctx.storage, ctx.cfg, cell, arm) for arm in arms}
 
 
 def run_cell(ctx: Context, cell: tuple, claim: tuning.Claim) -> None:
-    cfg = ctx.cfg
-    with _Timer(ctx, "optuna"):
-        studies = {arm: tuning.cell_study(ctx.storage, cfg, cell, arm)
-                   for arm in (("tpe", "random") if cfg.random_arm else ("tpe",))}
-        main = studies["tpe"]
-        recovered = {arm: tuning.recover_dead_trials(s, cfg.lease_seconds) for arm, s in studies.items()}
-        cell_run = main.user_attrs.get("cell_run_id")
-    with _Timer(ctx, "mlflow"):
-        if cell_run is None:
-            cell_run = tracking.start_run(ctx.mlflow, ctx.experiment, "/".join(map(str, cell)),
-                                          {"role": "cell", **cell_tags(cell)})
-            with _Timer(ctx, "optuna"):
-                main.set_user_attr("cell_run_id", cell_run)
-        else:  # taken over from a dead worker or resumed: its unrecorded runs are orphans
-            tracking.reopen_run(ctx.mlflow, cell_run)
-            keep = {t.user_attrs.get("mlflow_run_id") for s in studies.values() for t in tuning.finished(s)}
-            keep |= {v for k, v in main.user_attrs.items() if k.startswith("eval:")}
-            tracking.fail_orphans(ctx.mlflow, ctx.experiment, cell_run, keep)
+    studies = open_studies(ctx, cell)
+    mirror = record.Mirror(ctx, cell, studies)
+    with ctx.timed("optuna"):
+        recovered = sum(len(tuning.recover_dead_trials(s, ctx.cfg.lease_seconds)) for s in studies.values())
+    if studies["tpe"].user_attrs.get("cell_run_id"):  # resumed or taken over: fail the dead worker's orphans
+        mirror.reconcile()
     try:
         for arm, study in studies.items():
-            _tune(ctx, cell, study, arm, cell_run, claim)
-        _evaluate(ctx, cell, main, cell_run, claim)
-        _finish(ctx, cell, main, cell_run, recovered)
+            _tune(ctx, cell, study, arm, mirror, claim)
+        _evaluate(ctx, cell, studies["tpe"], mirror, claim)
     except Interrupted:
-        tracking.end_run(ctx.mlflow, cell_run, "KILLED")
+        mirror.interrupted()
         raise
+    finish_cell(ctx, cell, studies, mirror, recovered)
 
 
-def _tune(ctx: Context, cell, study, arm: str, cell_run: str, claim: tuning.Claim) -> None:
+def _tune(ctx: Context, cell, study, arm: str, mirror: record.Mirror, claim: tuning.Claim) -> None:
     cfg = ctx.cfg
     dataset, optimizer, batch = cell
     split = data.load(dataset, cfg.tuning_seed, cfg.val_fraction, cfg.test_fraction)
     net = network(cfg, split)
     space = cfg.search_spaces[optimizer]
     lease = tuning.TrialLease(ctx.worker, cfg.lease_seconds)
+    prunes = arm == "tpe" and cfg.pruner != "none"
     while True:
-        with _Timer(ctx, "optuna"):
+        with ctx.timed("optuna"):
             remaining = cfg.trials - len(tuning.finished(study))
             if remaining <= 0:
                 return
@@ -114,16 +110,14 @@ def _tune(ctx: Context, cell, study, arm: str, cell_run: str, claim: tuning.Clai
                 lease.start(trial)
                 trials.append(trial)
                 hypers.append(tuning.suggest(trial, space))
-        k = len(trials)
-        hyper = {name: np.array([h[name] for h in hypers]) for name in hypers[0]}
 
         def report(epoch, metrics, members):
             if ctx.stop_requested[0]:
                 raise Interrupted()
-            with _Timer(ctx, "optuna"):
+            with ctx.timed("optuna"):
                 claim.heartbeat()
                 lease.beat([trials[m] for m in members])
-                if arm == "random" or cfg.pruner == "none":
+                if not prunes:
                     return None
                 prune = np.zeros(len(members), bool)
                 for j, m in enumerate(members):
@@ -133,16 +127,23 @@ def _tune(ctx: Context, cell, study, arm: str, cell_run: str, claim: tuning.Clai
                         prune[j] = trials[m].should_prune()
                 return prune
 
+        hyper = {name: np.array([h[name] for h in hypers]) for name in hypers[0]}
         try:
             result = train.train(net, split, optimizer, hyper, batch, cfg.epochs[dataset], cfg.tuning_seed,
-                                 net.init(cfg.tuning_seed, k), callbacks=(report,))
+                                 net.init(cfg.tuning_seed, len(trials)), callbacks=(report,))
         except Interrupted:
-            with _Timer(ctx, "optuna"):
+            with ctx.timed("optuna"):
                 for trial in trials:  # failed cleanly and queued again: the resumed sweep retries them
                     tuning.tell(study, trial, "FAIL", None)
                     study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             raise
-        _record_trials(ctx, cell, study, arm, cell_run, trials, hypers, result)
+        for m, trial in enumerate(trials):
+            state, value = _trial_outcome(result, m)
+            curves = {name: result.history[name][m] for name in CURVES if name in result.history}
+            mirror.trial(trial, arm, state, hypers[m], curves, {"diverged": float(result.diverged[m])})
+            with ctx.timed("optuna"):
+                tuning.tell(study, trial, state, value)
+            ctx.progress("trial", {"cell": cell, "state": state, "value": value})
 
 
 def _trial_outcome(result: train.TrainResult, m: int) -> tuple[str, float | None]:
@@ -153,30 +154,14 @@ def _trial_outcome(result: train.TrainResult, m: int) -> tuple[str, float | None
     return "COMPLETE", float(result.final("val_loss")[m])
 
 
-def _record_trials(ctx, cell, study, arm, cell_run, trials, hypers, result) -> None:
-    for m, trial in enumerate(trials):
-        state, value = _trial_outcome(result, m)
-        curves = {name: result.history[name][m] for name in CURVES if name in result.history}
-        with _Timer(ctx, "mlflow"):
-            run_id = tracking.log_run(
-                ctx.mlflow, ctx.experiment, f"trial-{trial.number}" + ("-random" if arm == "random" else ""),
-                {"role": "trial", **cell_tags(cell), "trial_number": trial.number, "state": state, "arm": arm},
-                params=hypers[m], curves=curves, final={"diverged": float(result.diverged[m])},
-                parent_run_id=cell_run)
-        with _Timer(ctx, "optuna"):
-            trial.set_user_attr("mlflow_run_id", run_id)
-            tuning.tell(study, trial, state, value)
-        ctx.progress("trial", {"cell": cell, "state": state, "value": value})
-
-
-def _evaluate(ctx: Context, cell, study, cell_run: str, claim: tuning.Claim) -> None:
+def _evaluate(ctx: Context, cell, study, mirror: record.Mirror, claim: tuning.Claim) -> None:
     """Both tracks, every evaluation seed; seed s fixes split, initial weights and data order for both."""
     cfg = ctx.cfg
     dataset, optimizer, batch = cell
     best = tuning.best_trial(study)
-    space = cfg.search_spaces[optimizer]
-    tuned = tuning.hyper_from_params(best.params, space) if best is not None else dict(cfg.defaults[optimizer])
-    tracks = {"tuned": tuned, "default": dict(cfg.defaults[optimizer])}
+    defaults = dict(cfg.defaults[optimizer])
+    tracks = {"tuned": tuning.hyper_from_params(best.params, cfg.search_spaces[optimizer]) if best else defaults,
+              "default": defaults}
     for seed in cfg.seeds:
         missing = [t for t in tracks if f"eval:{t}:{seed}" not in study.user_attrs]
         if not missing:
@@ -186,8 +171,8 @@ def _evaluate(ctx: Context, cell, study, cell_run: str, claim: tuning.Claim) -> 
         claim.heartbeat()
         split = data.load(dataset, seed, cfg.val_fraction, cfg.test_fraction)
         net = network(cfg, split)
-        hyper = {name: np.array([tracks[t][name] for t in missing]) for name in tracks["tuned"]}
         theta0 = net.init(seed, len(missing))
+        hyper = {name: np.array([tracks[t][name] for t in missing]) for name in defaults}
         result = train.train(net, split, optimizer, hyper, batch, cfg.epochs[dataset], seed, theta0)
         test_loss, test_acc = net.evaluate(result.theta, split.X_test, split.Y_test)
         start_loss, start_acc = net.evaluate(theta0, split.X_test, split.Y_test)
@@ -196,61 +181,64 @@ def _evaluate(ctx: Context, cell, study, cell_run: str, claim: tuning.Claim) -> 
             final = {"test_loss": float(start_loss[m] if bad else test_loss[m]), "diverged": float(bad)}
             if test_acc is not None:
                 final["test_accuracy"] = float(start_acc[m] if bad else test_acc[m])
-            tags = {"role": "eval", **cell_tags(cell), "track": track, "seed": seed}
-            if track == "tuned":
-                tags["tuned_from"] = f"trial {best.number}" if best is not None else "defaults (no trial completed)"
-            with _Timer(ctx, "mlflow"):
-                run_id = tracking.log_run(
-                    ctx.mlflow, ctx.experiment, f"eval-{track}-{seed}", tags, params=tracks[track],
-                    curves={n: result.history[n][m] for n in CURVES if n in result.history}, final=final,
-                    parent_run_id=cell_run)
-            with _Timer(ctx, "optuna"):
-                study.set_user_attr(f"eval:{track}:{seed}", run_id)
+            tags = {"tuned_from": f"trial {best.number}" if best else "defaults (no trial completed)"} \
+                if track == "tuned" else {}
+            curves = {n: result.history[n][m] for n in EVAL_CURVES if n in result.history}
+            mirror.evaluation(track, seed, tracks[track], curves, final, tags)
         ctx.progress("eval", {"cell": cell, "seed": seed})
 
 
-def _finish(ctx: Context, cell, study, cell_run: str, recovered: dict) -> None:
-    """Cell artifacts (curves, Optuna's figures, the resolved config, the dataset), then mark the cell done."""
-    cfg = ctx.cfg
-    dataset = cell[0]
-    with _Timer(ctx, "optuna"):
-        importances = tuning.importances(study)
-        study.set_user_attr("importances", importances)
-    with tempfile.TemporaryDirectory() as tmp, _Timer(ctx, "mlflow"):
+def finish_cell(ctx: Context, cell, studies: dict, mirror: record.Mirror, recovered: int = 0) -> None:
+    """Cell artifacts (learning curves, Optuna's figures, the resolved config, the dataset) and the done mark."""
+    cfg, study = ctx.cfg, studies["tpe"]
+    with ctx.timed("optuna"):
+        study.set_user_attr("importances", tuning.importances(study))
+        best = tuning.best_trial(study)
+    if study.user_attrs.get("mlflow_pending"):
+        mirror.reconcile()
+    with tempfile.TemporaryDirectory() as tmp, ctx.timed("mlflow"):  # figures drawn for MLflow count as tracking
         out = Path(tmp)
         files = tuning.plot_history_and_importances(study, out)
         files.append(_plot_eval_curves(ctx, cell, study, out))
         (out / "config.yaml").write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
         files.append(out / "config.yaml")
-        best = tuning.best_trial(study)
-        final = {"best_val_loss": best.value} if best is not None else {}
-        tracking.finish_cell_run(ctx.mlflow, cell_run, files, final, dataset_input=_dataset_input(cfg, dataset),
-                                 params={"recovered_trials": sum(len(v) for v in recovered.values())})
-    with _Timer(ctx, "optuna"):
+        split = data.load(cell[0], cfg.tuning_seed, cfg.val_fraction, cfg.test_fraction)
+        dataset_input = {"name": cell[0], "X": split.X_train, "source": data.DATASETS[cell[0]].description,
+                         "y": split.Y_train.argmax(axis=1) if split.n_classes else split.Y_train[:, 0]}
+        mirror.finish(files, {"best_val_loss": best.value} if best else {}, dataset_input,
+                      {"recovered_trials": recovered})
+    with ctx.timed("optuna"):
         study.set_user_attr("done", True)
 
 
-def _dataset_input(cfg: SweepConfig, dataset: str) -> dict:
-    split = data.load(dataset, cfg.tuning_seed, cfg.val_fraction, cfg.test_fraction)
-    return {"name": dataset, "X": split.X_train, "y": split.Y_train.argmax(axis=1) if split.n_classes else
-            split.Y_train[:, 0], "source": data.DATASETS[dataset].description or dataset}
+def _eval_curves(ctx: Context, study) -> dict:
+    """(track, seed) -> validation-loss curve, from the pending payloads or from MLflow."""
+    curves, run_ids = {}, {}
+    for key, value in study.user_attrs.items():
+        if key.startswith("eval:") and isinstance(value, dict):
+            _, track, seed = key.split(":")
+            if "pending" in value:
+                curves[(track, int(seed))] = value["pending"]["curves"].get("val_loss", [])
+            elif "run_id" in value:
+                run_ids[value["run_id"]] = (track, int(seed))
+    try:
+        for run_id, (_, values) in tracking.metric_histories(ctx.mlflow, run_ids, "val_loss").items():
+            curves[run_ids[run_id]] = values
+    except tracking.UNAVAILABLE:
+        pass
+    return curves
 
 
 def _plot_eval_curves(ctx: Context, cell, study, out: Path) -> Path:
-    """Validation loss against epoch for both tracks, every seed: the cell's learning curves."""
+    """Validation loss against epoch for both tracks and every seed: the cell's learning curves."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
     colors = {"tuned": "tab:blue", "default": "tab:orange"}
-    runs = {k: v for k, v in study.user_attrs.items() if k.startswith("eval:")}
-    curves = tracking.metric_histories(ctx.mlflow, list(runs.values()), "val_loss")
-    for key, run_id in sorted(runs.items()):
-        track = key.split(":")[1]
-        steps, values = curves.get(run_id, ([], []))
-        ax.plot(steps, values, color=colors[track], alpha=0.6,
-                label=track if key.endswith(":0") else None)
+    for (track, seed), values in sorted(_eval_curves(ctx, study).items()):
+        ax.plot(range(1, len(values) + 1), values, color=colors[track], alpha=0.6, label=track if seed == 0 else None)
     ax.set(xlabel="epoch", ylabel="validation loss", yscale="log", title=" / ".join(map(str, cell)))
     ax.legend()
     fig.tight_layout()

@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from study import tracking, tuning
-from study.cell import Context, Interrupted, install_signal_handlers, run_cell
+from study import record, tracking, tuning
+from study.cell import Context, Interrupted, finish_cell, install_signal_handlers, open_studies, run_cell
 from study.config import SweepConfig
 from study.errors import BadInput
 
@@ -46,13 +46,26 @@ def machine_description() -> str:
 
 
 def pending_cells(storage, cfg: SweepConfig) -> list[tuple]:
+    """Cells not done, then done cells whose MLflow mirror is incomplete (the tracking server was away)."""
     attrs = tuning.study_attrs(storage, cfg.name)
-    return [c for c in cfg.cells() if not attrs.get(tuning.study_name(cfg.name, c), {}).get("done")]
+    cell_attrs = [(c, attrs.get(tuning.study_name(cfg.name, c), {})) for c in cfg.cells()]
+    return [c for c, a in cell_attrs if not a.get("done")] + \
+        [c for c, a in cell_attrs if a.get("done") and (a.get("mlflow_pending") or not a.get("mlflow_finished"))]
 
 
-def worker_loop(ctx: Context, wait_for_others: bool = True, poll_seconds: float = 2.0) -> int:
-    """Claim and run cells until all are done; returns how many this worker ran."""
-    ran = 0
+def _run_or_mirror(ctx: Context, cell: tuple, claim: tuning.Claim) -> None:
+    studies = open_studies(ctx, cell)
+    if not studies["tpe"].user_attrs.get("done"):
+        return run_cell(ctx, cell, claim)
+    mirror = record.Mirror(ctx, cell, studies)  # done, but MLflow missed some of it: write what is missing
+    if mirror.reconcile() and not studies["tpe"].user_attrs.get("mlflow_finished"):
+        finish_cell(ctx, cell, studies, mirror)
+
+
+def worker_loop(ctx: Context, wait_for_others: bool = True, poll_seconds: float = 2.0,
+                tracking_patience: float = 600.0) -> int:
+    """Claim and run cells until all are done and mirrored in MLflow; returns how many this worker ran."""
+    ran, waited_for_tracking = 0, 0.0
     while True:
         pending = pending_cells(ctx.storage, ctx.cfg)
         if not pending:
@@ -61,11 +74,13 @@ def worker_loop(ctx: Context, wait_for_others: bool = True, poll_seconds: float 
         for cell in pending:
             if ctx.stop_requested[0]:
                 raise Interrupted()
+            if time.time() < ctx.tracking_down_until[0] and _is_done(ctx, cell):
+                continue  # only MLflow's copy is missing, and MLflow is still away
             claim = tuning.Claim(ctx.storage, ctx.cfg, cell, ctx.worker)
             if claim.owner() is not None or not claim.acquire():
                 continue  # a live worker holds it
             try:
-                run_cell(ctx, cell, claim)
+                _run_or_mirror(ctx, cell, claim)
             except BaseException:
                 claim.release(failed=True)
                 raise
@@ -74,10 +89,26 @@ def worker_loop(ctx: Context, wait_for_others: bool = True, poll_seconds: float 
             ran += 1
             took = True
             break  # look again: other workers may have finished cells meanwhile
-        if not took:
-            if not wait_for_others:
-                return ran
-            time.sleep(poll_seconds)  # every pending cell is held by a live worker; a dead one's lease expires
+        if took:
+            continue
+        if all(_is_done(ctx, c) for c in pending):  # training is over; only MLflow's copy is waiting
+            if waited_for_tracking >= tracking_patience:
+                raise TrackingAway(len(pending))
+            waited_for_tracking += poll_seconds
+        elif not wait_for_others:
+            return ran
+        time.sleep(poll_seconds)  # pending cells are held by live workers; a dead one's lease expires
+
+
+class TrackingAway(Exception):
+    def __init__(self, cells: int):
+        super().__init__(f"MLflow is still unreachable: {cells} finished cell(s) are kept in the Optuna storage but "
+                         f"not yet logged to MLflow; run the same command again when it is back")
+
+
+def _is_done(ctx: Context, cell: tuple) -> bool:
+    attrs = tuning.study_attrs(ctx.storage, ctx.cfg.name)
+    return bool(attrs.get(tuning.study_name(ctx.cfg.name, cell), {}).get("done"))
 
 
 def _child(cfg: SweepConfig, runs_dir: str, queue) -> None:
@@ -93,6 +124,9 @@ def _child(cfg: SweepConfig, runs_dir: str, queue) -> None:
         worker_loop(ctx)
     except Interrupted:
         code = 130
+    except TrackingAway as e:
+        print(f"error: {e}", file=sys.stderr)
+        code = 3
     finally:
         queue.put(("worker_done", {"seconds": ctx.seconds, "code": code}))
     sys.exit(code)
@@ -145,13 +179,16 @@ def run_in_process(cfg: SweepConfig, runs_dir: str | Path, progress, wait_for_ot
     ctx = Context(cfg, storage, mlflow_client, experiment, tuning.new_worker_id(), progress=progress)
     install_signal_handlers(ctx)
     started = time.perf_counter()
-    interrupted = False
+    interrupted = failed = False
     try:
         worker_loop(ctx, wait_for_others)
     except Interrupted:
         interrupted = True
+    except TrackingAway as e:
+        print(f"error: {e}", file=sys.stderr)
+        failed = True
     return {"wall": time.perf_counter() - started, "workers": 1, "seconds": ctx.seconds,
-            "interrupted": interrupted, "failed": False}
+            "interrupted": interrupted, "failed": failed}
 
 
 def counts(cfg: SweepConfig, storage) -> dict:

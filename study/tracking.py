@@ -6,6 +6,7 @@ on each other. Metrics are sent with ``log_batch`` in chunks of at most 1,000 (o
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -21,7 +22,27 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 CHUNK = 1000  # MLflow's limit of metrics per log_batch call
+# A tracking server that is down should be noticed in seconds, not after MLflow's default ~2 minutes of retries;
+# the sweep keeps results in the Optuna storage meanwhile and logs them when the server is back.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
+class Unavailable(Exception):
+    """The tracking store could not take a write."""
+
+
+def _unavailable_errors() -> tuple:
+    import requests
+    import sqlalchemy.exc
+
+    return (Unavailable, mlflow.exceptions.MlflowException, requests.RequestException, OSError,
+            sqlalchemy.exc.OperationalError)
 PACKAGES = ("numpy", "scipy", "scikit-learn", "pandas", "optuna", "mlflow")
+
+
+UNAVAILABLE = _unavailable_errors()
 
 
 def mask_url(url: str) -> str:
@@ -74,7 +95,17 @@ def experiment_id(mlflow_client: MlflowClient, name: str, runs_dir: str | Path =
         return mlflow_client.get_experiment_by_name(name).experiment_id
 
 
+@functools.lru_cache(maxsize=1)
+def _provenance() -> tuple:
+    return tuple(_provenance_tags().items())
+
+
 def provenance_tags() -> dict[str, str]:
+    """Git commit, package versions and the command line (computed once per process)."""
+    return dict(_provenance())
+
+
+def _provenance_tags() -> dict[str, str]:
     """Git commit, package versions and the command line: on every run, so any number can be traced back."""
     tags = {"command": mask_url(" ".join([Path(sys.executable).name, *sys.argv]))}
     try:

@@ -65,7 +65,8 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
         raise BadInput("--sweep", f"no sweep {sweep!r} in the Optuna store {tracking.mask_url(tuning.storage_url(runs_dir, sweep))}")
     config = meta["config"]
     trials, importance_rows, cells = tuning.read_trials(storage, sweep, config)
-    recorded = {run_id for attrs in cells.values() for k, run_id in attrs.items() if k.startswith("eval:")}
+    recorded = {v["run_id"] for attrs in cells.values() for k, v in attrs.items()
+                if k.startswith("eval:") and isinstance(v, dict) and "run_id" in v}
 
     mlflow_client = tracking.client(runs_dir)
     experiment = mlflow_client.get_experiment_by_name(sweep)
