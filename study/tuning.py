@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import sys
 import time
 import uuid
 import warnings
@@ -39,7 +40,8 @@ def open_storage(url: str):
     scheme = url.split("://", 1)[0].split("+", 1)[0] if "://" in url else ""
     if scheme in RDB_SCHEMES:
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+            rdb = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+            return RetryingStorage(optuna.storages.get_storage(rdb))
         except Exception as e:  # a wrong URL, password or host: one line, the password masked
             from study.tracking import mask_url  # the masking rule lives with the other URL handling
             raise BadInput("OPTUNA_STORAGE", f"cannot open {mask_url(url)}: {str(e).splitlines()[0][:200]}") \
@@ -51,6 +53,41 @@ def open_storage(url: str):
     path.parent.mkdir(parents=True, exist_ok=True)
     from optuna.storages.journal import JournalFileBackend
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+class RetryingStorage(optuna.storages.BaseStorage):
+    """A storage whose every call is retried with exponential backoff when the database connection breaks, so a
+    PostgreSQL restart in the middle of a sweep costs a pause, not the workers. (A write that committed just before
+    the connection dropped could be applied twice; Optuna's writes here are idempotent or checked by the caller.)"""
+
+    def __init__(self, inner, attempts: int = 9, first_wait: float = 0.5):
+        self._inner, self._attempts, self._first_wait = inner, attempts, first_wait
+
+
+def _retrying(name: str):
+    def call(self, *args, **kwargs):
+        import sqlalchemy.exc
+
+        transient = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError,
+                     sqlalchemy.exc.InterfaceError)
+        wait = self._first_wait
+        for attempt in range(self._attempts):
+            try:
+                return getattr(self._inner, name)(*args, **kwargs)
+            except transient as e:
+                if attempt == self._attempts - 1:
+                    raise
+                print(f"warning: Optuna storage unavailable ({type(e).__name__}); retrying in {wait:.1f} s",
+                      file=sys.stderr)
+                time.sleep(wait)
+                wait = min(wait * 2, 30.0)
+    call.__name__ = name
+    return call
+
+
+for _name in [m for m in dir(optuna.storages.BaseStorage) if not m.startswith("_")]:
+    setattr(RetryingStorage, _name, _retrying(_name))
+RetryingStorage.__abstractmethods__ = frozenset()
 
 
 def study_name(sweep: str, cell: tuple, arm: str = "tpe") -> str:
