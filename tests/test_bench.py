@@ -1,0 +1,102 @@
+"""`python -m pipelines.bench`: a tiny run end to end, the JSON's structure, sane accuracies, bad input.
+
+A benchmark is not a test: nothing here checks a time, only that the numbers exist, are positive and consistent.
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SOLVERS = ("momentum", "nag", "adam")
+BATCHES = ("full", "128", "64", "32", "1")
+
+
+def bench(*args, cwd=REPO, timeout=120):
+    return subprocess.run([sys.executable, "-m", "pipelines.bench", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    proc = bench("--quick", "--population", "1,4", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(out.read_text()), proc.stdout
+
+
+def positive(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+@pytest.mark.slow
+def test_every_cell_is_measured(quick):
+    result, _ = quick
+    assert {(c["solver"], c["batch_size"]) for c in result["cells"]} == {(s, b) for s in SOLVERS for b in BATCHES}
+    assert result["network"]["sizes"] == [64, 32, 10] and result["network"]["parameters"] == 2410
+    assert positive(result["limit"]["gflops"]) and positive(result["limit"]["ms_per_epoch"])
+    for cell in result["cells"]:
+        ms = cell["ms_per_epoch"]
+        assert set(ms) == {"sklearn", "ours", "ours_noval"} and all(positive(v) for v in ms.values())
+        assert all(len(s) == cell["repeats"] for s in cell["ms_per_epoch_samples"].values())
+        for variant in ("ours", "ours_noval"):
+            assert cell["speedup_vs_sklearn"][variant] == pytest.approx(ms["sklearn"] / ms[variant])
+            assert cell["x_limit"][variant] == pytest.approx(ms[variant] / result["limit"]["ms_per_epoch"])
+        assert not any(cell["diverged"].values()) and cell["short_runs"] == []
+        assert cell["validate_changes_nothing"]  # the validation pass only observes
+    assert {t["target"] for t in result["targets"]} == {"speedup_batch_32", "speedup_batch_1", "speedup_batch_full",
+                                                        "x_limit_batch_32"}
+
+
+@pytest.mark.slow
+def test_accuracies_are_sane_and_side_by_side(quick):
+    result, _ = quick
+    for cell in result["cells"]:
+        acc = cell["test_accuracy"]
+        for who in ("sklearn", "ours"):
+            assert all(0.0 <= a <= 1.0 for a in acc[who]["per_seed"])
+            assert len(acc[who]["per_seed"]) == cell["repeats"]
+        if cell["batch_size"] in ("32", "1"):  # enough updates in a quick run to have learnt digits
+            assert acc["ours"]["mean"] > 0.75 and acc["sklearn"]["mean"] > 0.75, cell
+            assert abs(acc["ours"]["mean"] - acc["sklearn"]["mean"]) < 0.1, cell
+
+
+@pytest.mark.slow
+def test_population_and_sweep_sections(quick):
+    result, stdout = quick
+    pop = result["population"]
+    assert pop["ks"] == [1, 4]
+    assert set(pop["ms_per_network_epoch"]) == set(BATCHES)
+    for batch, row in pop["ms_per_network_epoch"].items():
+        assert set(row) == {"1", "4"} and all(positive(v) for v in row.values())
+        assert pop["best_k"][batch] == min((1, 4), key=lambda k: row[str(k)])
+    assert result["sweep"]["measured"] is False
+    assert "sweep not measured yet" in stdout
+    assert "x faster" in stdout and "population" in stdout
+
+
+@pytest.mark.parametrize("args, where", [
+    (["--batch-sizes", "full,0"], "--batch-sizes"),
+    (["--batch-sizes", "5000"], "--batch-sizes"),
+    (["--solvers", "sgd"], "--solvers"),
+    (["--repeats", "-1"], "--repeats"),
+    (["--dataset", "diabetes"], "--dataset"),
+    (["--frobnicate"], "python -m pipelines.bench"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, where):
+    out = tmp_path / "bench.json"
+    proc = bench(*args, "--out", str(out))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and where in lines[0], proc.stderr
+    assert not out.exists()
+
+
+def test_help():
+    proc = bench("--help")
+    assert proc.returncode == 0 and "--quick" in proc.stdout and "--out" in proc.stdout
