@@ -8,15 +8,17 @@ Writes to --out (default <runs-dir>/lecture):
   *.png, *.gif       the error surface, contour maps with every path, error against epoch, other starts, larger
                      learning rates, momentum's pulses, AdaGrad on sparse features, and the paths as an animation
 and logs one run per optimizer x batch mode to the MLflow experiment `lecture` (tags role=lecture, dataset,
-optimizer, batch_size; params eta/gamma/beta/beta1/beta2/eps; metric `loss` per epoch; the CSV and figures as
-artifacts) in sqlite:///<runs-dir>/mlflow.db, or MLFLOW_TRACKING_URI if set. A re-run replaces the previous
-lecture runs (they are deleted, their local artifacts removed), so the experiment always shows one set.
+optimizer, batch_size; params eta/gamma/beta/beta1/beta2/eps; metric `loss` per epoch; the run's own CSV rows
+and the figures as artifacts) in sqlite:///<runs-dir>/mlflow.db, or MLFLOW_TRACKING_URI if set. A re-run
+replaces the previous lecture runs (deleted, their local artifacts removed): the experiment shows one set.
 """
 from __future__ import annotations
 
-import os
+import argparse
+import contextlib
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
@@ -29,10 +31,12 @@ from study.errors import BadInput
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "conf" / "lecture.yaml"
 EXPERIMENT = "lecture"
+LECTURE_RUNS = "tags.role = 'lecture'"
 
 
 def parser() -> ArgumentParser:
-    p = ArgumentParser(prog="python -m pipelines.lecture", description=__doc__.split("\n\n", 1)[0],
+    p = ArgumentParser(prog="python -m pipelines.lecture", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="Settings (start, epochs, batch modes, each optimizer's hyperparameters, figure "
                               "windows) live in conf/lecture.yaml.")
     p.add_argument("--config", default=None, help="settings file (default: conf/lecture.yaml)")
@@ -62,24 +66,34 @@ def _local_path(uri: str) -> Path | None:
     return Path(unquote(parsed.path)) if parsed.scheme == "file" else None
 
 
-def log_to_mlflow(results: lecture.LectureResults, files: list[Path], runs_dir: Path) -> tuple[int, int]:
-    """One run per trajectory in the experiment `lecture`, replacing the previous ones; (logged, replaced)."""
-    from study import tracking  # imported here: MLflow takes seconds to import, --help and bad input need none
+def log_to_mlflow(client, results: lecture.LectureResults, figures: list[Path], runs_dir: Path) -> tuple[int, int]:
+    """One run per trajectory in the experiment `lecture`, replacing the previous ones; (logged, replaced).
 
-    client = tracking.client(runs_dir)
+    Each run carries its own rows of the CSV (trajectory.csv) and the lecture's figures, so any run opened in the UI
+    shows the pictures. The old runs are deleted only once the new ones are in: a failure midway loses nothing.
+    """
+    from study import tracking
+
     experiment = tracking.experiment_id(client, EXPERIMENT, runs_dir)
-    previous = tracking.runs(client, experiment, "tags.role = 'lecture'")
-    for old in previous:  # deleted runs keep their files; ours are replaced, so free the disk too
+    previous = tracking.runs(client, experiment, LECTURE_RUNS)
+    with tempfile.TemporaryDirectory() as tmp:
+        for t in results.trajectories:
+            own_rows = lecture.write_trajectories_csv(Path(tmp) / "trajectory.csv", [t])
+            tracking.log_run(client, experiment, f"{t.optimizer} batch={t.batch_size}",
+                             tags={"role": "lecture", "dataset": "toy", "optimizer": t.optimizer,
+                                   "batch_size": t.batch_size},
+                             params=t.hyper, curves={"loss": t.epoch_losses()}, artifacts=[own_rows, *figures])
+    if previous:
+        ids = ", ".join(f"'{run.info.run_id}'" for run in previous)
+        tracking.delete_runs(client, experiment, f"attributes.run_id IN ({ids})")
+    for old in previous:  # a deleted run keeps its files; these are replaced, so free the disk too
         local = _local_path(old.info.artifact_uri or "")
         if local is not None and local.is_dir():
             shutil.rmtree(local, ignore_errors=True)
-    replaced = tracking.delete_runs(client, experiment, "tags.role = 'lecture'")
-    for t in results.trajectories:
-        tracking.log_run(client, experiment, f"{t.optimizer} batch={t.batch_size}",
-                         tags={"role": "lecture", "dataset": "toy", "optimizer": t.optimizer,
-                               "batch_size": t.batch_size},
-                         params=t.hyper, curves={"loss": t.epoch_losses()}, artifacts=files)
-    return len(results.trajectories), replaced
+            if local.name == "artifacts":  # MLflow's <experiment>/<run id>/artifacts: the run's folder too
+                with contextlib.suppress(OSError):
+                    local.parent.rmdir()
+    return len(results.trajectories), len(previous)
 
 
 def summary(results: lecture.LectureResults) -> str:
@@ -87,8 +101,9 @@ def summary(results: lecture.LectureResults) -> str:
     for t in results.trajectories:
         below = t.epoch_losses() < 1e-3
         first = str(int(below.argmax()) + 1) if below.any() else "never"
-        lines.append(f"{t.optimizer:<10} {t.batch_size:>5} {len(t.epoch) - 1:>7} {t.w[-1]!r:>20} {t.b[-1]!r:>20} "
-                     f"{t.loss[-1]:>10.3e}  {first}")
+        w, b = repr(float(t.w[-1])), repr(float(t.b[-1]))
+        lines.append(f"{t.optimizer:<10} {t.batch_size:>5} {len(t.epoch) - 1:>7} {w:>20} {b:>20} {t.loss[-1]:>10.3e}  "
+                     f"{first}")
     return "\n".join(lines)
 
 
@@ -100,6 +115,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs_dir = _writable_dir("--runs-dir", Path(args.runs_dir))
     out = _writable_dir("--out", Path(args.out) if args.out else runs_dir / "lecture")
 
+    mlflow_client = None
+    if not args.no_mlflow:  # imported only now: MLflow takes seconds to import, --help and bad input need none
+        from study import tracking
+
+        mlflow_client = tracking.checked_client(runs_dir)  # an unreachable store is bad input, caught before writing
+        store = tracking.mask_url(tracking.tracking_uri(runs_dir))
+
     started = time.perf_counter()
     results = lecture.compute(settings)
     print(f"lecture: {len(results.trajectories)} trajectories computed ({time.perf_counter() - started:.1f} s)",
@@ -108,13 +130,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from study import lecture_figures  # matplotlib: only once there is something to draw
 
     out.mkdir(parents=True, exist_ok=True)
-    files = [lecture.write_trajectories_csv(out / "trajectories.csv", results.trajectories)]
-    files += lecture_figures.draw_all(settings, results, out)
-    print(f"lecture: {len(files)} files in {out}/ ({time.perf_counter() - started:.1f} s)", flush=True)
-    if not args.no_mlflow:
-        logged, replaced = log_to_mlflow(results, files, runs_dir)
-        where = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{runs_dir}/mlflow.db"
-        print(f"lecture: {logged} runs logged to MLflow experiment '{EXPERIMENT}' at {where}"
+    table = lecture.write_trajectories_csv(out / "trajectories.csv", results.trajectories)
+    figures = lecture_figures.draw_all(settings, results, out)
+    print(f"lecture: {table} and {len(figures)} figures in {out}/ ({time.perf_counter() - started:.1f} s)",
+          flush=True)
+    if mlflow_client is not None:
+        logged, replaced = log_to_mlflow(mlflow_client, results, figures, runs_dir)
+        print(f"lecture: {logged} runs logged to MLflow experiment '{EXPERIMENT}' at {store}"
               f"{f', replacing {replaced} earlier ones' if replaced else ''} "
               f"({time.perf_counter() - started:.1f} s)", flush=True)
     print(summary(results))

@@ -109,7 +109,7 @@ SCHEMA = {
 
 def _check_mapping(raw, schema: dict, key: str, where: str) -> dict:
     if not isinstance(raw, dict):
-        raise BadInput(where, f"{key or 'the file'}: must be a mapping of {', '.join(schema)}, got {raw!r}")
+        raise BadInput(where, f"{key or 'top level'}: must be a mapping of {', '.join(schema)}, got {raw!r}")
     prefix = f"{key}." if key else ""
     for name in raw:
         if name not in schema:
@@ -308,8 +308,11 @@ def effective_learning_rates(settings: dict) -> dict[str, dict[str, np.ndarray]]
                 def grad_fn(point, idx=idx):
                     return {"theta": net.loss_and_grad(point["theta"], X[idx], Y[idx])[1]}
                 params, state = optim.step(opt, params, state, hyper, grad_fn)
-                scale = np.sqrt(state.v["theta"][0]) + eps if name == "adagrad" else np.ones(3)
-                rates.append(hyper["eta"] / scale)
+                if name == "adagrad":  # NaN until a parameter's first gradient: no step taken, no rate to show
+                    v = state.v["theta"][0]
+                    rates.append(np.where(v > 0, hyper["eta"] / (np.sqrt(v) + eps), np.nan))
+                else:
+                    rates.append(np.full(3, hyper["eta"]))
             thetas.append(params["theta"][0])
         out[name] = {"theta": np.array(thetas), "rate": np.array(rates)}
     return out

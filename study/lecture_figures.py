@@ -22,8 +22,11 @@ COLORS = {"gd": "tab:blue", "momentum": "tab:orange", "nag": "tab:green", "adagr
 NAMES = {"gd": "GD", "momentum": "Momentum GD", "nag": "NAG", "adagrad": "AdaGrad", "rmsprop": "RMSProp",
          "adam": "Adam"}
 GREEK = {"eta": "η", "gamma": "γ", "beta": "β", "beta1": "β1", "beta2": "β2", "eps": "ε"}
+ADAPTIVE = ("adagrad", "rmsprop", "adam")
 BATCH_TITLES = {"full": "batch GD (one update per epoch)", "1": "stochastic (one update per point)"}
 TOY = "X = [0.5, 2.5], Y = [0.2, 0.9]"
+CMAP = "viridis"
+ERROR_TICKS = [0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
 
 
 def _hyper_text(hyper: dict) -> str:
@@ -39,12 +42,18 @@ def _save(fig: Figure, path: Path, dpi: int) -> Path:
     return path
 
 
-def _contour(ax, grid, minimum=None):
-    """The error as a contour map: levels packed towards 0 so the valley floor shows, labelled axes."""
+def _contour(ax, grid, minimum=None, filled=True):
+    """The error as a contour map: levels packed towards 0 so the valley floor shows, labelled axes.
+
+    ``filled=False`` draws coloured lines on white only: a GIF stores that in a fraction of the bytes.
+    """
     w, b, error = grid
     levels = error.max() * np.linspace(0.0, 1.0, 22)[1:] ** 2
-    filled = ax.contourf(w, b, error, levels=np.concatenate([[0.0], levels]), cmap="Blues_r", alpha=0.55)
-    ax.contour(w, b, error, levels=levels, colors="grey", linewidths=0.4)
+    if filled:
+        mappable = ax.contourf(w, b, error, levels=np.concatenate([[0.0], levels]), cmap=CMAP, alpha=0.45)
+        ax.contour(w, b, error, levels=levels, colors="grey", linewidths=0.4)
+    else:
+        mappable = ax.contour(w, b, error, levels=levels, cmap=CMAP, linewidths=0.8)
     if minimum is not None:
         ax.plot(*minimum, marker="*", color="gold", markeredgecolor="black", markersize=15, linestyle="none",
                 label="minimum (error 0)", zorder=5)
@@ -52,7 +61,7 @@ def _contour(ax, grid, minimum=None):
     ax.set_ylabel("b")
     ax.set_xlim(w.min(), w.max())
     ax.set_ylim(b.min(), b.max())
-    return filled
+    return mappable
 
 
 def _path(ax, t: lecture.Trajectory, color, label, dots=True):
@@ -71,22 +80,25 @@ def _by_batch(trajectories):
 def error_surface(grid, gd: lecture.Trajectory, minimum, path: Path, dpi: int) -> Path:
     """The 3-D error surface and the same surface as a contour map ("can we visualise it in 2-D?")."""
     w, b, error = grid
-    fig = Figure(figsize=(13, 5.5), layout="constrained")
-    ax = fig.add_subplot(1, 2, 1, projection="3d")
-    ax.plot_surface(w, b, error, cmap="viridis", linewidth=0, antialiased=True, alpha=0.85)
-    ax.plot(gd.w, gd.b, gd.loss, color="red", linewidth=2, label=f"GD from ({gd.w[0]:g}, {gd.b[0]:g})")
+    fig = Figure(figsize=(13, 5.8), layout="constrained")
+    # computed_zorder off: the path is drawn over the surface instead of being hidden in it
+    ax = fig.add_subplot(1, 2, 1, projection="3d", computed_zorder=False)
+    ax.plot_surface(w, b, error, cmap=CMAP, linewidth=0, antialiased=True, alpha=0.85, zorder=1)
+    ax.plot(gd.w, gd.b, gd.loss + 0.005, color="red", linewidth=2.5, zorder=10,
+            label=f"GD from ({gd.w[0]:g}, {gd.b[0]:g}), {_hyper_text(gd.hyper)}")
     ax.set_xlabel("w")
     ax.set_ylabel("b")
     ax.set_zlabel("error")
-    ax.view_init(elev=28, azim=-130)
+    ax.view_init(elev=30, azim=-60)
     ax.legend(loc="upper left")
-    ax.set_title(f"Error surface: sum of 0.5 (σ(wx+b) − y)² over {TOY}")
+    ax.set_title("The error surface: a plateau, a steep drop, a valley")
     ax2 = fig.add_subplot(1, 2, 2)
     filled = _contour(ax2, grid, minimum)
-    _path(ax2, gd, "red", f"GD, {_hyper_text(gd.hyper)}")
-    fig.colorbar(filled, ax=ax2, label="error")
+    _path(ax2, gd, "red", f"GD, {_hyper_text(gd.hyper)} (a dot per epoch)")
+    fig.colorbar(filled, ax=ax2, label="error", ticks=ERROR_TICKS)
     ax2.legend(loc="upper right")
-    ax2.set_title("The same surface as a contour map: close lines = steep, far apart = gentle")
+    ax2.set_title("The same surface as a contour map: close lines = steep slope")
+    fig.suptitle(f"Error sum_i 0.5 (σ(w x_i + b) − y_i)² of one sigmoid neuron on {TOY}")
     return _save(fig, path, dpi)
 
 
@@ -101,12 +113,12 @@ def contour_trajectories(grid, trajectories, minimum, path: Path, dpi: int) -> P
             _path(ax, t, COLORS.get(t.optimizer), f"{NAMES.get(t.optimizer, t.optimizer)} ({_hyper_text(t.hyper)}),"
                                                   f" final error {t.loss[-1]:.1e}")
         ax.set_title(f"{_batch_title(mode)}: {t.epoch[-1]} epochs from ({t.w[0]:g}, {t.b[0]:g})")
-        ax.legend(loc="upper left", fontsize=8)
+        ax.legend(loc="lower left", fontsize=8)
     fig.suptitle(f"The six update rules on the lecture's toy problem ({TOY}); a dot per update")
     return _save(fig, path, dpi)
 
 
-def near_minimum(grid, trajectories, minimum, path: Path, dpi: int, optimizers=("adagrad", "rmsprop", "adam")):
+def near_minimum(grid, trajectories, minimum, path: Path, dpi: int, optimizers=ADAPTIVE):
     """The adaptive methods close to the minimum: AdaGrad stalls short, RMSProp jitters, Adam settles."""
     groups = _by_batch([t for t in trajectories if t.optimizer in optimizers])
     fig = Figure(figsize=(6.5 * len(groups), 5.8), layout="constrained")
@@ -117,16 +129,16 @@ def near_minimum(grid, trajectories, minimum, path: Path, dpi: int, optimizers=(
             color = COLORS.get(t.optimizer)
             _path(ax, t, color, f"{NAMES.get(t.optimizer, t.optimizer)}: ends at w={t.w[-1]:.3f}, b={t.b[-1]:.3f}")
             ax.plot(t.w[-1], t.b[-1], "s", color=color, markersize=8, markeredgecolor="white", zorder=6)
-        ax.set_title(f"Near the minimum, {_batch_title(mode)} (square = after the last epoch)")
+        ax.set_title(f"{_batch_title(mode)}; a square marks the end")
         ax.legend(loc="lower right", fontsize=8)
-    fig.suptitle("AdaGrad's learning rate has decayed before it arrives; RMSProp arrives fast but keeps jittering; "
-                 "Adam settles", fontsize=11)
+    fig.suptitle("Near the minimum: AdaGrad's learning rate has decayed before it arrives, RMSProp arrives fast "
+                 "but keeps jittering, Adam settles", fontsize=11)
     return _save(fig, path, dpi)
 
 
 def loss_curves(trajectories, path: Path, dpi: int) -> Path:
     groups = _by_batch(trajectories)
-    fig = Figure(figsize=(6.5 * len(groups), 4.8), layout="constrained", )
+    fig = Figure(figsize=(6.5 * len(groups), 4.8), layout="constrained")
     axes = [fig.add_subplot(1, len(groups), i) for i in range(1, len(groups) + 1)]
     for ax, (mode, group) in zip(axes, groups.items()):
         for t in group:
@@ -176,8 +188,8 @@ def learning_rates(grid, trajectories, minimum, path: Path, dpi: int) -> Path:
     labels = [f"η = {t.hyper['eta']:g}" for t in trajectories]
     return _paths_and_losses(
         grid, trajectories, labels, minimum, path, dpi,
-        f"Could we not just raise the learning rate? (GD from ({trajectories[0].w[0]:g}, {trajectories[0].b[0]:g}))",
-        "A larger η helps up to a point, then overshoots the valley and is thrown onto a plateau")
+        f"Could we not just raise η? (GD from ({trajectories[0].w[0]:g}, {trajectories[0].b[0]:g}))",
+        "Larger η helps, then overshoots and is thrown onto a plateau")
 
 
 def momentum_pulses(trajectory: lecture.Trajectory, pulses, history, epochs: int, path: Path, dpi: int) -> Path:
@@ -249,15 +261,18 @@ def animation(grid, trajectories, minimum, path: Path, frames: int, fps: int, dp
     moving = []  # (trajectory, trail line, head marker)
     for i, (mode, group) in enumerate(groups.items(), start=1):
         ax = fig.add_subplot(1, len(groups), i)
-        _contour(ax, grid, minimum)
+        _contour(ax, grid, minimum, filled=False)
         for t in group:
             color = COLORS.get(t.optimizer)
             trail, = ax.plot([], [], "-", color=color, linewidth=1.2, label=NAMES.get(t.optimizer, t.optimizer))
             head, = ax.plot([], [], "o", color=color, markersize=7, markeredgecolor="white")
             moving.append((t, trail, head))
         ax.set_title(_batch_title(mode), fontsize=10)
-        ax.legend(loc="upper left", fontsize=7)
-    title = fig.suptitle("")
+        if i == 1:
+            ax.legend(loc="lower left", fontsize=8)
+    title = fig.suptitle(" ")
+    fig.draw_without_rendering()  # lay the panels out once, then freeze: re-laying out every frame costs 2x
+    fig.set_layout_engine(None)
     epochs = frame_epochs(int(trajectories[0].epoch[-1]), frames)
     writer = PillowWriter(fps=fps)
     with writer.saving(fig, str(path), dpi):
@@ -285,7 +300,7 @@ FILES = {
 
 
 def draw_all(settings: dict, results: lecture.LectureResults, out_dir: Path) -> list[Path]:
-    """Every figure into ``out_dir``; returns the paths in the order of FILES."""
+    """Every figure into ``out_dir`` (those whose runs are configured); returns the paths written."""
     fig_cfg, dpi = settings["figures"], settings["figures"]["dpi"]
     minimum = lecture.toy_minimum(lecture.toy_problem()[1])
     resolution = fig_cfg["surface"]["resolution"]
@@ -301,13 +316,14 @@ def draw_all(settings: dict, results: lecture.LectureResults, out_dir: Path) -> 
     paths = [
         error_surface(grid(fig_cfg["surface"]), gd_full, minimum, out / FILES["surface"], dpi),
         contour_trajectories(window, trajectories, minimum, out / FILES["contour"], dpi),
-        near_minimum(grid(fig_cfg["zoom"]), trajectories, minimum, out / FILES["zoom"], dpi),
         loss_curves(trajectories, out / FILES["loss"], dpi),
         initializations(grid(fig_cfg["surface"]), results.initializations, minimum, out / FILES["initializations"],
                         dpi),
         learning_rates(grid(fig_cfg["learning_rate_window"]), results.learning_rates, minimum,
                        out / FILES["learning_rates"], dpi),
     ]
+    if any(t.optimizer in ADAPTIVE for t in trajectories):
+        paths.append(near_minimum(grid(fig_cfg["zoom"]), trajectories, minimum, out / FILES["zoom"], dpi))
     if momentum is not None:  # the pulses need a full-batch momentum run
         pulses, history = lecture.momentum_pulses(momentum)
         paths.append(momentum_pulses(momentum, pulses, history, fig_cfg["momentum_epochs"], out / FILES["momentum"],
