@@ -85,7 +85,10 @@ def edge_warnings(evals: pd.DataFrame, search_spaces: dict, margin: float) -> pd
             bound = space["low"] if (edge == "low") else space["high"]
             rows.append({**{k: run[k] for k in CELL}, "param": param, "value": float(run[param]), "edge": edge,
                          "searched_as": searched_as, "bound": float(bound), "position": float(position)})
-    return pd.DataFrame(rows, columns=CELL + ["param", "value", "edge", "searched_as", "bound", "position"])
+    out = pd.DataFrame(rows, columns=CELL + ["param", "value", "edge", "searched_as", "bound", "position"])
+    order = {o: i for i, o in enumerate(search_spaces)}
+    return out.assign(_o=out["optimizer"].map(order)).sort_values(["_o", "param", "edge"], kind="stable").drop(
+        columns="_o").reset_index(drop=True)
 
 
 def divergence_counts(trials: pd.DataFrame, optimizers: list[str]) -> pd.DataFrame:

@@ -170,14 +170,16 @@ def _practice_checks(adam_family, adam_judgement, cells: pd.DataFrame, updates: 
             verdict = CONTRADICTED
         else:
             verdict = INCONCLUSIVE
-        holm = "" if j.control == "adam" else f", Holm {fmt.p(result.versus_control.loc['adam', 'holm_p'])} vs " \
-                                              f"{j.control}"
+        rank = fmt.num(result.mean_ranks["adam"])
+        if j.control == "adam":
+            measured = f"Adam ranks first (mean rank {rank} of {len(result.mean_ranks)}); {j.reason}"
+        else:
+            measured = (f"Adam's mean rank {rank}, behind {j.control} ({fmt.num(result.mean_ranks.iloc[0])}); Holm "
+                        f"{fmt.p(result.versus_control.loc['adam', 'holm_p'])}; family status: {j.status}")
         checks.append(ClaimCheck(
             "Adam is the best default in practice", f"sweep: default hyperparameters, {result.n_blocks} datasets",
             "the default track's overall family names Adam the winner (Friedman, then Holm-corrected Wilcoxon)",
-            f"Adam's mean rank {fmt.num(result.mean_ranks['adam'])} of {len(result.mean_ranks)} "
-            f"(best: {j.control}, {fmt.num(result.mean_ranks.iloc[0])}){holm}; status: {j.status}",
-            1.0 if verdict == SUPPORTED else 0.0, result.n_blocks, verdict))
+            measured, 1.0 if verdict == SUPPORTED else 0.0, result.n_blocks, verdict))
     for fast, slow, claim in (("momentum", "gd", "Momentum moves faster than GD (in practice)"),
                               ("rmsprop", "adagrad", "RMSProp reaches the target where AdaGrad does not (in practice)")):
         a = cells[cells["optimizer"] == fast].set_index(["dataset", "batch_size"])["epochs_to_target"]

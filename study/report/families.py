@@ -49,7 +49,7 @@ def score_table(scored: pd.DataFrame, track: str, datasets=(), value: str = "los
 
 @dataclass
 class Family:
-    kind: str  # "optimizers" (within a batch size), "batch_sizes" (within an optimizer), "overall"
+    kind: str  # "optimizers" (within a batch size), "batch_sizes" (within an optimizer), "overall", "budget"
     fixed: str  # the batch size or optimizer held fixed; "" for overall
     track: str
     result: stats.FamilyResult
@@ -61,10 +61,12 @@ class Family:
             return f"optimizers at batch size {self.fixed}"
         if self.kind == "batch_sizes":
             return f"batch sizes for {self.fixed}"
+        if self.kind == "budget":
+            return f"optimizers after {self.fixed} trial(s)"
         return "optimizers, each at its best batch size"
 
 
-def _compare(table: pd.DataFrame, settings: Settings) -> stats.FamilyResult:
+def compare(table: pd.DataFrame, settings: Settings) -> stats.FamilyResult:
     return stats.compare_family(table, rope=settings.rope, alpha=settings.alpha, nsamples=settings.bayes_samples,
                                 seed=settings.seed)
 
@@ -80,16 +82,16 @@ def build_families(scored: pd.DataFrame, config: dict, settings: Settings) -> di
         batches = ordered(table.columns.get_level_values(1), config.get("batch_sizes", []))
         for batch in batches:
             sub = pd.DataFrame({o: table[(o, batch)] for o in optimizers if (o, batch) in table.columns})
-            families[(track, "optimizers", batch)] = Family("optimizers", batch, track, _compare(sub, settings),
+            families[(track, "optimizers", batch)] = Family("optimizers", batch, track, compare(sub, settings),
                                                             {o: o for o in sub.columns})
         best_batch = {}
         for optimizer in optimizers:
             sub = pd.DataFrame({b: table[(optimizer, b)] for b in batches if (optimizer, b) in table.columns})
-            family = Family("batch_sizes", optimizer, track, _compare(sub, settings), {b: b for b in sub.columns})
+            family = Family("batch_sizes", optimizer, track, compare(sub, settings), {b: b for b in sub.columns})
             families[(track, "batch_sizes", optimizer)] = family
             best_batch[optimizer] = family.result.control
         overall = pd.DataFrame({o: table[(o, best_batch[o])] for o in optimizers if best_batch[o] is not None})
-        families[(track, "overall", "")] = Family("overall", "", track, _compare(overall, settings),
+        families[(track, "overall", "")] = Family("overall", "", track, compare(overall, settings),
                                                   {o: f"{o} ({best_batch[o]})" for o in overall.columns})
     return families
 

@@ -65,12 +65,23 @@ def sentence(family: Family, judgement: Judgement) -> str:
 
 
 def sureness(family: Family, judgement: Judgement, rope: float) -> str:
-    """How sure, from the Bayesian signed-rank test of the control against each other treatment."""
+    """How sure, in one sentence, from the Bayesian signed-rank test of the control against each other treatment
+    (every probability is in the statistics tables)."""
     versus = family.result.versus_control
     if judgement.control is None or versus.empty:
         return ""
     label = family.labels
-    parts = [f"{label[t]} {fmt.prob(versus.loc[t, 'p_control_better'])} / {fmt.prob(versus.loc[t, 'p_equivalent'])}"
-             f" / {fmt.prob(versus.loc[t, 'p_control_worse'])}" for t in versus.index]
-    return (f"Bayesian signed-rank, P({label[judgement.control]} better by > {rope:.0%}) / P(within {rope:.0%}) / "
-            f"P(worse) against " + "; ".join(parts) + ".")
+    better, equivalent = versus["p_control_better"], versus["p_equivalent"]
+    weakest = better.idxmin()
+    if better.min() == better.max():
+        spread = f"is {fmt.prob(better.min())} against every other"
+    else:
+        spread = (f"ranges from {fmt.prob(better.min())} (against {label[weakest]}) to {fmt.prob(better.max())} "
+                  f"(against {label[better.idxmax()]})")
+    text = (f"By the Bayesian signed-rank test, the probability that {label[judgement.control]} is more than "
+            f"{rope:.0%} better {spread}")
+    close = [t for t in versus.index if equivalent[t] >= 0.5]
+    if close:
+        text += "; practically equivalent (within the ROPE) is the more likely reading for " + fmt.names(
+            f"{label[t]} (P = {fmt.prob(equivalent[t])})" for t in close)
+    return text + "."

@@ -1,0 +1,79 @@
+"""The report document: sections in the issue's order, then written to report.md, report.html, figures/, tables/.
+
+``write(results, out_dir, settings, report_commit)`` is the one entry point. It is deterministic: the same results,
+settings and commit give byte-identical files (no timestamps, stable ordering, seeded draws, PNGs without version
+stamps, fixed float formats). Files are written to a temporary directory beside ``out_dir`` and moved into place
+at the end, so a failed build leaves the previous report whole.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from study.report import render_html, render_md
+from study.report.analysis import Analysis, analyse
+from study.report.blocks import Figure, Heading, Paragraph, walk
+from study.report.inputs import SweepResults
+from study.report.sections_claims import claims_section, footer_section
+from study.report.sections_results import batch_modes_section, datasets_section, profiles_section
+from study.report.sections_tuning import tuning_section
+from study.report.sections_verdict import statistics_section, verdict_section
+from study.report.settings import Settings
+from study.report.tables import Tables
+
+
+def _intro(a: Analysis) -> list:
+    r = a.results
+    seeds = len(r.config.get("seeds", [])) or r.evals["seed"].nunique()
+    return [Heading(f"Which optimizer, and which batch size, do we use in practice? — sweep `{r.name}`", 1),
+            Paragraph(f"{len(a.optimizers)} optimizers ({', '.join(a.optimizers)}) x {len(a.batches)} batch sizes "
+                      f"({', '.join(a.batches)}) on {len(a.datasets)} datasets, each cell tuned with "
+                      f"{r.config.get('trials', 'n/a')} trials, then evaluated with {seeds} seeds with the tuned and "
+                      f"with the default hyperparameters. Lower test loss is better; every number here is in "
+                      f"`tables/`.")]
+
+
+def build(a: Analysis, report_commit: str = "") -> tuple[list, Tables]:
+    tables = Tables()
+    blocks = _intro(a)
+    for section in (verdict_section, statistics_section, datasets_section, tuning_section, batch_modes_section,
+                    profiles_section, claims_section):
+        blocks += section(a, tables)
+    blocks += footer_section(a, tables, report_commit)
+    return blocks, tables
+
+
+def write(results: SweepResults, out_dir: str | Path, settings: Settings, report_commit: str = "") -> list[Path]:
+    """Build the report and write it into ``out_dir`` (replacing what was there); returns the files written."""
+    analysis = analyse(results, settings)
+    blocks, tables = build(analysis, report_commit)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        (staging / "figures").mkdir()
+        (staging / "tables").mkdir()
+        names = set()
+        for block in walk(blocks):
+            if isinstance(block, Figure):
+                if block.name in names:
+                    raise ValueError(f"figure {block.name!r} drawn twice")
+                names.add(block.name)
+                (staging / "figures" / f"{block.name}.png").write_bytes(block.png)
+        for name in sorted(tables.frames):
+            (staging / "tables" / f"{name}.csv").write_bytes(tables.to_csv(name))
+        (staging / "report.md").write_text(render_md.render(blocks), encoding="utf-8")
+        title = f"Optimizer study — {results.name}"
+        (staging / "report.html").write_text(render_html.render(blocks, title), encoding="utf-8")
+        for path in staging.rglob("*"):
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        os.chmod(staging, 0o755)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return sorted(p for p in out_dir.rglob("*") if p.is_file())

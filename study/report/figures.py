@@ -1,0 +1,264 @@
+"""The report's figures, drawn with matplotlib's Agg backend and saved byte-for-byte reproducibly.
+
+Every function returns a Figure; ``save`` writes it as PNG without the matplotlib version stamp (PNG has no date
+unless asked), so two builds from the same results give identical files. Colours are fixed per optimizer and per
+batch size so a reader can follow one optimizer from figure to figure.
+"""
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+STYLE = {"figure.dpi": 90, "savefig.dpi": 90, "font.size": 9, "axes.titlesize": 10, "axes.grid": True,
+         "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False, "legend.fontsize": 8,
+         "legend.frameon": False, "path.simplify": False}
+OPTIMIZER_COLORS = {"gd": "#7f7f7f", "momentum": "#1f77b4", "nag": "#17becf", "adagrad": "#2ca02c",
+                    "rmsprop": "#ff7f0e", "adam": "#d62728"}
+BATCH_COLORS = {"full": "#08306b", "128": "#2171b5", "64": "#6baed6", "32": "#fd8d3c", "1": "#a50f15"}
+
+
+def color(name: str, index: int = 0) -> str:
+    return OPTIMIZER_COLORS.get(name) or BATCH_COLORS.get(name) or plt.get_cmap("tab10")(index % 10)
+
+
+def png_bytes(fig, dpi: int = 90) -> bytes:
+    """The figure as PNG bytes with fixed metadata (no Software stamp): identical for identical content."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _grid(n: int, columns: int, width: float = 3.2, height: float = 2.6, left: float = 0.65, bottom: float = 0.5,
+          top: float = 0.35, wspace: float = 0.55, hspace: float = 0.75, right: float = 0.15, **kwargs):
+    """A grid of n panels, ``width`` x ``height`` inches each, with margins in inches. A fixed layout instead of
+    tight_layout: tight_layout measures every tick label of every log axis and takes most of the drawing time."""
+    rows = max(1, int(np.ceil(n / columns)))
+    columns = min(columns, max(n, 1))
+    size = (width * columns, height * rows)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(rows, columns, figsize=size, squeeze=False, **kwargs)
+    # matplotlib's wspace / hspace are fractions of the mean panel width / height: convert from inches
+    size = (size[0] + right, size[1])
+    fig.set_size_inches(size)
+    panel_w = (size[0] - left - right - (columns - 1) * wspace) / columns
+    panel_h = (size[1] - bottom - top - (rows - 1) * hspace) / rows
+    fig.subplots_adjust(left=left / size[0], right=1 - right / size[0], bottom=bottom / size[1],
+                        top=1 - top / size[1], wspace=wspace / panel_w, hspace=hspace / panel_h)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def _legend_right(fig, ax):
+    """One legend for the figure, in the right margin (``_grid(right=...)``), so no panel is covered."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", frameon=False)
+
+
+# --- critical difference diagrams ----------------------------------------------------------------------------------
+def _cd_panel(ax, mean_ranks: pd.Series, cd: float, labels: dict, title: str, beaten: set, panel_inches: float):
+    """Demšar's diagram: treatments on the mean-rank axis (1 = best, left), the Nemenyi CD as a scale bar, and a
+    thick bar under each maximal run of treatments whose ranks differ by less than the CD. A hollow marker is a
+    treatment that Holm-corrected Wilcoxon puts significantly behind the best."""
+    k = len(mean_ranks)
+    names, ranks = list(mean_ranks.index), mean_ranks.to_numpy(float)
+    texts = [f"{labels.get(n, n)} {r:.2f}" for n, r in zip(names, ranks)]
+    label_inches = 0.065 * max(len(t) for t in texts) + 0.15  # about 0.065 in per character at 8 pt
+    pad = max(0.6, label_inches * max(k - 1, 1) / max(panel_inches - 2 * label_inches, 0.5)) + 0.35
+    ax.set_xlim(1 - pad, k + pad)
+    ax.set_ylim(-((k + 1) // 2) - 1.2, 1.6)
+    ax.grid(False)
+    for side in ("left", "right", "bottom"):
+        ax.spines[side].set_visible(False)
+    ax.spines["top"].set_visible(True)
+    ax.spines["top"].set_position(("data", 0))
+    ax.spines["top"].set_bounds(1, k)
+    ax.xaxis.set_ticks_position("top")
+    ax.set_xticks(range(1, k + 1))
+    ax.set_yticks([])
+    if np.isfinite(cd):
+        ax.plot([1, 1 + cd], [1.0, 1.0], color="k", lw=1.5)
+        ax.text(1 + cd / 2, 1.15, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=8)
+    level = -0.3
+    for i in range(k):  # maximal runs of consecutive treatments within the CD
+        j = max(jj for jj in range(i, k) if ranks[jj] - ranks[i] < cd) if np.isfinite(cd) else i
+        covered = i > 0 and np.isfinite(cd) and ranks[j] - ranks[i - 1] < cd
+        if j > i and not covered:
+            ax.plot([ranks[i] - 0.05, ranks[j] + 0.05], [level, level], color="k", lw=3, solid_capstyle="butt")
+            level -= 0.25
+    half = (k + 1) // 2
+    for i, (name, rank, text) in enumerate(zip(names, ranks, texts)):
+        left = i < half
+        y = -(i + 1) - 0.2 if left else -(k - i) - 0.2
+        x_text = 1 - 0.25 if left else k + 0.25
+        c = color(name, i)
+        ax.plot([rank, rank, x_text], [0, y, y], color=c, lw=1)
+        ax.scatter([rank], [0], s=28, zorder=3, facecolors="white" if name in beaten else c, edgecolors=c)
+        ax.text(x_text, y, text, ha="right" if left else "left", va="center", fontsize=8, color=c)
+    ax.set_title(title, pad=18)
+
+
+def cd_diagrams(panels: list[tuple[str, object, set]], columns: int = 2):
+    """One CD diagram per family: panels = [(title, Family, beaten treatments)]."""
+    width = 5.0
+    fig, axes = _grid(len(panels), columns, width=width, height=2.2, left=0.1, bottom=0.1, top=0.55, wspace=0.3,
+                      hspace=0.75)
+    for ax, (title, family, beaten) in zip(axes, panels):
+        result = family.result
+        if len(result.mean_ranks) and result.mean_ranks.notna().all():
+            _cd_panel(ax, result.mean_ranks, result.critical_difference, family.labels, title, beaten, width - 0.3)
+        else:
+            ax.set_title(title)
+            ax.text(0.5, 0.5, "no complete datasets", ha="center", transform=ax.transAxes)
+    return fig
+
+
+# --- per dataset curves --------------------------------------------------------------------------------------------
+def dataset_curves(med: pd.DataFrame, dataset: str, batches: list[str], optimizers: list[str], target: float,
+                   track: str = "tuned"):
+    """Validation loss against epoch, one panel per batch size, a line per optimizer: median over seeds, band
+    from the 25th to the 75th percentile; the dashed line is the dataset's target."""
+    rows = med[(med["dataset"] == dataset) & (med["track"] == track)]
+    fig, axes = _grid(len(batches), len(batches), width=2.6, height=2.3, right=1.1, sharey=True)
+    for ax, batch in zip(axes, batches):
+        for i, optimizer in enumerate(optimizers):
+            r = rows[(rows["optimizer"] == optimizer) & (rows["batch_size"] == batch)].sort_values("epoch")
+            if r.empty:
+                continue
+            c = color(optimizer, i)
+            ax.plot(r["epoch"], r["median"], color=c, lw=1.3, label=optimizer)
+            ax.fill_between(r["epoch"], r["q25"], r["q75"], color=c, alpha=0.2, lw=0)
+        if np.isfinite(target):
+            ax.axhline(target, color="k", ls="--", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_title(f"batch {batch}")
+        ax.set_xlabel("epoch")
+    axes[0].set_ylabel(f"validation loss ({track})")
+    _legend_right(fig, axes[0])
+    return fig
+
+
+# --- tuning ------------------------------------------------------------------------------------------------------
+def budget_curves(curves: pd.DataFrame, batches: list[str], optimizers: list[str]):
+    """Best validation loss after k trials relative to the dataset's best trial, median over datasets."""
+    fig, axes = _grid(len(batches), len(batches), width=2.6, height=2.4, right=1.1, sharey=True)
+    for ax, batch in zip(axes, batches):
+        sub = curves[curves["batch_size"] == batch]
+        for i, optimizer in enumerate(optimizers):
+            r = sub[sub["optimizer"] == optimizer].groupby("k")["relative"].median()
+            if len(r):
+                ax.plot(r.index, r.to_numpy(), color=color(optimizer, i), lw=1.3, label=optimizer)
+        ax.set_yscale("log")
+        ax.set_xscale("log")
+        ax.set_title(f"batch {batch}")
+        ax.set_xlabel("trials k")
+    axes[0].set_ylabel("best val. loss / dataset's best")
+    _legend_right(fig, axes[0])
+    return fig
+
+
+def loss_against(trials: pd.DataFrame, panels: list[tuple[str, str, bool]], batches: list[str]):
+    """Trial value (relative to the dataset's best trial) against a hyperparameter, one panel per (optimizer,
+    parameter); x is 1 - value for averaging constants. Diverged trials are crosses at the top of the panel."""
+    best = trials[trials["state"] == "COMPLETE"].groupby("dataset")["value"].min()
+    fig, axes = _grid(len(panels), 3, width=3.0, height=2.4, right=1.0, left=0.75, wspace=0.85)
+    for ax, (optimizer, param, one_minus) in zip(axes, panels):
+        t = trials[(trials["optimizer"] == optimizer) & trials["state"].isin(["COMPLETE", "DIVERGED"])]
+        top = 1.0
+        for batch in batches:
+            b = t[t["batch_size"] == batch]
+            x = (1.0 - b[param]) if one_minus else b[param]
+            y = b["value"] / b["dataset"].map(best)
+            ok = b["state"] == "COMPLETE"
+            ax.scatter(x[ok], y[ok], s=5, alpha=0.5, color=color(batch), label=batch, lw=0)
+            top = max(top, float(np.nanmax(y[ok])) if ok.any() else top)
+        diverged = t[t["state"] == "DIVERGED"]
+        x = (1.0 - diverged[param]) if one_minus else diverged[param]
+        ax.scatter(x, np.full(len(x), top * 1.5), marker="x", s=10, color="k", lw=0.6, label="diverged")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"{optimizer}: {'1 - ' if one_minus else ''}{param}")
+        ax.set_ylabel("val. loss / dataset's best")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", frameon=False, markerscale=2.5)
+    return fig
+
+
+# --- batch modes and profiles --------------------------------------------------------------------------------------
+def batch_modes(noise_runs: pd.DataFrame, mean_ranks: pd.DataFrame, batches: list[str], optimizers: list[str]):
+    """Against batch size: the late-epoch gradient RMS norm over the full-batch run's, the share of epochs in
+    which validation loss rose, and the batch size's mean rank of test loss (tuned) within each optimizer."""
+    fig, axes = _grid(3, 3, width=3.2, height=2.6, right=1.1)
+    x = np.arange(len(batches))
+    for i, optimizer in enumerate(optimizers):
+        r = noise_runs[noise_runs["optimizer"] == optimizer].groupby("batch_size")
+        c = color(optimizer, i)
+        axes[0].plot(x, r["grad_norm_vs_full"].median().reindex(batches).to_numpy(), "o-", color=c, ms=3,
+                     label=optimizer)
+        axes[1].plot(x, r["val_rise_share"].median().reindex(batches).to_numpy(), "o-", color=c, ms=3)
+        if optimizer in mean_ranks.index:
+            axes[2].plot(x, mean_ranks.loc[optimizer].reindex(batches).to_numpy(), "o-", color=c, ms=3)
+    titles = ("gradient RMS norm / full batch", "share of epochs val. loss rose", "mean rank of test loss")
+    for ax, title in zip(axes, titles):
+        ax.set_xticks(x)
+        ax.set_xticklabels(batches)
+        ax.set_xlabel("batch size")
+        ax.set_title(title)
+    axes[0].set_yscale("log")
+    axes[2].invert_yaxis()
+    _legend_right(fig, axes[0])
+    return fig
+
+
+def performance_profiles(profiles: list[tuple[str, pd.DataFrame]]):
+    """Dolan-Moré profiles: the share of datasets on which a solver reaches the target within tau times the
+    fastest solver's epochs."""
+    fig, axes = _grid(len(profiles), 2, width=4.0, height=2.8, right=1.1)
+    for ax, (title, profile) in zip(axes, profiles):
+        for i, solver in enumerate(profile.columns):
+            ax.step(profile.index, profile[solver], where="post", color=color(str(solver), i), lw=1.4,
+                    label=str(solver))
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_xlabel("tau (epochs / fastest epochs)")
+        ax.set_ylabel("share of datasets")
+        ax.set_title(title)
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    return fig
+
+
+# --- the lecture's claims ------------------------------------------------------------------------------------------
+def claims_toy(raw: dict, lecture_eta: float):
+    """The toy evidence: loss against epoch at the lecture's learning rate; epochs to target and u-turns against
+    the learning rate; mini-batch gradient error and u-turn rate against batch size."""
+    runs, mb = raw["toy"], raw["minibatch"]
+    fig, axes = _grid(4, 4, width=2.9, height=2.5, right=0.9, wspace=0.7)
+    at = int(np.argmin(np.abs(runs["etas"] - lecture_eta)))
+    for i, optimizer in enumerate(("gd", "momentum", "nag", "adagrad", "rmsprop")):
+        c, r = color(optimizer, i), runs[optimizer]
+        axes[0].plot(np.arange(1, r["loss"].shape[1] + 1), r["loss"][at], color=c, lw=1.2, label=optimizer)
+        axes[1].plot(runs["etas"], np.where(np.isfinite(r["target"]), r["target"], np.nan), "o-", color=c, ms=3)
+        axes[2].plot(runs["etas"], r["u_turns"] + 0.5, "o-", color=c, ms=3)
+    axes[0].set(yscale="log", xscale="log", xlabel="epoch", ylabel="loss",
+                title=f"toy problem, eta = {runs['etas'][at]:g}")
+    axes[0].set_ylim(bottom=1e-8)  # below this the runs are converged; momentum's tail reaches 1e-32
+    _legend_right(fig, axes[0])
+    axes[1].set(xscale="log", yscale="log", xlabel="eta", title="epochs to 1% of the start loss")
+    axes[2].set(xscale="log", yscale="log", xlabel="eta", title="u-turns (+0.5)")
+    sizes = [b for b in mb["sizes"] if b in mb["gradient_error"]]
+    for j, eta in enumerate(mb["etas"]):
+        shade = plt.get_cmap("viridis")(j / max(len(mb["etas"]) - 1, 1))
+        axes[3].plot(range(len(sizes)), [mb["gradient_error"][b][j] for b in sizes], "o-", color=shade, ms=3,
+                     label=f"eta {eta:g}")
+    axes[3].set_xticks(range(len(sizes)))
+    axes[3].set_xticklabels(sizes)
+    axes[3].set(yscale="log", xlabel="batch size", title="mini-batch gradient error")
+    axes[3].legend(loc="upper right", fontsize=6, ncol=2)
+    return fig

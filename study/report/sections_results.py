@@ -1,0 +1,136 @@
+"""Sections 3, 5 and 6: per dataset results, batch modes, performance profiles."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from study.report import figures, fmt
+from study.report.analysis import Analysis
+from study.report.blocks import Details, Figure, Heading, Paragraph, Table
+from study.report.tables import Tables, matrix
+
+
+def _to_target(row) -> str:
+    if not np.isfinite(row["epochs_to_target"]):
+        return "never"
+    seeds = "" if row["reached_share"] >= 1 else f" ({fmt.share(row['reached_share'])} of seeds)"
+    return f"{fmt.count(row['epochs_to_target'])} / {fmt.count(row['updates_to_target'])}{seeds}"
+
+
+def datasets_section(a: Analysis, tables: Tables) -> list:
+    level = a.settings.confidence
+    cells = a.cells.merge(a.to_target, on=["dataset", "optimizer", "batch_size", "track"], how="left")
+    csv = tables.add("cells", cells)
+    csv_targets = tables.add("targets", a.targets.reindex(a.datasets).reset_index())
+    tables.add("curves_median", a.curves_median)
+    blocks = [Heading("Per dataset"), Paragraph(
+        f"For every dataset: test loss and accuracy as the mean over seeds with a {level:.0%} bootstrap interval, "
+        f"for every optimizer (rows) and batch size (columns); epochs and updates to reach the dataset's target "
+        f"(median over seeds, from the per-epoch validation curves); seconds per evaluation run (median over seeds: "
+        f"machine-dependent, shown only for orientation); and the validation-loss curves (median over seeds, band "
+        f"= 25th to 75th percentile, dashed line = target). Target = {a.settings.target_factor} x the dataset's best "
+        f"tuned final validation loss.")]
+    n_train = a.results.evals.groupby("dataset")["n_train"].first()
+    epochs = a.results.config.get("epochs", {})
+    for dataset in a.datasets:
+        c = cells[cells["dataset"] == dataset]
+        inner = []
+        if dataset in a.targets.index:
+            t = a.targets.loc[dataset]
+            inner.append(Paragraph(
+                f"N = {fmt.count(n_train.get(dataset, np.nan))} training samples, "
+                f"{epochs.get(dataset, 'n/a') if isinstance(epochs, dict) else epochs} epochs. Target validation "
+                f"loss {fmt.num(t['target'])} = {a.settings.target_factor} x {fmt.num(t['best_final_val_loss'])}, "
+                f"the best tuned final validation loss ({t['optimizer']}, batch {t['batch_size']})."))
+        for track in a.tracks:
+            ct = c[c["track"] == track]
+            inner.append(Table(matrix(ct, a.optimizers, a.batches, lambda r: fmt.interval(
+                r["test_loss_mean"], r["test_loss_low"], r["test_loss_high"])),
+                f"{dataset}: test loss, {track} (mean [{level:.0%} CI] over seeds)", csv))
+            failed = int(ct["failed"].sum())
+            if failed:
+                inner.append(Paragraph(f"{failed} {track} run(s) diverged here; each scores the dataset's worst "
+                                       f"finite test loss."))
+        tuned = c[c["track"] == "tuned"]
+        if tuned["test_accuracy_mean"].notna().any():
+            inner.append(Table(matrix(tuned, a.optimizers, a.batches, lambda r: fmt.interval(
+                r["test_accuracy_mean"], r["test_accuracy_low"], r["test_accuracy_high"])),
+                f"{dataset}: test accuracy, tuned", csv))
+        inner.append(Table(matrix(tuned, a.optimizers, a.batches, _to_target),
+                           f"{dataset}: epochs / updates to the target, tuned", csv))
+        inner.append(Table(matrix(tuned, a.optimizers, a.batches, lambda r: fmt.num(r["seconds_median"])),
+                           f"{dataset}: seconds per evaluation run, tuned (machine-dependent)", csv))
+        target = float(a.targets.loc[dataset, "target"]) if dataset in a.targets.index else np.nan
+        fig = figures.dataset_curves(a.curves_median, dataset, a.batches, a.optimizers, target)
+        inner.append(Figure(f"curves_{dataset}", figures.png_bytes(fig, a.settings.dpi),
+                            f"{dataset}: validation loss against epoch, tuned (median over seeds, 25-75% band)."))
+        blocks.append(Details(dataset, inner))
+    blocks.append(Paragraph(f"Targets: `tables/{csv_targets}.csv`; median curves: `tables/curves_median.csv`."))
+    return blocks
+
+
+def batch_modes_section(a: Analysis, tables: Tables) -> list:
+    s = a.batch_summary.copy()
+    ranks = pd.DataFrame({o: a.families[("tuned", "batch_sizes", o)].result.mean_ranks
+                          for o in a.optimizers if ("tuned", "batch_sizes", o) in a.families}).T
+    s["mean_rank_tuned"] = [float(ranks[b].mean()) if b in ranks.columns else np.nan for b in s["batch_size"]]
+    tables.add("updates_per_epoch", a.updates)
+    tables.add("noise_per_run", a.noise)
+    csv = tables.add("batch_modes", s)
+
+    def span(lo, hi):
+        return fmt.count(lo) if lo == hi else f"{fmt.count(lo)}-{fmt.count(hi)}"
+
+    shown = pd.DataFrame({
+        "batch size": s["batch_size"], "lecture: updates per epoch": s["formula"],
+        "expected here": [span(lo, hi) for lo, hi in zip(s["expected_min"], s["expected_max"])],
+        "measured": [span(lo, hi) for lo, hi in zip(s["measured_min"], s["measured_max"])],
+        "datasets matching": [f"{m}/{n}" for m, n in zip(s["datasets_matching"], s["datasets"])],
+        "grad. RMS norm / full": [fmt.num(v) for v in s["grad_norm_vs_full"]],
+        "epochs val. loss rose": [fmt.share(v) for v in s["val_rise_share"]],
+        "mean rank (tuned)": [fmt.num(v) for v in s["mean_rank_tuned"]]})
+    fig = figures.batch_modes(a.noise[a.noise["track"] == "tuned"], ranks, a.batches, a.optimizers)
+    return [Heading("Batch modes"), Paragraph(
+        "The lecture's table: batch gradient descent makes 1 update per epoch, mini-batch N/B (rounded up: the "
+        "last, smaller batch is kept), stochastic N. Measured below from the cumulative update counts of every "
+        "evaluation run (ranges over datasets). Noise: the RMS norm of the gradients that fed each epoch's updates, "
+        "over the second half of training, relative to the full-batch run with the same optimizer, track and seed "
+        "(a mini-batch gradient carries sampling noise of variance proportional to 1/B; the runs pass through "
+        "different parameters, so this is a symptom, not a clean measurement — the claims section measures "
+        "gradient error at equal parameters). Oscillation: the share of epochs in which validation loss went up. "
+        "Quality: each batch size's mean rank of test loss within each optimizer (tuned), averaged over optimizers."),
+        Table(shown, "Batch modes: updates per epoch, noise and quality (medians over datasets, optimizers and "
+                     "seeds).", csv),
+        Figure("batch_modes", figures.png_bytes(fig, a.settings.dpi),
+               "Against batch size, tuned track, a line per optimizer: gradient RMS norm relative to full batch, "
+               "share of epochs with rising validation loss, mean rank of test loss (1 = best, at the top).")]
+
+
+def profiles_section(a: Analysis, tables: Tables) -> list:
+    long = pd.concat([p.reset_index().melt(id_vars="tau", var_name="solver", value_name="rho").assign(profile=name)
+                      for name, _, p in a.profiles], ignore_index=True)
+    tables.add("performance_profiles", long)
+    for name, times in a.profile_times.items():
+        tables.add(f"profile_times_{name}", times.reset_index().rename(columns={"index": "dataset"}))
+    rows, shown = [], []
+    for name, title, p in a.profiles:
+        times = a.profile_times[name]
+        for solver in p.columns:
+            reached = float(np.isfinite(times[solver].astype(float)).mean()) if len(times) else np.nan
+            rows.append({"profile": name, "solver": solver, "fastest_share": float(p[solver].iloc[0]),
+                         "within_tau_max_share": float(p[solver].iloc[-1]), "reached_share": reached})
+            shown.append({"comparison": title, "solver": solver, "fastest (tau = 1)": fmt.share(p[solver].iloc[0]),
+                          f"within {fmt.num(a.settings.tau_max)}x the fastest": fmt.share(p[solver].iloc[-1]),
+                          "reached the target": fmt.share(reached)})
+    csv = tables.add("profile_summary", pd.DataFrame(rows))
+    fig = figures.performance_profiles([(title, p) for _, title, p in a.profiles])
+    return [Heading("Performance profiles"), Paragraph(
+        "Dolan-Moré performance profiles of epochs to the dataset's target (as AlgoPerf uses for time to target): "
+        "for each solver, the share of datasets on which it reaches the target within tau times the epochs of the "
+        "fastest solver on that dataset. A solver that never reaches the target on a dataset counts as infinitely "
+        "slow there. Higher and further left is better; the value at tau = 1 is the share of datasets on which it "
+        "was fastest. Tuned track; epochs, not seconds, so the profile does not depend on the machine."),
+        Figure("performance_profiles", figures.png_bytes(fig, a.settings.dpi),
+               "Performance profiles of epochs to target: optimizers at their best batch size; batch sizes for "
+               "the optimizer with the best mean rank."),
+        Table(pd.DataFrame(shown), "Performance profile summary.", csv)]

@@ -1,0 +1,100 @@
+"""Section 4: tuning — budgets, winners at small budgets, loss against hyperparameters, importances, warnings."""
+from __future__ import annotations
+
+import pandas as pd
+
+from study.report import figures, fmt
+from study.report.analysis import Analysis
+from study.report.blocks import Figure, Heading, Paragraph, Table
+from study.report.tables import Tables
+from study.report.verdict import sentence
+
+AVERAGING = {"momentum": ["gamma"], "nag": ["gamma"], "rmsprop": ["beta"], "adam": ["beta1", "beta2"]}
+
+
+def _budget_blocks(a: Analysis, tables: Tables) -> list:
+    curves = a.budget_curves
+    methods = sorted(curves["method"].unique())
+    tables.add("budget_curves", curves)
+    described = " and ".join(methods)
+    blocks = [Paragraph(
+        f"Best validation loss after k trials, per cell: {described}. The expected best-of-k (Dodge et al. 2019; "
+        f"Sivaprasad et al. 2020) is the mean, over all ways of drawing k of the random-search arm's trials with "
+        f"replacement, of the best of them — exact, so it has no resampling noise. Without a random arm (every "
+        f"profile but `full`) the curve is TPE's best-so-far: one realisation, whose later trials depend on the "
+        f"earlier ones. Values are relative to the best trial on the dataset, then the median over datasets."),
+        Figure("tuning_budget", figures.png_bytes(figures.budget_curves(curves, a.batches, a.optimizers),
+                                                  a.settings.dpi),
+               f"Best validation loss after k trials relative to the dataset's best trial ({described}), median over "
+               f"datasets, a panel per batch size.")]
+    rows, shown = [], []
+    for k, family in a.budget_families.items():
+        j = a.budget_judgements[k]
+        r = family.result
+        rows.append({"trials": k, "status": j.status, "best": r.control, "p": r.omnibus.pvalue,
+                     "top_group": " ".join(j.top), "beaten": " ".join(j.beaten)})
+        shown.append({"trials": k, "best mean rank": family.labels.get(r.control, ""),
+                      "what the tests allow": sentence(family, j)})
+    if rows:
+        blocks.append(Table(pd.DataFrame(shown), "Which optimizer wins with a budget of k trials (each at its best "
+                                                 "tuned batch size; blocks = datasets, score = best validation loss "
+                                                 "after k trials).", tables.add("budget_winners", pd.DataFrame(rows))))
+    return blocks
+
+
+def _edge_table(edges: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (optimizer, param, edge), g in edges.groupby(["optimizer", "param", "edge"], sort=False):
+        cells = ", ".join(f"{d}/{b}" for d, b in zip(g["dataset"], g["batch_size"]))
+        rows.append({"optimizer": optimizer, "parameter": g["searched_as"].iloc[0], "edge": edge,
+                     "bound": fmt.num(g["bound"].iloc[0]), "cells": len(g), "which (dataset/batch)": cells})
+    return pd.DataFrame(rows, columns=["optimizer", "parameter", "edge", "bound", "cells", "which (dataset/batch)"])
+
+
+def tuning_section(a: Analysis, tables: Tables) -> list:
+    blocks = [Heading("Tuning")]
+    trials = a.results.trials.assign(batch_size=a.results.trials["batch_size"].astype(str))
+    if trials.empty:
+        return blocks + [Paragraph("The sweep recorded no tuning trials.")]
+    blocks += _budget_blocks(a, tables)
+    panels = [(o, "eta", False) for o in a.optimizers if trials.loc[trials["optimizer"] == o, "eta"].notna().any()]
+    blocks.append(Figure("tuning_eta", figures.png_bytes(figures.loss_against(trials, panels, a.batches),
+                                                         a.settings.dpi),
+                         "Final validation loss of every trial (relative to the dataset's best trial) against eta; "
+                         "colour = batch size, crosses at the top = diverged trials."))
+    panels = [(o, p, True) for o in a.optimizers for p in AVERAGING.get(o, [])
+              if p in trials.columns and trials.loc[trials["optimizer"] == o, p].notna().any()]
+    if panels:
+        blocks.append(Figure("tuning_averaging", figures.png_bytes(figures.loss_against(trials, panels, a.batches),
+                                                                   a.settings.dpi),
+                             "The same against the averaging constants, drawn as 1 - value (searched log-uniformly "
+                             "that way): 0.1 is 0.9, 0.01 is 0.99."))
+    importance = a.importance
+    csv = tables.add("importances_mean", importance)
+    tables.add("importances", a.results.importances)
+    if len(importance):
+        blocks.append(Table(pd.DataFrame({"optimizer": importance["optimizer"], "parameter": importance["param"],
+                                          "mean importance": [fmt.num(v, 2) for v in importance["mean_importance"]],
+                                          "cells": importance["cells"]}),
+                            "Parameter importances (Optuna's default evaluator), mean over cells.", csv))
+    edges = a.edges
+    csv = tables.add("edge_warnings", edges)
+    if len(edges):
+        blocks.append(Paragraph(f"**Warning: {len(edges)} tuned value(s) lie on the edge of their search range** "
+                                f"(within {a.settings.edge_margin:.0%} of its width; log width for log ranges). The "
+                                f"best value there may lie outside the range, so those cells may be under-tuned."))
+        blocks.append(Table(_edge_table(edges), "Tuned values on the edge of the search range.", csv))
+    else:
+        blocks.append(Paragraph("No tuned value lies on the edge of its search range."))
+    d = a.divergence
+    csv = tables.add("divergence", d)
+    per_cell = trials.groupby(["optimizer", "batch_size"], sort=False)["state"].apply(
+        lambda s: float((s == "DIVERGED").mean())).rename("diverged_share").reset_index()
+    tables.add("divergence_by_batch", per_cell)
+    blocks.append(Table(pd.DataFrame({"optimizer": d["optimizer"], "trials": d["trials"], "diverged": d["diverged"],
+                                      "share diverged": [fmt.share(v) for v in d["diverged_share"]],
+                                      "pruned": d["pruned"], "failed": d["fail"]}),
+                        "Tuning trials per optimizer: how many diverged (recorded with a finite penalty, never a "
+                        "crash), were pruned or failed.", csv))
+    return blocks
+
