@@ -89,7 +89,8 @@ def summary(cfg, runs_dir, storage, timing) -> str:
         f"  evaluation runs: {counted['evals']}",
         f"  wall time: {timing['wall']:.1f} s with {timing['workers']} worker(s); "
         f"share in MLflow {timing['seconds']['mlflow'] / worker_seconds:.1%}, "
-        f"in Optuna {timing['seconds']['optuna'] / worker_seconds:.1%}",
+        f"in Optuna {timing['seconds']['optuna'] / worker_seconds:.1%}; "
+        f"{timing.get('network_epochs', 0) / max(timing['wall'], 1e-9):,.0f} network-epochs/s",
         f"  MLflow store:  {mlflow_uri}   (open: make ui, then http://127.0.0.1:5000)",
         f"  Optuna store:  {tracking.mask_url(tuning.storage_url(runs_dir, cfg.name))}   (open: make dashboard)",
         f"  report:        make report  ->  reports/{cfg.name}/report.html",

@@ -41,6 +41,7 @@ class Context:
     stop_requested: list = field(default_factory=lambda: [False])
     tracking_down_until: list = field(default_factory=lambda: [0.0])
     seconds: dict = field(default_factory=lambda: {"optuna": 0.0, "mlflow": 0.0})
+    network_epochs: list = field(default_factory=lambda: [0])  # epochs trained, summed over networks
 
     def timed(self, what: str):
         return _Timer(self.seconds, what)
@@ -137,6 +138,7 @@ def _tune(ctx: Context, cell, study, arm: str, mirror: record.Mirror, claim: tun
                     tuning.tell(study, trial, "FAIL", None)
                     study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             raise
+        ctx.network_epochs[0] += int(result.epochs_run.sum())
         for m, trial in enumerate(trials):
             state, value = _trial_outcome(result, m)
             curves = {name: result.history[name][m] for name in CURVES if name in result.history}
@@ -174,6 +176,7 @@ def _evaluate(ctx: Context, cell, study, mirror: record.Mirror, claim: tuning.Cl
         theta0 = net.init(seed, len(missing))
         hyper = {name: np.array([tracks[t][name] for t in missing]) for name in defaults}
         result = train.train(net, split, optimizer, hyper, batch, cfg.epochs[dataset], seed, theta0)
+        ctx.network_epochs[0] += int(result.epochs_run.sum())
         test_loss, test_acc = net.evaluate(result.theta, split.X_test, split.Y_test)
         start_loss, start_acc = net.evaluate(theta0, split.X_test, split.Y_test)
         for m, track in enumerate(missing):

@@ -106,6 +106,17 @@ class TrackingAway(Exception):
                          f"not yet logged to MLflow; run the same command again when it is back")
 
 
+def record_timing(ctx: Context, wall: float) -> dict:
+    """This worker's figures, kept with the sweep (the benchmark reads them): wall time, network-epochs trained,
+    seconds spent in MLflow and in Optuna."""
+    timing = {"wall": wall, "network_epochs": ctx.network_epochs[0], **ctx.seconds}
+    try:
+        tuning.record_timing(ctx.storage, ctx.cfg.name, ctx.worker, timing)
+    except Exception as e:  # figures about the run must never cost the run's results
+        print(f"warning: could not record timing: {type(e).__name__}", file=sys.stderr)
+    return timing
+
+
 def _is_done(ctx: Context, cell: tuple) -> bool:
     attrs = tuning.study_attrs(ctx.storage, ctx.cfg.name)
     return bool(attrs.get(tuning.study_name(ctx.cfg.name, cell), {}).get("done"))
@@ -119,7 +130,7 @@ def _child(cfg: SweepConfig, runs_dir: str, queue) -> None:
     ctx = Context(cfg, storage, mlflow_client, experiment, tuning.new_worker_id(),
                   progress=lambda event, info: queue.put((event, info)))
     install_signal_handlers(ctx)
-    code = 0
+    code, started = 0, time.perf_counter()
     try:
         worker_loop(ctx)
     except Interrupted:
@@ -128,7 +139,8 @@ def _child(cfg: SweepConfig, runs_dir: str, queue) -> None:
         print(f"error: {e}", file=sys.stderr)
         code = 3
     finally:
-        queue.put(("worker_done", {"seconds": ctx.seconds, "code": code}))
+        timing = record_timing(ctx, time.perf_counter() - started)
+        queue.put(("worker_done", {"seconds": ctx.seconds, "code": code, "network_epochs": timing["network_epochs"]}))
     sys.exit(code)
 
 
@@ -146,7 +158,7 @@ def run_local(cfg: SweepConfig, runs_dir: str | Path, workers: int, progress) ->
     for p in procs:
         p.start()
     signal.signal(signal.SIGINT, lambda s, f: None)
-    seconds, codes, finished = {"optuna": 0.0, "mlflow": 0.0}, [], 0
+    seconds, codes, finished, network_epochs = {"optuna": 0.0, "mlflow": 0.0}, [], 0, 0
     try:
         while finished < workers:
             try:
@@ -158,6 +170,7 @@ def run_local(cfg: SweepConfig, runs_dir: str | Path, workers: int, progress) ->
             if event == "worker_done":
                 finished += 1
                 codes.append(info["code"])
+                network_epochs += info["network_epochs"]
                 for k in seconds:
                     seconds[k] += info["seconds"][k]
             else:
@@ -169,6 +182,7 @@ def run_local(cfg: SweepConfig, runs_dir: str | Path, workers: int, progress) ->
         signal.signal(signal.SIGINT, previous_int)
     codes += [p.exitcode for p in procs if p.exitcode not in (0, None)]
     return {"wall": time.perf_counter() - started, "workers": workers, "seconds": seconds,
+            "network_epochs": network_epochs,
             "interrupted": any(c in (130, -signal.SIGTERM, -signal.SIGINT) for c in codes),
             "failed": any(c not in (0, 130, -signal.SIGTERM, -signal.SIGINT) for c in codes)}
 
@@ -187,7 +201,8 @@ def run_in_process(cfg: SweepConfig, runs_dir: str | Path, progress, wait_for_ot
     except TrackingAway as e:
         print(f"error: {e}", file=sys.stderr)
         failed = True
-    return {"wall": time.perf_counter() - started, "workers": 1, "seconds": ctx.seconds,
+    timing = record_timing(ctx, time.perf_counter() - started)
+    return {"wall": timing["wall"], "workers": 1, "seconds": ctx.seconds, "network_epochs": ctx.network_epochs[0],
             "interrupted": interrupted, "failed": failed}
 
 

@@ -136,6 +136,11 @@ def record_sweep(storage, cfg: SweepConfig, machine: str) -> None:
                                    f"new one with name=<new name>")
 
 
+def record_timing(storage, sweep: str, worker: str, timing: dict) -> None:
+    meta = optuna.create_study(storage=storage, study_name=f"{sweep}/_meta", load_if_exists=True)
+    meta.set_user_attr(f"timing:{worker}", {k: float(v) for k, v in timing.items()})
+
+
 def sweep_meta(storage, sweep: str) -> dict:
     """The config and machine recorded by ``record_sweep``; empty if the sweep is unknown."""
     names = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
