@@ -117,18 +117,27 @@ def make_results(datasets=DATASETS, optimizers=OPTIMIZERS, batch_sizes=BATCH_SIZ
                         seconds = epoch * (0.0005 * _steps(n_train, batch) + 0.01)
                         accuracy = (np.full(len(epoch), np.nan) if dataset in REGRESSION
                                     else np.clip(1.0 - 0.3 * val, 0.0, 1.0))
-                        curve_parts.append(pd.DataFrame({
-                            "dataset": dataset, "optimizer": optimizer, "batch_size": batch, "track": track,
-                            "seed": s, "epoch": epoch, "train_loss": 0.9 * val, "val_loss": val,
-                            "val_accuracy": accuracy, "grad_norm": grad_norm, "updates": updates.astype(float),
-                            "seconds": seconds}))
+                        curve_parts.append(((dataset, optimizer, batch, track, s), epoch, val, accuracy,
+                                            grad_norm, updates.astype(float), seconds))
                         eval_rows.append({
                             "dataset": dataset, "optimizer": optimizer, "batch_size": batch, "track": track,
                             "seed": s, "test_loss": test_loss,
                             "test_accuracy": math.nan if dataset in REGRESSION else max(0.0, 1.0 - 0.3 * test_loss),
                             "diverged": 0, "seconds": float(seconds[-1]), "n_train": n_train,
                             **{h: params.get(h, math.nan) for h in HYPER}})
-    evals, curves = pd.DataFrame(eval_rows), pd.concat(curve_parts, ignore_index=True)
+    evals = pd.DataFrame(eval_rows)
+    lengths = [len(part[1]) for part in curve_parts]
+    keys = np.repeat(np.array([part[0] for part in curve_parts], dtype=object), lengths, axis=0)
+    val = np.concatenate([part[2] for part in curve_parts])
+    curves = pd.DataFrame({"dataset": keys[:, 0], "optimizer": keys[:, 1], "batch_size": keys[:, 2],
+                           "track": keys[:, 3], "seed": keys[:, 4].astype(int),
+                           "epoch": np.concatenate([part[1] for part in curve_parts]), "train_loss": 0.9 * val,
+                           "val_loss": val, "val_accuracy": np.concatenate([part[3] for part in curve_parts]),
+                           "grad_norm": np.concatenate([part[4] for part in curve_parts]),
+                           "updates": np.concatenate([part[5] for part in curve_parts]),
+                           "seconds": np.concatenate([part[6] for part in curve_parts])})
+    for column in ("dataset", "optimizer", "batch_size", "track"):
+        curves[column] = curves[column].astype(str)
     # a few default-track runs blow up, as plain GD with a stochastic batch sometimes does
     for row in rng.choice(np.flatnonzero(evals["track"] == "default"), size=diverged_evals, replace=False):
         evals.loc[row, ["test_loss", "test_accuracy", "diverged"]] = [math.nan, math.nan, 1]

@@ -68,10 +68,9 @@ def cell_summary(scored: pd.DataFrame, settings: Settings, datasets, optimizers,
 
     out = pd.DataFrame([dict(zip(keys, key)) for key, _ in groups])
     for column, name in (("loss", "test_loss"), ("test_accuracy", "test_accuracy")):
-        values = matrix(column)
-        with np.errstate(all="ignore"):
-            out[f"{name}_mean"] = np.nanmean(np.where(np.isfinite(values), values, np.nan), axis=1) \
-                if np.isfinite(values).any() else np.nan
+        values = np.where(np.isfinite(matrix(column)), matrix(column), np.nan)
+        counts = np.sum(np.isfinite(values), axis=1)
+        out[f"{name}_mean"] = np.where(counts > 0, np.nansum(values, axis=1) / np.maximum(counts, 1), np.nan)
         low, high = stats.bootstrap_mean_ci(values, settings.confidence, settings.bootstrap_resamples, settings.seed)
         out[f"{name}_low"], out[f"{name}_high"] = low, high
     out["seeds"] = [len(g) for _, g in groups]

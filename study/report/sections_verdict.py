@@ -130,7 +130,9 @@ def verdict_section(a: Analysis, tables: Tables) -> list:
     family, j = _family(a, "tuned", "overall")
     blocks = [Heading("The verdict"), Paragraph(_optimizer_answer(a)), Paragraph(_batch_answer(a))]
     if family is not None:
-        blocks.append(Paragraph("**How sure.** " + sureness(family, j, a.settings.rope)))
+        blocks.append(Paragraph("**How sure.** " + sureness(family, j, a.settings.rope) + " (The best-ranked "
+                                "optimizer is picked from the same data, which flatters these probabilities; the "
+                                "verdict above rests on the frequentist tests.)"))
     blocks += [Paragraph("**When the answer changes.**"), Bullets(_changes(a))]
     blocks += _ranking_tables(a, tables)
     return blocks

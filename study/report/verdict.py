@@ -27,21 +27,36 @@ class Judgement:
     reason: str = ""  # the numbers behind the status, one clause
 
 
+def smallest_signed_rank_p(n: int) -> float:
+    """The smallest two-sided p the exact Wilcoxon signed-rank test can give with n pairs: 2 / 2^n."""
+    return 2.0 / 2.0 ** n if n > 0 else 1.0
+
+
 def judge(family: Family, alpha: float, sure: float) -> Judgement:
     result = family.result
     versus = result.versus_control
     treatments = list(result.mean_ranks.index)
-    if result.control is None or result.n_blocks < 2 or len(treatments) < 2:
+    n = result.n_blocks
+    if result.control is None or n < 2 or len(treatments) < 2:
         return Judgement(INCONCLUSIVE, result.control, treatments, [],
-                         reason=f"{result.n_blocks} complete dataset(s) and {len(treatments)} treatment(s): nothing to test")
+                         reason=f"{n} complete dataset(s) and {len(treatments)} treatment(s): nothing to test")
     sure_better = [t for t in versus.index if versus.loc[t, "p_control_better"] >= sure]
     equivalent = [t for t in versus.index if versus.loc[t, "p_equivalent"] >= sure]
-    omnibus = f"{result.omnibus.test} {fmt.p(result.omnibus.pvalue)} over {result.n_blocks} datasets"
+    omnibus = f"{result.omnibus.test} {fmt.p(result.omnibus.pvalue)} over {n} datasets"
+    too_few = ""
+    if smallest_signed_rank_p(n) * max(len(versus), 1) >= alpha:
+        too_few = (f"; with {n} datasets the Holm-corrected signed-rank tests cannot reach p < {alpha} at all "
+                   f"(the smallest possible p is {fmt.num(smallest_signed_rank_p(n))} before correction)")
     if result.omnibus.pvalue >= alpha:
         return Judgement(INCONCLUSIVE, result.control, treatments, [], sure_better, equivalent,
-                         reason=f"no significant difference ({omnibus})")
+                         reason=f"no significant difference ({omnibus}){too_few}")
     beaten = [t for t in versus.index if versus.loc[t, "holm_p"] < alpha]
     top = [result.control] + [t for t in versus.index if t not in beaten]
+    if not beaten:
+        return Judgement(INCONCLUSIVE, result.control, treatments, [], sure_better, equivalent,
+                         reason=f"{omnibus} finds a difference somewhere, but no treatment is significantly behind "
+                                f"the best after Holm's correction (smallest Holm {fmt.p(versus['holm_p'].min())})"
+                                f"{too_few}")
     if len(top) == 1:
         worst_p = versus["holm_p"].max()
         return Judgement(WINNER, result.control, top, beaten, sure_better, equivalent,
@@ -65,23 +80,27 @@ def sentence(family: Family, judgement: Judgement) -> str:
 
 
 def sureness(family: Family, judgement: Judgement, rope: float) -> str:
-    """How sure, in one sentence, from the Bayesian signed-rank test of the control against each other treatment
-    (every probability is in the statistics tables)."""
+    """How sure, in one or two sentences, from the Bayesian signed-rank test of the control against the runner-up
+    (the closest competitor: the question "is it the best?" is decided there) and the range over the others.
+
+    The control is the best-ranked treatment of the same data, which biases these probabilities upward; they are
+    reported as "how sure, given this choice", and never name a winner on their own."""
     versus = family.result.versus_control
     if judgement.control is None or versus.empty:
         return ""
     label = family.labels
-    better, equivalent = versus["p_control_better"], versus["p_equivalent"]
-    weakest = better.idxmin()
-    if better.min() == better.max():
-        spread = f"is {fmt.prob(better.min())} against every other"
-    else:
-        spread = (f"ranges from {fmt.prob(better.min())} (against {label[weakest]}) to {fmt.prob(better.max())} "
-                  f"(against {label[better.idxmax()]})")
-    text = (f"By the Bayesian signed-rank test, the probability that {label[judgement.control]} is more than "
-            f"{rope:.0%} better {spread}")
-    close = [t for t in versus.index if equivalent[t] >= 0.5]
-    if close:
-        text += "; practically equivalent (within the ROPE) is the more likely reading for " + fmt.names(
-            f"{label[t]} (P = {fmt.prob(equivalent[t])})" for t in close)
-    return text + "."
+    control = label[judgement.control]
+    runner_up = versus.index[0]  # versus_control is ordered by mean rank
+    v = versus.loc[runner_up]
+    text = (f"Bayesian signed-rank test against the runner-up {label[runner_up]}: P({control} better by more than "
+            f"{rope:.0%}) = {fmt.prob(v['p_control_better'])}, P(within {rope:.0%}) = {fmt.prob(v['p_equivalent'])}, "
+            f"P(worse) = {fmt.prob(v['p_control_worse'])}")
+    others = versus["p_control_better"].iloc[1:]
+    if len(others):
+        text += (f"; against the others P({control} better) is {fmt.prob(others.min())}"
+                 + (f" to {fmt.prob(others.max())}" if others.max() != others.min() else ""))
+    text += "."
+    if family.result.n_blocks < 6:
+        text += (f" With only {family.result.n_blocks} datasets these posteriors rest on very little data: do not "
+                 f"read them as confidence.")
+    return text

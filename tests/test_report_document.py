@@ -1,0 +1,150 @@
+"""The report document: every section in order, every optimizer, files that exist, byte-identical rebuilds, and a
+page that opens in a real browser with every image loaded and nothing fetched."""
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from report_fixtures import make_results
+from study.report import document, settings
+
+SECTIONS = ["The verdict", "Statistics", "Per dataset", "Tuning", "Batch modes", "Performance profiles",
+            "The lecture's claims, checked", "Reproducibility"]
+OPTIMIZERS = ("gd", "momentum", "nag", "adagrad", "rmsprop", "adam")
+SETTINGS = dataclasses.replace(settings.load(), bayes_samples=2000, bootstrap_resamples=500)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory):
+    """The default sweep's shape (12 datasets x 6 optimizers x 5 batch sizes, 5 seeds, a random arm), with
+    Adam and batch size 32 planted as better."""
+    out = tmp_path_factory.mktemp("report") / "fixture"
+    results = make_results(optimizer_effect={"adam": -0.15}, batch_effect={"32": -0.08})
+    document.write(results, out, SETTINGS, "0" * 40)
+    return out
+
+
+def headings(markdown: str) -> list[str]:
+    return re.findall(r"^## (.+)$", markdown, flags=re.M)
+
+
+def test_sections_in_order_and_the_verdict_first(full_report):
+    markdown = (full_report / "report.md").read_text()
+    assert headings(markdown) == SECTIONS
+    verdict = markdown.split("## The verdict", 1)[1].split("## Statistics", 1)[0]
+    assert "**Use adam** (at batch size 32)" in verdict
+    assert "**Batch size 32** for adam" in verdict
+    for optimizer in OPTIMIZERS:
+        assert optimizer in verdict
+
+
+def test_every_figure_and_table_referenced_exists(full_report):
+    markdown = (full_report / "report.md").read_text()
+    figures = set(re.findall(r"\(figures/([\w.-]+\.png)\)", markdown))
+    tables = set(re.findall(r"`tables/([\w.-]+\.csv)`", markdown))
+    assert figures == {p.name for p in (full_report / "figures").iterdir()}
+    assert tables <= {p.name for p in (full_report / "tables").iterdir()}
+    assert {"cells.csv", "families.csv", "versus_control.csv", "claims.csv", "budget_curves.csv"} <= tables | {
+        p.name for p in (full_report / "tables").iterdir()}
+    for dataset in ("moons", "digits", "diabetes"):
+        assert f"curves_{dataset}.png" in figures
+
+
+def test_claims_table_has_one_row_per_claim_with_a_verdict(full_report):
+    markdown = (full_report / "report.md").read_text()
+    claims = markdown.split("## The lecture's claims, checked", 1)[1].split("## Reproducibility", 1)[0]
+    rows = [line for line in claims.splitlines() if re.match(r"^\| \d+ \|", line)]
+    assert len(rows) == 13
+    assert all(re.search(r"\*\*(supported|contradicted|inconclusive)\*\*", row) for row in rows)
+
+
+def test_smoke_shaped_sweep_report_has_every_section_and_optimizer(tmp_path):
+    """The smoke profile's shape: 3 datasets, 2 batch sizes, 2 seeds, 4 trials, no random-search arm."""
+    results = make_results(datasets=("iris", "moons", "diabetes"), batch_sizes=("full", "32"), seeds=2, epochs=8,
+                           trials=4, random_arm=False, diverged_evals=1, name="smoke")
+    document.write(results, tmp_path / "smoke", SETTINGS)
+    markdown = (tmp_path / "smoke" / "report.md").read_text()
+    assert headings(markdown) == SECTIONS
+    assert "**We cannot tell**" in markdown.split("## Statistics")[0]
+    assert "best-so-far (TPE)" in markdown
+    for optimizer in OPTIMIZERS:
+        assert f"| {optimizer} |" in markdown
+
+
+def test_two_builds_are_byte_identical(tmp_path):
+    """One build here, one in a fresh interpreter with another hash seed (set and dict order must not leak)."""
+    code = ("import sys, dataclasses; sys.path.insert(0, 'tests')\n"
+            "from report_fixtures import make_results\n"
+            "from study.report import document, settings\n"
+            "s = dataclasses.replace(settings.load(), bayes_samples=2000, bootstrap_resamples=500)\n"
+            "r = make_results(datasets=('iris', 'moons', 'digits', 'diabetes'), batch_sizes=('full', '1'),"
+            " seeds=3, epochs=8, trials=5)\n"
+            f"document.write(r, sys.argv[1], s, '{'1' * 40}')\n")
+    first, second = tmp_path / "first", tmp_path / "second"
+    env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(ROOT)}
+    other = subprocess.Popen([sys.executable, "-c", code, str(second)], cwd=ROOT, env=env)  # both at once
+    exec(compile(code.replace("sys.argv[1]", repr(str(first))), "build", "exec"), {})
+    assert other.wait(timeout=120) == 0
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    assert {"report.md", "report.html"} <= {str(f) for f in files}
+    different = [str(f) for f in files if (first / f).read_bytes() != (second / f).read_bytes()]
+    assert different == []
+
+
+def test_a_failed_build_leaves_the_previous_report_whole(tmp_path, monkeypatch):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "report.md").write_text("previous")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(document, "analyse", broken)
+    with pytest.raises(RuntimeError):
+        document.write(make_results(datasets=("iris",), seeds=2, epochs=3, trials=2), out, SETTINGS)
+    assert (out / "report.md").read_text() == "previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]
+
+
+def _chromium():
+    if shutil.which("chromium") or Path("/usr/bin/chromium").exists():
+        return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else shutil.which("chromium")
+    if os.environ.get("CI") == "true":
+        pytest.fail("Chromium is missing on CI (`make system-deps` installs it)")
+    pytest.skip("Chromium is not installed (make system-deps)")
+
+
+def test_html_opens_in_chromium_with_every_image_and_no_errors(full_report):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page()
+            problems, fetched = [], []
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+                    if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+            page.on("request", lambda r: fetched.append(r.url))
+            page.goto((full_report / "report.html").as_uri(), wait_until="load")
+            page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+            page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=10000)
+            images = page.evaluate("Array.from(document.images).map(i => [i.alt, i.naturalWidth, i.src.slice(0, 21)])")
+            title = page.title()
+        finally:
+            browser.close()
+    assert problems == []
+    assert len(images) == len(list((full_report / "figures").iterdir()))
+    assert all(width > 0 and src == "data:image/png;base64" for _, width, src in images), images
+    assert [u for u in fetched if not u.startswith(("file:", "data:"))] == []  # nothing from the network
+    assert "fixture" in title
