@@ -23,15 +23,20 @@ N_TRAIN = {"moons": 360, "circles": 360, "iris": 90, "wine": 106, "breast_cancer
 REGRESSION = {"diabetes"}
 HYPER = ("eta", "gamma", "beta", "beta1", "beta2", "eps")
 
-_ONE_MINUS = {"low": 1e-3, "high": 0.5, "log": True, "one_minus": True}
+def _range(low, high, one_minus=False):
+    """A search range in the shape the sweep records it (study.config.Range as a dict)."""
+    return {"low": low, "high": high, "log": True, "one_minus": one_minus, "fixed": None}
+
+
+_FIXED_EPS = {"low": math.nan, "high": math.nan, "log": True, "one_minus": False, "fixed": 1e-8}
 SEARCH_SPACES = {
-    "gd": {"eta": {"low": 1e-4, "high": 10.0, "log": True}},
-    "momentum": {"eta": {"low": 1e-4, "high": 10.0, "log": True}, "gamma": _ONE_MINUS},
-    "nag": {"eta": {"low": 1e-4, "high": 10.0, "log": True}, "gamma": _ONE_MINUS},
-    "adagrad": {"eta": {"low": 1e-4, "high": 1.0, "log": True}, "eps": {"fixed": 1e-8}},
-    "rmsprop": {"eta": {"low": 1e-5, "high": 1.0, "log": True}, "beta": _ONE_MINUS, "eps": {"fixed": 1e-8}},
-    "adam": {"eta": {"low": 1e-5, "high": 1.0, "log": True}, "beta1": _ONE_MINUS,
-             "beta2": {"low": 1e-4, "high": 0.1, "log": True, "one_minus": True}, "eps": {"fixed": 1e-8}},
+    "gd": {"eta": _range(1e-4, 10.0)},
+    "momentum": {"eta": _range(1e-4, 10.0), "gamma": _range(1e-3, 0.5, True)},
+    "nag": {"eta": _range(1e-4, 10.0), "gamma": _range(1e-3, 0.5, True)},
+    "adagrad": {"eta": _range(1e-4, 1.0), "eps": _FIXED_EPS},
+    "rmsprop": {"eta": _range(1e-5, 1.0), "beta": _range(1e-3, 0.5, True), "eps": _FIXED_EPS},
+    "adam": {"eta": _range(1e-5, 1.0), "beta1": _range(1e-3, 0.5, True), "beta2": _range(1e-4, 0.1, True),
+             "eps": _FIXED_EPS},
 }
 DEFAULTS = {"gd": {"eta": 0.01}, "momentum": {"eta": 0.01, "gamma": 0.9}, "nag": {"eta": 0.01, "gamma": 0.9},
             "adagrad": {"eta": 0.01, "eps": 1e-8}, "rmsprop": {"eta": 0.001, "beta": 0.9, "eps": 1e-8},
@@ -51,7 +56,7 @@ def _batch_samples(n_train: int, batch_size: str) -> int:
 def _sample_params(rng, optimizer: str) -> dict:
     params = {}
     for name, space in SEARCH_SPACES[optimizer].items():
-        if "fixed" in space:
+        if space["fixed"] is not None:
             params[name] = space["fixed"]
             continue
         x = math.exp(rng.uniform(math.log(space["low"]), math.log(space["high"])))
@@ -98,7 +103,7 @@ def make_results(datasets=DATASETS, optimizers=OPTIMIZERS, batch_sizes=BATCH_SIZ
                                            "arm": arm, "number": number, "state": state, "value": value,
                                            **{h: params.get(h, math.nan) for h in HYPER}})
                 tuned_params = best_params
-                tunable = [p for p, s in SEARCH_SPACES[optimizer].items() if "fixed" not in s]
+                tunable = [p for p, s in SEARCH_SPACES[optimizer].items() if s["fixed"] is None]
                 for param, weight in zip(tunable, rng.dirichlet(np.ones(len(tunable)))):
                     importance_rows.append({"dataset": dataset, "optimizer": optimizer, "batch_size": batch,
                                             "param": param, "importance": float(weight)})

@@ -58,7 +58,9 @@ def budget_tables(curves: pd.DataFrame, best_batch: dict[str, str], budgets, dat
 def _position(value: float, space: dict) -> float | None:
     """Where a value sits in its search range, 0 = low edge, 1 = high edge (log scale for log ranges; 1 - value
     for ranges searched as 1 - x)."""
-    if "fixed" in space or not {"low", "high"} <= set(space) or not np.isfinite(value):
+    if space.get("fixed") is not None or not {"low", "high"} <= set(space) or not np.isfinite(value):
+        return None
+    if not (np.isfinite(float(space["low"])) and np.isfinite(float(space["high"]))):
         return None
     x = 1.0 - value if space.get("one_minus") else value
     low, high = float(space["low"]), float(space["high"])

@@ -15,8 +15,13 @@ def num(x, digits: int = 3) -> str:
         return "never" if x > 0 else "-inf"
     if x == 0:
         return "0"
-    text = f"{x:.{digits}g}"
-    return text.replace("e-0", "e-").replace("e+0", "e")
+    if abs(x) >= 10 ** digits:  # 1,078 rather than 1.08e3: large values here are counts and seconds
+        return f"{x:,.0f}"
+    text = f"{x:#.{digits}g}".rstrip(".")  # '#': keep trailing zeros, so 0.300 lines up with 0.293
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = mantissa.rstrip(".") + "e" + str(int(exponent))
+    return text
 
 
 def count(x) -> str:

@@ -1,0 +1,87 @@
+"""The report's measurements on small hand-made inputs: penalties, targets, update counts, tuning budgets, edges,
+u-turns, and the claims' verdict rule."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from report_fixtures import SEARCH_SPACES
+from study.report import batchmodes, budget, claims, families, progress, toy
+
+
+def test_a_diverged_run_scores_the_datasets_worst_finite_loss():
+    evals = pd.DataFrame({"dataset": ["a", "a", "a", "b"], "test_loss": [0.2, 0.5, np.nan, 0.1],
+                          "diverged": [0, 0, 1, 0]})
+    scored = families.scored_evals(evals)
+    assert scored["loss"].tolist() == [0.2, 0.5, 0.5, 0.1]
+    assert scored["failed"].tolist() == [False, False, True, False]
+
+
+def _curves(val_losses: dict, updates_per_epoch=3):
+    rows = []
+    for (optimizer, seed), values in val_losses.items():
+        for epoch, value in enumerate(values, start=1):
+            rows.append({"dataset": "d", "optimizer": optimizer, "batch_size": "32", "track": "tuned", "seed": seed,
+                         "epoch": epoch, "val_loss": value, "updates": float(epoch * updates_per_epoch),
+                         "grad_norm": 1.0})
+    return pd.DataFrame(rows)
+
+
+def test_target_is_factor_times_best_median_final_loss_and_time_is_first_epoch_below():
+    curves = _curves({("adam", 0): [1.0, 0.5, 0.20], ("adam", 1): [1.0, 0.4, 0.22],
+                      ("gd", 0): [1.0, 0.9, 0.8], ("gd", 1): [1.0, 0.7, 0.21]})
+    target = progress.targets(curves, 1.1)
+    assert target.loc["d", "optimizer"] == "adam"
+    assert target.loc["d", "target"] == pytest.approx(1.1 * 0.21)  # median of adam's 0.20 and 0.22
+    runs = progress.runs_to_target(curves, target["target"]).set_index(["optimizer", "seed"])
+    assert runs.loc[("adam", 0), "epochs_to_target"] == 3 and runs.loc[("adam", 0), "updates_to_target"] == 9
+    assert runs.loc[("gd", 1), "epochs_to_target"] == 3 and math.isinf(runs.loc[("gd", 0), "epochs_to_target"])
+    cells = progress.cells_to_target(runs.reset_index()).set_index("optimizer")
+    assert cells.loc["gd", "reached_share"] == 0.5 and math.isinf(cells.loc["gd", "epochs_to_target"])
+
+
+def test_measured_updates_per_epoch_against_the_lecture_table():
+    assert [batchmodes.expected_updates(100, b) for b in ("full", "32", "1")] == [1, 4, 100]
+    curves = _curves({("adam", 0): [1.0, 0.5, 0.4]}, updates_per_epoch=4)
+    table = batchmodes.updates_per_epoch(curves, pd.DataFrame({"dataset": ["d"], "n_train": [100]}))
+    assert table[["measured_min", "measured_max", "expected"]].iloc[0].tolist() == [4, 4, 4]
+    assert bool(table["matches"].iloc[0])
+
+
+def test_budget_curves_use_the_random_arm_when_there_is_one():
+    trials = pd.DataFrame({"dataset": "d", "optimizer": "gd", "batch_size": "full",
+                           "arm": ["tpe"] * 3 + ["random"] * 3, "number": [0, 1, 2, 0, 1, 2],
+                           "state": ["COMPLETE", "PRUNED", "COMPLETE", "COMPLETE", "DIVERGED", "COMPLETE"],
+                           "value": [3.0, np.nan, 1.0, 1.0, 9.0, 2.0]})
+    curves = budget.budget_curves(trials, 3)
+    assert set(curves["method"]) == {budget.RANDOM_METHOD}
+    assert curves["best_val_loss"].iloc[0] == pytest.approx(4.0)  # mean of 1, 9, 2 (the diverged at its penalty)
+    tpe_only = budget.budget_curves(trials[trials["arm"] == "tpe"], 3)
+    assert set(tpe_only["method"]) == {budget.TPE_METHOD}
+    assert tpe_only["best_val_loss"].tolist() == [3.0, 3.0, 1.0]
+
+
+def test_edge_warnings_flag_values_at_the_ends_of_their_ranges():
+    evals = pd.DataFrame({"dataset": "d", "optimizer": ["gd", "momentum", "adam"], "batch_size": "32",
+                          "track": "tuned", "eta": [9.5, 0.01, 0.01], "gamma": [np.nan, 0.9995, np.nan],
+                          "beta1": [np.nan, np.nan, 0.9], "beta2": [np.nan, np.nan, 0.999], "eps": [np.nan, np.nan, 1e-8]})
+    edges = budget.edge_warnings(evals, SEARCH_SPACES, 0.05)
+    found = {(r.optimizer, r.param, r.edge) for r in edges.itertuples()}
+    # gd's eta 9.5 is near 10 (log scale); momentum's 1 - gamma = 5e-4 is below 1e-3; adam's values are inside
+    assert found == {("gd", "eta", "high"), ("momentum", "gamma", "low")}
+
+
+def test_u_turns_count_sign_changes_of_the_update_along_each_parameter():
+    # one member, two parameters: w goes up, down, up (2 u-turns); b moves one way, then stops
+    path = np.array([[[0.0, 0.0], [1.0, 1.0], [0.5, 2.0], [0.7, 2.0]]])
+    turns, pairs = toy.u_turns(path, 1e-12)
+    assert turns.tolist() == [2] and pairs.tolist() == [3]
+
+
+def test_claim_verdict_rule():
+    rules = {"support": 0.8, "contradict": 0.2, "min_cases": 3}
+    assert claims._verdict(0.9, 10, rules) == claims.SUPPORTED
+    assert claims._verdict(0.1, 10, rules) == claims.CONTRADICTED
+    assert claims._verdict(0.5, 10, rules) == claims.INCONCLUSIVE
+    assert claims._verdict(1.0, 2, rules) == claims.INCONCLUSIVE  # too few cases to say anything
