@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import FixedLocator, LogFormatter, NullLocator  # noqa: E402
 
 STYLE = {"figure.dpi": 90, "savefig.dpi": 90, "font.size": 9, "axes.titlesize": 10, "axes.grid": True,
          "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False, "legend.fontsize": 8,
@@ -27,8 +28,18 @@ def color(name: str, index: int = 0) -> str:
     return OPTIMIZER_COLORS.get(name) or BATCH_COLORS.get(name) or plt.get_cmap("tab10")(index % 10)
 
 
+def _plain_log_labels(fig):
+    """Log axes labelled 0.3, 1, 3 rather than 3x10^-1: easier to read at a glance."""
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":
+                axis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+                axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+
+
 def png_bytes(fig, dpi: int = 90) -> bytes:
     """The figure as PNG bytes with fixed metadata (no Software stamp): identical for identical content."""
+    _plain_log_labels(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
     plt.close(fig)
@@ -157,6 +168,10 @@ def budget_curves(curves: pd.DataFrame, batches: list[str], optimizers: list[str
                 ax.plot(r.index, r.to_numpy(), color=color(optimizer, i), lw=1.3, label=optimizer)
         ax.set_yscale("log")
         ax.set_xscale("log")
+        k_max = int(curves["k"].max()) if len(curves) else 1
+        ticks = [k for k in (1, 2, 5, 10, 20, 50, 100, 200) if k < k_max / 1.5] + [k_max]
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_title(f"batch {batch}")
         ax.set_xlabel("trials k")
     axes[0].set_ylabel("best val. loss / dataset's best")

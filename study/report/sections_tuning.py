@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from study.report import figures, fmt
+from study.report import budget, figures, fmt
 from study.report.analysis import Analysis
 from study.report.blocks import Figure, Heading, Paragraph, Table
 from study.report.tables import Tables
@@ -17,12 +17,16 @@ def _budget_blocks(a: Analysis, tables: Tables) -> list:
     methods = sorted(curves["method"].unique())
     tables.add("budget_curves", curves)
     described = " and ".join(methods)
-    blocks = [Paragraph(
-        f"Best validation loss after k trials, per cell: {described}. The expected best-of-k (Dodge et al. 2019; "
-        f"Sivaprasad et al. 2020) is the mean, over all ways of drawing k of the random-search arm's trials with "
-        f"replacement, of the best of them — exact, so it has no resampling noise. Without a random arm (every "
-        f"profile but `full`) the curve is TPE's best-so-far: one realisation, whose later trials depend on the "
-        f"earlier ones. Values are relative to the best trial on the dataset, then the median over datasets."),
+    if budget.RANDOM_METHOD in methods:
+        how = ("the expected best-of-k over the sweep's unpruned random-search arm (Dodge et al. 2019; Sivaprasad "
+               "et al. 2020): the mean, over all ways of drawing k of its trials with replacement, of the best of "
+               "them — computed exactly, so it has no resampling noise.")
+    else:
+        how = ("TPE's best-so-far in trial order. This sweep has no random-search arm (only the `full` profile "
+               "runs one), so the expected best-of-k (Dodge et al. 2019; Sivaprasad et al. 2020) cannot be "
+               "computed: the curve is one realisation, and TPE's later trials depend on its earlier ones.")
+    blocks = [Paragraph(f"Best validation loss after k trials, per cell: {how} Values are relative to the best "
+                        f"trial on the dataset, then the median over datasets."),
         Figure("tuning_budget", figures.png_bytes(figures.budget_curves(curves, a.batches, a.optimizers),
                                                   a.settings.dpi),
                f"Best validation loss after k trials relative to the dataset's best trial ({described}), median over "
@@ -47,7 +51,7 @@ def _edge_table(edges: pd.DataFrame) -> pd.DataFrame:
     for (optimizer, param, edge), g in edges.groupby(["optimizer", "param", "edge"], sort=False):
         cells = ", ".join(f"{d}/{b}" for d, b in zip(g["dataset"], g["batch_size"]))
         rows.append({"optimizer": optimizer, "parameter": g["searched_as"].iloc[0], "edge": edge,
-                     "bound": fmt.num(g["bound"].iloc[0]), "cells": len(g), "which (dataset/batch)": cells})
+                     "bound": f"{g['bound'].iloc[0]:g}", "cells": len(g), "which (dataset/batch)": cells})
     return pd.DataFrame(rows, columns=["optimizer", "parameter", "edge", "bound", "cells", "which (dataset/batch)"])
 
 
@@ -73,7 +77,8 @@ def tuning_section(a: Analysis, tables: Tables) -> list:
     csv = tables.add("importances_mean", importance)
     tables.add("importances", a.results.importances)
     if len(importance):
-        blocks.append(Table(pd.DataFrame({"optimizer": importance["optimizer"], "parameter": importance["param"],
+        names = [p.replace("one_minus_", "1 - ") for p in importance["param"]]  # Optuna's name for 1 - gamma
+        blocks.append(Table(pd.DataFrame({"optimizer": importance["optimizer"], "parameter": names,
                                           "mean importance": [fmt.num(v, 2) for v in importance["mean_importance"]],
                                           "cells": importance["cells"]}),
                             "Parameter importances (Optuna's default evaluator), mean over cells.", csv))
