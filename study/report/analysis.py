@@ -5,6 +5,7 @@ every table in a stable order (the config's order of datasets, optimizers and ba
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,7 +102,27 @@ def _profiles(to_target, best_batch, recommended, datasets, batches, tau_max):
     return out, times
 
 
+ROW_ORDER = {"evals": ["dataset", "optimizer", "batch_size", "track", "seed"],
+             "curves": ["dataset", "optimizer", "batch_size", "track", "seed", "epoch"],
+             "trials": ["dataset", "optimizer", "batch_size", "arm", "number"],
+             "importances": ["dataset", "optimizer", "batch_size", "param"]}
+
+
+def canonical(results: SweepResults) -> SweepResults:
+    """The same results with every table's rows in one fixed order and batch sizes as text: the report must not
+    depend on the order in which a store happens to return runs (bootstrap draws are assigned by row)."""
+    frames = {}
+    for name, keys in ROW_ORDER.items():
+        frame = getattr(results, name)
+        if "batch_size" in frame.columns:
+            frame = frame.assign(batch_size=frame["batch_size"].astype(str))
+        present = [k for k in keys if k in frame.columns]
+        frames[name] = frame.sort_values(present, kind="mergesort").reset_index(drop=True) if len(frame) else frame
+    return dataclasses.replace(results, **frames)
+
+
 def analyse(results: SweepResults, settings: Settings) -> Analysis:
+    results = canonical(results)
     config = results.config
     datasets = ordered(results.evals["dataset"], config.get("datasets", []))
     optimizers = ordered(results.evals["optimizer"], config.get("optimizers", []))
