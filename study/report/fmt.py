@@ -4,8 +4,9 @@ from __future__ import annotations
 import math
 
 
-def num(x, digits: int = 3) -> str:
-    """A float with ``digits`` significant digits; 'n/a' for NaN, 'never' for +inf."""
+def num(x, digits: int = 3, zeros: bool = False) -> str:
+    """A float with ``digits`` significant digits; 'n/a' for NaN, 'never' for +inf. ``zeros`` keeps trailing
+    zeros (0.300 beside 0.293 in a table column); prose drops them (eta 0.01, not 0.0100)."""
     if x is None:
         return "n/a"
     x = float(x)
@@ -17,11 +18,15 @@ def num(x, digits: int = 3) -> str:
         return "0"
     if abs(x) >= 10 ** digits:  # 1,078 rather than 1.08e3: large values here are counts and seconds
         return f"{x:,.0f}"
-    text = f"{x:#.{digits}g}".rstrip(".")  # '#': keep trailing zeros, so 0.300 lines up with 0.293
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        text = mantissa.rstrip(".") + "e" + str(int(exponent))
-    return text
+    text = f"{x:#.{digits}g}" if zeros else f"{x:.{digits}g}"
+    mantissa, _, exponent = text.partition("e")
+    mantissa = mantissa.rstrip(".")
+    return mantissa + (f"e{int(exponent)}" if exponent else "")
+
+
+def cell(x, digits: int = 3) -> str:
+    """A number in a table column: trailing zeros kept so the column lines up."""
+    return num(x, digits, zeros=True)
 
 
 def count(x) -> str:
@@ -56,8 +61,8 @@ def share(value) -> str:
 
 def interval(mean, low, high, digits: int = 3) -> str:
     if math.isnan(float(low)):
-        return num(mean, digits)
-    return f"{num(mean, digits)} [{num(low, digits)}, {num(high, digits)}]"
+        return cell(mean, digits)
+    return f"{cell(mean, digits)} [{cell(low, digits)}, {cell(high, digits)}]"
 
 
 def names(items) -> str:

@@ -58,7 +58,7 @@ def datasets_section(a: Analysis, tables: Tables) -> list:
                 f"{dataset}: test accuracy, tuned", csv))
         inner.append(Table(matrix(tuned, a.optimizers, a.batches, _to_target),
                            f"{dataset}: epochs / updates to the target, tuned", csv))
-        inner.append(Table(matrix(tuned, a.optimizers, a.batches, lambda r: fmt.num(r["seconds_median"])),
+        inner.append(Table(matrix(tuned, a.optimizers, a.batches, lambda r: fmt.cell(r["seconds_median"])),
                            f"{dataset}: seconds per evaluation run, tuned (machine-dependent)", csv))
         target = float(a.targets.loc[dataset, "target"]) if dataset in a.targets.index else np.nan
         fig = figures.dataset_curves(a.curves_median, dataset, a.batches, a.optimizers, target)
@@ -86,9 +86,9 @@ def batch_modes_section(a: Analysis, tables: Tables) -> list:
         "expected here": [span(lo, hi) for lo, hi in zip(s["expected_min"], s["expected_max"])],
         "measured": [span(lo, hi) for lo, hi in zip(s["measured_min"], s["measured_max"])],
         "datasets matching": [f"{m}/{n}" for m, n in zip(s["datasets_matching"], s["datasets"])],
-        "grad. RMS norm / full": [fmt.num(v) for v in s["grad_norm_vs_full"]],
+        "grad. RMS norm / full": [fmt.cell(v) for v in s["grad_norm_vs_full"]],
         "epochs val. loss rose": [fmt.share(v) for v in s["val_rise_share"]],
-        "mean rank (tuned)": [fmt.num(v) for v in s["mean_rank_tuned"]]})
+        "mean rank (tuned)": [fmt.cell(v) for v in s["mean_rank_tuned"]]})
     fig = figures.batch_modes(a.noise[a.noise["track"] == "tuned"], ranks, a.batches, a.optimizers)
     return [Heading("Batch modes"), Paragraph(
         "The lecture's table: batch gradient descent makes 1 update per epoch, mini-batch N/B (rounded up: the "

@@ -79,7 +79,7 @@ def tuning_section(a: Analysis, tables: Tables) -> list:
     if len(importance):
         names = [p.replace("one_minus_", "1 - ") for p in importance["param"]]  # Optuna's name for 1 - gamma
         blocks.append(Table(pd.DataFrame({"optimizer": importance["optimizer"], "parameter": names,
-                                          "mean importance": [fmt.num(v, 2) for v in importance["mean_importance"]],
+                                          "mean importance": [fmt.cell(v, 2) for v in importance["mean_importance"]],
                                           "cells": importance["cells"]}),
                             "Parameter importances (Optuna's default evaluator), mean over cells.", csv))
     edges = a.edges

@@ -97,8 +97,8 @@ def _ranking_tables(a: Analysis, tables: Tables) -> list:
             rank = family.result.mean_ranks.get(optimizer, np.nan) if family else np.nan
             accuracy = cell["test_accuracy_mean"].mean()
             row.update({f"{track}_best_batch": batch, f"{track}_mean_rank": rank, f"{track}_mean_accuracy": accuracy})
-            show.update({f"{track}: best batch": batch or "", f"{track}: mean rank": fmt.num(rank),
-                         f"{track}: mean accuracy": fmt.num(accuracy)})
+            show.update({f"{track}: best batch": batch or "", f"{track}: mean rank": fmt.cell(rank),
+                         f"{track}: mean accuracy": fmt.cell(accuracy)})
         rows.append(row)
         shown.append(show)
     order = np.argsort([r.get("tuned_mean_rank", np.nan) for r in rows], kind="stable")
@@ -116,8 +116,8 @@ def _ranking_tables(a: Analysis, tables: Tables) -> list:
             rec_rank = rec.result.mean_ranks.get(batch, np.nan) if rec else np.nan
             row.update({f"{track}_rank_{a.recommended}": rec_rank, f"{track}_rank_mean_over_optimizers":
                         float(np.nanmean(ranks)) if ranks else np.nan})
-            show.update({f"{track}: rank for {a.recommended}": fmt.num(rec_rank),
-                         f"{track}: mean rank over optimizers": fmt.num(row[f"{track}_rank_mean_over_optimizers"])})
+            show.update({f"{track}: rank for {a.recommended}": fmt.cell(rec_rank),
+                         f"{track}: mean rank over optimizers": fmt.cell(row[f"{track}_rank_mean_over_optimizers"])})
         rows.append(row)
         shown.append(show)
     blocks.append(Table(pd.DataFrame(shown), f"Batch sizes ranked within each optimizer (1 = best of "
@@ -183,13 +183,13 @@ def versus_rows(a: Analysis) -> pd.DataFrame:
 
 def versus_table(family, judgement) -> pd.DataFrame:
     r = family.result
-    rows = [{"treatment": family.labels[r.control], "mean rank": fmt.num(r.mean_ranks.iloc[0]),
+    rows = [{"treatment": family.labels[r.control], "mean rank": fmt.cell(r.mean_ranks.iloc[0]),
              "median rel. diff": "control", "Wilcoxon p": "", "Holm p": "", "P(control better)": "",
              "P(equivalent)": "", "P(control worse)": ""}]
     for t, v in r.versus_control.iterrows():
         rows.append({"treatment": family.labels[t] + (" *" if t in judgement.beaten else ""),
-                     "mean rank": fmt.num(v["mean_rank"]), "median rel. diff": fmt.pct(v["median_rel_diff"]),
-                     "Wilcoxon p": fmt.num(v["wilcoxon_p"]), "Holm p": fmt.num(v["holm_p"]),
+                     "mean rank": fmt.cell(v["mean_rank"]), "median rel. diff": fmt.pct(v["median_rel_diff"]),
+                     "Wilcoxon p": fmt.cell(v["wilcoxon_p"]), "Holm p": fmt.cell(v["holm_p"]),
                      "P(control better)": fmt.prob(v["p_control_better"]),
                      "P(equivalent)": fmt.prob(v["p_equivalent"]), "P(control worse)": fmt.prob(v["p_control_worse"])})
     return pd.DataFrame(rows)
