@@ -29,7 +29,8 @@ def datasets_section(a: Analysis, tables: Tables) -> list:
         f"(median over seeds, from the per-epoch validation curves); seconds per evaluation run (median over seeds: "
         f"machine-dependent, shown only for orientation); and the validation-loss curves (median over seeds, band "
         f"= 25th to 75th percentile, dashed line = target). Target = {a.settings.target_factor} x the dataset's best "
-        f"tuned final validation loss.")]
+        f"tuned final validation loss. With a handful of seeds the percentile intervals are rough (they tend to be "
+        f"too narrow at small n); the verdict does not rest on them.")]
     n_train = a.results.evals.groupby("dataset")["n_train"].first()
     epochs = a.results.config.get("epochs", {})
     for dataset in a.datasets:

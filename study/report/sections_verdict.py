@@ -172,7 +172,8 @@ def family_rows(a: Analysis) -> pd.DataFrame:
 
 def versus_rows(a: Analysis) -> pd.DataFrame:
     parts = []
-    for (track, kind, fixed), family in a.families.items():
+    budget = [(("tuned", "budget", str(k)), f) for k, f in a.budget_families.items()]
+    for (track, kind, fixed), family in list(a.families.items()) + budget:
         v = family.result.versus_control.reset_index()
         v.insert(0, "control", family.result.control)
         v.insert(0, "family", family.title)
