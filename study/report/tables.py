@@ -1,7 +1,6 @@
 """The machine-readable side of the report: every number shown lands in a tables/*.csv, written stably."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 FLOAT_FORMAT = "%.10g"  # enough digits to recompute anything shown; fixed, so rebuilds are byte-identical
@@ -41,7 +40,3 @@ def matrix(cells: pd.DataFrame, rows: list[str], columns: list[str], value, row_
         out.append(line)
     return pd.DataFrame(out)
 
-
-def finite_or_nan(x) -> float:
-    x = float(x)
-    return x if np.isfinite(x) else np.nan
