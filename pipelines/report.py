@@ -48,24 +48,9 @@ def code_commit() -> str:
 
 
 def log_report(runs_dir: Path, sweep: str, out: Path) -> str:
-    """The report's files as artifacts of one role=report run in the sweep's experiment; older report runs are
-    deleted once the new one is complete, so a failed upload never leaves the experiment without a report."""
     client = tracking.client(runs_dir)
     experiment = tracking.experiment_id(client, sweep, runs_dir)
-    previous = [r.info.run_id for r in tracking.runs(client, experiment, "tags.role = 'report'")]
-    run_id = tracking.start_run(client, experiment, "report", {"role": "report"})
-    try:
-        for name in ("report.html", "report.md"):
-            client.log_artifact(run_id, str(out / name))
-        for folder in ("figures", "tables"):
-            client.log_artifacts(run_id, str(out / folder), folder)
-    except BaseException:
-        tracking.end_run(client, run_id, "FAILED")
-        raise
-    tracking.end_run(client, run_id)
-    for old in previous:
-        client.delete_run(old)
-    return run_id
+    return tracking.log_report_run(client, experiment, out, ("report.html", "report.md"), ("figures", "tables"))
 
 
 def main(argv=None) -> int:

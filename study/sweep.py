@@ -31,8 +31,13 @@ def open_stores(cfg: SweepConfig, runs_dir: str | Path):
         probe.unlink()
     except OSError as e:
         raise BadInput("--runs-dir", f"{runs_dir} is not writable: {e.strerror or e}") from None
-    mlflow_client = tracking.checked_client(runs_dir)  # an unreachable server fails before anything is written
-    storage = tuning.open_storage(tuning.storage_url(runs_dir, cfg.name))
+    # Bad settings fail before anything is written: the tracking server is asked first (a read), then a database
+    # URL is opened (a wrong password or host writes nothing); only then do the file stores get created.
+    tracking.check_server(runs_dir)
+    url = tuning.storage_url(runs_dir, cfg.name)
+    storage = tuning.open_storage(url) if "://" in url else None
+    mlflow_client = tracking.checked_client(runs_dir)
+    storage = storage or tuning.open_storage(url)
     tuning.record_sweep(storage, cfg, machine_description())
     experiment = tracking.experiment_id(mlflow_client, cfg.name, runs_dir)
     return storage, mlflow_client, experiment
@@ -208,8 +213,6 @@ def run_in_process(cfg: SweepConfig, runs_dir: str | Path, progress, wait_for_ot
 
 def counts(cfg: SweepConfig, storage) -> dict:
     """What the storage holds for this sweep: cells done, trials by state, evaluation runs."""
-    import optuna
-
     attrs = tuning.study_attrs(storage, cfg.name)
     out = {"cells": len(cfg.cells()), "cells_done": 0, "trials": {}, "evals": 0}
     for cell in cfg.cells():
@@ -217,11 +220,5 @@ def counts(cfg: SweepConfig, storage) -> dict:
         a = attrs.get(name, {})
         out["cells_done"] += bool(a.get("done"))
         out["evals"] += sum(k.startswith("eval:") for k in a)
-    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        if not summary.study_name.startswith(f"{cfg.name}/") or "/_claims/" in summary.study_name:
-            continue
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        for t in study.get_trials(deepcopy=False):
-            state = t.user_attrs.get("state", t.state.name)
-            out["trials"][state] = out["trials"].get(state, 0) + 1
+    out["trials"] = tuning.trial_state_counts(storage, cfg.name)
     return out

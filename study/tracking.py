@@ -27,6 +27,9 @@ CHUNK = 1000  # MLflow's limit of metrics per log_batch call
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+# MLflow prints a "View run" link per finished run on a server (and fetches the run again to do so): noise in a
+# worker's log and one request per run more.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 class Unavailable(Exception):
@@ -62,8 +65,8 @@ def client(runs_dir: str | Path = "runs") -> MlflowClient:
     return MlflowClient(tracking_uri=uri)
 
 
-def checked_client(runs_dir: str | Path = "runs") -> MlflowClient:
-    """A client whose store answers: an unreachable tracking server is one clear error before any training."""
+def check_server(runs_dir: str | Path = "runs") -> None:
+    """A tracking server must answer and take our requests: else one clear error, before anything is written."""
     from study.errors import BadInput
 
     uri = tracking_uri(runs_dir)
@@ -75,10 +78,38 @@ def checked_client(runs_dir: str | Path = "runs") -> MlflowClient:
         except requests.RequestException as e:
             raise BadInput("MLFLOW_TRACKING_URI", f"cannot reach the MLflow server at {mask_url(uri)}: "
                                                   f"{type(e).__name__}") from None
+        _check_access(uri)
+
+
+def checked_client(runs_dir: str | Path = "runs") -> MlflowClient:
+    """A client whose store answers: an unreachable tracking server is one clear error before any training."""
+    from study.errors import BadInput
+
+    check_server(runs_dir)
     try:
         return client(runs_dir)
     except OSError as e:
         raise BadInput("--runs-dir", f"cannot create the MLflow store: {e.strerror or e}") from None
+
+
+def _check_access(uri: str) -> None:
+    """/health answers anyone; an API call shows whether the server takes our requests (basic-auth credentials,
+    allowed Host header). A read, so that a refusal leaves nothing written."""
+    from study.errors import BadInput
+
+    try:
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except mlflow.exceptions.MlflowException as e:
+        status = re.search(r"\b(401|403)\b", str(e))
+        if status and status.group(1) == "401":
+            problem = "the server refused our credentials (HTTP 401); set MLFLOW_TRACKING_USERNAME and " \
+                      "MLFLOW_TRACKING_PASSWORD (make services writes them to runs/services/env)"
+        elif status:
+            problem = "the server refused the request (HTTP 403): no permission, or this host name is not in its " \
+                      "--allowed-hosts"
+        else:
+            problem = str(e).strip().splitlines()[0][:200]
+        raise BadInput("MLFLOW_TRACKING_URI", f"{mask_url(uri)}: {mask_url(problem)}") from None
 
 
 def experiment_id(mlflow_client: MlflowClient, name: str, runs_dir: str | Path = "runs") -> str:
@@ -107,7 +138,8 @@ def provenance_tags() -> dict[str, str]:
 
 def _provenance_tags() -> dict[str, str]:
     """Git commit, package versions and the command line: on every run, so any number can be traced back."""
-    tags = {"command": mask_url(" ".join([Path(sys.executable).name, *sys.argv]))}
+    argv = list(getattr(sys, "orig_argv", sys.argv))  # keeps "-m pipelines.sweep" as typed
+    tags = {"command": mask_url(" ".join(["python", *argv[1:]]))}
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
                                 cwd=Path(__file__).resolve().parent).stdout.strip()
@@ -227,12 +259,43 @@ def finish_cell_run(mlflow_client: MlflowClient, run_id: str, artifacts: Iterabl
 
 
 def metric_histories(mlflow_client: MlflowClient, run_ids: Iterable[str], key: str) -> dict:
-    """run id -> (steps, values) of one metric."""
-    out = {}
+    """run id -> (steps, values) of one metric. A SQL store answers for 100 runs per query; a tracking server
+    answers run by run."""
+    run_ids = list(run_ids)
+    out = {run_id: ([], []) for run_id in run_ids}
+    store = getattr(getattr(mlflow_client, "_tracking_client", None), "store", None)
+    bulk = getattr(store, "get_metric_history_bulk", None)
+    if bulk is not None:
+        for chunk in _chunks(run_ids, 100):
+            rows = sorted(bulk(chunk, key, max_results=len(chunk) * 100_000), key=lambda m: (m.run_id, m.step))
+            for m in rows:
+                out[m.run_id][0].append(m.step)
+                out[m.run_id][1].append(m.value)
+        return out
     for run_id in run_ids:
         history = sorted(mlflow_client.get_metric_history(run_id, key), key=lambda m: m.step)
         out[run_id] = ([m.step for m in history], [m.value for m in history])
     return out
+
+
+def log_report_run(mlflow_client: MlflowClient, experiment: str, out: Path, files: Iterable[str],
+                   folders: Iterable[str]) -> str:
+    """A report's files as artifacts of one role=report run; older report runs are deleted once the new one is
+    complete, so a failed upload never leaves the experiment without a report."""
+    previous = [r.info.run_id for r in runs(mlflow_client, experiment, "tags.role = 'report'")]
+    run_id = start_run(mlflow_client, experiment, "report", {"role": "report"})
+    try:
+        for name in files:
+            mlflow_client.log_artifact(run_id, str(Path(out) / name))
+        for folder in folders:
+            mlflow_client.log_artifacts(run_id, str(Path(out) / folder), folder)
+    except BaseException:
+        end_run(mlflow_client, run_id, "FAILED")
+        raise
+    end_run(mlflow_client, run_id)
+    for old in previous:
+        mlflow_client.delete_run(old)
+    return run_id
 
 
 def delete_runs(mlflow_client: MlflowClient, experiment: str, filter_string: str) -> int:

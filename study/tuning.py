@@ -40,7 +40,11 @@ def open_storage(url: str):
     scheme = url.split("://", 1)[0].split("+", 1)[0] if "://" in url else ""
     if scheme in RDB_SCHEMES:
         try:
-            rdb = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+            # pre-ping: a connection broken by a database restart is replaced, not used; connect_timeout: an
+            # unreachable host is an error in seconds, not after TCP's two minutes
+            rdb = optuna.storages.RDBStorage(url, engine_kwargs={
+                "pool_pre_ping": True, **({"connect_args": {"connect_timeout": 10}} if scheme.startswith("postgres")
+                                          else {})})
             return RetryingStorage(optuna.storages.get_storage(rdb))
         except Exception as e:  # a wrong URL, password or host: one line, the password masked
             from study.tracking import mask_url  # the masking rule lives with the other URL handling
@@ -175,6 +179,19 @@ def read_trials(storage, sweep: str, config: dict) -> tuple[list[dict], list[dic
                                        "value": t.value if state in ("COMPLETE", "DIVERGED") else math.nan,
                                        **hyper})
     return trials, importance_rows, cells
+
+
+def trial_state_counts(storage, sweep: str) -> dict[str, int]:
+    """Tuning trials of a sweep by state (DIVERGED counted apart from COMPLETE); claims are not trials."""
+    counts: dict[str, int] = {}
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        name = summary.study_name
+        if not name.startswith(f"{sweep}/") or "/_claims/" in name or name.endswith("/_meta"):
+            continue
+        for t in optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False):
+            state = t.user_attrs.get("state", t.state.name)
+            counts[state] = counts.get(state, 0) + 1
+    return counts
 
 
 # --- Search spaces -------------------------------------------------------------------------------------------------

@@ -59,7 +59,10 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
     from study import data, tracking, tuning
     from study.errors import BadInput
 
-    storage = tuning.open_storage(tuning.storage_url(runs_dir, sweep))
+    url = tuning.storage_url(runs_dir, sweep)
+    if "://" not in url and not Path(url).exists():  # never create a journal just by looking
+        raise BadInput("--sweep", f"no Optuna journal for sweep {sweep!r} at {url}")
+    storage = tuning.open_storage(url)
     meta = tuning.sweep_meta(storage, sweep)
     if not meta.get("config"):
         raise BadInput("--sweep", f"no sweep {sweep!r} in the Optuna store {tracking.mask_url(tuning.storage_url(runs_dir, sweep))}")
@@ -76,13 +79,15 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
                  if r.info.run_id in recorded and r.info.status == "FINISHED"]  # orphans and report runs excluded
     n_train = {d: data.load(d, 0, config["val_fraction"], config["test_fraction"]).X_train.shape[0]
                for d in config["datasets"]}
+    eval_runs.sort(key=_run_key)
+    ids = [r.info.run_id for r in eval_runs]
+    histories = {m: tracking.metric_histories(mlflow_client, ids, m) for m in CURVE_METRICS}
     eval_rows, curve_rows = [], []
-    for run in sorted(eval_runs, key=lambda r: _run_key(r)):
+    for run in eval_runs:
         tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
         keys = {"dataset": tags["dataset"], "optimizer": tags["optimizer"], "batch_size": tags["batch_size"],
                 "track": tags["track"], "seed": int(tags["seed"])}
-        history = {m: tracking.metric_histories(mlflow_client, [run.info.run_id], m)[run.info.run_id]
-                   for m in CURVE_METRICS if m in metrics}
+        history = {m: histories[m][run.info.run_id] for m in CURVE_METRICS if histories[m][run.info.run_id][0]}
         seconds = history.get("seconds", ([], []))[1]
         eval_rows.append({**keys, "test_loss": metrics.get("test_loss", np.nan),
                           "test_accuracy": metrics.get("test_accuracy", np.nan),
