@@ -7,6 +7,8 @@ into one buffer. Inputs X (n, d) are shared by all K members; targets Y are 2-D 
 """
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +24,17 @@ ACTIVATIONS = {
 DEFAULT_INIT = {"relu": "he", "sigmoid": "xavier", "tanh": "xavier"}
 
 
+@functools.lru_cache(maxsize=None)
+def _blocks(layout) -> tuple[tuple[str, int, int, tuple[int, ...]], ...]:
+    """(name, start, stop, shape) of every block of a layout, worked out once per layout, not once per unpack."""
+    blocks, offset = [], 0
+    for name, shape in layout:
+        size = math.prod(shape)
+        blocks.append((name, offset, offset + size, tuple(shape)))
+        offset += size
+    return tuple(blocks)
+
+
 class _FlatNet:
     """Parameter bookkeeping shared by the networks: a layout of named blocks inside one flat vector."""
 
@@ -29,16 +42,12 @@ class _FlatNet:
 
     @property
     def n_params(self) -> int:
-        return sum(int(np.prod(shape)) for _, shape in self.layout)
+        return _blocks(self.layout)[-1][2]
 
     def unpack(self, theta: np.ndarray) -> dict[str, np.ndarray]:
         """Named views (K, *shape) into theta (K, P); writing to a view writes to theta."""
-        views, offset = {}, 0
-        for name, shape in self.layout:
-            size = int(np.prod(shape))
-            views[name] = theta[:, offset:offset + size].reshape((theta.shape[0],) + shape)
-            offset += size
-        return views
+        k = theta.shape[0]
+        return {name: theta[:, start:stop].reshape((k,) + shape) for name, start, stop, shape in _blocks(self.layout)}
 
     def pack(self, params: dict[str, np.ndarray]) -> np.ndarray:
         k = next(iter(params.values())).shape[0]

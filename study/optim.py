@@ -25,6 +25,14 @@ Sources (the lecture's equations; the papers behind them):
 
 The lecture's Adam slide writes ``beta1 * v_{t-1}`` in the first-moment line; ``m_{t-1}`` is meant (DESIGN §4).
 eps sits outside the square root, as on the slides.
+
+One source of truth: each rule is written once, below, as an elementwise function of one parameter's gradient,
+state and hyperparameters (``momentum_rule(g, v, eta, gamma) -> (update, v)``). numpy runs it on whole arrays (the
+``*_update`` functions: the readable path); ``study.kernels`` compiles the very same function with numba into its
+fused epoch loop (the fast path). Only +, -, *, / and sqrt appear in the rules, all correctly rounded in IEEE
+arithmetic, so both evaluate every element to the same bits (tests/test_kernels.py checks it). Adam's 1 - beta^t
+is computed once per step outside the rule (``adam_corrections``): pow is not correctly rounded and numpy's and
+numba's differ in the last bit.
 """
 from __future__ import annotations
 
@@ -54,6 +62,54 @@ def _no_lookahead(params, state, hyper):
     return params
 
 
+# --- The rules, elementwise: g the gradient, v / m the state, the rest hyperparameters --------------------------
+# Each works on numbers and on numpy arrays alike (the same expression, evaluated per element).
+def gd_rule(g, eta):
+    return -eta * g
+
+
+def momentum_rule(g, v, eta, gamma):
+    v = gamma * v + eta * g  # the exponentially decaying sum of past (eta-scaled) gradients
+    return -v, v
+
+
+def nag_lookahead_rule(w, v, gamma):
+    """w_look = w - gamma v_{t-1}: where the history alone would carry us; NAG's gradient is taken there."""
+    return w - gamma * v
+
+
+def adagrad_rule(g, v, eta, eps):
+    v = v + g * g  # every squared gradient so far: frequent features get ever smaller steps
+    return -eta / (np.sqrt(v) + eps) * g, v
+
+
+def rmsprop_rule(g, v, eta, beta, eps):
+    v = beta * v + (1.0 - beta) * g * g  # AdaGrad's sum made a decaying average: the step no longer dies out
+    return -eta / (np.sqrt(v) + eps) * g, v
+
+
+def adam_rule(g, m, v, eta, beta1, beta2, eps, correction1, correction2):
+    """correction1, correction2 = adam_corrections(t, beta1, beta2) of this step t."""
+    m = beta1 * m + (1.0 - beta1) * g  # first moment: momentum's average of gradients
+    v = beta2 * v + (1.0 - beta2) * g * g  # second moment: RMSProp's average of squared gradients
+    m_hat = m / correction1  # bias correction: m and v start at 0
+    v_hat = v / correction2
+    return -eta / (np.sqrt(v_hat) + eps) * m_hat, m, v
+
+
+def adam_corrections(t, beta1, beta2):
+    """Adam's bias corrections 1 - beta1^t and 1 - beta2^t at step t (t, beta1, beta2: numbers or arrays).
+
+    numpy chooses its pow by the operands' layout (an exact square for a lone exponent 2, a vectorised pow for
+    arrays), so both operands are first made full arrays of one shape (at least 1-D): then the corrections of one
+    step here and of a whole epoch of steps in ``study.kernels`` are the same bits.
+    """
+    shape = np.broadcast_shapes(np.shape(t), np.shape(beta1), np.shape(beta2)) or (1,)
+    t = np.full(shape, t, dtype=float)
+    power1, power2 = np.power(np.full(shape, beta1, dtype=float), t), np.power(np.full(shape, beta2, dtype=float), t)
+    return 1.0 - power1, 1.0 - power2
+
+
 # --- GD ---------------------------------------------------------------------------------------------------------
 class GDState(NamedTuple):
     count: int
@@ -64,7 +120,7 @@ def gd_init(params: Params) -> GDState:
 
 
 def gd_update(grads: Params, state: GDState, hyper: Hyper):
-    updates = {k: -_per_member(hyper["eta"], g) * g for k, g in grads.items()}
+    updates = {k: gd_rule(g, _per_member(hyper["eta"], g)) for k, g in grads.items()}
     return updates, GDState(state.count + 1)
 
 
@@ -79,13 +135,15 @@ def momentum_init(params: Params) -> MomentumState:
 
 
 def momentum_update(grads: Params, state: MomentumState, hyper: Hyper):
-    v = {k: _per_member(hyper["gamma"], g) * state.v[k] + _per_member(hyper["eta"], g) * g for k, g in grads.items()}
-    return {k: -vk for k, vk in v.items()}, MomentumState(state.count + 1, v)
+    updates, v = {}, {}
+    for k, g in grads.items():
+        updates[k], v[k] = momentum_rule(g, state.v[k], _per_member(hyper["eta"], g), _per_member(hyper["gamma"], g))
+    return updates, MomentumState(state.count + 1, v)
 
 
 def nag_lookahead(params: Params, state: MomentumState, hyper: Hyper) -> Params:
     """w_look = w - gamma v_{t-1}: where the history alone would carry us; NAG's gradient is taken there."""
-    return {k: p - _per_member(hyper["gamma"], p) * state.v[k] for k, p in params.items()}
+    return {k: nag_lookahead_rule(p, state.v[k], _per_member(hyper["gamma"], p)) for k, p in params.items()}
 
 
 # NAG's history and update are momentum's; only the point where the gradient is taken differs:
@@ -103,22 +161,18 @@ def scale_init(params: Params) -> ScaleState:
     return ScaleState(count=0, v=_zeros_like(params))
 
 
-def _scaled_step(g, v, eta, eps):
-    return -_per_member(eta, g) / (np.sqrt(v) + _per_member(eps, g)) * g
-
-
 def adagrad_update(grads: Params, state: ScaleState, hyper: Hyper):
-    v = {k: state.v[k] + g * g for k, g in grads.items()}
-    updates = {k: _scaled_step(g, v[k], hyper["eta"], hyper["eps"]) for k, g in grads.items()}
+    updates, v = {}, {}
+    for k, g in grads.items():
+        updates[k], v[k] = adagrad_rule(g, state.v[k], _per_member(hyper["eta"], g), _per_member(hyper["eps"], g))
     return updates, ScaleState(state.count + 1, v)
 
 
 def rmsprop_update(grads: Params, state: ScaleState, hyper: Hyper):
-    v = {}
+    updates, v = {}, {}
     for k, g in grads.items():
-        beta = _per_member(hyper["beta"], g)
-        v[k] = beta * state.v[k] + (1.0 - beta) * g * g
-    updates = {k: _scaled_step(g, v[k], hyper["eta"], hyper["eps"]) for k, g in grads.items()}
+        eta, beta, eps = (_per_member(hyper[name], g) for name in ("eta", "beta", "eps"))
+        updates[k], v[k] = rmsprop_rule(g, state.v[k], eta, beta, eps)
     return updates, ScaleState(state.count + 1, v)
 
 
@@ -137,12 +191,9 @@ def adam_update(grads: Params, state: AdamState, hyper: Hyper):
     t = state.count + 1
     m, v, updates = {}, {}, {}
     for k, g in grads.items():
-        beta1, beta2 = _per_member(hyper["beta1"], g), _per_member(hyper["beta2"], g)
-        m[k] = beta1 * state.m[k] + (1.0 - beta1) * g
-        v[k] = beta2 * state.v[k] + (1.0 - beta2) * g * g
-        m_hat = m[k] / (1.0 - beta1**t)  # bias correction: m and v start at 0
-        v_hat = v[k] / (1.0 - beta2**t)
-        updates[k] = -_per_member(hyper["eta"], g) / (np.sqrt(v_hat) + _per_member(hyper["eps"], g)) * m_hat
+        eta, beta1, beta2, eps = (_per_member(hyper[name], g) for name in ("eta", "beta1", "beta2", "eps"))
+        correction1, correction2 = adam_corrections(t, beta1, beta2)
+        updates[k], m[k], v[k] = adam_rule(g, state.m[k], state.v[k], eta, beta1, beta2, eps, correction1, correction2)
     return updates, AdamState(t, m, v)
 
 

@@ -4,6 +4,13 @@ Member k of the population is network ``theta0[k]`` trained with hyperparameters
 share the data order. A member stops when it diverges (a non-finite loss or parameter) or when a callback asks
 (an Optuna pruner); the others go on, and the arrays shrink to the members still running. Callbacks run after
 every epoch and carry the epoch's metrics out to whoever listens; nothing here knows about Optuna or MLflow.
+
+Two ways through an epoch, the same mathematics: ``_numpy_epoch`` below, the readable one (the lecture's loop: a
+batch, the gradient at the optimizer's look-ahead point, the update), and ``study.kernels``' compiled epoch, which
+runs the same update rules (``study.optim``'s elementwise functions) fused into one numba loop. An ``nn.MLP`` takes
+the compiled path unless ``engine="numpy"`` or an ``on_step`` observer asks to see every step; anything else (the
+lecture's sigmoid neuron) the readable one. Everything between epochs (metrics, callbacks, divergence, compaction)
+is shared. tests/test_kernels.py holds the two paths equal.
 """
 from __future__ import annotations
 
@@ -13,7 +20,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from study import optim
+from study import nn, optim
 from study.batches import BatchIterator
 from study.data import Split
 
@@ -21,6 +28,7 @@ from study.data import Split
 # left alone it overflows a few epochs later and meanwhile poisons means and samplers with astronomic values.
 BLOWUP_FACTOR = 1e6
 METRICS = ("train_loss", "val_loss", "val_accuracy", "grad_norm", "updates", "seconds")
+ENGINES = ("auto", "numpy", "compiled")
 
 
 class EpochCallback(Protocol):
@@ -48,25 +56,65 @@ def _as_members(hyper: optim.Hyper, k: int) -> dict[str, np.ndarray]:
     return {name: np.broadcast_to(np.asarray(v, float), (k,)).copy() for name, v in hyper.items()}
 
 
+def _numpy_epoch(net, opt: optim.Optimizer, theta, state, hyper, X, Y, batches: BatchIterator, on_step):
+    """One epoch the readable way; returns theta, state and per member the summed batch losses (each batch mean
+    weighted by its size, or the batch sums of a summed loss) and the summed squared gradient norms."""
+    summed = getattr(net, "reduction", "mean") == "sum"
+    loss_sum, grad_sq = np.zeros(theta.shape[0]), np.zeros(theta.shape[0])
+    grad = np.empty_like(theta)  # reused every step: the update rules never keep a reference to the gradient
+    for idx in batches.epoch():
+        Xb, Yb = X[idx], Y[idx]
+        point = opt.lookahead({"theta": theta}, state, hyper)["theta"]
+        loss, g = net.loss_and_grad(point, Xb, Yb, out=grad)
+        updates, state = opt.update({"theta": g}, state, hyper)
+        theta += updates["theta"]
+        loss_sum += loss if summed else loss * Xb.shape[0]
+        grad_sq += np.einsum("kp,kp->k", g, g)
+        if on_step is not None:
+            on_step(theta)
+    return theta, state, loss_sum, grad_sq
+
+
+def _epoch_order(batches: BatchIterator) -> np.ndarray | None:
+    """The permutation ``batches.epoch()`` would cut into batches, drawn from its generator in the same way (one
+    ``permutation(n)`` per shuffled epoch, nothing for one batch), so both paths see the same data order; None for
+    the samples' own order."""
+    if batches.size >= batches.n or not batches.shuffle:
+        return None
+    return batches._rng.permutation(batches.n)
+
+
 def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epochs: int, seed: int,
           theta0: np.ndarray, callbacks: tuple[EpochCallback, ...] = (), shuffle: bool = True,
-          validate: bool = True, on_step: Callable[[np.ndarray], None] | None = None) -> TrainResult:
+          validate: bool = True, on_step: Callable[[np.ndarray], None] | None = None,
+          engine: str = "auto") -> TrainResult:
+    """``engine``: "auto" (compiled for an nn.MLP without ``on_step``), "numpy" (the readable path, the reference)
+    or "compiled" (an error if the network cannot take it)."""
     opt = optim.OPTIMIZERS[optimizer]
     k_total = theta0.shape[0]
     members = np.arange(k_total)  # original index of each member still running
     hyper = _as_members(hyper, k_total)
-    theta = theta0.copy()
+    theta = np.array(theta0, dtype=float, order="C")  # a copy: theta0 is left alone
     state = opt.init({"theta": theta})
     X, Y = split.X_train, split.Y_train
     batches = BatchIterator(X.shape[0], batch_size, seed=seed, shuffle=shuffle)
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    compiled = None
+    if engine == "compiled" or (engine == "auto" and on_step is None and type(net) is nn.MLP):
+        from study import kernels  # numba loads only when it is used
+
+        if on_step is not None or not kernels.supports(net):
+            raise ValueError(f"the compiled path trains an nn.MLP without on_step, not {type(net).__name__}")
+        compiled = kernels.CompiledEpochs(net, optimizer, X, Y, batches.size)
+    evaluate = compiled.evaluate if compiled else net.evaluate
 
     history = {m: np.full((k_total, epochs), np.nan) for m in METRICS}
     diverged = np.zeros(k_total, bool)
     pruned = np.zeros(k_total, bool)
     epochs_run = np.zeros(k_total, int)
     final_theta = theta.copy()
-    initial_val_loss = net.evaluate(theta, split.X_val, split.Y_val)[0]
-    grad = np.empty_like(theta)  # reused every step: the update rules never keep a reference to the gradient
+    initial_val_loss = evaluate(theta, split.X_val, split.Y_val)[0]
     # train_loss is on the scale of net.loss over the whole training set, whatever the batch size: batch means are
     # weighted by their share of the samples, batch sums (the lecture's neuron, reduction="sum") simply add up
     summed = getattr(net, "reduction", "mean") == "sum"
@@ -74,19 +122,11 @@ def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epo
 
     with np.errstate(all="ignore"):  # overflow is detected and recorded below, not raised
         for epoch in range(1, epochs + 1):
-            loss_sum = np.zeros(len(members))
-            grad_sq = np.zeros(len(members))
-            for idx in batches.epoch():
-                Xb, Yb = X[idx], Y[idx]
-                point = opt.lookahead({"theta": theta}, state, hyper)["theta"]
-                loss, g = net.loss_and_grad(point, Xb, Yb, out=grad)
-                updates, state = opt.update({"theta": g}, state, hyper)
-                theta += updates["theta"]
-                loss_sum += loss if summed else loss * Xb.shape[0]
-                grad_sq += np.einsum("kp,kp->k", g, g)
-                updates_done += 1
-                if on_step is not None:
-                    on_step(theta)
+            if compiled:
+                state, loss_sum, grad_sq = compiled.epoch(theta, state, hyper, _epoch_order(batches))
+            else:
+                theta, state, loss_sum, grad_sq = _numpy_epoch(net, opt, theta, state, hyper, X, Y, batches, on_step)
+            updates_done += batches.steps_per_epoch
             metrics = {
                 # the epoch's mean of batch losses, as scikit-learn reports (their sum for a summed loss)
                 "train_loss": loss_sum if summed else loss_sum / X.shape[0],
@@ -94,7 +134,7 @@ def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epo
                 "updates": np.full(len(members), float(updates_done)),
             }
             if validate:
-                metrics["val_loss"], metrics["val_accuracy"] = net.evaluate(theta, split.X_val, split.Y_val)
+                metrics["val_loss"], metrics["val_accuracy"] = evaluate(theta, split.X_val, split.Y_val)
                 if metrics["val_accuracy"] is None:
                     del metrics["val_accuracy"]
             metrics["seconds"] = np.full(len(members), time.perf_counter() - started)
@@ -119,7 +159,6 @@ def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epo
                 members, theta = members[keep], theta[keep]
                 state = optim.select_members(state, keep)
                 hyper = {n: v[keep] for n, v in hyper.items()}
-                grad = np.empty_like(theta)
                 if len(members) == 0:
                     break
     final_theta[members] = theta

@@ -1,0 +1,449 @@
+"""Compiled epochs for the MLP: the fast path of ``study.train`` (numba).
+
+One call of ``epoch`` trains K networks through one whole epoch: for each member and each batch it takes the
+gradient at the optimizer's look-ahead point (forward, softmax cross-entropy or squared error, backward) and applies
+the update rule, fused into one pass over the P parameters. Python calls it once per epoch and keeps the epoch-level
+bookkeeping (history, callbacks, divergence, compaction) in ``study.train``, exactly as on the readable path.
+
+What is compiled and what is not:
+- the update rules are **not** rewritten here: ``study.optim``'s elementwise ``*_rule`` functions, the ones its
+  readable ``*_update`` functions run on numpy arrays, are compiled as they are into the per-parameter loop;
+- the network is ``study.nn.MLP``'s mathematics (any number of layers; relu, tanh, sigmoid; softmax cross-entropy
+  or 0.5 mean squared error), with its flat (K, P) layout read from ``net.layout``;
+- Adam's bias corrections 1 - beta^t come from ``optim.adam_corrections``, computed in numpy for the epoch's steps
+  before the call (numba's pow and numpy's differ in the last bit);
+- the sum of squared gradients (the grad_norm metric) is a separate pass with partial sums, so that the update loop
+  stays a plain elementwise loop that LLVM vectorises.
+
+The readable path is the reference: tests/test_kernels.py runs both on every optimizer, batch mode, activation,
+task and population size and requires the same parameters and metrics (bitwise for the rules; to 1e-12 where the
+matrix products sum in another order: BLAS on one side, loops on the other for batches of at most ``SMALL``).
+
+Members never interact: member k's numbers are the same whether it trains alone or beside others.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numba as nb
+import numpy as np
+from numba.core import caching
+
+from study import nn, optim
+
+# Batches of at most this many samples multiply with plain loops; larger ones call BLAS (np.dot), whose per-call
+# overhead (about a microsecond) only pays off for larger products. Measured on digits 64-32-10: see `make bench`.
+SMALL = 4
+
+ACTIVATIONS = {"relu": 0, "tanh": 1, "sigmoid": 2}
+TASKS = {"classification": 0, "regression": 1}
+RULES = {"gd": 0, "momentum": 1, "nag": 2, "adagrad": 3, "rmsprop": 4, "adam": 5}
+# The hyperparameters each rule reads, in the order of the columns of the (K, 4) matrix the kernel gets.
+RULE_HYPER = {"gd": ("eta",), "momentum": ("eta", "gamma"), "nag": ("eta", "gamma"), "adagrad": ("eta", "eps"),
+              "rmsprop": ("eta", "beta", "eps"), "adam": ("eta", "beta1", "beta2", "eps")}
+# The optimizer state's (K, P) arrays the kernel updates in place: (s1, s2) by field name.
+RULE_STATE = {"gd": (), "momentum": ("v",), "nag": ("v",), "adagrad": ("v",), "rmsprop": ("v",), "adam": ("m", "v")}
+
+
+# --- the cache: numba keys a cached function on its own file only, but these kernels compile study/optim.py's rules
+# too; so that editing a rule recompiles instead of loading a stale kernel, the stamp covers both files.
+_SOURCES = (os.path.abspath(__file__), os.path.abspath(optim.__file__))
+
+
+def _sources_stamp(self):
+    digest = hashlib.sha256()
+    for path in _SOURCES:
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()
+
+
+class _InTreeLocator(caching.InTreeCacheLocator):
+    get_source_stamp = _sources_stamp
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        return super().from_function(py_func, py_file) if os.path.abspath(py_file) == _SOURCES[0] else None
+
+
+class _UserLocator(caching.UserProvidedCacheLocator):  # NUMBA_CACHE_DIR, when set, wins as in numba
+    get_source_stamp = _sources_stamp
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        return super().from_function(py_func, py_file) if os.path.abspath(py_file) == _SOURCES[0] else None
+
+
+for _locator in (_InTreeLocator, _UserLocator):  # numba tries these in order; ours only claim this file
+    if _locator not in caching.CacheImpl._locator_classes:
+        caching.CacheImpl._locator_classes.insert(0, _locator)
+
+_jit = nb.njit(cache=True, error_model="numpy")  # numpy's error model: 1/0 is inf and no exception, as in numpy
+_inline = nb.njit(inline="always", error_model="numpy")
+
+# The single source of truth, compiled.
+gd_rule = _inline(optim.gd_rule)
+momentum_rule = _inline(optim.momentum_rule)
+nag_lookahead_rule = _inline(optim.nag_lookahead_rule)
+adagrad_rule = _inline(optim.adagrad_rule)
+rmsprop_rule = _inline(optim.rmsprop_rule)
+adam_rule = _inline(optim.adam_rule)
+
+
+# --- the network ---------------------------------------------------------------------------------------------------
+@_jit
+def _activate(z, act):
+    """In place: the activation of nn.ACTIVATIONS (relu as np.maximum(z, 0): NaN stays NaN)."""
+    b, m = z.shape
+    if act == 0:
+        for r in range(b):
+            for j in range(m):
+                if z[r, j] < 0.0:
+                    z[r, j] = 0.0
+    elif act == 1:
+        for r in range(b):
+            for j in range(m):
+                z[r, j] = np.tanh(z[r, j])
+    else:
+        for r in range(b):
+            for j in range(m):
+                z[r, j] = 1.0 / (1.0 + np.exp(-z[r, j]))  # scipy's expit
+
+
+@_jit
+def _times_derivative(d, a, act):
+    """In place: d *= the activation's derivative, expressed through its output a (as nn.ACTIVATIONS)."""
+    b, m = d.shape
+    if act == 0:
+        for r in range(b):
+            for j in range(m):
+                d[r, j] *= 1.0 if a[r, j] > 0.0 else 0.0
+    elif act == 1:
+        for r in range(b):
+            for j in range(m):
+                d[r, j] *= 1.0 - a[r, j] * a[r, j]
+    else:
+        for r in range(b):
+            for j in range(m):
+                d[r, j] *= a[r, j] * (1.0 - a[r, j])
+
+
+@_jit
+def _matmul(a, w, out, small):
+    """out = a @ w: loops for a few rows, BLAS beyond."""
+    b, fan_in = a.shape
+    fan_out = w.shape[1]
+    if b > small:
+        np.dot(a, w, out)
+        return
+    for r in range(b):
+        for j in range(fan_out):
+            out[r, j] = 0.0
+        for i in range(fan_in):
+            x = a[r, i]
+            for j in range(fan_out):
+                out[r, j] += x * w[i, j]
+
+
+@_jit
+def _matmul_wt(d, w, out, small):
+    """out = d @ w.T (the chain rule through a layer's weights)."""
+    b, fan_out = d.shape
+    fan_in = w.shape[0]
+    if b > small:
+        np.dot(d, w.T, out)
+        return
+    for r in range(b):
+        for i in range(fan_in):
+            acc = 0.0
+            for j in range(fan_out):
+                acc += d[r, j] * w[i, j]
+            out[r, i] = acc
+
+
+@_jit
+def _matmul_at(a, d, out, small):
+    """out = a.T @ d (a layer's weight gradient, summed over the batch)."""
+    b, fan_in = a.shape
+    fan_out = d.shape[1]
+    if b > small:
+        np.dot(a.T, d, out)
+        return
+    for i in range(fan_in):
+        for j in range(fan_out):
+            out[i, j] = 0.0
+    for r in range(b):
+        for i in range(fan_in):
+            x = a[r, i]
+            for j in range(fan_out):
+                out[i, j] += x * d[r, j]
+
+
+@_jit
+def _forward(x, w, sizes, woff, boff, work, act, small):
+    """Every layer's output for the batch x, each a C-contiguous (b, size) view into ``work`` (the last: logits)."""
+    b = x.shape[0]
+    layers = sizes.shape[0] - 1
+    h = x
+    offset = 0
+    for layer in range(layers):
+        fan_in, fan_out = sizes[layer], sizes[layer + 1]
+        weights = w[woff[layer]:woff[layer] + fan_in * fan_out].reshape(fan_in, fan_out)
+        bias = w[boff[layer]:boff[layer] + fan_out]
+        z = work[offset:offset + b * fan_out].reshape(b, fan_out)
+        _matmul(h, weights, z, small)
+        for r in range(b):
+            for j in range(fan_out):
+                z[r, j] += bias[j]
+        if layer < layers - 1:
+            _activate(z, act)
+        h = z
+        offset += b * fan_out
+    return offset - b * sizes[layers]  # where the logits start
+
+
+@_jit
+def _output_loss(z, y, task):
+    """The batch's mean loss; z becomes dL/dz in place (as nn.MLP._output_loss)."""
+    b, c = z.shape
+    loss = 0.0
+    if task == 0:  # softmax cross-entropy
+        for r in range(b):
+            zmax = z[r, 0]
+            for j in range(1, c):
+                if z[r, j] > zmax:
+                    zmax = z[r, j]
+            se = 0.0
+            for j in range(c):
+                se += np.exp(z[r, j] - zmax)
+            lse = np.log(se)
+            for j in range(c):
+                log_p = (z[r, j] - zmax) - lse
+                loss -= log_p * y[r, j]
+                z[r, j] = (np.exp(log_p) - y[r, j]) / b  # d(mean CE)/dz = (softmax - onehot) / b
+        return loss / b
+    size = b * c  # 0.5 mean squared error over all outputs
+    for r in range(b):
+        for j in range(c):
+            e = z[r, j] - y[r, j]
+            loss += e * e
+            z[r, j] = e / size
+    return 0.5 * loss / size
+
+
+@_jit
+def _loss_and_grad(x, y, w, g, sizes, woff, boff, work, delta, act, task, small):
+    """Backpropagation for one member and one batch: the mean loss; the gradient into g (P,)."""
+    b = x.shape[0]
+    layers = sizes.shape[0] - 1
+    logits = _forward(x, w, sizes, woff, boff, work, act, small)
+    out = work[logits:logits + b * sizes[layers]].reshape(b, sizes[layers])
+    loss = _output_loss(out, y, task)
+    d = out  # dL/dz of the current layer
+    offset = logits
+    spare = 0  # which half of `delta` receives the previous layer's dL/dz
+    half = delta.shape[0] // 2
+    for layer in range(layers - 1, -1, -1):
+        fan_in, fan_out = sizes[layer], sizes[layer + 1]
+        if layer > 0:
+            offset -= b * fan_in
+            h_in = work[offset:offset + b * fan_in].reshape(b, fan_in)
+        else:
+            h_in = x
+        # dL/dW = h_in^T d, summed over the batch; dL/db = d summed over the batch
+        _matmul_at(h_in, d, g[woff[layer]:woff[layer] + fan_in * fan_out].reshape(fan_in, fan_out), small)
+        for j in range(fan_out):
+            acc = 0.0
+            for r in range(b):
+                acc += d[r, j]
+            g[boff[layer] + j] = acc
+        if layer > 0:  # chain rule into the previous layer: through W, then through the activation
+            weights = w[woff[layer]:woff[layer] + fan_in * fan_out].reshape(fan_in, fan_out)
+            d_prev = delta[spare * half:spare * half + b * fan_in].reshape(b, fan_in)
+            _matmul_wt(d, weights, d_prev, small)
+            _times_derivative(d_prev, h_in, act)
+            d = d_prev
+            spare = 1 - spare
+    return loss
+
+
+@nb.njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def _sum_of_squares(g):
+    """sum(g * g), its terms added in any order (vectorised): a metric, not an update, so only the sum matters."""
+    total = 0.0
+    for i in range(g.shape[0]):
+        total += g[i] * g[i]
+    return total
+
+
+# --- the update, fused over the P parameters of one member -----------------------------------------------------------
+@_jit
+def _apply_rule(rule, g, w, s1, s2, h, c1, c2):
+    """w += the rule's update for the gradient g; the state rows s1, s2 updated in place."""
+    P = g.shape[0]
+    eta = h[0]
+    if rule == 0:
+        for i in range(P):
+            w[i] += gd_rule(g[i], eta)
+    elif rule == 1 or rule == 2:
+        for i in range(P):
+            u, s1[i] = momentum_rule(g[i], s1[i], eta, h[1])
+            w[i] += u
+    elif rule == 3:
+        for i in range(P):
+            u, s1[i] = adagrad_rule(g[i], s1[i], eta, h[1])
+            w[i] += u
+    elif rule == 4:
+        for i in range(P):
+            u, s1[i] = rmsprop_rule(g[i], s1[i], eta, h[1], h[2])
+            w[i] += u
+    else:
+        for i in range(P):
+            u, s1[i], s2[i] = adam_rule(g[i], s1[i], s2[i], eta, h[1], h[2], h[3], c1, c2)
+            w[i] += u
+
+
+@_jit
+def _look_ahead(w, v, gamma, out):
+    """out = NAG's look-ahead point w - gamma v, element by element."""
+    for i in range(w.shape[0]):
+        out[i] = nag_lookahead_rule(w[i], v[i], gamma)
+
+
+# --- one epoch --------------------------------------------------------------------------------------------------
+@_jit
+def epoch(X, Y, order, batch, theta, s1, s2, H, C, sizes, woff, boff, act, task, rule, small, loss_sum, grad_sq):
+    """Train every member (row of theta) through one epoch in place.
+
+    X, Y       the training set; ``order`` the epoch's permutation of its rows (empty: their own order)
+    batch      samples per update; the last batch of an epoch may be smaller
+    theta      (K, P) parameters; s1, s2 (K, P) the optimizer's state arrays (RULE_STATE), unused ones empty
+    H          (K, 4) hyperparameters by RULE_HYPER; C (steps, K, 2) Adam's bias corrections per step (else empty)
+    sizes, woff, boff   the network: layer sizes, offsets of each layer's W and b inside a row of theta
+    act, task, rule     codes of ACTIVATIONS, TASKS, RULES; small: see SMALL
+    loss_sum, grad_sq   (K,) accumulate batch loss x batch size and the squared gradient norm per update
+    """
+    n = X.shape[0]
+    K, P = theta.shape
+    if order.shape[0] == 0:
+        Xe, Ye = X, Y
+    else:  # gather the epoch's samples once: every batch is then a contiguous block
+        Xe, Ye = np.empty_like(X), np.empty_like(Y)
+        for r in range(n):
+            Xe[r] = X[order[r]]
+            Ye[r] = Y[order[r]]
+    b_max = min(batch, n)
+    width = 0
+    for layer in range(1, sizes.shape[0]):
+        width = max(width, sizes[layer])
+    work = np.empty(b_max * (sizes[1:].sum()))
+    delta = np.empty(2 * b_max * width)
+    g = np.empty(P)
+    look = np.empty(P)
+    for k in range(K):
+        w, h = theta[k], H[k]
+        step = 0
+        for start in range(0, n, batch):
+            b = min(batch, n - start)
+            xb, yb = Xe[start:start + b], Ye[start:start + b]
+            point = w
+            if rule == 2:  # NAG: the gradient at w - gamma v
+                _look_ahead(w, s1[k], h[1], look)
+                point = look
+            loss = _loss_and_grad(xb, yb, point, g, sizes, woff, boff, work, delta, act, task, small)
+            c1, c2 = (C[step, k, 0], C[step, k, 1]) if rule == 5 else (1.0, 1.0)
+            _apply_rule(rule, g, w, s1[k], s2[k], h, c1, c2)
+            loss_sum[k] += loss * b
+            grad_sq[k] += _sum_of_squares(g)
+            step += 1
+
+
+@_jit
+def evaluate(X, Y, labels, theta, sizes, woff, boff, act, task, small, loss_out, acc_out):
+    """Every member's mean loss and (classification) accuracy on (X, Y): the validation pass (as nn.MLP.evaluate)."""
+    n = X.shape[0]
+    layers = sizes.shape[0] - 1
+    c = sizes[layers]
+    work = np.empty(n * (sizes[1:].sum()))
+    for k in range(theta.shape[0]):
+        logits = _forward(X, theta[k], sizes, woff, boff, work, act, small)
+        z = work[logits:logits + n * c].reshape(n, c)
+        hits = 0
+        for r in range(n):  # argmax as numpy's: the first largest, or the first NaN
+            arg = 0
+            best = z[r, 0]
+            if best == best:
+                for j in range(1, c):
+                    if z[r, j] != z[r, j]:
+                        arg = j
+                        break
+                    if z[r, j] > best:
+                        best = z[r, j]
+                        arg = j
+            hits += arg == labels[r]
+        acc_out[k] = hits / n
+        loss_out[k] = _output_loss(z, Y, task)
+
+
+# --- the driver ----------------------------------------------------------------------------------------------------
+def supports(net) -> bool:
+    """The compiled path trains exactly nn.MLP (a subclass or a wrapper may change its mathematics)."""
+    return type(net) is nn.MLP and net.activation in ACTIVATIONS and net.task in TASKS
+
+
+def _c(a, dtype=float):
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+class CompiledEpochs:
+    """Everything one training call needs, prepared once: the network's layout, the data as contiguous arrays."""
+
+    def __init__(self, net: nn.MLP, optimizer: str, X, Y, batch: int, small: int = SMALL):
+        self.optimizer, self.rule = optimizer, RULES[optimizer]
+        self.act, self.task, self.small, self.batch = ACTIVATIONS[net.activation], TASKS[net.task], small, batch
+        blocks = {name: start for name, start, _, _ in nn._blocks(net.layout)}
+        self.sizes = np.asarray(net.sizes, np.int64)
+        self.woff = np.array([blocks[f"W{i}"] for i in range(1, net.n_layers + 1)], np.int64)
+        self.boff = np.array([blocks[f"b{i}"] for i in range(1, net.n_layers + 1)], np.int64)
+        self.X, self.Y = _c(X), _c(Y)
+        self.steps = -(-self.X.shape[0] // batch)
+        self._no_order = np.empty(0, np.int64)
+
+    def state_arrays(self, state, k: int):
+        """The state's (K, P) arrays the rule updates in place; (K, 0) placeholders for those it has not."""
+        arrays = [getattr(state, name)["theta"] for name in RULE_STATE[self.optimizer]]
+        return arrays + [np.empty((k, 0))] * (2 - len(arrays))
+
+    def hyper_matrix(self, hyper: dict, k: int) -> np.ndarray:
+        H = np.zeros((k, 4))
+        for column, name in enumerate(RULE_HYPER[self.optimizer]):
+            H[:, column] = hyper[name]
+        return H
+
+    def corrections(self, count: int, hyper: dict, k: int) -> np.ndarray:
+        """Adam's 1 - beta^t for the epoch's steps t = count + 1 ... count + steps, per member: (steps, K, 2)."""
+        if self.optimizer != "adam":
+            return np.empty((0, k, 2))
+        t = np.arange(count + 1, count + self.steps + 1, dtype=float)[:, None]
+        c1, c2 = optim.adam_corrections(t, np.asarray(hyper["beta1"])[None, :], np.asarray(hyper["beta2"])[None, :])
+        return np.ascontiguousarray(np.stack([c1, c2], axis=2))
+
+    def epoch(self, theta, state, hyper: dict, order):
+        """One epoch in place on theta and the state's arrays; returns (state, loss_sum, grad_sq) per member."""
+        k = theta.shape[0]
+        s1, s2 = self.state_arrays(state, k)
+        loss_sum, grad_sq = np.zeros(k), np.zeros(k)
+        epoch(self.X, self.Y, self._no_order if order is None else order, self.batch, theta, s1, s2,
+              self.hyper_matrix(hyper, k), self.corrections(state.count, hyper, k), self.sizes, self.woff, self.boff,
+              self.act, self.task, self.rule, self.small, loss_sum, grad_sq)
+        return state._replace(count=state.count + self.steps), loss_sum, grad_sq
+
+    def evaluate(self, theta, X, Y):
+        """As nn.MLP.evaluate: loss per member and accuracy (None for regression)."""
+        k = theta.shape[0]
+        loss, acc = np.empty(k), np.empty(k)
+        labels = _c(Y.argmax(axis=1), np.int64)
+        evaluate(_c(X), _c(Y), labels, theta, self.sizes, self.woff, self.boff, self.act, self.task, self.small,
+                 loss, acc)
+        return loss, (acc if self.task == 0 else None)

@@ -1,0 +1,245 @@
+"""The compiled fast path (study.kernels) against the readable numpy path (study.optim, study.nn, study.train).
+
+The readable path is the reference. The update rules are the same functions on both paths, so they must agree to
+the bit: on arrays, element by element on plain floats, and compiled into the fused loop. Whole training runs agree
+to 1e-12: the matrix products sum in another order (loops or another BLAS call on the compiled side) and exp, log,
+tanh are other implementations (numba's libm, numpy's SIMD), so the last bits of a gradient differ and a run
+carries them along. Hyperparameters are the usual ones, so a run is not chaotic and those bits stay small.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from study import kernels, nn, optim
+from study.data import Split, load
+from study.train import train
+
+ALL = sorted(optim.OPTIMIZERS)
+RTOL, ATOL = 1e-12, 1e-14
+
+
+# --- 1. The rules: one function, three ways of running it -----------------------------------------------------------
+def _random_case(rng, name, k, p):
+    """Gradients, states and per-member hyperparameters over many orders of magnitude, with zeros among them."""
+    scale = 10.0 ** rng.uniform(-12, 3, (k, p))
+    g = rng.standard_normal((k, p)) * scale
+    g[rng.random((k, p)) < 0.05] = 0.0
+    m = rng.standard_normal((k, p)) * 10.0 ** rng.uniform(-8, 1, (k, p))
+    v = rng.random((k, p)) * 10.0 ** rng.uniform(-12, 2, (k, p))
+    ranges = {"eta": (-5, 0), "gamma": (-3, -0.05), "beta": (-4, -0.05), "beta1": (-3, -0.05), "beta2": (-4, -0.5),
+              "eps": (-10, -1)}
+    hyper = {}
+    for key in optim.OPTIMIZERS[name].defaults:
+        lo, hi = ranges[key]
+        draw = 10.0 ** rng.uniform(lo, hi, k)
+        hyper[key] = draw if key in ("eta", "eps") else 1.0 - draw  # momentum-like knobs sit just below 1
+    return g, m, v, hyper
+
+
+def _state(name, m, v, count):
+    state = optim.OPTIMIZERS[name].init({"theta": m})
+    fields = {"m": {"theta": m.copy()}, "v": {"theta": v.copy()}, "count": count}
+    return state._replace(**{f: fields[f] for f in state._fields})
+
+
+def _compiled_update(name, g, theta, state, hyper, k):
+    """The kernel's fused update (kernels._apply_rule), member by member, on copies."""
+    ce = kernels.CompiledEpochs.__new__(kernels.CompiledEpochs)
+    ce.optimizer = name
+    theta = theta.copy()
+    state = optim.select_members(state, np.arange(k))  # copies of the state arrays
+    s1, s2 = ce.state_arrays(state, k)
+    H = ce.hyper_matrix(hyper, k)
+    t = state.count + 1
+    c1, c2 = optim.adam_corrections(t, hyper.get("beta1", 0.9), hyper.get("beta2", 0.9))
+    c1, c2 = np.broadcast_to(c1, (k,)), np.broadcast_to(c2, (k,))
+    for j in range(k):
+        kernels._apply_rule(kernels.RULES[name], g[j], theta[j], s1[j], s2[j], H[j], c1[j], c2[j])
+    return theta, state
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_a_rule_on_arrays_equals_the_rule_per_element_and_compiled(name):
+    rng = np.random.default_rng(sum(map(ord, name)))
+    opt = optim.OPTIMIZERS[name]
+    rule = getattr(optim, f"{'momentum' if name == 'nag' else name}_rule")
+    for case in range(40):
+        k, p = 3, int(rng.integers(1, 300))
+        g, m, v, hyper = _random_case(rng, name, k, p)
+        theta = rng.standard_normal((k, p))
+        count = int(rng.choice([0, 1, 2, int(rng.integers(3, 100_000))]))
+        state = _state(name, m, v, count)
+
+        updates, new_state = opt.update({"theta": g}, state, hyper)  # numpy, whole arrays: the reference
+        expected = optim.apply_updates({"theta": theta}, updates)["theta"]
+
+        # plain Python floats, one element at a time
+        for j in range(k):
+            h = {key: float(val[j]) for key, val in hyper.items()}
+            c = [float(x[0]) for x in optim.adam_corrections(count + 1, h.get("beta1", 0.9), h.get("beta2", 0.9))]
+            for i in range(p):
+                states = {"m": float(m[j, i]), "v": float(v[j, i])}
+                args = [states[f] for f in kernels.RULE_STATE[name]] + [h[n] for n in kernels.RULE_HYPER[name]]
+                args += c if name == "adam" else []
+                out = rule(float(g[j, i]), *args)
+                u = out if name == "gd" else out[0]
+                assert float(theta[j, i]) + u == expected[j, i] or np.isnan(expected[j, i])
+                if name in ("momentum", "nag", "adagrad", "rmsprop"):
+                    assert out[1] == new_state.v["theta"][j, i]
+                if name == "adam":
+                    assert (out[1], out[2]) == (new_state.m["theta"][j, i], new_state.v["theta"][j, i])
+
+        # compiled into the kernel's fused loop
+        got, got_state = _compiled_update(name, g, theta, state, hyper, k)
+        np.testing.assert_array_equal(got, expected)
+        for field in set(new_state._fields) - {"count"}:
+            np.testing.assert_array_equal(getattr(got_state, field)["theta"], getattr(new_state, field)["theta"])
+
+
+def test_nag_look_ahead_compiled_equals_numpy():
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        k, p = 3, int(rng.integers(1, 500))
+        w, v = rng.standard_normal((k, p)), rng.standard_normal((k, p)) * 10.0 ** rng.uniform(-8, 2, (k, p))
+        gamma = 1.0 - 10.0 ** rng.uniform(-3, -0.05, k)
+        expected = optim.nag_lookahead({"theta": w}, optim.MomentumState(0, {"theta": v}), {"gamma": gamma})["theta"]
+        for j in range(k):
+            out = np.empty(p)
+            kernels._look_ahead(w[j], v[j], gamma[j], out)
+            np.testing.assert_array_equal(out, expected[j])
+
+
+def test_adam_corrections_of_an_epoch_equal_those_of_each_step():
+    """The kernel gets a whole epoch's 1 - beta^t at once; they must be the bits the readable path computes per step
+    (numpy's pow is an exact square for a lone exponent 2 but a vectorised pow otherwise: layout matters)."""
+    rng = np.random.default_rng(3)
+    ce = kernels.CompiledEpochs.__new__(kernels.CompiledEpochs)
+    ce.optimizer = "adam"
+    for k in (1, 3, 17):
+        for count in (0, 1, 2, 999, 123_456):
+            ce.steps = int(rng.integers(1, 40))
+            hyper = {"beta1": 1.0 - 10.0 ** rng.uniform(-3, -0.05, k), "beta2": 1.0 - 10.0 ** rng.uniform(-5, -0.5, k)}
+            epoch = ce.corrections(count, hyper, k)
+            assert epoch.shape == (ce.steps, k, 2) and epoch.flags.c_contiguous
+            for s in range(ce.steps):
+                c1, c2 = optim.adam_corrections(count + s + 1, hyper["beta1"].reshape(k, 1),
+                                                hyper["beta2"].reshape(k, 1))  # as adam_update shapes them
+                np.testing.assert_array_equal(epoch[s, :, 0], c1[:, 0])
+                np.testing.assert_array_equal(epoch[s, :, 1], c2[:, 0])
+
+
+# --- 2. Whole runs: the compiled path equals the readable one ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def splits():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((100, 5))
+    Y = np.column_stack([np.sin(X[:, 0]) + X[:, 1], X[:, 2] * X[:, 3]])  # two outputs
+    regression = Split("two_outputs", "regression", X[:60], Y[:60], X[60:80], Y[60:80], X[80:], Y[80:])
+    return {"classification": load("iris", 0), "regression": regression}
+
+
+def _hyper(name, k):
+    """The usual hyperparameters; member 1 with twice the learning rate; member 2 diverging at once."""
+    defaults = optim.OPTIMIZERS[name].defaults
+    hyper = {key: np.full(k, value) for key, value in defaults.items()}
+    if k == 3:
+        hyper["eta"][1] *= 2.0
+        hyper["eta"][2] = 1e300
+    return hyper
+
+
+def _stop_member_1_after_epoch_1(epoch, metrics, members):
+    return (members == 1) & (epoch == 1)
+
+
+def _assert_runs_equal(fast, slow, rtol=RTOL, atol=ATOL):
+    np.testing.assert_array_equal(fast.diverged, slow.diverged)
+    np.testing.assert_array_equal(fast.pruned, slow.pruned)
+    np.testing.assert_array_equal(fast.epochs_run, slow.epochs_run)
+    np.testing.assert_allclose(fast.initial_val_loss, slow.initial_val_loss, rtol=rtol)
+    tame = ~slow.diverged  # a diverged member's numbers are overflow: only its fate is compared
+    np.testing.assert_allclose(fast.theta[tame], slow.theta[tame], rtol=rtol, atol=atol)
+    for metric, values in slow.history.items():
+        if metric == "seconds":
+            continue
+        np.testing.assert_allclose(fast.history[metric][tame], values[tame], rtol=rtol, atol=atol, err_msg=metric)
+        np.testing.assert_array_equal(np.isnan(fast.history[metric]), np.isnan(values), err_msg=metric)
+
+
+CASES = list(itertools.product(ALL, ["full", 32, 7, 1], ["relu", "tanh", "sigmoid"], ["classification", "regression"],
+                               [1, 3]))
+
+
+@pytest.mark.parametrize("name, batch, activation, task, k", CASES, ids=["-".join(map(str, c)) for c in CASES])
+def test_the_compiled_path_equals_the_readable_path(name, batch, activation, task, k, splits):
+    """Three epochs; with K = 3 member 1 is stopped by a callback after epoch 1 and member 2 diverges. One hidden
+    layer for K = 1, two for K = 3."""
+    split = splits[task]
+    hidden = (6,) if k == 1 else (5, 4)
+    net = nn.MLP((split.n_features, *hidden, split.n_outputs), activation, task)
+    theta0 = net.init(1, population=k)
+    callbacks = (_stop_member_1_after_epoch_1,) if k == 3 else ()
+    runs = {engine: train(net, split, name, _hyper(name, k), batch, 3, seed=4, theta0=theta0, callbacks=callbacks,
+                          engine=engine) for engine in ("compiled", "numpy")}
+    _assert_runs_equal(runs["compiled"], runs["numpy"])
+    if k == 3:
+        assert runs["numpy"].diverged.tolist() == [False, False, True]
+        assert runs["numpy"].pruned.tolist() == [False, True, False]
+        assert runs["numpy"].epochs_run.tolist()[:2] == [3, 1]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_a_member_of_a_compiled_population_equals_its_run_alone_bitwise(name, splits):
+    """Members never meet in the kernel: each one's numbers are those of the same network trained alone."""
+    split = splits["classification"]
+    net = nn.MLP((split.n_features, 8, split.n_outputs), "relu")
+    k = 3
+    hyper = {key: np.full(k, value) for key, value in optim.OPTIMIZERS[name].defaults.items()}
+    hyper["eta"] *= [1.0, 2.0, 0.5]
+    theta0 = net.init(2, population=k)
+    for batch in ("full", 7, 1):
+        pop = train(net, split, name, hyper, batch, 3, seed=1, theta0=theta0)
+        for j in range(k):
+            alone = train(net, split, name, {key: v[j] for key, v in hyper.items()}, batch, 3, seed=1,
+                          theta0=theta0[j:j + 1])
+            np.testing.assert_array_equal(pop.theta[j], alone.theta[0])
+            for metric in ("train_loss", "val_loss", "val_accuracy", "grad_norm"):
+                np.testing.assert_array_equal(pop.history[metric][j], alone.history[metric][0])
+
+
+def test_deeper_networks_and_a_wide_batch(splits):
+    split = splits["classification"]
+    net = nn.MLP((split.n_features, 7, 6, 5, split.n_outputs), "tanh")
+    theta0 = net.init(0, population=2)
+    hyper = {"eta": np.array([0.001, 0.002]), "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    for batch in (1, 40, "full"):
+        runs = [train(net, split, "adam", hyper, batch, 2, seed=3, theta0=theta0, engine=e)
+                for e in ("compiled", "numpy")]
+        _assert_runs_equal(*runs)
+
+
+# --- 3. Which path runs --------------------------------------------------------------------------------------------------
+def test_the_readable_path_serves_what_the_kernel_does_not(splits):
+    split = splits["regression"]
+    neuron = nn.SigmoidNeuron(n_features=split.n_features, reduction="mean")
+    with pytest.raises(ValueError, match="compiled path"):
+        train(neuron, split, "gd", {"eta": 0.1}, 8, 1, seed=0, theta0=neuron.init(np.zeros(5), 0.0),
+              engine="compiled")
+    net = nn.MLP((split.n_features, 4, split.n_outputs), task="regression")
+    seen = []
+    res = train(net, split, "momentum", optim.hyperparameters("momentum"), 16, 2, seed=0, theta0=net.init(0),
+                on_step=lambda theta: seen.append(theta.copy()))  # an observer of every step: the readable path
+    assert len(seen) == 2 * 4
+    np.testing.assert_array_equal(seen[-1], res.theta)
+    with pytest.raises(ValueError, match="engine"):
+        train(net, split, "gd", {"eta": 0.1}, 8, 1, seed=0, theta0=net.init(0), engine="fast")
+
+
+def test_the_kernel_cache_is_keyed_on_the_rules_too():
+    """numba stamps a cached function with its own file; the kernels compile study/optim.py's rules as well."""
+    locator = kernels.epoch._cache._impl.locator
+    assert isinstance(locator, (kernels._InTreeLocator, kernels._UserLocator))
+    assert kernels._SOURCES[1].endswith("optim.py")
