@@ -11,12 +11,14 @@ later by ``reconcile``, in the cell study's ``mlflow:<arm>:<number>`` attribute;
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 
 from study import tracking, tuning
 
-RETRY_AFTER_SECONDS = 30.0  # after a failed write, do not pay a timeout per trial: try again after this long
+# After a failed write, do not pay a timeout per trial: try again after this long (OPTSTUDY_MLFLOW_RETRY_SECONDS)
+RETRY_AFTER_SECONDS = float(os.environ.get("OPTSTUDY_MLFLOW_RETRY_SECONDS", 30.0))
 
 
 class Mirror:
