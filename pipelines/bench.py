@@ -1,12 +1,14 @@
 """Benchmark the trainer against scikit-learn's MLPClassifier, like for like, and write runs/bench.json.
 
-    python -m pipelines.bench [--quick] [--epochs N] [--repeats N] [--out runs/bench.json]
+    python -m pipelines.bench [--quick] [--epochs N] [--repeats N] [--out runs/bench.json] [--runs-dir runs]
 
 Both train the same 64-32-10 relu MLP on digits (float64, one BLAS thread) with the same epochs, batch size and
 hyperparameters (sgd with momentum, sgd with Nesterov, adam; batch full / 128 / 64 / 32 / 1), side by side in one
-process. Printed and written: median ms per epoch of scikit-learn and ours (with and without the per-epoch
-validation pass), ours' speedup over scikit-learn, both against the arithmetic limit measured on the spot, test
-accuracies side by side, and ms per network-epoch when K = 1, 4, 16, 64 networks train in one stacked pass.
+process. Printed and written: median ms per epoch of scikit-learn and ours (the compiled path with and without the
+per-epoch validation pass, and the readable numpy path it is tested against), ours' speedup over scikit-learn, both
+against the arithmetic limit measured on the spot, test accuracies side by side, ms per network-epoch when K = 1, 4,
+16, 64 networks train in one pass, and the default sweep's own timing record (network-epochs per second, the
+shares of tracking and Optuna) once `make sweep` has run.
 The default run takes a few minutes; --quick gives the same table in well under a minute, with noisier medians.
 What is measured and how: study/benchmark.py.
 """
@@ -66,6 +68,9 @@ def parser() -> ArgumentParser:
     p.add_argument("--dataset", help="a classification dataset from study/data.py (default digits)")
     p.add_argument("--seed", help="the data split's seed; repeat r initialises and shuffles with seed + r (default 0)")
     p.add_argument("--out", default="runs/bench.json", help="where the JSON goes (default runs/bench.json)")
+    p.add_argument("--runs-dir", default="runs", help="the sweep's stores, for its timing record (default runs; "
+                                                      "OPTUNA_STORAGE overrides, as for the sweep)")
+    p.add_argument("--sweep", default="default", help="the sweep whose timing record is shown (default: default)")
     return p
 
 
@@ -88,6 +93,7 @@ def config_from(args):
             changes[key] = option(flag, _positive, text)
     if args.seed is not None:
         changes["seed"] = option("seed", _non_negative, args.seed)
+    changes["runs_dir"], changes["sweep"] = args.runs_dir, args.sweep
     if args.solvers is not None:
         solvers = tuple(s.strip() for s in args.solvers.split(",") if s.strip())
         unknown = [s for s in solvers if s not in SOLVERS]

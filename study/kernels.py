@@ -10,7 +10,7 @@ What is compiled and what is not:
   readable ``*_update`` functions run on numpy arrays, are compiled as they are into the per-parameter loop;
 - the network is ``study.nn.MLP``'s mathematics (any number of layers; relu, tanh, sigmoid; softmax cross-entropy
   or 0.5 mean squared error), with its flat (K, P) layout read from ``net.layout``;
-- Adam's bias corrections 1 - beta^t come from ``optim.adam_corrections``, computed in numpy for the epoch's steps
+- Adam's bias corrections 1 - beta^t come from ``optim.adam_corrections``, computed in numpy for many steps ahead
   before the call (numba's pow and numpy's differ in the last bit);
 - the sum of squared gradients (the grad_norm metric) is a separate pass with partial sums, so that the update loop
   stays a plain elementwise loop that LLVM vectorises.
@@ -23,6 +23,7 @@ Members never interact: member k's numbers are the same whether it trains alone 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 
@@ -36,6 +37,7 @@ from study import nn, optim
 # overhead (about half a microsecond) pays off from two samples on: measured on digits 64-32-10 (momentum, ms per
 # epoch, loops / BLAS): batch 1 2.45 / 2.83, batch 2 1.68 / 1.62, batch 4 1.33 / 0.97, batch 8 1.07 / 0.60.
 SMALL = 1
+CORRECTIONS_AHEAD = 1 << 16  # Adam's bias corrections are computed for about this many (member, step) pairs at once
 
 ACTIVATIONS = {"relu": 0, "tanh": 1, "sigmoid": 2}
 TASKS = {"classification": 0, "regression": 1}
@@ -322,13 +324,14 @@ def _look_ahead(w, v, gamma, out):
 
 # --- one epoch --------------------------------------------------------------------------------------------------
 @_jit
-def epoch(X, Y, order, batch, theta, s1, s2, H, C, sizes, woff, boff, act, task, rule, small, loss_sum, grad_sq):
+def epoch(X, Y, order, batch, theta, s1, s2, H, C, c0, sizes, woff, boff, act, task, rule, small, loss_sum, grad_sq):
     """Train every member (row of theta) through one epoch in place.
 
     X, Y       the training set; ``order`` the epoch's permutation of its rows (empty: their own order)
     batch      samples per update; the last batch of an epoch may be smaller
     theta      (K, P) parameters; s1, s2 (K, P) the optimizer's state arrays (RULE_STATE), unused ones empty
-    H          (K, 4) hyperparameters by RULE_HYPER; C (steps, K, 2) Adam's bias corrections per step (else empty)
+    H          (K, 4) hyperparameters by RULE_HYPER
+    C, c0      Adam's bias corrections: C[k, c0 + s] those of the epoch's step s for member k (else empty)
     sizes, woff, boff   the network: layer sizes, offsets of each layer's W and b inside a row of theta
     act, task, rule     codes of ACTIVATIONS, TASKS, RULES; small: see SMALL
     loss_sum, grad_sq   (K,) accumulate batch loss x batch size and the squared gradient norm per update
@@ -361,7 +364,7 @@ def epoch(X, Y, order, batch, theta, s1, s2, H, C, sizes, woff, boff, act, task,
                 _look_ahead(w, s1[k], h[1], look)
                 point = look
             loss = _loss_and_grad(xb, yb, point, g, sizes, woff, boff, work, delta, act, task, small)
-            c1, c2 = (C[step, k, 0], C[step, k, 1]) if rule == 5 else (1.0, 1.0)
+            c1, c2 = (C[k, c0 + step, 0], C[k, c0 + step, 1]) if rule == 5 else (1.0, 1.0)
             _apply_rule(rule, g, w, s1[k], s2[k], h, c1, c2)
             loss_sum[k] += loss * b
             grad_sq[k] += _sum_of_squares(g)
@@ -412,6 +415,22 @@ def supports(net) -> bool:
     return type(net) is nn.MLP and net.activation in ACTIVATIONS and net.task in TASKS
 
 
+_threads = []  # the threadpoolctl controller, made on first use (it must see the BLAS numba calls, loaded by then)
+
+
+def one_blas_thread():
+    """A context in which BLAS runs on one thread. The products here are far too small to share: with two threads
+    on a busy two-core machine a digits epoch took 25-60 ms instead of 0.45 ms (threads spinning for a core)."""
+    if not _threads:
+        import scipy.linalg.cython_blas  # noqa: F401  numba's np.dot calls this BLAS
+        from threadpoolctl import ThreadpoolController
+
+        _threads.append(ThreadpoolController().select(user_api="blas"))
+    if all(lib.num_threads == 1 for lib in _threads[0].lib_controllers):
+        return contextlib.nullcontext()  # the sweep's workers and the bench: already so
+    return _threads[0].limit(limits=1)
+
+
 def _c(a, dtype=float):
     return np.ascontiguousarray(a, dtype=dtype)
 
@@ -429,6 +448,9 @@ class CompiledEpochs:
         self.X, self.Y = _c(X), _c(Y)
         self.steps = -(-self.X.shape[0] // batch)
         self._no_order = np.empty(0, np.int64)
+        self._eval = self._hyper = self._corrections = None  # prepared once, reused while they fit
+
+    one_blas_thread = staticmethod(one_blas_thread)
 
     def state_arrays(self, state, k: int):
         """The state's (K, P) arrays the rule updates in place; (K, 0) placeholders for those it has not."""
@@ -436,34 +458,43 @@ class CompiledEpochs:
         return arrays + [np.empty((k, 0))] * (2 - len(arrays))
 
     def hyper_matrix(self, hyper: dict, k: int) -> np.ndarray:
-        H = np.zeros((k, 4))
-        for column, name in enumerate(RULE_HYPER[self.optimizer]):
-            H[:, column] = hyper[name]
-        return H
+        """(K, 4): column j holds the hyperparameter RULE_HYPER[optimizer][j] of every member."""
+        if self._hyper is None or self._hyper[0] is not hyper:  # the same dict until members stop
+            H = np.zeros((k, 4))
+            for column, name in enumerate(RULE_HYPER[self.optimizer]):
+                H[:, column] = hyper[name]
+            self._hyper = (hyper, H)
+        return self._hyper[1]
 
-    def corrections(self, count: int, hyper: dict, k: int) -> np.ndarray:
-        """Adam's 1 - beta^t for the epoch's steps t = count + 1 ... count + steps, per member: (steps, K, 2)."""
+    def corrections(self, count: int, hyper: dict, k: int) -> tuple[np.ndarray, int]:
+        """Adam's 1 - beta^t per member for steps t = count + 1 ..., as (C, c0): C[k, c0 + s] is step s of this
+        epoch. Worked out for several epochs at once (numpy's per-call cost would rival a small epoch's)."""
         if self.optimizer != "adam":
-            return np.empty((0, k, 2))
-        t = np.arange(count + 1, count + self.steps + 1, dtype=float)[:, None]
-        c1, c2 = optim.adam_corrections(t, np.asarray(hyper["beta1"])[None, :], np.asarray(hyper["beta2"])[None, :])
-        return np.ascontiguousarray(np.stack([c1, c2], axis=2))
+            return np.empty((k, 0, 2)), 0
+        cached = self._corrections
+        if cached is None or cached[0] is not hyper or not cached[1] <= count <= cached[2] - self.steps:
+            ahead = max(self.steps, CORRECTIONS_AHEAD // k // self.steps * self.steps)
+            t = np.arange(count + 1, count + ahead + 1, dtype=float)[None, :]
+            c1, c2 = optim.adam_corrections(t, np.asarray(hyper["beta1"])[:, None], np.asarray(hyper["beta2"])[:, None])
+            cached = self._corrections = (hyper, count, count + ahead, np.ascontiguousarray(np.stack([c1, c2], 2)))
+        return cached[3], count - cached[1]
 
     def epoch(self, theta, state, hyper: dict, order):
         """One epoch in place on theta and the state's arrays; returns (state, loss_sum, grad_sq) per member."""
         k = theta.shape[0]
         s1, s2 = self.state_arrays(state, k)
         loss_sum, grad_sq = np.zeros(k), np.zeros(k)
+        C, c0 = self.corrections(state.count, hyper, k)
         epoch(self.X, self.Y, self._no_order if order is None else order, self.batch, theta, s1, s2,
-              self.hyper_matrix(hyper, k), self.corrections(state.count, hyper, k), self.sizes, self.woff, self.boff,
-              self.act, self.task, self.rule, self.small, loss_sum, grad_sq)
+              self.hyper_matrix(hyper, k), C, c0, self.sizes, self.woff, self.boff, self.act, self.task, self.rule,
+              self.small, loss_sum, grad_sq)
         return state._replace(count=state.count + self.steps), loss_sum, grad_sq
 
     def evaluate(self, theta, X, Y):
         """As nn.MLP.evaluate: loss per member and accuracy (None for regression)."""
+        if self._eval is None or self._eval[0] is not X or self._eval[1] is not Y:  # prepared once per set
+            self._eval = (X, Y, _c(X), _c(Y), _c(Y.argmax(axis=1), np.int64))
         k = theta.shape[0]
         loss, acc = np.empty(k), np.empty(k)
-        labels = _c(Y.argmax(axis=1), np.int64)
-        evaluate(_c(X), _c(Y), labels, theta, self.sizes, self.woff, self.boff, self.act, self.task, self.small,
-                 loss, acc)
+        evaluate(*self._eval[2:], theta, self.sizes, self.woff, self.boff, self.act, self.task, self.small, loss, acc)
         return loss, (acc if self.task == 0 else None)

@@ -14,6 +14,7 @@ is shared. tests/test_kernels.py holds the two paths equal.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
@@ -120,7 +121,8 @@ def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epo
     summed = getattr(net, "reduction", "mean") == "sum"
     updates_done, started = 0, time.perf_counter()
 
-    with np.errstate(all="ignore"):  # overflow is detected and recorded below, not raised
+    threads = compiled.one_blas_thread() if compiled else contextlib.nullcontext()
+    with threads, np.errstate(all="ignore"):  # overflow is detected and recorded below, not raised
         for epoch in range(1, epochs + 1):
             if compiled:
                 state, loss_sum, grad_sq = compiled.epoch(theta, state, hyper, _epoch_order(batches))

@@ -24,8 +24,9 @@ def bench(*args, cwd=REPO, timeout=120):
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench") / "bench.json"
-    proc = bench("--quick", "--population", "1,4", "--out", str(out))
+    where = tmp_path_factory.mktemp("bench")
+    out = where / "bench.json"
+    proc = bench("--quick", "--population", "1,4", "--out", str(out), "--runs-dir", str(where / "runs"))
     assert proc.returncode == 0, proc.stderr
     return json.loads(out.read_text()), proc.stdout
 
@@ -42,9 +43,9 @@ def test_every_cell_is_measured(quick):
     assert positive(result["limit"]["gflops"]) and positive(result["limit"]["ms_per_epoch"])
     for cell in result["cells"]:
         ms = cell["ms_per_epoch"]
-        assert set(ms) == {"sklearn", "ours", "ours_noval"} and all(positive(v) for v in ms.values())
+        assert set(ms) == {"sklearn", "ours", "ours_noval", "readable"} and all(positive(v) for v in ms.values())
         assert all(len(s) == cell["repeats"] for s in cell["ms_per_epoch_samples"].values())
-        for variant in ("ours", "ours_noval"):
+        for variant in ("ours", "ours_noval", "readable"):
             assert cell["speedup_vs_sklearn"][variant] == pytest.approx(ms["sklearn"] / ms[variant])
             assert cell["x_limit"][variant] == pytest.approx(ms[variant] / result["limit"]["ms_per_epoch"])
         assert not any(cell["diverged"].values()) and cell["short_runs"] == []
@@ -76,8 +77,32 @@ def test_population_and_sweep_sections(quick):
         assert set(row) == {"1", "4"} and all(positive(v) for v in row.values())
         assert pop["best_k"][batch] == min((1, 4), key=lambda k: row[str(k)])
     assert result["sweep"]["measured"] is False
-    assert "sweep not measured yet" in stdout
-    assert "x faster" in stdout and "population" in stdout
+    assert "default sweep not measured yet: run make sweep" in stdout
+    assert "x faster" in stdout and "population" in stdout and "readable" in stdout
+    assert not (Path(result["config"]["runs_dir"]) / "optuna").exists()  # looking created no journal
+
+
+def test_the_sweep_section_reads_the_sweeps_own_timing_record(tmp_path, monkeypatch):
+    """Two workers side by side: the wall time is the longer one's, the throughput all network-epochs over it, and
+    the shares are of the summed wall time."""
+    from study import benchmark, tuning
+
+    monkeypatch.delenv("OPTUNA_STORAGE", raising=False)
+    cfg = benchmark.BenchConfig(runs_dir=str(tmp_path), sweep="default")
+    assert benchmark.measure_sweep(cfg, log=lambda line: None)["measured"] is False
+    storage = tuning.open_storage(tuning.storage_url(tmp_path, "default"))
+    tuning.record_timing(storage, "default", "w1", {"wall": 400.0, "network_epochs": 30_000, "mlflow": 12.0,
+                                                    "optuna": 8.0})
+    tuning.record_timing(storage, "default", "w2", {"wall": 380.0, "network_epochs": 28_000, "mlflow": 10.0,
+                                                    "optuna": 9.0})
+    lines = []
+    sweep = benchmark.measure_sweep(cfg, log=lines.append)
+    assert sweep["measured"] and sweep["workers"] == 2 and sweep["wall_seconds"] == 400.0
+    assert sweep["network_epochs_per_second"] == pytest.approx(58_000 / 400.0)
+    assert sweep["tracking_share"] == pytest.approx(22.0 / 780.0)
+    assert sweep["optuna_share"] == pytest.approx(17.0 / 780.0)
+    assert sweep["targets"]["wall_seconds"]["met"] and sweep["targets"]["tracking_and_optuna_share"]["met"]
+    assert "145 network-epochs/s" in lines[0]
 
 
 @pytest.mark.parametrize("args, where", [

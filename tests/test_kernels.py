@@ -48,7 +48,7 @@ def _state(name, m, v, count):
 def _compiled_update(name, g, theta, state, hyper, k):
     """The kernel's fused update (kernels._apply_rule), member by member, on copies."""
     ce = kernels.CompiledEpochs.__new__(kernels.CompiledEpochs)
-    ce.optimizer = name
+    ce.optimizer, ce._hyper = name, None
     theta = theta.copy()
     state = optim.select_members(state, np.arange(k))  # copies of the state arrays
     s1, s2 = ce.state_arrays(state, k)
@@ -113,25 +113,25 @@ def test_nag_look_ahead_compiled_equals_numpy():
 
 
 def test_adam_corrections_of_an_epoch_equal_those_of_each_step():
-    """The kernel gets a whole epoch's 1 - beta^t at once; they must be the bits the readable path computes per step
+    """The kernel gets many steps' 1 - beta^t at once; they must be the bits the readable path computes per step
     (numpy's pow is an exact square for a lone exponent 2 but a vectorised pow otherwise: layout matters)."""
     rng = np.random.default_rng(3)
     ce = kernels.CompiledEpochs.__new__(kernels.CompiledEpochs)
     ce.optimizer = "adam"
     for k in (1, 3, 17):
-        for count in (0, 1, 2, 999, 123_456):
-            ce.steps = int(rng.integers(1, 40))
-            hyper = {"beta1": 1.0 - 10.0 ** rng.uniform(-3, -0.05, k), "beta2": 1.0 - 10.0 ** rng.uniform(-5, -0.5, k)}
-            epoch = ce.corrections(count, hyper, k)
-            assert epoch.shape == (ce.steps, k, 2) and epoch.flags.c_contiguous
+        hyper = {"beta1": 1.0 - 10.0 ** rng.uniform(-3, -0.05, k), "beta2": 1.0 - 10.0 ** rng.uniform(-5, -0.5, k)}
+        ce.steps, ce._corrections = int(rng.integers(1, 40)), None
+        for count in (0, 1, 2, 999, 123_456, 123_456 + 2 * ce.steps):
+            C, c0 = ce.corrections(count, hyper, k)
+            assert C.flags.c_contiguous and C.shape[0] == k and C.shape[1] >= c0 + ce.steps
             for s in range(ce.steps):
                 c1, c2 = optim.adam_corrections(count + s + 1, hyper["beta1"].reshape(k, 1),
                                                 hyper["beta2"].reshape(k, 1))  # as adam_update shapes them
-                np.testing.assert_array_equal(epoch[s, :, 0], c1[:, 0])
-                np.testing.assert_array_equal(epoch[s, :, 1], c2[:, 0])
+                np.testing.assert_array_equal(C[:, c0 + s, 0], c1[:, 0])
+                np.testing.assert_array_equal(C[:, c0 + s, 1], c2[:, 0])
 
 
-# --- 2. Whole runs: the compiled path equals the readable one ----------------------------------------------------------
+# --- 2. Whole runs: the compiled path equals the readable one ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def splits():
     rng = np.random.default_rng(0)
@@ -221,7 +221,7 @@ def test_deeper_networks_and_a_wide_batch(splits):
         _assert_runs_equal(*runs)
 
 
-# --- 3. Which path runs --------------------------------------------------------------------------------------------------
+# --- 3. Which path runs -----------------------------------------------------------------------------------------------
 def test_the_readable_path_serves_what_the_kernel_does_not(splits):
     split = splits["regression"]
     neuron = nn.SigmoidNeuron(n_features=split.n_features, reduction="mean")
