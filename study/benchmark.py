@@ -29,7 +29,9 @@ What is measured, per (solver, batch size):
                  at the float64 GFLOP/s of one core, measured on the spot with a large matrix product.
   accuracy       test accuracy per seed of both, their means and spreads; ``within_noise`` when the means differ by
                  at most twice the standard error of the difference (or 0.02, whichever is larger).
-  population     ms per network-epoch when K networks train in one stacked pass (K = 1, 4, 16, 64), per batch size,
+  population     ms per network-epoch when K networks train in one pass (K = 1, 4, 16, 64), per batch size, on the
+                 benchmark's dataset and on a small one (``population_small``: most of the sweep's datasets are small,
+                 and there the per-epoch Python bookkeeping, shared by the K members, is a large part of an epoch),
                  with validation on, all members with the same hyperparameters (the cost does not depend on them).
   sweep          the default sweep's own record of its timing (each worker's wall time, network-epochs trained,
                  seconds in MLflow and in Optuna, kept in the sweep's Optuna storage): network-epochs per second and
@@ -93,6 +95,8 @@ class BenchConfig:
     population_epochs: int = 5
     population_epochs_stochastic: int = 1
     population_repeats: int = 3
+    population_small: str | None = "moons"  # a second, small dataset for the population table (None: skip)
+    population_small_epochs: int = 10  # its epochs are this many times the others' (its epochs are short)
     gflops_size: int = 1024  # the matrix product that measures one core's float64 GFLOP/s
     runs_dir: str = "runs"  # where `make sweep` keeps its stores (OPTUNA_STORAGE overrides, as for the sweep)
     sweep: str = "default"  # whose recorded timing the sweep section reads
@@ -212,12 +216,13 @@ def bench_cell(cfg: BenchConfig, net, split, solver: str, batch, limit_ms: float
     return cell
 
 
-def bench_population(cfg: BenchConfig, net, split, log=print) -> dict:
+def bench_population(cfg: BenchConfig, net, split, log=print, epochs_factor: int = 1) -> dict:
     """ms per network-epoch with K networks stacked in one pass, per batch size; validation on, as in the sweep."""
     solver = cfg.population_solver
     ms: dict[str, dict[str, float]] = {}
-    for batch in cfg.batch_sizes:
-        epochs, hyper = cfg.population_epochs_for(batch), cfg.hyper_for(solver, batch)
+    batch_sizes = [b for b in cfg.batch_sizes if b == "full" or int(b) <= split.X_train.shape[0]]
+    for batch in batch_sizes:
+        epochs, hyper = cfg.population_epochs_for(batch) * epochs_factor, cfg.hyper_for(solver, batch)
         train.train(net, split, solver, hyper, batch, 1, cfg.seed, net.init(cfg.seed, population=2))  # warm-up
         samples = {k: [] for k in cfg.population}
         for _ in range(cfg.population_repeats):
@@ -228,11 +233,12 @@ def bench_population(cfg: BenchConfig, net, split, log=print) -> dict:
                 samples[k].append((time.perf_counter() - start) / (k * epochs) * 1e3)
         ms[str(batch)] = {str(k): float(np.median(v)) for k, v in samples.items()}
         row = "  ".join(f"K={k} {ms[str(batch)][str(k)]:7.3f}" for k in cfg.population)
-        log(f"  population {str(batch):>5s}  {row} ms/network-epoch")
+        log(f"  population {split.name} {str(batch):>5s}  {row} ms/network-epoch")
     best = {b: int(min(row, key=row.get)) for b, row in ms.items()}
     return {
-        "solver": solver, "validate": True, "ks": list(cfg.population), "repeats": cfg.population_repeats,
-        "epochs": {str(b): cfg.population_epochs_for(b) for b in cfg.batch_sizes},
+        "dataset": split.name, "sizes": list(net.sizes), "solver": solver, "validate": True,
+        "ks": list(cfg.population), "repeats": cfg.population_repeats,
+        "epochs": {str(b): cfg.population_epochs_for(b) * epochs_factor for b in batch_sizes},
         "ms_per_network_epoch": ms, "best_k": best,
         "best_k_speedup_vs_k1": {b: ms[b]["1"] / ms[b][str(best[b])] for b in ms} if 1 in cfg.population else {},
     }
@@ -350,6 +356,10 @@ def run(cfg: BenchConfig = DEFAULT, log=print) -> dict:
         cells = [bench_cell(cfg, net, split, solver, parse_batch_size(batch), limit_ms, log)
                  for solver in cfg.solvers for batch in cfg.batch_sizes]
         population = bench_population(cfg, net, split, log) if cfg.population else None
+        if population and cfg.population_small:
+            small = data.load(cfg.population_small, cfg.seed)
+            small_net = nn.MLP((small.n_features, *cfg.hidden, small.n_outputs), cfg.activation, small.task)
+            population["small_dataset"] = bench_population(cfg, small_net, small, log, cfg.population_small_epochs)
         sweep = measure_sweep(cfg, log)
     config = asdict(cfg)
     config["batch_sizes"] = [str(b) for b in cfg.batch_sizes]
@@ -400,13 +410,17 @@ def format_table(result: dict) -> str:
     lines.append("ours: the compiled path (train.train for an MLP) with the per-epoch validation pass, no-val without "
                  "it; readable: the numpy path it is tested against (no validation)")
     pop = result["population"]
-    if pop:
-        lines += ["", f"population: ms per network-epoch, K networks in one pass ({pop['solver']}, validation on)",
-                  f"{'batch':>5s} | " + " ".join(f"{'K=' + str(k):>8s}" for k in pop["ks"]) + " | best"]
-        for b, row in pop["ms_per_network_epoch"].items():
-            gain = pop["best_k_speedup_vs_k1"].get(b)
-            lines.append(f"{b:>5s} | " + " ".join(f"{row[str(k)]:8.3f}" for k in pop["ks"])
-                         + f" | K={pop['best_k'][b]}" + (f" ({gain:.2f}x K=1)" if gain else ""))
+    for block in ([pop, pop.get("small_dataset")] if pop else []):
+        if not block:
+            continue
+        where = f"{block['dataset']} {'-'.join(map(str, block['sizes']))}"
+        lines += ["", f"population: ms per network-epoch, K networks in one pass ({where}, {block['solver']}, "
+                      f"validation on)",
+                  f"{'batch':>5s} | " + " ".join(f"{'K=' + str(k):>8s}" for k in block["ks"]) + " | best"]
+        for b, row in block["ms_per_network_epoch"].items():
+            gain = block["best_k_speedup_vs_k1"].get(b)
+            lines.append(f"{b:>5s} | " + " ".join(f"{row[str(k)]:8.3f}" for k in block["ks"])
+                         + f" | K={block['best_k'][b]}" + (f" ({gain:.2f}x K=1)" if gain else ""))
     lines += ["", "targets (performance issue; like for like = ours without validation; reported, not asserted):"]
     for t in result["targets"]:
         lines.append(f"  {t['target']:19s} {t['solver']:8s} want {t['want']:7s} measured {t['like_for_like']:6.1f} "

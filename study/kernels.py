@@ -438,7 +438,7 @@ def _c(a, dtype=float):
 class CompiledEpochs:
     """Everything one training call needs, prepared once: the network's layout, the data as contiguous arrays."""
 
-    def __init__(self, net: nn.MLP, optimizer: str, X, Y, batch: int, small: int = SMALL):
+    def __init__(self, net: nn.MLP, optimizer: str, X, Y, batch: int, epochs: int, small: int = SMALL):
         self.optimizer, self.rule = optimizer, RULES[optimizer]
         self.act, self.task, self.small, self.batch = ACTIVATIONS[net.activation], TASKS[net.task], small, batch
         blocks = {name: start for name, start, _, _ in nn._blocks(net.layout)}
@@ -447,6 +447,7 @@ class CompiledEpochs:
         self.boff = np.array([blocks[f"b{i}"] for i in range(1, net.n_layers + 1)], np.int64)
         self.X, self.Y = _c(X), _c(Y)
         self.steps = -(-self.X.shape[0] // batch)
+        self.total_steps = epochs * self.steps
         self._no_order = np.empty(0, np.int64)
         self._eval = self._hyper = self._corrections = None  # prepared once, reused while they fit
 
@@ -473,7 +474,7 @@ class CompiledEpochs:
             return np.empty((k, 0, 2)), 0
         cached = self._corrections
         if cached is None or cached[0] is not hyper or not cached[1] <= count <= cached[2] - self.steps:
-            ahead = max(self.steps, CORRECTIONS_AHEAD // k // self.steps * self.steps)
+            ahead = min(max(self.steps, CORRECTIONS_AHEAD // k // self.steps * self.steps), self.total_steps - count)
             t = np.arange(count + 1, count + ahead + 1, dtype=float)[None, :]
             c1, c2 = optim.adam_corrections(t, np.asarray(hyper["beta1"])[:, None], np.asarray(hyper["beta2"])[:, None])
             cached = self._corrections = (hyper, count, count + ahead, np.ascontiguousarray(np.stack([c1, c2], 2)))

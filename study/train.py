@@ -107,7 +107,7 @@ def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epo
 
         if on_step is not None or not kernels.supports(net):
             raise ValueError(f"the compiled path trains an nn.MLP without on_step, not {type(net).__name__}")
-        compiled = kernels.CompiledEpochs(net, optimizer, X, Y, batches.size)
+        compiled = kernels.CompiledEpochs(net, optimizer, X, Y, batches.size, epochs)
     evaluate = compiled.evaluate if compiled else net.evaluate
 
     history = {m: np.full((k_total, epochs), np.nan) for m in METRICS}

@@ -71,7 +71,7 @@ def test_accuracies_are_sane_and_side_by_side(quick):
 def test_population_and_sweep_sections(quick):
     result, stdout = quick
     pop = result["population"]
-    assert pop["ks"] == [1, 4]
+    assert pop["ks"] == [1, 4] and pop["dataset"] == "digits" and pop["small_dataset"]["dataset"] == "moons"
     assert set(pop["ms_per_network_epoch"]) == set(BATCHES)
     for batch, row in pop["ms_per_network_epoch"].items():
         assert set(row) == {"1", "4"} and all(positive(v) for v in row.values())
