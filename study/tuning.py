@@ -253,15 +253,41 @@ class Claim:
             f"{cfg.name}/", f"{cfg.name}/_claims/", 1), load_if_exists=True)
         self.trial = None
         self._beat = 0.0
+        self.recovered: list[int] = []  # trials of a previous owner failed and queued again by acquire()
 
     def acquire(self, grace: float = 0.3) -> bool:
-        self.trial = self.study.ask()
-        self.heartbeat(force=True)
-        time.sleep(grace)  # let a racing claim's write land before we look (RDB sequences are not transactional)
-        if self.owner() == self.trial.number:
-            return True
-        self.release(failed=True)
-        return False
+        """Ask for the cell. The claim is created RUNNING with our worker id and heartbeat in one write (so no
+        racing worker ever sees it without a lease); after a grace period for racing claims to land, it is ours if
+        it is the oldest live one. Then whatever a previous owner left RUNNING in the cell is failed and queued
+        again: a cell has one owner, so a trial held by anyone else belongs to a worker whose claim has expired
+        (its own trial heartbeats may be a little younger than its claim's, so their leases cannot decide)."""
+        now = time.time()
+        template = optuna.trial.create_trial(state=TrialState.RUNNING,
+                                             user_attrs={"worker": self.worker, "heartbeat": now})
+        trial_id = self.study._storage.create_new_trial(self.study._study_id, template_trial=template)
+        self.trial, self._beat = optuna.Trial(self.study, trial_id), now
+        time.sleep(grace)  # let a racing claim's write land before we look
+        if self.owner() != self.trial.number:
+            self.release(failed=True)
+            return False
+        self.recovered = self._take_over()
+        return True
+
+    def _take_over(self) -> list[int]:
+        """Fail the expired claims and the RUNNING trials that others left in the cell; returns the trials' numbers
+        (their parameters are queued again)."""
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.number != self.trial.number and not _trial_alive(t, self.cfg.lease_seconds):
+                self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        recovered = []
+        for arm in ("tpe", "random") if self.cfg.random_arm else ("tpe",):
+            try:
+                study = optuna.load_study(study_name=study_name(self.cfg.name, self.cell, arm),
+                                          storage=self.study._storage)
+            except KeyError:  # the cell has not been started yet
+                continue
+            recovered += recover_dead_trials(study, self.cfg.lease_seconds, owner=self.worker)
+        return recovered
 
     def owner(self) -> int | None:
         """The number of the oldest live claim, or None."""
@@ -273,7 +299,6 @@ class Claim:
         """Refresh the lease; throttled, since epochs take milliseconds and a storage write does not."""
         now = time.time()
         if force or now - self._beat > min(5.0, self.cfg.lease_seconds / 4):
-            self.trial.set_user_attr("worker", self.worker)
             self.trial.set_user_attr("heartbeat", now)
             self._beat = now
 
@@ -302,11 +327,12 @@ class TrialLease:
             self._beat = now
 
 
-def recover_dead_trials(study: optuna.Study, lease_seconds: float) -> list[int]:
-    """Fail RUNNING trials whose lease has expired and queue their parameters again; returns their numbers."""
+def recover_dead_trials(study: optuna.Study, lease_seconds: float, owner: str | None = None) -> list[int]:
+    """Fail RUNNING trials whose lease has expired (or, given the cell's ``owner``, any it does not hold) and queue
+    their parameters again; returns their numbers."""
     dead = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if _trial_alive(t, lease_seconds):
+        if _trial_alive(t, lease_seconds) and (owner is None or t.user_attrs.get("worker") == owner):
             continue
         study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         if t.params:
