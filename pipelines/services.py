@@ -25,11 +25,15 @@ def parse(argv):
                         help="address both servers bind (default 127.0.0.1; 0.0.0.0 for workers on other machines)")
     parser.add_argument("--pg-port", type=int, default=0, help="PostgreSQL's port (default: 5432 if free, else any)")
     parser.add_argument("--mlflow-port", type=int, default=0, help="the MLflow server's port (default: 5000 if free)")
+    parser.add_argument("--mlflow-workers", type=int, default=0,
+                        help="the MLflow server's processes (default: half the cores, 1 to 4)")
     auth = parser.add_mutually_exclusive_group()
     auth.add_argument("--auth", dest="auth", action="store_true", default=None,
                       help="run MLflow's basic-auth app; workers log in with MLFLOW_TRACKING_USERNAME/PASSWORD")
     auth.add_argument("--no-auth", dest="auth", action="store_false")
     args = parser.parse_args(argv)
+    if args.mlflow_workers < 0:
+        parser.error(f"argument --mlflow-workers: must be a positive integer, got {args.mlflow_workers}")
     for flag in ("pg_port", "mlflow_port"):
         if not 0 <= getattr(args, flag) <= 65535:
             parser.error(f"argument --{flag.replace('_', '-')}: must be a port number, got {getattr(args, flag)}")
@@ -49,7 +53,8 @@ def main(argv=None) -> int:
             print(f"{name}: {'running, pid ' + str(s[name]) if s[name] else 'stopped'}", file=sys.stderr)
         return 0 if s["postgres"] and s["mlflow"] else 1
     try:
-        state = services.start(args.runs_dir, args.host, args.pg_port, args.mlflow_port, args.auth)
+        state = services.start(args.runs_dir, args.host, args.pg_port, args.mlflow_port, args.auth,
+                                args.mlflow_workers)
     except RuntimeError as e:
         print(f"error: {services.mask_secrets(str(e))}", file=sys.stderr)
         return 1

@@ -325,6 +325,8 @@ def _mlflow_env(p: Paths, state: dict) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PG", "OPTUNA_"))}
     env["PGPASSWORD"] = state["mlflow_db_password"]
     env["PGCONNECT_TIMEOUT"] = "10"
+    # MLflow's job runner (GenAI scorers, trace archival: seven more Python processes) is of no use to a sweep
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     if state.get("auth"):
         ini = p.root / "basic_auth.ini"
         _write_private(ini, f"[mlflow]\ndefault_permission = READ\ndatabase_uri = {_mlflow_db_url(state, AUTH_DB)}\n"
@@ -342,7 +344,7 @@ def _mlflow_env(p: Paths, state: dict) -> dict:
 def _mlflow_command(p: Paths, state: dict) -> list[str]:
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", _mlflow_db_url(state, MLFLOW_DB),
            "--artifacts-destination", str(p.artifacts), "--serve-artifacts", "--host", state["host"],
-           "--port", str(state["mlflow_port"]), "--workers", str(state.get("mlflow_workers", 2))]
+           "--port", str(state["mlflow_port"]), "--workers", str(state.get("mlflow_workers") or default_mlflow_workers())]
     if state["host"] not in LOOPBACK:  # workers will send this machine's name as the Host header
         from mlflow.server.security_utils import get_default_allowed_hosts
 
@@ -451,9 +453,14 @@ def stop_mlflow(p: Paths, timeout: float = 30) -> bool:
 
 
 # --- The two together ----------------------------------------------------------------------------------------------
+def default_mlflow_workers() -> int:
+    """Half the cores, 1 to 4: on 2 cores one server process beat two (measured with 2 and 4 sweep workers)."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
 def new_state(host: str, pg_port: int, mlflow_port: int, auth: bool) -> dict:
     token = lambda: secrets.token_urlsafe(18)  # noqa: E731  URL-safe: no quoting in URLs or shell lines
-    return {"host": host, "pg_port": pg_port, "mlflow_port": mlflow_port, "auth": auth, "mlflow_workers": 2,
+    return {"host": host, "pg_port": pg_port, "mlflow_port": mlflow_port, "auth": auth, "mlflow_workers": 0,
             "superuser_password": token(), "optuna_password": token(), "mlflow_db_password": token(),
             "admin_password": token(), "mlflow_password": token(), "flask_secret": token()}
 
@@ -469,7 +476,7 @@ def env_lines(state: dict) -> str:
 
 
 def start(runs_dir: str | Path, host: str = "127.0.0.1", pg_port: int = 0, mlflow_port: int = 0,
-          auth: bool | None = None) -> dict:
+          auth: bool | None = None, mlflow_workers: int | None = None) -> dict:
     """Start (or find running) PostgreSQL and the MLflow server; write the env file; returns the state.
 
     Ports: as asked, else as last time, else PostgreSQL's 5432 and MLflow's 5000 when free, else any free port.
@@ -493,6 +500,7 @@ def start(runs_dir: str | Path, host: str = "127.0.0.1", pg_port: int = 0, mlflo
         state["pg_port"] = pg_port or free_port(host, state.get("pg_port") or 5432)
     if not mlflow_pid(p):
         state["mlflow_port"] = mlflow_port or free_port(host, state.get("mlflow_port") or 5000)
+        state["mlflow_workers"] = mlflow_workers or state.get("mlflow_workers") or default_mlflow_workers()
     _save_state(p, state)
     try:
         start_postgres(p, state)

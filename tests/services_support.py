@@ -22,6 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["--profile", "smoke", "datasets=iris", "optimizers=gd,adam", "batch_sizes=full,32", "trials=4",
          "epochs=5", "seeds=2"]
+# The fault tests' sweep: two cells (one per worker), each long enough to be caught in the middle of a trial.
+FAULT = ["--profile", "smoke", "datasets=iris", "optimizers=adam", "batch_sizes=full,32", "trials=4", "epochs=5",
+         "seeds=2"]
 MLFLOW_RETRY_SECONDS = "3"  # the workers' pause before trying a server that was away again (default 30 s)
 
 
@@ -39,7 +42,7 @@ class Services:
     """PostgreSQL + MLflow server under a temporary runs directory the postgres user can reach (pytest's own
     temporary directories are mode 700)."""
 
-    def __init__(self, auth: bool = True):
+    def __init__(self, auth: bool = True, mlflow_workers: int = 1):
         from study import services
 
         ensure_system_deps()
@@ -49,7 +52,7 @@ class Services:
         self.paths = services.paths(self.runs_dir)
         self.logs = self.base / "logs"
         self.logs.mkdir()
-        self.auth = auth
+        self.auth, self.mlflow_workers = auth, mlflow_workers
         self.state: dict = {}
         self.procs: list[subprocess.Popen] = []
 
@@ -59,7 +62,7 @@ class Services:
 
         started = time.monotonic()
         self.state = services.start(self.runs_dir, "127.0.0.1", services.free_port(), services.free_port(),
-                                    auth=self.auth)
+                                    auth=self.auth, mlflow_workers=self.mlflow_workers)
         self.start_seconds = time.monotonic() - started
         return self
 
@@ -352,3 +355,44 @@ def wait_for(condition, timeout: float, what: str, procs: list = (), poll: float
             assert p.poll() is None, f"worker {p.name} ended (status {p.returncode}) before {what}:\n{log_tail(p)}"
         time.sleep(poll)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+# --- catching a worker in the middle of a trial --------------------------------------------------------------------
+def running_trials(storage, cfg, marker: str) -> list[tuple]:
+    """(cell, trial) for every RUNNING trial of the sweep whose worker id contains ``marker``."""
+    import optuna
+    from optuna.trial import TrialState
+    from study import tuning
+
+    found = []
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    for cell in cfg.cells():
+        name = tuning.study_name(cfg.name, cell)
+        if name in names:
+            study = optuna.load_study(study_name=name, storage=storage)
+            found += [(cell, t) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                      if marker in str(t.user_attrs.get("worker", ""))]
+    return found
+
+
+def freeze_mid_trial(proc, storage, cfg, marker: str, timeout: float = 120, after: int = 0) -> list[tuple]:
+    """Stop ``proc`` (SIGSTOP) at a moment when it holds a RUNNING trial, once at least ``after`` tuning trials of
+    the sweep are finished; returns those trials. The caller then kills or signals it (and SIGCONTs if needed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"{proc.name} ended before it could be caught mid-trial:\n{log_tail(proc)}"
+        if after and finished_count(storage, cfg) < after:
+            time.sleep(0.2)
+            continue
+        if running_trials(storage, cfg, marker):
+            os.kill(proc.pid, signal.SIGSTOP)
+            held = running_trials(storage, cfg, marker)  # still running now that it cannot move: caught
+            if held:
+                return held
+            os.kill(proc.pid, signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError(f"{proc.name} was never seen in the middle of a trial")
+
+
+def finished_count(storage, cfg) -> int:
+    return sum(n for s, n in trials_by_state(storage, cfg).items() if s in ("COMPLETE", "PRUNED"))

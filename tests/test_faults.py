@@ -1,0 +1,230 @@
+"""Faults against the real services (PostgreSQL, `mlflow server` with basic-auth), with real worker processes:
+
+- a worker SIGKILLed in the middle of a trial, on "another machine" (its worker id carries another host name, so
+  only its lease's heartbeat can tell that it died): its cell is taken over once the lease expires, its RUNNING trial
+  failed and its parameters retried, nothing lost or counted twice;
+- SIGINT and SIGTERM in the middle of a trial: the current trial failed cleanly and queued again, MLflow runs KILLED,
+  exit non-zero with a line that says how to resume; the rerun completes with exact counts;
+- PostgreSQL stopped and started again mid-sweep: workers retry with backoff and finish;
+- the MLflow server killed mid-sweep: results are kept in Optuna, a worker started meanwhile stops with one line before
+  any training, and once the server is back on its port the workers log what it missed; counts match Optuna's.
+Each test prints its figures (workers, trials, faults, counts before and after).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from services_support import (FAULT, check_counts, config_of, finished_count, freeze_mid_trial, log_tail, log_text,
+                              nothing_written, problems, shared_services, trials_by_state, wait_all, wait_for)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def services(request):
+    return shared_services(request)
+
+
+def fail_and_retry_pairs(services, cfg) -> list[tuple]:
+    """(cell, failed trial, its retry) for every FAIL trial of the sweep; asserts each has exactly one retry with
+    the same parameters, and that retry finished."""
+    import optuna
+    from study import tuning
+
+    pairs = []
+    for cell in cfg.cells():
+        study = optuna.load_study(study_name=tuning.study_name(cfg.name, cell), storage=services.storage())
+        trials = study.get_trials(deepcopy=False)
+        for t in trials:
+            if t.state.name != "FAIL":
+                continue
+            retries = [u for u in trials if u.user_attrs.get("retry_of") == t.number]
+            assert len(retries) == 1, f"{cell} trial {t.number}: retries {[u.number for u in retries]}"
+            assert retries[0].params == t.params and retries[0].state.name in ("COMPLETE", "PRUNED"), \
+                (cell, t.number, retries[0].state, retries[0].params, t.params)
+            pairs.append((cell, t.number, retries[0].number))
+    return pairs
+
+
+def test_sigkilled_worker_on_another_host_loses_its_cell_by_lease_and_nothing_is_lost(services):
+    name, lease = "killed", 4.0
+    args = [*FAULT, f"name={name}", f"lease_seconds={lease}"]
+    cfg = config_of(args, name)
+    storage = services.storage()
+    victim = services.worker(args, "killed-victim", other_host="worker-host-b")
+    survivor = services.worker(args, "killed-survivor")
+    try:
+        caught = freeze_mid_trial(victim, storage, cfg, f"worker-host-b:{victim.pid}:", after=2)
+        os.killpg(victim.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        victim.wait(timeout=30)
+    finally:
+        if victim.poll() is None:
+            os.killpg(victim.pid, signal.SIGKILL)
+    before = trials_by_state(storage, cfg)
+    (cell, dead), = caught  # population 1: one trial at a time
+    assert victim.returncode == -signal.SIGKILL
+
+    # The survivor takes the dead worker's cell over once the lease has expired (not before: it cannot see the pid).
+    from study import tuning
+    import optuna
+
+    claims = optuna.load_study(study_name=tuning.study_name(name, cell).replace(f"{name}/", f"{name}/_claims/", 1),
+                               storage=storage)
+
+    def taken_over():
+        return [t for t in claims.get_trials(deepcopy=False)
+                if f":{survivor.pid}:" in str(t.user_attrs.get("worker", ""))]
+    wait_for(taken_over, 120, "the survivor to claim the dead worker's cell", [survivor], poll=0.2)
+    takeover_seconds = time.monotonic() - killed_at
+    wait_all([survivor], 240)
+    assert survivor.returncode == 0, log_tail(survivor)
+    assert not problems(survivor), problems(survivor)
+
+    figures = check_counts(services, cfg)
+    pairs = fail_and_retry_pairs(services, cfg)
+    assert [(c, f) for c, f, _ in pairs] == [(cell, dead.number)], pairs
+    after = optuna.load_study(study_name=tuning.study_name(name, cell), storage=storage)
+    retry = next(t for t in after.get_trials(deepcopy=False) if t.user_attrs.get("retry_of") == dead.number)
+    assert f":{survivor.pid}:" in retry.user_attrs["worker"]
+    assert takeover_seconds >= lease - 1.5, f"the cell was taken over {takeover_seconds:.1f} s after the kill, " \
+                                            f"before its {lease} s lease could expire"
+    print(f"\nSIGKILL: 2 workers, {len(cfg.cells())} cells x {cfg.trials} trials; killed worker-host-b in trial "
+          f"{dead.number} of {'/'.join(cell)} with Optuna at {dict(before)}; cell taken over after "
+          f"{takeover_seconds:.1f} s (lease {lease:.0f} s); after: {figures['trials']} finished trials, "
+          f"{figures['trial_runs']} trial runs, {figures['eval_runs']} eval runs, {figures['failed_trials']} FAIL "
+          f"(retried as trial {retry.number}), {figures['orphan_runs']} orphan runs marked FAILED")
+
+
+def test_sigint_and_sigterm_fail_the_current_trial_cleanly_and_a_rerun_completes(services):
+    name = "stopped"
+    args = [*FAULT, f"name={name}"]
+    cfg = config_of(args, name)
+    storage = services.storage()
+    workers = {sig: services.worker(args, f"stopped-{sig.name}") for sig in (signal.SIGINT, signal.SIGTERM)}
+    held = {}
+    try:
+        for sig, proc in workers.items():
+            held[sig] = freeze_mid_trial(proc, storage, cfg, f":{proc.pid}:", after=2)
+            os.kill(proc.pid, sig)
+            os.kill(proc.pid, signal.SIGCONT)
+        wait_all(list(workers.values()), 120)
+    finally:
+        for proc in workers.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    before = trials_by_state(storage, cfg)
+    for sig, proc in workers.items():
+        text = log_text(proc)
+        assert proc.returncode == 130, f"{sig.name}: exit {proc.returncode}\n{log_tail(proc)}"
+        assert "Traceback" not in text, log_tail(proc)
+        last = [line for line in text.replace("\r", "\n").splitlines() if line.strip()][-1]
+        assert "resume" in last and "again" in last, f"{sig.name}: last line {last!r}"
+    assert before["RUNNING"] == 0, f"trials left RUNNING after the signals: {before}"
+    import optuna
+    from study import tuning
+
+    outcome = {}  # the trial each worker was in: finished (it was past training) or failed and queued again
+    for sig, trials in held.items():
+        for cell, t in trials:
+            study = optuna.load_study(study_name=tuning.study_name(name, cell), storage=storage)
+            now = {u.number: u for u in study.get_trials(deepcopy=False)}
+            outcome[sig.name] = now[t.number].state.name
+            assert outcome[sig.name] in ("COMPLETE", "PRUNED", "FAIL"), (sig.name, outcome)
+            if outcome[sig.name] == "FAIL":
+                queued = [u for u in now.values() if u.user_attrs.get("retry_of") == t.number]
+                assert len(queued) == 1 and queued[0].state.name == "WAITING", queued
+                assert queued[0].system_attrs.get("fixed_params") == now[t.number].params, queued
+
+    client = services.client()
+    from services_support import all_runs
+    runs = all_runs(client, client.get_experiment_by_name(name).experiment_id)
+    assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"], "MLflow runs left RUNNING"
+    killed_cells = {tuple(r.info.run_name.split("/")) for r in runs
+                    if r.data.tags.get("role") == "cell" and r.info.status == "KILLED"}
+    assert {cell for trials in held.values() for cell, _ in trials} <= killed_cells, (held, killed_cells)
+
+    rerun = services.run_workers(args, 2, "stopped-rerun")
+    for p in rerun:
+        assert p.returncode == 0 and not problems(p), log_tail(p)
+    figures = check_counts(services, cfg)
+    pairs = fail_and_retry_pairs(services, cfg)
+    assert len(pairs) == before["FAIL"]
+    print(f"\nSIGINT + SIGTERM: 2 workers, {len(cfg.cells())} cells x {cfg.trials} trials; stopped with Optuna at "
+          f"{dict(before)}, the trials they were in: {outcome}, cell runs KILLED: {len(killed_cells)}; rerun with 2 workers: {figures['trials']} finished "
+          f"trials, {figures['trial_runs']} trial runs, {figures['eval_runs']} eval runs, {len(pairs)} failed trials "
+          f"retried with their parameters")
+
+
+def test_postgres_restarted_mid_sweep_workers_retry_and_finish(services):
+    name, down = "pgrestart", 3.0
+    args = [*FAULT, f"name={name}"]
+    cfg = config_of(args, name)
+    storage = services.storage()
+    procs = [services.worker(args, f"pgrestart-{i}") for i in range(2)]
+    wait_for(lambda: finished_count(storage, cfg) >= 3, 120, "3 finished trials", procs)
+    before = trials_by_state(storage, cfg)
+    services.stop_postgres()
+    time.sleep(down)
+    services.start_postgres()
+    wait_all(procs, 240)
+    for p in procs:
+        assert p.returncode == 0, log_tail(p)
+        assert "Traceback" not in log_text(p), log_tail(p)
+    retries = sum(log_text(p).count("Optuna storage unavailable") for p in procs)
+    assert retries >= 1, "no worker noticed the restart: the fault was not exercised"
+    figures = check_counts(services, cfg)
+    assert figures["failed_trials"] == 0
+    print(f"\nPostgreSQL restart: 2 workers, {len(cfg.cells())} cells x {cfg.trials} trials; stopped for {down:.0f} s "
+          f"with Optuna at {dict(before)}; {retries} storage retries logged; after: {figures['trials']} finished "
+          f"trials, {figures['trial_runs']} trial runs, {figures['eval_runs']} eval runs, "
+          f"{figures['orphan_runs']} orphan runs")
+
+
+def test_mlflow_down_at_start_and_mid_sweep(services):
+    import optuna
+    from study import tuning
+
+    name = "mlflowdown"
+    args = [*FAULT, f"name={name}", "trials=6"]
+    cfg = config_of(args, name)
+    storage = services.storage()
+    procs = [services.worker(args, f"mlflowdown-{i}") for i in range(2)]
+    wait_for(lambda: finished_count(storage, cfg) >= 3, 120, "3 finished trials", procs)
+    services.kill_mlflow()
+    at_kill = finished_count(storage, cfg)
+    try:
+        # Training goes on without MLflow: results pile up in the Optuna storage.
+        wait_for(lambda: finished_count(storage, cfg) >= at_kill + 4, 120, "4 more trials while MLflow is down",
+                 procs)
+        while_down = finished_count(storage, cfg)
+
+        # A worker that starts now stops with one line before any training, and writes nothing.
+        late = services.worker([*FAULT, "name=late"], "mlflowdown-late-start")
+        wait_all([late], 60)
+        lines = [line for line in log_text(late).splitlines() if line.strip()]
+        assert late.returncode == 2 and len(lines) == 1 and "cannot reach the MLflow server" in lines[0], lines
+    finally:
+        services.start_mlflow()  # the same port and backend
+    nothing_written(services, "late")
+    wait_all(procs, 240)
+    for p in procs:
+        assert p.returncode == 0, log_tail(p)
+        assert "Traceback" not in log_text(p), log_tail(p)
+    assert any("MLflow unavailable" in log_text(p) for p in procs), "no worker noticed the server was gone"
+
+    figures = check_counts(services, cfg)  # MLflow's counts equal Optuna's
+    backfilled = 0
+    for cell in cfg.cells():
+        study = optuna.load_study(study_name=tuning.study_name(name, cell), storage=storage)
+        backfilled += sum(k.startswith("mlflow:") for k in study.user_attrs)
+    assert backfilled >= while_down - at_kill - 2, (backfilled, at_kill, while_down)
+    print(f"\nMLflow down: 2 workers, {len(cfg.cells())} cells x {cfg.trials} trials; server killed with {at_kill} "
+          f"trials finished, {while_down - at_kill} more finished while it was down; a worker started meanwhile: "
+          f"exit 2 before training; after the restart: {backfilled} trial runs backfilled by reconcile, "
+          f"{figures['trials']} finished trials = {figures['trial_runs']} trial runs, {figures['eval_runs']} eval "
+          f"runs, {figures['orphan_runs']} orphan runs marked FAILED")
