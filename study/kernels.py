@@ -12,12 +12,14 @@ What is compiled and what is not:
   or 0.5 mean squared error), with its flat (K, P) layout read from ``net.layout``;
 - Adam's bias corrections 1 - beta^t come from ``optim.adam_corrections``, computed in numpy for many steps ahead
   before the call (numba's pow and numpy's differ in the last bit);
-- the sum of squared gradients (the grad_norm metric) is a separate pass with partial sums, so that the update loop
-  stays a plain elementwise loop that LLVM vectorises.
+- the sum of squared gradients (the grad_norm metric) is a separate pass, so that the update loop stays a plain
+  elementwise loop that LLVM vectorises.
 
 The readable path is the reference: tests/test_kernels.py runs both on every optimizer, batch mode, activation,
-task and population size and requires the same parameters and metrics (bitwise for the rules; to 1e-12 where the
-matrix products sum in another order: BLAS on one side, loops on the other for batches of at most ``SMALL``).
+task and population size and requires the same parameters and metrics: bitwise for the rules; to 1e-12 for whole
+runs, where the matrix products sum in another order (another BLAS call, or loops for single samples) and exp, log
+and tanh are libm's instead of numpy's SIMD versions, so a gradient's last bits differ.
+An optimizer without a compiled rule here (a new one in ``optim.OPTIMIZERS``) simply trains on the readable path.
 
 Members never interact: member k's numbers are the same whether it trains alone or beside others.
 """
@@ -410,9 +412,10 @@ def evaluate(X, Y, labels, theta, sizes, woff, boff, act, task, small, loss_out,
 
 
 # --- the driver ----------------------------------------------------------------------------------------------------
-def supports(net) -> bool:
-    """The compiled path trains exactly nn.MLP (a subclass or a wrapper may change its mathematics)."""
-    return type(net) is nn.MLP and net.activation in ACTIVATIONS and net.task in TASKS
+def supports(net, optimizer: str) -> bool:
+    """The compiled path trains exactly nn.MLP (a subclass or a wrapper may change its mathematics) with the rules
+    compiled here."""
+    return type(net) is nn.MLP and net.activation in ACTIVATIONS and net.task in TASKS and optimizer in RULES
 
 
 _threads = []  # the threadpoolctl controller, made on first use (it must see the BLAS numba calls, loaded by then)

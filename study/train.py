@@ -89,8 +89,8 @@ def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epo
           theta0: np.ndarray, callbacks: tuple[EpochCallback, ...] = (), shuffle: bool = True,
           validate: bool = True, on_step: Callable[[np.ndarray], None] | None = None,
           engine: str = "auto") -> TrainResult:
-    """``engine``: "auto" (compiled for an nn.MLP without ``on_step``), "numpy" (the readable path, the reference)
-    or "compiled" (an error if the network cannot take it)."""
+    """``engine``: "auto" (compiled for an nn.MLP without ``on_step``, else readable), "numpy" (the readable path,
+    the reference) or "compiled" (an error if the run cannot take it)."""
     opt = optim.OPTIMIZERS[optimizer]
     k_total = theta0.shape[0]
     members = np.arange(k_total)  # original index of each member still running
@@ -102,12 +102,14 @@ def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epo
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     compiled = None
-    if engine == "compiled" or (engine == "auto" and on_step is None and type(net) is nn.MLP):
+    if engine != "numpy" and on_step is None and type(net) is nn.MLP:
         from study import kernels  # numba loads only when it is used
 
-        if on_step is not None or not kernels.supports(net):
-            raise ValueError(f"the compiled path trains an nn.MLP without on_step, not {type(net).__name__}")
-        compiled = kernels.CompiledEpochs(net, optimizer, X, Y, batches.size, epochs)
+        if kernels.supports(net, optimizer):
+            compiled = kernels.CompiledEpochs(net, optimizer, X, Y, batches.size, epochs)
+    if engine == "compiled" and compiled is None:
+        raise ValueError(f"the compiled path trains an nn.MLP with a compiled rule and no on_step, not "
+                         f"{type(net).__name__} with {optimizer}{' and on_step' if on_step else ''}")
     evaluate = compiled.evaluate if compiled else net.evaluate
 
     history = {m: np.full((k_total, epochs), np.nan) for m in METRICS}
