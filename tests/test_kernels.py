@@ -211,9 +211,10 @@ def test_a_member_of_a_compiled_population_equals_its_run_alone_bitwise(name, sp
                 np.testing.assert_array_equal(pop.history[metric][j], alone.history[metric][0])
 
 
-def test_deeper_networks_and_a_wide_batch(splits):
+@pytest.mark.parametrize("hidden", [(), (1,), (7, 6, 5)], ids=["no-hidden-layer", "one-unit", "three-layers"])
+def test_other_depths_and_widths(hidden, splits):
     split = splits["classification"]
-    net = nn.MLP((split.n_features, 7, 6, 5, split.n_outputs), "tanh")
+    net = nn.MLP((split.n_features, *hidden, split.n_outputs), "tanh")
     theta0 = net.init(0, population=2)
     hyper = {"eta": np.array([0.001, 0.002]), "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
     for batch in (1, 40, "full"):
