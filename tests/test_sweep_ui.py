@@ -1,0 +1,141 @@
+"""A real browser on the MLflow UI over a smoke sweep's store: the run table shows the cell runs, and a cell run,
+expanded, its trial and evaluation runs.
+
+`mlflow server` runs on a free loopback port in its own process group (killed at the end); headless Debian
+Chromium is driven by the `playwright` package (never `playwright install`: DESIGN §6). Without /usr/bin/chromium
+the test is skipped on a workstation and FAILS in CI (CI=true), where `make test` installs it.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+SWEEP = ["--profile", "smoke", "name=ui", "datasets=iris", "optimizers=gd,adam", "batch_sizes=full", "trials=3",
+         "epochs=3", "seeds=1"]
+TRIALS, SEEDS = 3, 1
+CELLS = ("iris/gd/full", "iris/adam/full")
+
+
+def _missing(what: str):
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{what} is missing in CI; `make test` installs it (tests/system_deps.sh)")
+    pytest.skip(f"{what} is missing (make test installs it)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    runs_dir = tmp_path_factory.mktemp("ui-sweep")
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE")}
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.run([sys.executable, "-m", "pipelines.sweep", "--runs-dir", str(runs_dir), "--workers", "2",
+                           *SWEEP], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{runs_dir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("ui")
+    assert experiment is not None
+    return runs_dir, experiment.experiment_id
+
+
+@pytest.fixture(scope="module")
+def server(store, tmp_path_factory):
+    runs_dir, _ = store
+    port = free_port()
+    cwd = tmp_path_factory.mktemp("ui-server")  # whatever the server writes by default lands here
+    log = (cwd / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                             f"sqlite:///{runs_dir / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "1"], cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server exited with {proc.returncode}:\n{(cwd / 'server.log').read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server not healthy after 120 s:\n{(cwd / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
+            try:
+                os.killpg(proc.pid, sig)  # the server and the job consumers it starts
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        _missing(CHROMIUM)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("the playwright Python package")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def test_run_table_shows_cells_and_expanded_trials(browser, server, store, tmp_path):
+    _, experiment_id = store
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    try:
+        # the run table (the experiment's default page shows traces); wait for a run's name, not for networkidle
+        page.goto(f"{server}/#/experiments/{experiment_id}/runs")
+        for name in CELLS:
+            page.get_by_text(name, exact=True).first.wait_for(timeout=90_000)
+        page.screenshot(path=str(tmp_path / "runs-collapsed.png"))
+        assert page.get_by_text("trial-0", exact=True).count() == 0, "trials should be nested under their cell"
+
+        row = page.locator(".ag-row", has=page.get_by_text(CELLS[0], exact=True))
+        row.locator('[col-id*="Run Name"] button').first.click()  # the +/- expander beside the run name
+        page.get_by_text("trial-0", exact=True).first.wait_for(timeout=30_000)
+        page.screenshot(path=str(tmp_path / "runs-expanded.png"))
+        for n in range(TRIALS):
+            assert page.get_by_text(f"trial-{n}", exact=True).count() == 1, f"trial-{n} not shown once"
+        for track in ("tuned", "default"):
+            for seed in range(SEEDS):
+                assert page.get_by_text(f"eval-{track}-{seed}", exact=True).count() == 1
+        for name in CELLS:  # the other cell stays listed (and collapsed)
+            assert page.get_by_text(name, exact=True).count() == 1
+        assert page.get_by_text(f"trial-{TRIALS}", exact=True).count() == 0
+    finally:
+        page.close()
