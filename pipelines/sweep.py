@@ -15,7 +15,9 @@ import sys
 from pathlib import Path
 
 from pipelines.cli import ArgumentParser, run
-from study import config, sweep, tracking, tuning
+
+# study.* is imported inside the functions: a mistyped flag is reported in a tenth of a second, not after the two
+# seconds that importing numpy, scikit-learn, Optuna and MLflow takes.
 
 
 def parse(argv):
@@ -28,7 +30,7 @@ def parse(argv):
     parser.add_argument("--worker", action="store_true",
                         help="run as one worker in this process and join a shared sweep (make worker)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="override a profile key")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # flags and key=value overrides in any order
     if args.workers < 1:
         parser.error(f"argument --workers: must be a positive integer, got {args.workers}")
     return args
@@ -49,7 +51,7 @@ def load_services_env(runs_dir: str) -> None:
 class Progress:
     """One bar over the whole sweep: trials done, cells done, the last finished cell's best value."""
 
-    def __init__(self, cfg: config.SweepConfig, done_trials: int, done_cells: int):
+    def __init__(self, cfg, done_trials: int, done_cells: int):
         from tqdm import tqdm
 
         arms = 2 if cfg.random_arm else 1
@@ -79,6 +81,8 @@ class Progress:
 
 
 def summary(cfg, runs_dir, storage, timing) -> str:
+    from study import sweep, tracking, tuning
+
     counted = sweep.counts(cfg, storage)
     mlflow_uri = tracking.mask_url(tracking.tracking_uri(runs_dir))
     worker_seconds = max(timing["wall"] * timing["workers"], 1e-9)
@@ -100,6 +104,8 @@ def summary(cfg, runs_dir, storage, timing) -> str:
 
 def main(argv=None) -> int:
     args = parse(argv)
+    from study import config, sweep
+
     if args.worker:
         load_services_env(args.runs_dir)
     cfg = config.load_sweep(args.profile, args.overrides)
