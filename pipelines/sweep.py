@@ -104,7 +104,9 @@ def summary(cfg, runs_dir, storage, timing) -> str:
 
 def main(argv=None) -> int:
     args = parse(argv)
-    from study import config, sweep
+    from study import config, sweep, tracking
+
+    os.environ.setdefault(tracking.COMMAND_VARIABLE, tracking.mask_url(tracking.command_line()))  # for workers
 
     if args.worker:
         load_services_env(args.runs_dir)

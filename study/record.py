@@ -44,11 +44,20 @@ class Mirror:
     def cell_run(self) -> str | None:
         run_id = self.main.user_attrs.get("cell_run_id")
         if run_id is None:
-            run_id = self._write("the cell run", lambda: tracking.start_run(
-                self.ctx.mlflow, self.ctx.experiment, "/".join(map(str, self.cell)), {"role": "cell", **self.tags}))
+            run_id = self._write("the cell run", self._new_cell_run)
             if run_id is not None:
                 self.main.set_user_attr("cell_run_id", run_id)
         return run_id
+
+    def _new_cell_run(self) -> str:
+        """A fresh cell run. A cell run already in MLflow but unknown to the storage was started by a worker that
+        died before recording it: it is an orphan, marked FAILED so the cell is never counted twice."""
+        same_cell = " and ".join(f"tags.{k} = '{v}'" for k, v in {"role": "cell", **self.tags}.items())
+        for run in tracking.runs(self.ctx.mlflow, self.ctx.experiment, same_cell):
+            if run.info.status != "FAILED":
+                tracking.end_run(self.ctx.mlflow, run.info.run_id, "FAILED")
+        return tracking.start_run(self.ctx.mlflow, self.ctx.experiment, "/".join(map(str, self.cell)),
+                                  {"role": "cell", **self.tags})
 
     def trial(self, trial, arm: str, state: str, hyper: dict, curves: dict, final: dict) -> None:
         """Before the trial is told: its run id, or its payload when MLflow is away, goes into its attributes."""

@@ -126,6 +126,17 @@ def experiment_id(mlflow_client: MlflowClient, name: str, runs_dir: str | Path =
         return mlflow_client.get_experiment_by_name(name).experiment_id
 
 
+COMMAND_VARIABLE = "OPTSTUDY_COMMAND"  # set by a pipeline for the worker processes it spawns
+
+
+def command_line() -> str:
+    """The command as the user typed it ("python -m pipelines.sweep ..."), also inside spawned workers."""
+    import shlex
+
+    argv = list(getattr(sys, "orig_argv", sys.argv))
+    return os.environ.get(COMMAND_VARIABLE) or shlex.join(["python", *argv[1:]])
+
+
 @functools.lru_cache(maxsize=1)
 def _provenance() -> tuple:
     return tuple(_provenance_tags().items())
@@ -138,8 +149,7 @@ def provenance_tags() -> dict[str, str]:
 
 def _provenance_tags() -> dict[str, str]:
     """Git commit, package versions and the command line: on every run, so any number can be traced back."""
-    argv = list(getattr(sys, "orig_argv", sys.argv))  # keeps "-m pipelines.sweep" as typed
-    tags = {"command": mask_url(" ".join(["python", *argv[1:]]))}
+    tags = {"command": mask_url(command_line())}
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
                                 cwd=Path(__file__).resolve().parent).stdout.strip()

@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 import optuna
+import optuna.storages.journal
 from optuna.trial import TrialState
 
 from study.config import Range, SweepConfig
@@ -56,7 +57,30 @@ def open_storage(url: str):
     path = Path(url[len("file://"):] if scheme == "file" else url)
     path.parent.mkdir(parents=True, exist_ok=True)
     from optuna.storages.journal import JournalFileBackend
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=FlockLock(str(path))))
+
+
+class FlockLock(optuna.storages.journal.JournalFileOpenLock):  # the public lock type, with flock inside
+    """The journal's lock as an flock(2) on a side file: the kernel releases it when its process dies, so a
+    SIGKILLed worker never leaves a stale lock behind (Optuna's file locks wait out a 30 s grace period)."""
+
+    def __init__(self, journal_path: str):
+        self._path, self._fd = journal_path + ".flock", None
+
+    def acquire(self) -> bool:
+        import fcntl
+
+        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return True
+
+    def release(self) -> None:
+        import fcntl
+
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
 
 
 class RetryingStorage(optuna.storages.BaseStorage):
