@@ -89,6 +89,7 @@ _jit = nb.njit(cache=True, error_model="numpy")  # numpy's error model: 1/0 is i
 # order either way (the update rules never get these flags: they must be the readable rules' exact arithmetic).
 _jit_products = nb.njit(cache=True, error_model="numpy", fastmath={"contract", "reassoc"})
 _inline = nb.njit(inline="always", error_model="numpy")
+_jit_inline = nb.njit(cache=True, inline="always", error_model="numpy")  # inlined where called: no call overhead
 
 # The single source of truth, compiled.
 gd_rule = _inline(optim.gd_rule)
@@ -195,6 +196,27 @@ def _matmul_at(a, d, out, small):
                 out[i, j] += x * d[r, j]
 
 
+@_jit_inline
+def _layer_forward(h_in, weights, bias, out, act, small):
+    """out = act(h_in @ weights + bias); act -1: none (the output layer's logits)."""
+    _matmul(h_in, weights, out, small)
+    _add_bias_and_activate(out, bias, act)
+
+
+@_jit_inline
+def _layer_backward(h_in, d, weights, g_weights, g_bias, d_prev, act, small):
+    """From d = dL/dz of a layer: dL/dW = h_in^T d and dL/db = d, summed over the batch; then, unless d_prev is
+    empty (the first layer), the chain rule into the previous layer: d_prev = (d @ W^T) * act'(h_in)."""
+    _matmul_at(h_in, d, g_weights, small)
+    g_bias[:] = 0.0
+    for r in range(d.shape[0]):  # row by row: contiguous, and each sum still runs over r in order
+        for j in range(d.shape[1]):
+            g_bias[j] += d[r, j]
+    if d_prev.shape[1] > 0:
+        _matmul_wt(d, weights, d_prev, small)
+        _times_derivative(d_prev, h_in, act)
+
+
 @_jit
 def _forward(x, w, sizes, woff, boff, work, act, small):
     """Every layer's output for the batch x, each a C-contiguous (b, size) view into ``work`` (the last: logits)."""
@@ -204,11 +226,9 @@ def _forward(x, w, sizes, woff, boff, work, act, small):
     offset = 0
     for layer in range(layers):
         fan_in, fan_out = sizes[layer], sizes[layer + 1]
-        weights = w[woff[layer]:woff[layer] + fan_in * fan_out].reshape(fan_in, fan_out)
-        bias = w[boff[layer]:boff[layer] + fan_out]
         z = work[offset:offset + b * fan_out].reshape(b, fan_out)
-        _matmul(h, weights, z, small)
-        _add_bias_and_activate(z, bias, act if layer < layers - 1 else -1)
+        _layer_forward(h, w[woff[layer]:woff[layer] + fan_in * fan_out].reshape(fan_in, fan_out),
+                       w[boff[layer]:boff[layer] + fan_out], z, act if layer < layers - 1 else -1, small)
         h = z
         offset += b * fan_out
     return offset - b * sizes[layers]  # where the logits start
@@ -247,13 +267,12 @@ def _output_loss(z, y, task):
 
 @_jit
 def _loss_and_grad(x, y, w, g, sizes, woff, boff, work, delta, act, task, small):
-    """Backpropagation for one member and one batch: the mean loss; the gradient into g (P,)."""
+    """Backpropagation for one member and one batch, any depth: the mean loss; the gradient into g (P,)."""
     b = x.shape[0]
     layers = sizes.shape[0] - 1
     logits = _forward(x, w, sizes, woff, boff, work, act, small)
-    out = work[logits:logits + b * sizes[layers]].reshape(b, sizes[layers])
-    loss = _output_loss(out, y, task)
-    d = out  # dL/dz of the current layer
+    d = work[logits:logits + b * sizes[layers]].reshape(b, sizes[layers])
+    loss = _output_loss(d, y, task)  # d = dL/dz of the current layer
     offset = logits
     spare = 0  # which half of `delta` receives the previous layer's dL/dz
     half = delta.shape[0] // 2
@@ -264,20 +283,25 @@ def _loss_and_grad(x, y, w, g, sizes, woff, boff, work, delta, act, task, small)
             h_in = work[offset:offset + b * fan_in].reshape(b, fan_in)
         else:
             h_in = x
-        # dL/dW = h_in^T d, summed over the batch; dL/db = d summed over the batch
-        _matmul_at(h_in, d, g[woff[layer]:woff[layer] + fan_in * fan_out].reshape(fan_in, fan_out), small)
-        g_bias = g[boff[layer]:boff[layer] + fan_out]
-        g_bias[:] = 0.0
-        for r in range(b):  # row by row: contiguous, and each sum still runs over r in order
-            for j in range(fan_out):
-                g_bias[j] += d[r, j]
-        if layer > 0:  # chain rule into the previous layer: through W, then through the activation
-            weights = w[woff[layer]:woff[layer] + fan_in * fan_out].reshape(fan_in, fan_out)
-            d_prev = delta[spare * half:spare * half + b * fan_in].reshape(b, fan_in)
-            _matmul_wt(d, weights, d_prev, small)
-            _times_derivative(d_prev, h_in, act)
-            d = d_prev
-            spare = 1 - spare
+        n_prev = fan_in if layer > 0 else 0  # no dL/dz for the inputs
+        d_prev = delta[spare * half:spare * half + b * n_prev].reshape(b, n_prev)
+        _layer_backward(h_in, d, w[woff[layer]:woff[layer] + fan_in * fan_out].reshape(fan_in, fan_out),
+                        g[woff[layer]:woff[layer] + fan_in * fan_out].reshape(fan_in, fan_out),
+                        g[boff[layer]:boff[layer] + fan_out], d_prev, act, small)
+        d = d_prev
+        spare = 1 - spare
+    return loss
+
+
+@_jit_inline
+def _loss_and_grad_one_hidden(x, y, W1, b1, W2, b2, gW1, gb1, gW2, gb2, h, z, dh, act, task, small):
+    """The same for the sweep's network, one hidden layer, with every view made by the caller once per epoch
+    (numba counts references to each view it makes; per step that cost as much as a small network's arithmetic)."""
+    _layer_forward(x, W1, b1, h, act, small)
+    _layer_forward(h, W2, b2, z, -1, small)
+    loss = _output_loss(z, y, task)  # z becomes dL/dz
+    _layer_backward(h, z, W2, gW2, gb2, dh, act, small)
+    _layer_backward(x, dh, W1, gW1, gb1, z[:0].reshape(x.shape[0], 0), act, small)  # no dL/dz for the inputs
     return loss
 
 
@@ -355,19 +379,30 @@ def epoch(X, Y, order, batch, theta, s1, s2, H, C, c0, sizes, woff, boff, act, t
     delta = np.empty(2 * b_max * width)
     g = np.empty(P)
     look = np.empty(P)
+    one_hidden = sizes.shape[0] == 3
+    d, m, c = sizes[0], sizes[1], sizes[-1]
+    m = m if one_hidden else 0  # (views of the one-hidden-layer path: empty when it is not taken)
+    Hb, Db, Zb = work[:b_max * m].reshape(b_max, m), delta[:b_max * m].reshape(b_max, m), np.empty((b_max, c))
+    gW1, gb1 = g[woff[0]:woff[0] + d * m].reshape(d, m), g[boff[0]:boff[0] + m]
+    gW2, gb2 = g[woff[-1]:woff[-1] + m * c].reshape(m, c), g[boff[-1]:boff[-1] + c]
     for k in range(K):
-        w, h = theta[k], H[k]
+        w, h, v1, v2 = theta[k], H[k], s1[k], s2[k]
+        point = look if rule == 2 else w  # NAG takes its gradient at the look-ahead point
+        W1, b1 = point[woff[0]:woff[0] + d * m].reshape(d, m), point[boff[0]:boff[0] + m]
+        W2, b2 = point[woff[-1]:woff[-1] + m * c].reshape(m, c), point[boff[-1]:boff[-1] + c]
         step = 0
         for start in range(0, n, batch):
             b = min(batch, n - start)
             xb, yb = Xe[start:start + b], Ye[start:start + b]
-            point = w
             if rule == 2:  # NAG: the gradient at w - gamma v
-                _look_ahead(w, s1[k], h[1], look)
-                point = look
-            loss = _loss_and_grad(xb, yb, point, g, sizes, woff, boff, work, delta, act, task, small)
+                _look_ahead(w, v1, h[1], look)
+            if one_hidden:
+                loss = _loss_and_grad_one_hidden(xb, yb, W1, b1, W2, b2, gW1, gb1, gW2, gb2, Hb[:b], Zb[:b], Db[:b],
+                                                 act, task, small)
+            else:
+                loss = _loss_and_grad(xb, yb, point, g, sizes, woff, boff, work, delta, act, task, small)
             c1, c2 = (C[k, c0 + step, 0], C[k, c0 + step, 1]) if rule == 5 else (1.0, 1.0)
-            _apply_rule(rule, g, w, s1[k], s2[k], h, c1, c2)
+            _apply_rule(rule, g, w, v1, v2, h, c1, c2)
             loss_sum[k] += loss * b
             grad_sq[k] += _sum_of_squares(g)
             step += 1
