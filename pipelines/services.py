@@ -1,6 +1,7 @@
 """Start or stop the services of a shared sweep on this machine: PostgreSQL and an MLflow server (make services).
 
-    python -m pipelines.services start --runs-dir runs [--host 127.0.0.1] [--pg-port N] [--mlflow-port N] [--auth]
+    python -m pipelines.services start --runs-dir runs [--host 127.0.0.1] [--advertise NAME] [--auth]
+                                       [--pg-port N] [--mlflow-port N] [--mlflow-workers N]
     python -m pipelines.services stop --runs-dir runs
     python -m pipelines.services status --runs-dir runs
 
@@ -23,6 +24,9 @@ def parse(argv):
     parser.add_argument("--runs-dir", default="runs", help="the services live in <runs-dir>/services/")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address both servers bind (default 127.0.0.1; 0.0.0.0 for workers on other machines)")
+    parser.add_argument("--advertise", default=None, metavar="NAME",
+                        help="the host name or address workers use in the URLs (default: this machine's name when "
+                             "bound to 0.0.0.0)")
     parser.add_argument("--pg-port", type=int, default=0, help="PostgreSQL's port (default: 5432 if free, else any)")
     parser.add_argument("--mlflow-port", type=int, default=0, help="the MLflow server's port (default: 5000 if free)")
     parser.add_argument("--mlflow-workers", type=int, default=0,
@@ -54,7 +58,7 @@ def main(argv=None) -> int:
         return 0 if s["postgres"] and s["mlflow"] else 1
     try:
         state = services.start(args.runs_dir, args.host, args.pg_port, args.mlflow_port, args.auth,
-                                args.mlflow_workers)
+                                args.mlflow_workers, args.advertise)
     except RuntimeError as e:
         print(f"error: {services.mask_secrets(str(e))}", file=sys.stderr)
         return 1

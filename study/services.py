@@ -108,9 +108,21 @@ def _save_state(p: Paths, state: dict) -> None:
     _write_private(p.state, json.dumps(state, indent=1, sort_keys=True))
 
 
-def _reachable_host(bind: str) -> str:
-    """The host name workers use in URLs: loopback stays 127.0.0.1; a wider bind gives this machine's name."""
-    return "127.0.0.1" if bind in LOOPBACK else (bind if bind not in ("0.0.0.0", "::") else socket.getfqdn())
+def _local_host(state: dict) -> str:
+    """The address the services use among themselves (this machine)."""
+    bind = state["host"]
+    return "127.0.0.1" if bind in LOOPBACK or bind in ("0.0.0.0", "::", "") else bind
+
+
+def public_host(state: dict) -> str:
+    """The host name in the URLs given to workers: as told (``--advertise``), else 127.0.0.1 for a loopback bind,
+    the address itself for a specific one, and this machine's name for a wildcard bind."""
+    if state.get("advertise"):
+        return state["advertise"]
+    if state["host"] not in ("0.0.0.0", "::", ""):
+        return _local_host(state)
+    fqdn = socket.getfqdn()
+    return fqdn if "." in fqdn and not fqdn.startswith("localhost") else socket.gethostname()
 
 
 # --- Processes, by PID -----------------------------------------------------------------------------------------------
@@ -275,7 +287,7 @@ def stop_postgres(p: Paths, timeout: float = 60) -> bool:
 def _connect_admin(state: dict, dbname: str = "postgres"):
     import psycopg
 
-    return psycopg.connect(host=_reachable_host(state["host"]), port=state["pg_port"], user=PG_USER,
+    return psycopg.connect(host=_local_host(state), port=state["pg_port"], user=PG_USER,
                            password=state["superuser_password"], dbname=dbname, autocommit=True, connect_timeout=10)
 
 
@@ -299,22 +311,23 @@ def _ensure_databases(state: dict) -> None:
     # Optuna's tables, created once here: workers starting together on an empty database would race to create them
     from study import tuning
 
-    tuning.open_storage(optuna_url(state))
+    tuning.open_storage(optuna_url(state, local=True))
 
 
-def optuna_url(state: dict, masked: bool = False) -> str:
+def optuna_url(state: dict, masked: bool = False, local: bool = False) -> str:
     password = "***" if masked else state["optuna_password"]
-    return f"postgresql://optuna:{password}@{_reachable_host(state['host'])}:{state['pg_port']}/{OPTUNA_DB}"
+    host = _local_host(state) if local else public_host(state)
+    return f"postgresql://optuna:{password}@{host}:{state['pg_port']}/{OPTUNA_DB}"
 
 
 def _mlflow_db_url(state: dict, db: str) -> str:
     """No password in the URL: the server gets it as PGPASSWORD, so it is on no command line and in no log."""
-    return f"postgresql://mlflow@{_reachable_host(state['host'])}:{state['pg_port']}/{db}"
+    return f"postgresql://mlflow@{_local_host(state)}:{state['pg_port']}/{db}"
 
 
 # --- MLflow server ---------------------------------------------------------------------------------------------------
-def tracking_uri(state: dict) -> str:
-    return f"http://{_reachable_host(state['host'])}:{state['mlflow_port']}"
+def tracking_uri(state: dict, local: bool = False) -> str:
+    return f"http://{_local_host(state) if local else public_host(state)}:{state['mlflow_port']}"
 
 
 def mlflow_pid(p: Paths) -> int | None:
@@ -348,7 +361,7 @@ def _mlflow_command(p: Paths, state: dict) -> list[str]:
     if state["host"] not in LOOPBACK:  # workers will send this machine's name as the Host header
         from mlflow.server.security_utils import get_default_allowed_hosts
 
-        names = {socket.gethostname(), socket.getfqdn()}
+        names = {socket.gethostname(), socket.getfqdn(), public_host(state)}
         cmd += ["--allowed-hosts", ",".join(get_default_allowed_hosts() + sorted(names | {f"{n}:*" for n in names}))]
     if state.get("auth"):
         cmd += ["--app-name", "basic-auth"]
@@ -375,7 +388,7 @@ def start_mlflow(p: Paths, state: dict, timeout: float = 90) -> int:
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=p.root)
     log.close()
     p.mlflow_pid.write_text(f"{proc.pid}\n")
-    uri = tracking_uri(state)
+    uri = tracking_uri(state, local=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -397,7 +410,7 @@ def _ensure_mlflow_user(state: dict) -> None:
     """The basic-auth user workers log in as: created by the admin, not an admin itself."""
     import requests
 
-    uri, admin = tracking_uri(state), ("admin", state["admin_password"])
+    uri, admin = tracking_uri(state, local=True), ("admin", state["admin_password"])
     r = requests.get(f"{uri}/api/2.0/mlflow/users/get", params={"username": MLFLOW_USER}, auth=admin, timeout=10)
     if r.status_code == 200:
         requests.patch(f"{uri}/api/2.0/mlflow/users/update-password", auth=admin, timeout=10,
@@ -476,7 +489,7 @@ def env_lines(state: dict) -> str:
 
 
 def start(runs_dir: str | Path, host: str = "127.0.0.1", pg_port: int = 0, mlflow_port: int = 0,
-          auth: bool | None = None, mlflow_workers: int | None = None) -> dict:
+          auth: bool | None = None, mlflow_workers: int | None = None, advertise: str | None = None) -> dict:
     """Start (or find running) PostgreSQL and the MLflow server; write the env file; returns the state.
 
     Ports: as asked, else as last time, else PostgreSQL's 5432 and MLflow's 5000 when free, else any free port.
@@ -492,6 +505,8 @@ def start(runs_dir: str | Path, host: str = "127.0.0.1", pg_port: int = 0, mlflo
     state = {**new_state(host, 0, 0, bool(auth)), **known}  # passwords kept from last time, new ones if missing
     if known and not running:
         state["host"] = host
+    if advertise is not None:
+        state["advertise"] = advertise
     if auth is not None and auth != state.get("auth"):
         if mlflow_pid(p):
             raise BadInput("--auth", "the MLflow server is running with the other setting; stop it first")
