@@ -95,7 +95,9 @@ def summary(cfg, runs_dir, storage, timing) -> str:
         f"share in MLflow {timing['seconds']['mlflow'] / worker_seconds:.1%}, "
         f"in Optuna {timing['seconds']['optuna'] / worker_seconds:.1%}; "
         f"{timing.get('network_epochs', 0) / max(timing['wall'], 1e-9):,.0f} network-epochs/s",
-        f"  MLflow store:  {mlflow_uri}   (open: make ui, then http://127.0.0.1:5000)",
+        f"  MLflow store:  {mlflow_uri}   "
+        + ("(open it in a browser: the server serves the UI)" if mlflow_uri.startswith(("http://", "https://"))
+           else "(open: make ui, then http://127.0.0.1:5000)"),
         f"  Optuna store:  {tracking.mask_url(tuning.storage_url(runs_dir, cfg.name))}   (open: make dashboard)",
         f"  report:        make report  ->  reports/{cfg.name}/report.html",
     ]
