@@ -141,9 +141,25 @@ def test_passwords_never_reach_logs_tags_params_or_the_optuna_storage(services):
 
 # --- make services / make services-stop ----------------------------------------------------------------------------
 def listening(port: int) -> list[str]:
-    """Local addresses listening on ``port`` (from `ss`)."""
-    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True).stdout
-    return [line.split()[3].rsplit(":", 1)[0] for line in out.splitlines() if line.strip()]
+    """Local addresses listening on TCP ``port``, from /proc/net/tcp and tcp6 (no `ss` needed)."""
+    import ipaddress
+
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            local, state = row.split()[1], row.split()[3]
+            address, hex_port = local.split(":")
+            if state != "0A" or int(hex_port, 16) != port:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(address)
+            # the kernel prints each 32-bit word in host (little-endian) order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            found.append(str(ipaddress.ip_address(raw)))
+    return found
 
 
 def test_make_services_env_file_worker_and_stop(tmp_path):
