@@ -355,7 +355,7 @@ def epoch(X, Y, order, batch, theta, s1, s2, H, C, c0, sizes, woff, boff, act, t
 
     X, Y       the training set; ``order`` the epoch's permutation of its rows (empty: their own order)
     batch      samples per update; the last batch of an epoch may be smaller
-    theta      (K, P) parameters; s1, s2 (K, P) the optimizer's state arrays (RULE_STATE), unused ones empty
+    theta      (K, P) parameters; s1, s2 (K, P) the optimizer's state arrays (RULE_STATE), unused ones (K, 0)
     H          (K, 4) hyperparameters by RULE_HYPER
     C, c0      Adam's bias corrections: C[k, c0 + s] those of the epoch's step s for member k (else empty)
     sizes, woff, boff   the network: layer sizes, offsets of each layer's W and b inside a row of theta
@@ -382,7 +382,7 @@ def epoch(X, Y, order, batch, theta, s1, s2, H, C, c0, sizes, woff, boff, act, t
     one_hidden = sizes.shape[0] == 3
     d, m, c = sizes[0], sizes[1], sizes[-1]
     m = m if one_hidden else 0  # (views of the one-hidden-layer path: empty when it is not taken)
-    Hb, Db, Zb = work[:b_max * m].reshape(b_max, m), delta[:b_max * m].reshape(b_max, m), np.empty((b_max, c))
+    A, dA, Z = work[:b_max * m].reshape(b_max, m), delta[:b_max * m].reshape(b_max, m), np.empty((b_max, c))
     gW1, gb1 = g[woff[0]:woff[0] + d * m].reshape(d, m), g[boff[0]:boff[0] + m]
     gW2, gb2 = g[woff[-1]:woff[-1] + m * c].reshape(m, c), g[boff[-1]:boff[-1] + c]
     for k in range(K):
@@ -397,7 +397,7 @@ def epoch(X, Y, order, batch, theta, s1, s2, H, C, c0, sizes, woff, boff, act, t
             if rule == 2:  # NAG: the gradient at w - gamma v
                 _look_ahead(w, v1, h[1], look)
             if one_hidden:
-                loss = _loss_and_grad_one_hidden(xb, yb, W1, b1, W2, b2, gW1, gb1, gW2, gb2, Hb[:b], Zb[:b], Db[:b],
+                loss = _loss_and_grad_one_hidden(xb, yb, W1, b1, W2, b2, gW1, gb1, gW2, gb2, A[:b], Z[:b], dA[:b],
                                                  act, task, small)
             else:
                 loss = _loss_and_grad(xb, yb, point, g, sizes, woff, boff, work, delta, act, task, small)
