@@ -427,18 +427,18 @@ def format_table(result: dict) -> str:
                      f"(with validation {t['with_validation']:.1f})  {'met' if t['met'] else 'NOT met'}")
     sweep = result["sweep"]
     if not sweep["measured"]:
-        lines += ["", f"default sweep: {sweep['note']}" if sweep.get("sweep", "default") == "default"
-                  else f"sweep: {sweep['note']}"]
+        lines += ["", sweep["note"]]
     else:
         targets = sweep["targets"]
         lines += ["", f"{sweep['sweep']} sweep (its own record, {sweep['workers']} worker(s)): "
                       f"{sweep['wall_seconds']:.0f} s wall, {sweep['network_epochs']:.0f} network-epochs, "
                       f"{sweep['network_epochs_per_second']:.0f} network-epochs/s; tracking "
-                      f"{100 * sweep['tracking_share']:.1f}%, optuna {100 * sweep['optuna_share']:.1f}% of wall time",
-                  f"  wall time want {targets['wall_seconds']['want']} s: "
-                  f"{'met' if targets['wall_seconds']['met'] else 'NOT met'}; tracking + optuna want "
-                  f"{targets['tracking_and_optuna_share']['want']}: "
-                  f"{'met' if targets['tracking_and_optuna_share']['met'] else 'NOT met'}"]
+                      f"{100 * sweep['tracking_share']:.1f}%, optuna {100 * sweep['optuna_share']:.1f}% of wall time"]
+        if sweep["sweep"] == "default":  # the targets are the default profile's
+            lines.append(f"  wall time want {targets['wall_seconds']['want']} s: "
+                         f"{'met' if targets['wall_seconds']['met'] else 'NOT met'}; tracking + optuna want "
+                         f"{targets['tracking_and_optuna_share']['want']}: "
+                         f"{'met' if targets['tracking_and_optuna_share']['met'] else 'NOT met'}")
     load = result["environment"]["load_average_before"][0], result["environment"]["load_average_after"][0]
     cores = result["environment"]["cores"] or 1
     if max(load) > 0.5 * cores:

@@ -125,3 +125,18 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, where):
 def test_help():
     proc = bench("--help")
     assert proc.returncode == 0 and "--quick" in proc.stdout and "--out" in proc.stdout
+
+
+@pytest.mark.slow
+def test_the_table_shows_a_measured_sweep(quick):
+    from study import benchmark
+
+    result, _ = quick
+    sweep = {"measured": True, "sweep": "default", "workers": 2, "wall_seconds": 400.0, "network_epochs": 58_000,
+             "network_epochs_per_second": 145.0, "tracking_share": 0.03, "optuna_share": 0.02,
+             "targets": {"wall_seconds": {"want": "<= 600", "met": True},
+                         "tracking_and_optuna_share": {"want": "<= 0.15", "met": True}}}
+    table = benchmark.format_table({**result, "sweep": sweep})
+    assert "default sweep (its own record, 2 worker(s)): 400 s wall, 58000 network-epochs, 145 network-epochs/s; " \
+           "tracking 3.0%, optuna 2.0% of wall time" in table
+    assert "wall time want <= 600 s: met; tracking + optuna want <= 0.15: met" in table
