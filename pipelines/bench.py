@@ -59,7 +59,8 @@ def parser() -> ArgumentParser:
     p.add_argument("--quick", action="store_true", help="fewer epochs and repeats (< 40 s); options below override")
     p.add_argument("--epochs", help="epochs per run at every batch size but 1 (default 30; quick 5)")
     p.add_argument("--epochs-stochastic", help="epochs per run at batch size 1 (default 3; quick 1)")
-    p.add_argument("--repeats", help="timed repeats per cell; medians are reported (default 9; quick 2)")
+    p.add_argument("--repeats", help="timed repeats per cell, at least; cheap cells repeat for 3 s (quick: no); "
+                                     "medians are reported (default 9; quick 2)")
     p.add_argument("--solvers", help=f"comma-separated, from {','.join(SOLVERS)} (default: all)")
     p.add_argument("--batch-sizes", help="comma-separated, 'full' or positive integers (default full,128,64,32,1)")
     p.add_argument("--population", help="comma-separated K for the stacked-population table, or 'none' "

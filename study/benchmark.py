@@ -18,7 +18,8 @@ biases) and shuffle with different generators, so test accuracies agree within s
 
 What is measured, per (solver, batch size):
   ms per epoch   the wall time of one whole training call (``MLPClassifier.fit`` / ``train.train``) divided by its
-                 epochs, median over ``repeats``; repeat r uses seed ``seed + r`` for initial weights and data order.
+                 epochs, median over ``repeats`` (a cheap cell repeats on until it has run ``min_cell_seconds``);
+                 repeat r uses seed ``seed + r`` for initial weights and data order.
                  Within a repeat the variants run back to back in a rotating order, so they share the machine's
                  noise. Ours runs three times: the compiled path (study/kernels.py, what ``train.train`` runs for an
                  MLP) with the per-epoch validation pass (what the sweep runs) and without it (like for like:
@@ -83,6 +84,8 @@ class BenchConfig:
     epochs: int = 30  # the default sweep's epochs on digits
     epochs_stochastic: int = 3  # batch 1 costs ~1,000 updates per epoch: fewer epochs keep `make bench` short
     repeats: int = 9
+    min_cell_seconds: float = 3.0  # a cell repeats beyond `repeats` until it has run this long (cheap cells) ...
+    max_repeats: int = 60  # ... but at most this often
     seed: int = 0  # the data split; repeat r initialises and shuffles with seed + r
     # Hyperparameters per solver: the sweep's default track, except momentum and NAG at batch 1, which diverge on
     # digits with eta = 0.01 (a diverged run times NaN arithmetic and tells nothing about accuracy).
@@ -114,7 +117,7 @@ class BenchConfig:
 
 DEFAULT = BenchConfig()
 # `--quick`: the same table with fewer epochs and repeats, in well under 40 s; its medians are noisier.
-QUICK = replace(DEFAULT, epochs=5, epochs_stochastic=1, repeats=2, population_epochs=2,
+QUICK = replace(DEFAULT, epochs=5, epochs_stochastic=1, repeats=2, min_cell_seconds=0.0, population_epochs=2,
                 population_epochs_stochastic=1, population_repeats=1, gflops_size=768)
 
 
@@ -173,7 +176,7 @@ def _within_noise(ours: dict, theirs: dict, n: int) -> bool:
 
 
 def bench_cell(cfg: BenchConfig, net, split, solver: str, batch, limit_ms: float, log=print) -> dict:
-    """One (solver, batch size): all three variants, ``cfg.repeats`` times, interleaved."""
+    """One (solver, batch size): all variants, at least ``cfg.repeats`` times, interleaved."""
     epochs, hyper = cfg.epochs_for(batch), cfg.hyper_for(solver, batch)
     runners = {
         "sklearn": lambda e, s: _sklearn_fit(split, solver, hyper, batch, e, s, cfg.hidden),
@@ -188,7 +191,10 @@ def bench_cell(cfg: BenchConfig, net, split, solver: str, batch, limit_ms: float
     diverged = {v: False for v in VARIANTS}
     short = []  # a run that stopped before `epochs` (diverged, or scikit-learn stopping early after all)
     validate_is_pure = True  # the validation pass must not change training: same parameters with and without
-    for r in range(cfg.repeats):
+    started, r = time.perf_counter(), 0
+    # at least `repeats`; more while the cell is younger than `min_cell_seconds`, so that a cheap cell's median is
+    # not at the mercy of a few seconds of other work on the machine
+    while r < cfg.repeats or (r < cfg.max_repeats and time.perf_counter() - started < cfg.min_cell_seconds):
         seed = cfg.seed + r
         order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]  # rotate who goes first
         out = {v: runners[v](epochs, seed) for v in order}
@@ -200,15 +206,16 @@ def bench_cell(cfg: BenchConfig, net, split, solver: str, batch, limit_ms: float
         accuracy["sklearn"].append(out["sklearn"]["accuracy"])
         accuracy["ours"].append(out["ours"]["accuracy"])
         validate_is_pure &= bool(np.array_equal(out["ours"]["theta"], out["ours_noval"]["theta"]))
+        r += 1
     ms = {v: float(np.median(samples[v])) for v in VARIANTS}
     acc = {k: _accuracy_summary(v) for k, v in accuracy.items()}
     cell = {
         "solver": solver, "batch_size": str(batch), "samples_per_update": resolve(batch, split.X_train.shape[0]),
-        "epochs": epochs, "repeats": cfg.repeats, "hyper": {k: float(v) for k, v in hyper.items()},
+        "epochs": epochs, "repeats": r, "hyper": {k: float(v) for k, v in hyper.items()},
         "ms_per_epoch": ms, "ms_per_epoch_samples": samples,
         "speedup_vs_sklearn": {v: ms["sklearn"] / ms[v] for v in ("ours", "ours_noval", "readable")},
         "x_limit": {v: ms[v] / limit_ms for v in VARIANTS},
-        "test_accuracy": {**acc, "within_noise": _within_noise(acc["ours"], acc["sklearn"], cfg.repeats)},
+        "test_accuracy": {**acc, "within_noise": _within_noise(acc["ours"], acc["sklearn"], r)},
         "diverged": diverged, "short_runs": short, "validate_changes_nothing": validate_is_pure,
     }
     log(f"  {solver:8s} {str(batch):>5s}  sklearn {ms['sklearn']:8.2f}  ours {ms['ours']:8.2f}  "
@@ -386,7 +393,8 @@ def format_table(result: dict) -> str:
     lines = [
         f"{net['dataset']} {'-'.join(map(str, net['sizes']))} {net['activation']} MLP, {net['dtype']}, "
         f"{net['parameters']} parameters, {net['train_samples']} training samples; one BLAS thread",
-        f"epochs {cfg['epochs']} (batch 1: {cfg['epochs_stochastic']}), median of {cfg['repeats']} repeats; "
+        f"epochs {cfg['epochs']} (batch 1: {cfg['epochs_stochastic']}), median of at least {cfg['repeats']} repeats "
+        f"(a cell repeats for {cfg['min_cell_seconds']:g} s at least); "
         f"arithmetic limit {lim['ms_per_epoch']:.3f} ms/epoch at {lim['gflops']:.1f} GFLOP/s",
         "",
         f"{'solver':8s} {'batch':>5s} | {'ms/epoch: sklearn':>17s} {'ours':>8s} {'no-val':>8s} {'readable':>8s} | "
