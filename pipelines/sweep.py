@@ -108,7 +108,10 @@ def main(argv=None) -> int:
     args = parse(argv)
     from study import config, sweep, tracking
 
-    os.environ.setdefault(tracking.COMMAND_VARIABLE, tracking.mask_url(tracking.command_line()))  # for workers
+    # For the workers it spawns. Set, not setdefault: a value inherited from whatever launched us (or left in the
+    # environment by an earlier in-process call, as in the tests) is some other command's.
+    os.environ.pop(tracking.COMMAND_VARIABLE, None)
+    os.environ[tracking.COMMAND_VARIABLE] = tracking.mask_url(tracking.command_line())
 
     if args.worker:
         load_services_env(args.runs_dir)
