@@ -503,8 +503,10 @@ def start(runs_dir: str | Path, host: str = "127.0.0.1", pg_port: int = 0, mlflo
     known = read_state(p)
     running = postgres_pid(p) is not None
     state = {**new_state(host, 0, 0, bool(auth)), **known}  # passwords kept from last time, new ones if missing
-    if known and not running:
-        state["host"] = host
+    if known and (running or mlflow_pid(p)) and host != state["host"]:
+        raise BadInput("--host", f"the services are running bound to {state['host']}; stop them first "
+                                 f"(make services-stop)")
+    state["host"] = host
     if advertise is not None:
         state["advertise"] = advertise
     if auth is not None and auth != state.get("auth"):
