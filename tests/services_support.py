@@ -117,7 +117,7 @@ class Services:
     def env(self, **changes) -> dict:
         from study import services
 
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_", "OPTSTUDY_"))}
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
         env["OPTUNA_STORAGE"] = services.optuna_url(self.state)
         env["MLFLOW_TRACKING_URI"] = services.tracking_uri(self.state)
