@@ -24,7 +24,7 @@ SMALL = ["--profile", "smoke", "datasets=iris", "optimizers=gd,adam", "batch_siz
          "epochs=5", "seeds=2"]
 # The fault tests' sweep: two cells (one per worker), each long enough to be caught in the middle of a trial.
 FAULT = ["--profile", "smoke", "datasets=iris", "optimizers=adam", "batch_sizes=full,32", "trials=5", "epochs=20",
-         "seeds=2"]
+         "seeds=2", "population=1"]  # one trial at a time: the one a signal or a kill interrupts
 MLFLOW_RETRY_SECONDS = "3"  # the workers' pause before trying a server that was away again (default 30 s)
 
 
