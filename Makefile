@@ -57,7 +57,7 @@ worker: setup  ## Join a shared sweep (OPTUNA_STORAGE / MLFLOW_TRACKING_URI, els
 	$(PY) -m pipelines.sweep --worker --profile $(PROFILE) --runs-dir $(RUNS) $(ARGS)
 
 services: setup system-deps  ## Start local PostgreSQL + MLflow server for workers (URLs in runs/services/env)
-	$(PY) -m pipelines.services start --runs-dir $(RUNS)
+	$(PY) -m pipelines.services start --runs-dir $(RUNS) $(ARGS)
 
 services-stop: setup  ## Stop the services started by `make services`
 	$(PY) -m pipelines.services stop --runs-dir $(RUNS)

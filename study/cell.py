@@ -101,6 +101,8 @@ def _tune(ctx: Context, cell, study, arm: str, mirror: record.Mirror, claim: tun
     lease = tuning.TrialLease(ctx.worker, cfg.lease_seconds)
     prunes = arm == "tpe" and cfg.pruner != "none"
     while True:
+        if ctx.stop_requested[0]:  # do not ask for trials we would only fail
+            raise Interrupted()
         with ctx.timed("optuna"):
             remaining = cfg.trials - len(tuning.finished(study))
             if remaining <= 0:

@@ -238,6 +238,8 @@ def _range(check: _Checker, key: str, spec) -> Range:
     one_minus = check.flag(f"{key}.one_minus", spec.get("one_minus", False))
     if low >= high:
         check.fail(key, f"empty or inverted range: low {low} >= high {high}")
+    if low < 0:  # learning rates, momenta and eps are all positive quantities
+        check.fail(f"{key}.low", f"must be positive (not negative), got {low}")
     if (log or one_minus) and low <= 0:
         check.fail(f"{key}.low", f"must be positive for a log or 1 - x range, got {low}")
     if one_minus and high >= 1:

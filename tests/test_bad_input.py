@@ -225,9 +225,6 @@ SPACE_CASES = {
     "block-a-list": ("nag", ["eta", "gamma"], ["nag", "mapping"]),
     "range-a-list": ("gd.search.eta", [1e-4, 10.0], ["gd.search.eta", "mapping"]),
 }
-# Negative bounds on a linear (log: false) range pass today: study/config.py `_range` checks positivity only for log
-# and 1 - x ranges. Every lecture hyperparameter is positive; the fix belongs to config.py's owner (see issue 6 notes).
-LINEAR_NEGATIVE_PASSES = pytest.mark.xfail(strict=True, reason="config._range accepts negative bounds when log: false")
 
 
 def _edit(raw: dict, dotted: str, value) -> dict:
@@ -238,8 +235,7 @@ def _edit(raw: dict, dotted: str, value) -> dict:
     return raw
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=LINEAR_NEGATIVE_PASSES) if "linear" in n else n
-                                  for n in SPACE_CASES])
+@pytest.mark.parametrize("name", list(SPACE_CASES))
 def test_search_space_bad_bounds_name_the_file_and_key(name, tmp_path):
     import copy
     from study import config
