@@ -359,10 +359,10 @@ def _mlflow_command(p: Paths, state: dict) -> list[str]:
            "--artifacts-destination", str(p.artifacts), "--serve-artifacts", "--host", state["host"],
            "--port", str(state["mlflow_port"]), "--workers", str(state.get("mlflow_workers") or default_mlflow_workers())]
     if state["host"] not in LOOPBACK:  # workers will send this machine's name as the Host header
-        from mlflow.server.security_utils import get_default_allowed_hosts
+        from study.tracking import default_allowed_hosts
 
         names = {socket.gethostname(), socket.getfqdn(), public_host(state)}
-        cmd += ["--allowed-hosts", ",".join(get_default_allowed_hosts() + sorted(names | {f"{n}:*" for n in names}))]
+        cmd += ["--allowed-hosts", ",".join(default_allowed_hosts() + sorted(names | {f"{n}:*" for n in names}))]
     if state.get("auth"):
         cmd += ["--app-name", "basic-auth"]
     return cmd

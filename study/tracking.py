@@ -314,3 +314,10 @@ def delete_runs(mlflow_client: MlflowClient, experiment: str, filter_string: str
     for run in found:
         mlflow_client.delete_run(run.info.run_id)
     return len(found)
+
+
+def default_allowed_hosts() -> list[str]:
+    """The Host headers an mlflow server accepts by default (loopback names), to extend for remote workers."""
+    from mlflow.server.security_utils import get_default_allowed_hosts
+
+    return list(get_default_allowed_hosts())
