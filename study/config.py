@@ -268,12 +268,16 @@ def _batch_sizes(check: _Checker, value, n_train: dict) -> tuple[str, ...]:
     return tuple(sizes)
 
 
-def _per_key(check: _Checker, key: str, value, keys, minimum=1, allow_default=True) -> dict:
-    """An int for all, or a mapping {name: int} with an optional ``default``."""
+def _per_key(check: _Checker, key: str, value, keys, minimum=1, allow_default=True, known=lambda name: False) -> dict:
+    """An int for all, or a mapping {name: int} with an optional ``default``. Entries for names that are
+    ``known`` but not in this sweep are ignored, so that ``datasets=iris`` works with a profile that pins the
+    epochs of fifteen datasets."""
     if isinstance(value, dict):
-        extra = set(value) - set(keys) - ({"default"} if allow_default else set())
-        if extra:
-            check.fail(f"{key}.{sorted(extra)[0]}", f"not in the sweep; names: {', '.join(map(str, keys))}")
+        value = {str(k): v for k, v in value.items()}
+        extra = set(value) - set(map(str, keys)) - ({"default"} if allow_default else set())
+        unknown = sorted(k for k in extra if not known(k))
+        if unknown:
+            check.fail(f"{key}.{unknown[0]}", f"not in the sweep; names: {', '.join(map(str, keys))}")
         default = value.get("default")
         out = {}
         for k in keys:
@@ -283,6 +287,14 @@ def _per_key(check: _Checker, key: str, value, keys, minimum=1, allow_default=Tr
             out[k] = check.integer(f"{key}.{k}", v, minimum)
         return out
     return {k: check.integer(key, value, minimum) for k in keys}
+
+
+def _is_batch_size(name: str) -> bool:
+    try:
+        batches.parse_batch_size(name)
+        return True
+    except ValueError:
+        return False
 
 
 def load_sweep(profile: str | Path, overrides: list[str] = ()) -> SweepConfig:
@@ -332,9 +344,9 @@ def load_sweep(profile: str | Path, overrides: list[str] = ()) -> SweepConfig:
     return SweepConfig(
         name=name.strip(), datasets=datasets, optimizers=optimizers, batch_sizes=batch_sizes,
         trials=check.integer("trials", raw["trials"]),
-        epochs=_per_key(check, "epochs", raw["epochs"], datasets),
+        epochs=_per_key(check, "epochs", raw["epochs"], datasets, known=lambda n: n in data.DATASETS),
         seeds=tuple(range(seeds)), tuning_seed=tuning_seed,
-        population=_per_key(check, "population", raw.get("population", 1), batch_sizes),
+        population=_per_key(check, "population", raw.get("population", 1), batch_sizes, known=_is_batch_size),
         hidden=tuple(check.integer("network.hidden", h) for h in hidden),
         activation=check.choice("network.activation", network.get("activation", "relu"), ACTIVATIONS),
         sampler=check.choice("sampler.name", sampler.get("name", "tpe"), SAMPLERS),

@@ -32,6 +32,27 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
+def _sqlite_in_wal_mode() -> None:
+    """SQLite stores in write-ahead-log mode with syncs at checkpoints only: every MLflow write is its own
+    transaction (about six per run), and the default rollback journal fsyncs each one; WAL takes a run from
+    12.8 to 8.2 ms here. A killed process loses nothing; a machine crash can lose the last transactions but never
+    corrupts the file. Readers (``make ui``) are not blocked by a writer in this mode."""
+    import sqlite3
+
+    import sqlalchemy
+
+    @sqlalchemy.event.listens_for(sqlalchemy.engine.Engine, "connect")
+    def _pragmas(dbapi_connection, _record):
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+
+_sqlite_in_wal_mode()
+
+
 class Unavailable(Exception):
     """The tracking store could not take a write."""
 

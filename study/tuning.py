@@ -8,6 +8,7 @@ its heartbeat is older than ``lease_seconds`` or, on the same host, when its pro
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
@@ -56,8 +57,30 @@ def open_storage(url: str):
                                          f"journal file path")
     path = Path(url[len("file://"):] if scheme == "file" else url)
     path.parent.mkdir(parents=True, exist_ok=True)
-    from optuna.storages.journal import JournalFileBackend
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=FlockLock(str(path))))
+    return optuna.storages.JournalStorage(JournalFile(str(path)))
+
+
+class JournalFile(optuna.storages.journal.JournalFileBackend):
+    """Optuna's journal file, locked with ``FlockLock`` and without an fsync per appended line.
+
+    Every pruning report is a line: about half a million per default sweep, and Optuna's fsync of each cost 0.22 ms
+    here, a fifth of a worker's time. What the fsync guarded against is a machine crash, not a killed process (the
+    kernel keeps a dead process's writes), and after a machine crash the resumed sweep simply retrains the trials
+    whose lines were lost: the cells that are not marked done are resumed, so nothing is counted twice.
+    """
+
+    def __init__(self, path: str):
+        self._path, self._flock = path, FlockLock(path)
+        super().__init__(path, lock_obj=self._flock)
+
+    def append_logs(self, logs: list[dict]) -> None:
+        text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode("utf-8")
+        self._flock.acquire()
+        try:
+            with open(self._path, "ab") as f:
+                f.write(text)
+        finally:
+            self._flock.release()
 
 
 class FlockLock(optuna.storages.journal.JournalFileOpenLock):  # the public lock type, with flock inside
@@ -279,10 +302,12 @@ class Claim:
         self._beat = 0.0
         self.recovered: list[int] = []  # trials of a previous owner failed and queued again by acquire()
 
-    def acquire(self, grace: float = 0.3) -> bool:
+    def acquire(self, grace: float | None = None) -> bool:
         """Ask for the cell. The claim is created RUNNING with our worker id and heartbeat in one write (so no
         racing worker ever sees it without a lease); after a grace period for racing claims to land, it is ours if
-        it is the oldest live one. Then whatever a previous owner left RUNNING in the cell is failed and queued
+        it is the oldest live one. A journal file numbers trials in the order their lines were appended, and every
+        earlier line is visible once ours is written, so it needs no grace; a database numbers them by id, and a
+        transaction holding a smaller id can commit after ours: 0.3 s lets it land. Then whatever a previous owner left RUNNING in the cell is failed and queued
         again: a cell has one owner, so a trial held by anyone else belongs to a worker whose claim has expired
         (its own trial heartbeats may be a little younger than its claim's, so their leases cannot decide)."""
         now = time.time()
@@ -290,6 +315,8 @@ class Claim:
                                              user_attrs={"worker": self.worker, "heartbeat": now})
         trial_id = self.study._storage.create_new_trial(self.study._study_id, template_trial=template)
         self.trial, self._beat = optuna.Trial(self.study, trial_id), now
+        if grace is None:
+            grace = 0.0 if isinstance(self.study._storage, optuna.storages.JournalStorage) else 0.3
         time.sleep(grace)  # let a racing claim's write land before we look
         if self.owner() != self.trial.number:
             self.release(failed=True)

@@ -160,6 +160,15 @@ def test_overrides_from_the_issue_example():
     assert set(cfg.search_spaces) == {"gd", "adam"}
 
 
+def test_a_subset_of_datasets_keeps_the_profiles_own_epochs():
+    """default.yaml pins epochs for fifteen datasets; choosing two of them on the command line keeps theirs."""
+    full = config.load_sweep("default")
+    cfg = config.load_sweep("default", ["datasets=iris,moons", "batch_sizes=full,32"])
+    assert cfg.epochs == {"iris": full.epochs["iris"], "moons": full.epochs["moons"]}
+    assert full.epochs["iris"] != full.epochs["moons"], "the test needs two datasets with different epochs"
+    assert cfg.population == {"full": full.population["full"], "32": full.population["32"]}
+
+
 def test_single_item_list_and_nested_keys():
     assert isinstance(SMOKE_EPOCHS, int), "the test assumes smoke.yaml gives one epoch count for all datasets"
     cfg = config.load_sweep("smoke", ["datasets=iris,moons", "epochs.iris=7", "sampler.name=random",
@@ -334,7 +343,7 @@ CASES = {
     "batch-size-zero": Case(["batch_sizes=full,0"], ["batch_sizes"]),
     "batch-size-text": Case(["batch_sizes=full,big"], ["batch_sizes", "big"]),
     "epochs-zero-for-one-dataset": Case(["datasets=iris,moons", "epochs.iris=0"], ["epochs.iris"]),
-    "epochs-for-a-dataset-not-in-the-sweep": Case(["datasets=iris", "epochs.wine=3"], ["epochs.wine"]),
+    "epochs-for-an-unknown-dataset": Case(["datasets=iris", "epochs.mnist=3"], ["epochs.mnist"]),
     "trials-fractional": Case(["trials=2.5"], ["trials"]),
     "seeds-negative": Case(["seeds=-2"], ["seeds"]),
     "nan-override": Case(["lease_seconds=nan"], ["lease_seconds"]),
