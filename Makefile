@@ -36,8 +36,7 @@ lecture: setup  ## Reproduce the lecture's toy problem: trajectories.csv, figure
 	$(PY) -m pipelines.lecture $(ARGS)
 
 sweep: setup  ## Tune every optimizer x batch size x dataset, then build the report (PROFILE=smoke|default|full, ARGS="key=value ...")
-	$(PY) -m pipelines.sweep --profile $(PROFILE) --runs-dir $(RUNS) --workers $(WORKERS) $(ARGS)
-	$(PY) -m pipelines.report --runs-dir $(RUNS)
+	$(PY) -m pipelines.sweep --profile $(PROFILE) --runs-dir $(RUNS) --workers $(WORKERS) --report $(ARGS)
 
 report: setup  ## Rebuild the report of the newest sweep (ARGS="--sweep NAME --out DIR")
 	$(PY) -m pipelines.report --runs-dir $(RUNS) $(ARGS)

@@ -29,6 +29,8 @@ def parse(argv):
                         help="worker processes on this machine (default: the number of cores)")
     parser.add_argument("--worker", action="store_true",
                         help="run as one worker in this process and join a shared sweep (make worker)")
+    parser.add_argument("--report", action="store_true",
+                        help="then build the report (make sweep does), unless there was nothing to run and it exists")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="override a profile key")
     args = parser.parse_intermixed_args(argv)  # flags and key=value overrides in any order
     if args.workers < 1:
@@ -119,7 +121,11 @@ def main(argv=None) -> int:
     storage, _, _ = sweep.open_stores(cfg, args.runs_dir)  # every store checked before any training
     if not sweep.pending_cells(storage, cfg):
         print(f"sweep {cfg.name!r}: all {len(cfg.cells())} cells already done; nothing to run.", file=sys.stderr)
-        return 0
+        existing = Path("reports") / cfg.name / "report.html"
+        if args.report and existing.exists():
+            print(f"report: {existing} (built earlier; `make report` rebuilds it)", file=sys.stderr)
+            return 0
+        return build_report(args, cfg) if args.report else 0
     before = sweep.counts(cfg, storage)
     done_trials = sum(v for k, v in before["trials"].items() if k != "FAIL")
     progress = Progress(cfg, done_trials, before["cells_done"])
@@ -137,7 +143,13 @@ def main(argv=None) -> int:
     if timing["failed"]:
         print("a worker failed; see the messages above. Run the same command again to resume.", file=sys.stderr)
         return 1
-    return 0
+    return build_report(args, cfg) if args.report else 0
+
+
+def build_report(args, cfg) -> int:
+    from pipelines import report
+
+    return report.main(["--runs-dir", str(args.runs_dir), "--sweep", cfg.name])
 
 
 if __name__ == "__main__":

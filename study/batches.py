@@ -51,11 +51,18 @@ class BatchIterator:
     def steps_per_epoch(self) -> int:
         return math.ceil(self.n / self.size)
 
+    def order(self) -> np.ndarray | None:
+        """The next epoch's sample order: a fresh permutation when shuffling over several batches (one draw per
+        epoch), None for the samples' own order (one batch sums over all samples, whatever their order)."""
+        if self.size >= self.n or not self.shuffle:
+            return None
+        return self._rng.permutation(self.n)
+
     def epoch(self) -> Iterator[np.ndarray | slice]:
         """Index arrays (or slices, which index without copying) covering 0..n-1 once each."""
-        if self.size >= self.n:  # one batch: its gradient is a sum over all samples, whatever their order
+        if self.size >= self.n:
             yield slice(0, self.n)
             return
-        order = self._rng.permutation(self.n) if self.shuffle else None
+        order = self.order()
         for start in range(0, self.n, self.size):
             yield slice(start, start + self.size) if order is None else order[start:start + self.size]

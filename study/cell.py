@@ -79,7 +79,8 @@ def run_cell(ctx: Context, cell: tuple, claim: tuning.Claim) -> None:
     studies = open_studies(ctx, cell)
     mirror = record.Mirror(ctx, cell, studies)
     with ctx.timed("optuna"):
-        recovered = sum(len(tuning.recover_dead_trials(s, ctx.cfg.lease_seconds)) for s in studies.values())
+        recovered = len(claim.recovered) + \
+            sum(len(tuning.recover_dead_trials(s, ctx.cfg.lease_seconds)) for s in studies.values())
     if studies["tpe"].user_attrs.get("cell_run_id"):  # resumed or taken over: fail the dead worker's orphans
         mirror.reconcile()
     try:
@@ -204,7 +205,7 @@ def finish_cell(ctx: Context, cell, studies: dict, mirror: record.Mirror, recove
     with tempfile.TemporaryDirectory() as tmp, ctx.timed("mlflow"):  # figures drawn for MLflow count as tracking
         out = Path(tmp)
         files = tuning.plot_history_and_importances(study, out)
-        files.append(_plot_eval_curves(ctx, cell, study, out))
+        files.append(_plot_eval_curves(ctx, cell, study, mirror, out))
         (out / "config.yaml").write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
         files.append(out / "config.yaml")
         split = data.load(cell[0], cfg.tuning_seed, cfg.val_fraction, cfg.test_fraction)
@@ -216,25 +217,29 @@ def finish_cell(ctx: Context, cell, studies: dict, mirror: record.Mirror, recove
         study.set_user_attr("done", True)
 
 
-def _eval_curves(ctx: Context, study) -> dict:
-    """(track, seed) -> validation-loss curve, from the pending payloads or from MLflow."""
-    curves, run_ids = {}, {}
+def _eval_curves(ctx: Context, study, mirror: record.Mirror) -> dict:
+    """(track, seed) -> validation-loss curve: those this process trained, else from the pending payloads or from
+    MLflow (a resumed cell's earlier evaluations)."""
+    curves, run_ids = dict(mirror.eval_val_loss), {}
     for key, value in study.user_attrs.items():
         if key.startswith("eval:") and isinstance(value, dict):
             _, track, seed = key.split(":")
+            if (track, int(seed)) in curves:
+                continue
             if "pending" in value:
                 curves[(track, int(seed))] = value["pending"]["curves"].get("val_loss", [])
             elif "run_id" in value:
                 run_ids[value["run_id"]] = (track, int(seed))
     try:
-        for run_id, (_, values) in tracking.metric_histories(ctx.mlflow, run_ids, "val_loss").items():
+        for run_id, (_, values) in (tracking.metric_histories(ctx.mlflow, run_ids, "val_loss") if run_ids
+                                    else {}).items():
             curves[run_ids[run_id]] = values
     except tracking.UNAVAILABLE:
         pass
     return curves
 
 
-def _plot_eval_curves(ctx: Context, cell, study, out: Path) -> Path:
+def _plot_eval_curves(ctx: Context, cell, study, mirror: record.Mirror, out: Path) -> Path:
     """Validation loss against epoch for both tracks and every seed: the cell's learning curves."""
     import matplotlib
     matplotlib.use("Agg")
@@ -242,11 +247,11 @@ def _plot_eval_curves(ctx: Context, cell, study, out: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     colors = {"tuned": "tab:blue", "default": "tab:orange"}
-    for (track, seed), values in sorted(_eval_curves(ctx, study).items()):
+    for (track, seed), values in sorted(_eval_curves(ctx, study, mirror).items()):
         ax.plot(range(1, len(values) + 1), values, color=colors[track], alpha=0.6, label=track if seed == 0 else None)
     ax.set(xlabel="epoch", ylabel="validation loss", yscale="log", title=" / ".join(map(str, cell)))
     ax.legend()
-    fig.tight_layout()
+    fig.subplots_adjust(**tuning.FIGURE_MARGINS)
     path = out / "learning_curves.png"
     fig.savefig(path, dpi=80)
     plt.close(fig)

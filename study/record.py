@@ -26,6 +26,7 @@ class Mirror:
         self.ctx, self.cell, self.studies = ctx, cell, studies
         self.main = studies["tpe"]
         self.tags = {"dataset": cell[0], "optimizer": cell[1], "batch_size": str(cell[2])}
+        self.eval_val_loss: dict[tuple[str, int], list] = {}  # written by this process: no need to read them back
 
     # --- writing as we go -----------------------------------------------------------------------------------
     def _write(self, what: str, write):
@@ -83,6 +84,7 @@ class Mirror:
     def evaluation(self, track: str, seed: int, hyper: dict, curves: dict, final: dict, tags: dict) -> None:
         payload = {"track": track, "seed": seed, "hyper": hyper, "final": final, "tags": tags,
                    "curves": {k: [float(x) for x in v] for k, v in curves.items()}}
+        self.eval_val_loss[(track, seed)] = payload["curves"].get("val_loss", [])
         with self.ctx.timed("mlflow"):
             run_id = self._write(f"evaluation {track}/{seed}", lambda: self._log_eval(payload))
         if run_id is not None:

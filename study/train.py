@@ -76,15 +76,6 @@ def _numpy_epoch(net, opt: optim.Optimizer, theta, state, hyper, X, Y, batches: 
     return theta, state, loss_sum, grad_sq
 
 
-def _epoch_order(batches: BatchIterator) -> np.ndarray | None:
-    """The permutation ``batches.epoch()`` would cut into batches, drawn from its generator in the same way (one
-    ``permutation(n)`` per shuffled epoch, nothing for one batch), so both paths see the same data order; None for
-    the samples' own order."""
-    if batches.size >= batches.n or not batches.shuffle:
-        return None
-    return batches._rng.permutation(batches.n)
-
-
 def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epochs: int, seed: int,
           theta0: np.ndarray, callbacks: tuple[EpochCallback, ...] = (), shuffle: bool = True,
           validate: bool = True, on_step: Callable[[np.ndarray], None] | None = None,
@@ -127,7 +118,7 @@ def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epo
     with threads, np.errstate(all="ignore"):  # overflow is detected and recorded below, not raised
         for epoch in range(1, epochs + 1):
             if compiled:
-                state, loss_sum, grad_sq = compiled.epoch(theta, state, hyper, _epoch_order(batches))
+                state, loss_sum, grad_sq = compiled.epoch(theta, state, hyper, batches.order())
             else:
                 theta, state, loss_sum, grad_sq = _numpy_epoch(net, opt, theta, state, hyper, X, Y, batches, on_step)
             updates_done += batches.steps_per_epoch

@@ -79,7 +79,7 @@ def test_smoke_shaped_sweep_report_has_every_section_and_optimizer(tmp_path):
 
 def test_two_builds_are_byte_identical(tmp_path):
     """One build here, one in a fresh interpreter with another hash seed and shuffled input rows (neither set
-    order nor the order a store returns runs in may leak into the files)."""
+    order nor the order a store returns runs in may leak into the files, nor matplotlib's global style)."""
     code = ("import sys, dataclasses; sys.path.insert(0, 'tests')\n"
             "from report_fixtures import make_results\n"
             "from study.report import document, settings\n"
@@ -94,7 +94,11 @@ def test_two_builds_are_byte_identical(tmp_path):
     env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(ROOT)}
     other = subprocess.Popen([sys.executable, "-c", code.replace("OUT", "sys.argv[1]"), str(second)], cwd=ROOT,
                              env=env)  # both builds at once
-    exec(compile(code.replace("OUT", repr(str(first))).replace("len(sys.argv) > 1", "False"), "build", "exec"), {})
+    import matplotlib.pyplot as plt
+
+    with plt.style.context("ggplot"):  # what Optuna's figures leave behind in a process: must not leak in
+        exec(compile(code.replace("OUT", repr(str(first))).replace("len(sys.argv) > 1", "False"), "build", "exec"),
+             {})
     assert other.wait(timeout=120) == 0
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())

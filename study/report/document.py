@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from study.report import render_html, render_md
+from study.report import figures, render_html, render_md
 from study.report.analysis import Analysis, analyse
 from study.report.blocks import Figure, Heading, Paragraph, walk
 from study.report.inputs import SweepResults
@@ -48,7 +48,8 @@ def build(a: Analysis, report_commit: str = "") -> tuple[list, Tables]:
 def write(results: SweepResults, out_dir: str | Path, settings: Settings, report_commit: str = "") -> list[Path]:
     """Build the report and write it into ``out_dir`` (replacing what was there); returns the files written."""
     analysis = analyse(results, settings)
-    blocks, tables = build(analysis, report_commit)
+    with figures.own_style():  # whatever an earlier caller did to matplotlib's global style (Optuna sets ggplot)
+        blocks, tables = build(analysis, report_commit)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))

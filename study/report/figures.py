@@ -24,6 +24,17 @@ OPTIMIZER_COLORS = {"gd": "#7f7f7f", "momentum": "#1f77b4", "nag": "#17becf", "a
 BATCH_COLORS = {"full": "#08306b", "128": "#2171b5", "64": "#6baed6", "32": "#fd8d3c", "1": "#a50f15"}
 
 
+def own_style():
+    """matplotlib's defaults plus STYLE, whatever the global style is: Optuna's figures switch the process to
+    ggplot, and a report drawn after them in the same process must not change."""
+    import contextlib
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(matplotlib.style.context("default"))
+    stack.enter_context(plt.rc_context(STYLE))
+    return stack
+
+
 def color(name: str, index: int = 0) -> str:
     return OPTIMIZER_COLORS.get(name) or BATCH_COLORS.get(name) or plt.get_cmap("tab10")(index % 10)
 
@@ -137,7 +148,7 @@ def dataset_curves(med: pd.DataFrame, dataset: str, batches: list[str], optimize
     """Validation loss against epoch, one panel per batch size, a line per optimizer: median over seeds, band
     from the 25th to the 75th percentile; the dashed line is the dataset's target."""
     rows = med[(med["dataset"] == dataset) & (med["track"] == track)]
-    fig, axes = _grid(len(batches), len(batches), width=2.6, height=2.3, right=1.1, sharey=True)
+    fig, axes = _grid(len(batches), len(batches), width=2.6, height=2.3, right=1.1, left=0.9, sharey=True)
     for ax, batch in zip(axes, batches):
         for i, optimizer in enumerate(optimizers):
             r = rows[(rows["optimizer"] == optimizer) & (rows["batch_size"] == batch)].sort_values("epoch")
@@ -159,7 +170,7 @@ def dataset_curves(med: pd.DataFrame, dataset: str, batches: list[str], optimize
 # --- tuning ------------------------------------------------------------------------------------------------------
 def budget_curves(curves: pd.DataFrame, batches: list[str], optimizers: list[str]):
     """Best validation loss after k trials relative to the dataset's best trial, median over datasets."""
-    fig, axes = _grid(len(batches), len(batches), width=2.6, height=2.4, right=1.1, sharey=True)
+    fig, axes = _grid(len(batches), len(batches), width=2.6, height=2.4, right=1.1, left=0.9, sharey=True)
     for ax, batch in zip(axes, batches):
         sub = curves[curves["batch_size"] == batch]
         for i, optimizer in enumerate(optimizers):
