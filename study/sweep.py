@@ -58,13 +58,20 @@ def pending_cells(storage, cfg: SweepConfig) -> list[tuple]:
         [c for c, a in cell_attrs if a.get("done") and (a.get("mlflow_pending") or not a.get("mlflow_finished"))]
 
 
-def _run_or_mirror(ctx: Context, cell: tuple, claim: tuning.Claim) -> None:
+def _run_or_mirror(ctx: Context, cell: tuple, claim: tuning.Claim) -> bool:
+    """Run the cell, or write what MLflow is missing of a done one; False when there was nothing left to do (another
+    worker finished it after our list of pending cells was read)."""
     studies = open_studies(ctx, cell)
-    if not studies["tpe"].user_attrs.get("done"):
-        return run_cell(ctx, cell, claim)
+    attrs = studies["tpe"].user_attrs
+    if not attrs.get("done"):
+        run_cell(ctx, cell, claim)
+        return True
+    if attrs.get("mlflow_finished") and not attrs.get("mlflow_pending"):
+        return False
     mirror = record.Mirror(ctx, cell, studies)  # done, but MLflow missed some of it: write what is missing
     if mirror.reconcile() and not studies["tpe"].user_attrs.get("mlflow_finished"):
         finish_cell(ctx, cell, studies, mirror)
+    return True
 
 
 def worker_loop(ctx: Context, wait_for_others: bool = True, poll_seconds: float = 2.0,
@@ -85,13 +92,14 @@ def worker_loop(ctx: Context, wait_for_others: bool = True, poll_seconds: float 
             if claim.owner() is not None or not claim.acquire():
                 continue  # a live worker holds it
             try:
-                _run_or_mirror(ctx, cell, claim)
+                worked = _run_or_mirror(ctx, cell, claim)
             except BaseException:
                 claim.release(failed=True)
                 raise
             claim.release()
-            ctx.progress("cell", {"cell": cell})
-            ran += 1
+            if worked:
+                ctx.progress("cell", {"cell": cell})
+                ran += 1
             took = True
             break  # look again: other workers may have finished cells meanwhile
         if took:
