@@ -81,6 +81,9 @@ def run_cell(ctx: Context, cell: tuple, claim: tuning.Claim) -> None:
     with ctx.timed("optuna"):
         recovered = len(claim.recovered) + \
             sum(len(tuning.recover_dead_trials(s, ctx.cfg.lease_seconds)) for s in studies.values())
+        if recovered:  # kept with the cell, so that every attempt to finish its MLflow run logs the same count
+            main = studies["tpe"]
+            main.set_user_attr("recovered_trials", main.user_attrs.get("recovered_trials", 0) + recovered)
     if studies["tpe"].user_attrs.get("cell_run_id"):  # resumed or taken over: fail the dead worker's orphans
         mirror.reconcile()
     try:
@@ -90,7 +93,7 @@ def run_cell(ctx: Context, cell: tuple, claim: tuning.Claim) -> None:
     except Interrupted:
         mirror.interrupted()
         raise
-    finish_cell(ctx, cell, studies, mirror, recovered)
+    finish_cell(ctx, cell, studies, mirror)
 
 
 def _tune(ctx: Context, cell, study, arm: str, mirror: record.Mirror, claim: tuning.Claim) -> None:
@@ -194,7 +197,7 @@ def _evaluate(ctx: Context, cell, study, mirror: record.Mirror, claim: tuning.Cl
         ctx.progress("eval", {"cell": cell, "seed": seed})
 
 
-def finish_cell(ctx: Context, cell, studies: dict, mirror: record.Mirror, recovered: int = 0) -> None:
+def finish_cell(ctx: Context, cell, studies: dict, mirror: record.Mirror) -> None:
     """Cell artifacts (learning curves, Optuna's figures, the resolved config, the dataset) and the done mark."""
     cfg, study = ctx.cfg, studies["tpe"]
     with ctx.timed("optuna"):
@@ -212,7 +215,7 @@ def finish_cell(ctx: Context, cell, studies: dict, mirror: record.Mirror, recove
         dataset_input = {"name": cell[0], "X": split.X_train, "source": data.DATASETS[cell[0]].description,
                          "y": split.Y_train.argmax(axis=1) if split.n_classes else split.Y_train[:, 0]}
         mirror.finish(files, {"best_val_loss": best.value} if best else {}, dataset_input,
-                      {"recovered_trials": recovered})
+                      {"recovered_trials": study.user_attrs.get("recovered_trials", 0)})
     with ctx.timed("optuna"):
         study.set_user_attr("done", True)
 

@@ -284,8 +284,14 @@ def finish_cell_run(mlflow_client: MlflowClient, run_id: str, artifacts: Iterabl
             warnings.simplefilter("ignore")
             dataset = mlflow.data.from_numpy(dataset_input["X"], targets=dataset_input["y"],
                                              source=dataset_input.get("source"), name=dataset_input["name"])
-        mlflow_client.log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(),
-                                                       [InputTag("mlflow.data.context", "train")])])
+        inputs = [DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", "train")])]
+        try:
+            mlflow_client.log_inputs(run_id, inputs)
+        except mlflow.exceptions.MlflowException:
+            # MLflow looks the dataset up and inserts it when missing: two workers finishing cells of the same
+            # dataset at once both insert, and one hits the unique key. Its row is there now: link to it.
+            time.sleep(0.2)
+            mlflow_client.log_inputs(run_id, inputs)
     mlflow_client.set_terminated(run_id, status="FINISHED")
 
 

@@ -40,6 +40,11 @@ def test_sections_in_order_and_the_verdict_first(full_report):
     verdict = markdown.split("## The verdict", 1)[1].split("## Statistics", 1)[0]
     assert "**Use adam** (at batch size 32)" in verdict
     assert "**Batch size 32** for adam" in verdict
+    # planted for both tracks: the practical reading names adam untuned, and batch 32 for every optimizer
+    practice = verdict.split("**In practice.**", 1)[1].split("\n\n", 1)[0]
+    assert "adam at batch size 32 beats every other optimizer" in practice, practice
+    assert "batch size 32 is the best or joint best for 6 of 6 optimizers" in practice, practice
+    assert "no optimizer is reliably better" not in practice, practice
     for optimizer in OPTIMIZERS:
         assert optimizer in verdict
 

@@ -70,3 +70,12 @@ def test_sureness_reports_the_runner_up_and_warns_on_few_datasets():
     runner_up = family.result.versus_control.index[0]
     assert f"runner-up {family.labels[runner_up]}" in text
     assert "do not read them as confidence" in text
+
+
+def test_in_practice_says_nothing_is_reliably_better_when_nothing_was_planted():
+    from study.report import analysis, sections_verdict
+
+    a = analysis.analyse(make_results(default_gap=False, seed=1), SETTINGS)
+    text = sections_verdict._in_practice(a)
+    assert text.startswith("**In practice.** Tuned, no optimizer is reliably better than the others on these 12")
+    assert "untuned (default hyperparameters), no optimizer is reliably better either" in text

@@ -48,6 +48,41 @@ def _batch_answer(a: Analysis) -> str:
             f"({fmt.num(family.result.mean_ranks.iloc[0])}).")
 
 
+def _in_practice(a: Analysis) -> str:
+    """What a practitioner can act on, read off the families and nothing more: the tuned verdict when it names no
+    winner, the untuned (default) comparison, and the batch size that leads most optimizers with defaults."""
+    tuned, tj = _family(a, "tuned", "overall")
+    default, dj = _family(a, "default", "overall")
+    if tuned is None or default is None:
+        return ""
+    parts = []
+    if tj.status != WINNER:
+        parts.append(f"Tuned, no optimizer is reliably better than the others on these {tuned.result.n_blocks} "
+                     f"datasets")
+    batch_of = a.best_batch["default"]
+    if dj.status == WINNER:
+        parts.append(f"untuned (default hyperparameters), {dj.control} at batch size {batch_of[dj.control]} beats "
+                     f"every other optimizer")
+    elif dj.status == TOP_GROUP:
+        parts.append(f"untuned (default hyperparameters), {fmt.names(dj.beaten)} "
+                     f"{'falls' if len(dj.beaten) == 1 else 'fall'} significantly behind, while "
+                     f"{fmt.names(f'{t} ({batch_of[t]})' for t in dj.top)} cannot be separated")
+    else:
+        parts.append("untuned (default hyperparameters), no optimizer is reliably better either")
+    leads = {}
+    for optimizer in a.optimizers:
+        family, j = _family(a, "default", "batch_sizes", optimizer)
+        if family is not None and j.status in (WINNER, TOP_GROUP):
+            for batch in j.top:
+                leads[batch] = leads.get(batch, 0) + 1
+    if leads:
+        batch = max(a.batches, key=lambda b: leads.get(b, 0))  # ties: the first in the sweep's order
+        parts.append(f"with default hyperparameters batch size {batch} is the best or joint best for "
+                     f"{leads[batch]} of {len(a.optimizers)} optimizers")
+    text = "; ".join(parts)
+    return f"**In practice.** {text[0].upper()}{text[1:]}."
+
+
 def _changes(a: Analysis) -> list[str]:
     """When the answer changes: tuned vs default, by batch size, by tuning budget, by dataset."""
     items = []
@@ -129,6 +164,9 @@ def _ranking_tables(a: Analysis, tables: Tables) -> list:
 def verdict_section(a: Analysis, tables: Tables) -> list:
     family, j = _family(a, "tuned", "overall")
     blocks = [Heading("The verdict"), Paragraph(_optimizer_answer(a)), Paragraph(_batch_answer(a))]
+    practice = _in_practice(a)
+    if practice:
+        blocks.append(Paragraph(practice))
     if family is not None:
         blocks.append(Paragraph("**How sure.** " + sureness(family, j, a.settings.rope) + " (The best-ranked "
                                 "optimizer is picked from the same data, which flatters these probabilities; the "

@@ -1,0 +1,41 @@
+"""study.tracking against a real SQLite MLflow store: races between workers that write at the same moment."""
+import multiprocessing
+
+import numpy as np
+
+from study import tracking
+
+
+def _finish_a_cell_run(runs_dir: str, experiment: str, barrier, results) -> None:
+    client = tracking.client(runs_dir)
+    run_id = tracking.start_run(client, experiment, "cell", {"role": "cell"})
+    X = np.arange(40.0).reshape(20, 2)
+    barrier.wait()  # both workers log the same dataset at the same moment, as two cells of one dataset finishing
+    try:
+        tracking.finish_cell_run(client, run_id, [], {"best_val_loss": 0.5},
+                                 {"name": "iris", "X": X, "y": np.arange(20) % 2, "source": "test"})
+        results.put((run_id, "ok"))
+    except Exception as e:  # reported to the test, which names it
+        results.put((run_id, f"{type(e).__name__}: {e}"))
+
+
+def test_two_workers_logging_the_same_dataset_at_once_both_succeed(tmp_path):
+    """MLflow looks a dataset up, then inserts it: of two workers doing so at once, one hits the unique key
+    (measured: every time). Both cell runs must end FINISHED with the dataset as their input."""
+    client = tracking.client(tmp_path)
+    experiment = tracking.experiment_id(client, "race", tmp_path)
+    ctx = multiprocessing.get_context("spawn")
+    for attempt in range(3):
+        barrier, results = ctx.Barrier(2), ctx.Queue()
+        procs = [ctx.Process(target=_finish_a_cell_run, args=(str(tmp_path), experiment, barrier, results))
+                 for _ in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=120)
+        outcomes = dict(results.get(timeout=5) for _ in procs)
+        assert set(outcomes.values()) == {"ok"}, (attempt, outcomes)
+        for run_id in outcomes:
+            run = client.get_run(run_id)
+            assert run.info.status == "FINISHED"
+            assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["iris"]
