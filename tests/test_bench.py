@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,3 +141,51 @@ def test_the_table_shows_a_measured_sweep(quick):
     assert "default sweep (its own record, 2 worker(s)): 400 s wall, 58000 network-epochs, 145 network-epochs/s; " \
            "tracking 3.0%, optuna 2.0% of wall time" in table
     assert "wall time want <= 600 s: met; tracking + optuna want <= 0.15: met" in table
+
+
+def _sklearn_weights(clf, net):
+    theta = np.zeros((1, net.n_params))
+    p = net.unpack(theta)
+    for i, (W, b) in enumerate(zip(clf.coefs_, clf.intercepts_), start=1):
+        p[f"W{i}"][0], p[f"b{i}"][0] = W, b
+    return theta
+
+
+def _digits():
+    from study import benchmark, data, nn
+
+    split = data.load("digits", 0)
+    return benchmark, split, nn.MLP((split.n_features, 32, split.n_outputs), activation="relu")
+
+
+def test_our_start_is_mlpclassifiers_own_initial_weights():
+    """One full-batch step with a learning rate of 1e-300 leaves MLPClassifier's weights where they started."""
+    from sklearn.neural_network import MLPClassifier
+
+    benchmark, split, net = _digits()
+    for seed in (0, 3):
+        clf = MLPClassifier(hidden_layer_sizes=(32,), activation="relu", solver="sgd", learning_rate_init=1e-300,
+                            momentum=0.0, alpha=0.0, batch_size=split.X_train.shape[0], max_iter=1,
+                            random_state=seed)
+        with pytest.warns(Warning):  # max_iter reached
+            clf.fit(split.X_train, split.labels("train"))
+        np.testing.assert_array_equal(benchmark.sklearn_initial_theta(net, seed), _sklearn_weights(clf, net))
+
+
+def test_full_batch_momentum_follows_mlpclassifiers_trajectory():
+    """Same start, full batch, the same momentum rule (v = gamma v + eta g; w -= v): after 20 epochs our weights
+    are scikit-learn's to rounding, an independent implementation of the network, its gradient and the rule."""
+    from sklearn.neural_network import MLPClassifier
+
+    from study import train
+
+    benchmark, split, net = _digits()
+    clf = MLPClassifier(hidden_layer_sizes=(32,), activation="relu", solver="sgd", learning_rate="constant",
+                        learning_rate_init=0.05, momentum=0.9, nesterovs_momentum=False, alpha=0.0,
+                        batch_size=split.X_train.shape[0], max_iter=20, tol=0.0, n_iter_no_change=20,
+                        shuffle=False, random_state=1)
+    with pytest.warns(Warning):
+        clf.fit(split.X_train, split.labels("train"))
+    ours = train.train(net, split, "momentum", {"eta": np.array([0.05]), "gamma": np.array([0.9])}, "full", 20, 1,
+                       benchmark.sklearn_initial_theta(net, 1), validate=False)
+    np.testing.assert_allclose(ours.theta, _sklearn_weights(clf, net), rtol=0, atol=1e-9)
