@@ -307,9 +307,10 @@ class Claim:
         racing worker ever sees it without a lease); after a grace period for racing claims to land, it is ours if
         it is the oldest live one. A journal file numbers trials in the order their lines were appended, and every
         earlier line is visible once ours is written, so it needs no grace; a database numbers them by id, and a
-        transaction holding a smaller id can commit after ours: 0.3 s lets it land. Then whatever a previous owner left RUNNING in the cell is failed and queued
-        again: a cell has one owner, so a trial held by anyone else belongs to a worker whose claim has expired
-        (its own trial heartbeats may be a little younger than its claim's, so their leases cannot decide)."""
+        transaction holding a smaller id can commit after ours: 0.3 s lets it land. Then whatever a previous owner
+        left RUNNING in the cell is failed and queued again: a cell has one owner, so a trial held by anyone else
+        belongs to a worker whose claim has expired (its own trial heartbeats may be a little younger than its
+        claim's, so their leases cannot decide)."""
         now = time.time()
         template = optuna.trial.create_trial(state=TrialState.RUNNING,
                                              user_attrs={"worker": self.worker, "heartbeat": now})
@@ -442,13 +443,14 @@ def plot_history_and_importances(study: optuna.Study, out_dir: Path) -> list[Pat
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as ovm
 
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", message=SAME_QUANTILES)
     paths = []
     for name, draw in (("optuna_history.png", ovm.plot_optimization_history),
                        ("optuna_importances.png", ovm.plot_param_importances)):
         try:
-            ax = draw(study)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+                warnings.filterwarnings("ignore", message=SAME_QUANTILES)
+                ax = draw(study)
         except (ValueError, RuntimeError, ZeroDivisionError):
             continue
         fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure

@@ -68,7 +68,8 @@ def _in_practice(a: Analysis) -> str:
                      f"{'falls' if len(dj.beaten) == 1 else 'fall'} significantly behind, while "
                      f"{fmt.names(f'{t} ({batch_of[t]})' for t in dj.top)} cannot be separated")
     else:
-        parts.append("untuned (default hyperparameters), no optimizer is reliably better either")
+        parts.append("untuned (default hyperparameters), no optimizer is reliably better"
+                     + (" either" if tj.status != WINNER else ""))
     leads = {}
     for optimizer in a.optimizers:
         family, j = _family(a, "default", "batch_sizes", optimizer)
