@@ -234,8 +234,7 @@ def _eval_curves(ctx: Context, study, mirror: record.Mirror) -> dict:
             elif "run_id" in value:
                 run_ids[value["run_id"]] = (track, int(seed))
     try:
-        for run_id, (_, values) in (tracking.metric_histories(ctx.mlflow, run_ids, "val_loss") if run_ids
-                                    else {}).items():
+        for run_id, (_, values) in tracking.metric_histories(ctx.mlflow, run_ids, "val_loss").items():
             curves[run_ids[run_id]] = values
     except tracking.UNAVAILABLE:
         pass

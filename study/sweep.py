@@ -55,7 +55,12 @@ def pending_cells(storage, cfg: SweepConfig) -> list[tuple]:
     attrs = tuning.study_attrs(storage, cfg.name)
     cell_attrs = [(c, attrs.get(tuning.study_name(cfg.name, c), {})) for c in cfg.cells()]
     return [c for c, a in cell_attrs if not a.get("done")] + \
-        [c for c, a in cell_attrs if a.get("done") and (a.get("mlflow_pending") or not a.get("mlflow_finished"))]
+        [c for c, a in cell_attrs if a.get("done") and not _mirrored(a)]
+
+
+def _mirrored(cell_attrs: dict) -> bool:
+    """MLflow holds everything the storage records of the cell, and its cell run is finished."""
+    return bool(cell_attrs.get("mlflow_finished")) and not cell_attrs.get("mlflow_pending")
 
 
 def _run_or_mirror(ctx: Context, cell: tuple, claim: tuning.Claim) -> bool:
@@ -66,7 +71,7 @@ def _run_or_mirror(ctx: Context, cell: tuple, claim: tuning.Claim) -> bool:
     if not attrs.get("done"):
         run_cell(ctx, cell, claim)
         return True
-    if attrs.get("mlflow_finished") and not attrs.get("mlflow_pending"):
+    if _mirrored(attrs):
         return False
     mirror = record.Mirror(ctx, cell, studies)  # done, but MLflow missed some of it: write what is missing
     if mirror.reconcile() and not studies["tpe"].user_attrs.get("mlflow_finished"):

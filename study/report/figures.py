@@ -6,6 +6,7 @@ batch size so a reader can follow one optimizer from figure to figure.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 
 import matplotlib
@@ -24,15 +25,12 @@ OPTIMIZER_COLORS = {"gd": "#7f7f7f", "momentum": "#1f77b4", "nag": "#17becf", "a
 BATCH_COLORS = {"full": "#08306b", "128": "#2171b5", "64": "#6baed6", "32": "#fd8d3c", "1": "#a50f15"}
 
 
+@contextlib.contextmanager
 def own_style():
     """matplotlib's defaults plus STYLE, whatever the global style is: Optuna's figures switch the process to
     ggplot, and a report drawn after them in the same process must not change."""
-    import contextlib
-
-    stack = contextlib.ExitStack()
-    stack.enter_context(matplotlib.style.context("default"))
-    stack.enter_context(plt.rc_context(STYLE))
-    return stack
+    with matplotlib.style.context("default"), plt.rc_context(STYLE):
+        yield
 
 
 def color(name: str, index: int = 0) -> str:
