@@ -83,11 +83,15 @@ class Progress:
 
 
 def summary(cfg, runs_dir, storage, timing) -> str:
-    from study import sweep, tracking, tuning
+    from study import record, sweep, tracking, tuning
 
     counted = sweep.counts(cfg, storage)
     mlflow_uri = tracking.mask_url(tracking.tracking_uri(runs_dir))
+    served = mlflow_uri.startswith(("http://", "https://"))
     worker_seconds = max(timing["wall"] * timing["workers"], 1e-9)
+    found = tracking.client(runs_dir).get_experiment_by_name(cfg.name)
+    cells_url = tracking.runs_table_url(mlflow_uri if served else "http://127.0.0.1:5000", found.experiment_id,
+                                        record.cell_filter()) if found else ""
     lines = [
         f"sweep {cfg.name!r} (config {cfg.hash}): {counted['cells_done']}/{counted['cells']} cells done",
         "  trials: " + ", ".join(f"{k} {v}" for k, v in sorted(counted["trials"].items())) if counted["trials"]
@@ -98,8 +102,8 @@ def summary(cfg, runs_dir, storage, timing) -> str:
         f"in Optuna {timing['seconds']['optuna'] / worker_seconds:.1%}; "
         f"{timing.get('network_epochs', 0) / max(timing['wall'], 1e-9):,.0f} network-epochs/s",
         f"  MLflow store:  {mlflow_uri}   "
-        + ("(open it in a browser: the server serves the UI)" if mlflow_uri.startswith(("http://", "https://"))
-           else "(open: make ui, then http://127.0.0.1:5000)"),
+        + ("(open it in a browser: the server serves the UI)" if served else "(open: make ui)"),
+        f"  cell runs:     {cells_url}" + ("" if served else "   (after make ui)"),
         f"  Optuna store:  {tracking.mask_url(tuning.storage_url(runs_dir, cfg.name))}   (open: make dashboard)",
         f"  report:        make report  ->  reports/{cfg.name}/report.html",
     ]

@@ -1,13 +1,16 @@
-"""One cell of the sweep, (dataset, optimizer, batch size): tune, evaluate, record.
+"""One cell of the sweep, (dataset, optimizer, batch size): time it, tune, evaluate, record.
 
-Tuning asks Optuna for K trials at once, trains the K networks in one stacked pass, reports each member to its
-own trial (a pruned or diverged member stops, the others go on) and tells K results. Evaluation retrains the best
-hyperparameters (tuned track) and the defaults (default track) with every evaluation seed and scores them on the
-test split. The Optuna storage records what is done, so resuming a cell redoes only what is missing; MLflow
-mirrors it (study.record).
+Before tuning, the cell times one network trained alone (K = 1): its ``seconds_per_epoch``, the cost that the
+report's wall-time budget uses. Tuning asks Optuna for K trials at once, trains the K networks in one stacked pass,
+reports each member to its own trial (a pruned or diverged member stops, the others go on) and tells K results.
+Evaluation retrains the best hyperparameters (tuned track) and the defaults (default track) with every evaluation
+seed and scores them on the test split. The cell's ledger records what is done, so resuming a cell redoes only what
+is missing; MLflow mirrors it (study.record).
 """
 from __future__ import annotations
 
+import functools
+import math
 import signal
 import tempfile
 import time
@@ -18,11 +21,10 @@ from typing import Callable
 import numpy as np
 import yaml
 
-from study import data, nn, record, tracking, train, tuning
+from study import batches, cell_figures, data, ledger, nn, record, train, tuning
 from study.config import SweepConfig
 
-CURVES = ("train_loss", "val_loss", "val_accuracy", "updates", "seconds")  # what every run logs per epoch
-EVAL_CURVES = CURVES + ("grad_norm",)  # evaluations add the gradient norm: the report's measure of update noise
+TIMED_EPOCHS = 5  # seconds_per_epoch: the median of the epochs after the first (which loads the kernel)
 
 
 class Interrupted(Exception):
@@ -31,20 +33,25 @@ class Interrupted(Exception):
 
 @dataclass
 class Context:
-    """What a worker needs to run cells: the config, its stores and its identity."""
+    """What a worker needs to run cells: the config, its stores and its identity, and what it has measured."""
     cfg: SweepConfig
     storage: object
     mlflow: object
     experiment: str
     worker: str
+    locks: object  # what the worker's claims are held by (study.tuning.claims)
     progress: Callable[[str, dict], None] = lambda event, info: None
-    stop_requested: list = field(default_factory=lambda: [False])
-    tracking_down_until: list = field(default_factory=lambda: [0.0])
+    stop_requested: bool = False
+    tracking_down_until: float = 0.0  # MLflow failed a write: do not try again before this time
     seconds: dict = field(default_factory=lambda: {"optuna": 0.0, "mlflow": 0.0})
-    network_epochs: list = field(default_factory=lambda: [0])  # epochs trained, summed over networks
+    network_epochs: int = 0  # epochs trained, summed over networks
 
     def timed(self, what: str):
         return _Timer(self.seconds, what)
+
+    def check_stop(self) -> None:
+        if self.stop_requested:
+            raise Interrupted()
 
 
 class _Timer:
@@ -60,9 +67,15 @@ class _Timer:
 
 def install_signal_handlers(ctx: Context) -> None:
     def ask_to_stop(signum, frame):
-        ctx.stop_requested[0] = True
+        ctx.stop_requested = True
     signal.signal(signal.SIGINT, ask_to_stop)
     signal.signal(signal.SIGTERM, ask_to_stop)
+
+
+@functools.lru_cache(maxsize=16)
+def load_split(dataset: str, seed: int, val_fraction: float, test_fraction: float) -> data.Split:
+    """A cell loads its tuning split three times (timing, tuning, the dataset input): once is enough."""
+    return data.load(dataset, seed, val_fraction, test_fraction)
 
 
 def network(cfg: SweepConfig, split: data.Split) -> nn.MLP:
@@ -70,22 +83,23 @@ def network(cfg: SweepConfig, split: data.Split) -> nn.MLP:
 
 
 def open_studies(ctx: Context, cell: tuple) -> dict:
-    arms = ("tpe", "random") if ctx.cfg.random_arm else ("tpe",)
+    arms = tuning.ARMS if ctx.cfg.random_arm else ("tpe",)
     with ctx.timed("optuna"):
         return {arm: tuning.cell_study(ctx.storage, ctx.cfg, cell, arm) for arm in arms}
 
 
-def run_cell(ctx: Context, cell: tuple, claim: tuning.Claim) -> None:
-    studies = open_studies(ctx, cell)
-    mirror = record.Mirror(ctx, cell, studies)
+def run_cell(ctx: Context, cell: tuple, claim: tuning.Claim, studies: dict, book: ledger.Ledger) -> None:
+    """Tune, evaluate and finish a cell this worker has claimed (and whose ledger is not done)."""
+    claim.still_ours = lambda: book.refresh().owner == claim.token
     with ctx.timed("optuna"):
-        recovered = len(claim.recovered) + \
-            sum(len(tuning.recover_dead_trials(s, ctx.cfg.lease_seconds)) for s in studies.values())
-        if recovered:  # kept with the cell, so that every attempt to finish its MLflow run logs the same count
-            main = studies["tpe"]
-            main.set_user_attr("recovered_trials", main.user_attrs.get("recovered_trials", 0) + recovered)
-    if studies["tpe"].user_attrs.get("cell_run_id"):  # resumed or taken over: fail the dead worker's orphans
+        # a cell has one owner, so whatever is still RUNNING in it was left by a worker that is gone
+        recovered = sum(len(tuning.recover_abandoned(s)) for s in studies.values())
+        book.update(owner=claim.token, recovered_trials=book.record.recovered_trials + recovered)
+    mirror = record.Mirror(ctx, cell, studies, book)
+    if book.record.cell_run_id:  # resumed or taken over: fail the dead worker's orphans
         mirror.reconcile()
+    if book.record.seconds_per_epoch is None:
+        book.update(seconds_per_epoch=seconds_per_epoch(ctx.cfg, cell))
     try:
         for arm, study in studies.items():
             _tune(ctx, cell, study, arm, mirror, claim)
@@ -93,20 +107,31 @@ def run_cell(ctx: Context, cell: tuple, claim: tuning.Claim) -> None:
     except Interrupted:
         mirror.interrupted()
         raise
-    finish_cell(ctx, cell, studies, mirror)
+    finish_cell(ctx, cell, studies, mirror, recovered > 0)
+
+
+def seconds_per_epoch(cfg: SweepConfig, cell: tuple) -> float:
+    """Wall time of one training epoch of one network alone (K = 1, the optimizer's defaults, no validation): the
+    median over the timed epochs after the first. Machine-dependent, like every time."""
+    dataset, optimizer, batch = cell
+    split = load_split(dataset, cfg.tuning_seed, cfg.val_fraction, cfg.test_fraction)
+    net = network(cfg, split)
+    result = train.train(net, split, optimizer, cfg.defaults[optimizer], batch, TIMED_EPOCHS + 1, cfg.tuning_seed,
+                         net.init(cfg.tuning_seed, 1), validate=False)
+    per_epoch = np.diff(result.history["seconds"][0, :int(result.epochs_run[0])])  # drops the first epoch
+    return float(np.median(per_epoch)) if len(per_epoch) else math.nan
 
 
 def _tune(ctx: Context, cell, study, arm: str, mirror: record.Mirror, claim: tuning.Claim) -> None:
     cfg = ctx.cfg
     dataset, optimizer, batch = cell
-    split = data.load(dataset, cfg.tuning_seed, cfg.val_fraction, cfg.test_fraction)
+    split = load_split(dataset, cfg.tuning_seed, cfg.val_fraction, cfg.test_fraction)
     net = network(cfg, split)
     space = cfg.search_spaces[optimizer]
-    lease = tuning.TrialLease(ctx.worker, cfg.lease_seconds)
     prunes = arm == "tpe" and cfg.pruner != "none"
     while True:
-        if ctx.stop_requested[0]:  # do not ask for trials we would only fail
-            raise Interrupted()
+        ctx.check_stop()  # do not ask for trials we would only fail
+        claim.check()
         with ctx.timed("optuna"):
             remaining = cfg.trials - len(tuning.finished(study))
             if remaining <= 0:
@@ -114,16 +139,13 @@ def _tune(ctx: Context, cell, study, arm: str, mirror: record.Mirror, claim: tun
             trials, hypers = [], []
             for _ in range(min(cfg.population[batch], remaining)):  # ask and suggest in turn: the liar sees each
                 trial = study.ask()
-                lease.start(trial)
                 trials.append(trial)
                 hypers.append(tuning.suggest(trial, space))
 
         def report(epoch, metrics, members):
-            if ctx.stop_requested[0]:
-                raise Interrupted()
+            ctx.check_stop()
             with ctx.timed("optuna"):
-                claim.heartbeat()
-                lease.beat([trials[m] for m in members])
+                claim.check()
                 if not prunes:
                     return None
                 prune = np.zeros(len(members), bool)
@@ -139,16 +161,14 @@ def _tune(ctx: Context, cell, study, arm: str, mirror: record.Mirror, claim: tun
             result = train.train(net, split, optimizer, hyper, batch, cfg.epochs[dataset], cfg.tuning_seed,
                                  net.init(cfg.tuning_seed, len(trials)), callbacks=(report,))
         except Interrupted:
-            with ctx.timed("optuna"):
-                for trial in trials:  # failed cleanly and queued again: the resumed sweep retries them
-                    tuning.tell(study, trial, "FAIL", None)
-                    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            with ctx.timed("optuna"):  # failed cleanly and queued again: the resumed sweep retries them
+                tuning.requeue(study, trials)
             raise
-        ctx.network_epochs[0] += int(result.epochs_run.sum())
+        ctx.network_epochs += int(result.epochs_run.sum())
         for m, trial in enumerate(trials):
             state, value = _trial_outcome(result, m)
-            curves = {name: result.history[name][m] for name in CURVES if name in result.history}
-            mirror.trial(trial, arm, state, hypers[m], curves, {"diverged": float(result.diverged[m])})
+            curves = {name: values[m] for name, values in result.history.items()}
+            mirror.trial(trial, arm, state, hypers[m], curves, _final_values(result, m))
             with ctx.timed("optuna"):
                 tuning.tell(study, trial, state, value)
             ctx.progress("trial", {"cell": cell, "state": state, "value": value})
@@ -162,6 +182,19 @@ def _trial_outcome(result: train.TrainResult, m: int) -> tuple[str, float | None
     return "COMPLETE", float(result.final("val_loss")[m])
 
 
+def _final_values(result: train.TrainResult, m: int) -> dict:
+    """A run's final values: where it stopped, updates and seconds in all, whether it diverged. The last finite
+    losses of a diverged run are its last before the blow-up."""
+    final = {"diverged": float(result.diverged[m])}
+    for name in ("train_loss", "val_accuracy", "updates", "seconds"):
+        values = result.history.get(name)
+        if values is not None:
+            finite = values[m][np.isfinite(values[m])]
+            if len(finite):
+                final[name] = float(finite[-1])
+    return final
+
+
 def _evaluate(ctx: Context, cell, study, mirror: record.Mirror, claim: tuning.Claim) -> None:
     """Both tracks, every evaluation seed; seed s fixes split, initial weights and data order for both."""
     cfg = ctx.cfg
@@ -171,90 +204,77 @@ def _evaluate(ctx: Context, cell, study, mirror: record.Mirror, claim: tuning.Cl
     tracks = {"tuned": tuning.hyper_from_params(best.params, cfg.search_spaces[optimizer]) if best else defaults,
               "default": defaults}
     for seed in cfg.seeds:
-        missing = [t for t in tracks if f"eval:{t}:{seed}" not in study.user_attrs]
+        missing = [t for t in tracks if not mirror.book.record.has_eval(t, seed)]
         if not missing:
             continue
-        if ctx.stop_requested[0]:
-            raise Interrupted()
-        claim.heartbeat()
+        ctx.check_stop()
+        claim.check()
         split = data.load(dataset, seed, cfg.val_fraction, cfg.test_fraction)
         net = network(cfg, split)
         theta0 = net.init(seed, len(missing))
         hyper = {name: np.array([tracks[t][name] for t in missing]) for name in defaults}
         result = train.train(net, split, optimizer, hyper, batch, cfg.epochs[dataset], seed, theta0)
-        ctx.network_epochs[0] += int(result.epochs_run.sum())
+        ctx.network_epochs += int(result.epochs_run.sum())
         test_loss, test_acc = net.evaluate(result.theta, split.X_test, split.Y_test)
         start_loss, start_acc = net.evaluate(theta0, split.X_test, split.Y_test)
         for m, track in enumerate(missing):
             bad = bool(result.diverged[m])  # a diverged network scores as the untrained one it is no better than
-            final = {"test_loss": float(start_loss[m] if bad else test_loss[m]), "diverged": float(bad)}
+            final = {**_final_values(result, m), "test_loss": float(start_loss[m] if bad else test_loss[m])}
+            final.pop("train_loss", None)  # logged per epoch: MLflow's latest value is the final one
+            final.pop("val_accuracy", None)
             if test_acc is not None:
                 final["test_accuracy"] = float(start_acc[m] if bad else test_acc[m])
             tags = {"tuned_from": f"trial {best.number}" if best else "defaults (no trial completed)"} \
                 if track == "tuned" else {}
-            curves = {n: result.history[n][m] for n in EVAL_CURVES if n in result.history}
+            curves = {name: values[m] for name, values in result.history.items()}
             mirror.evaluation(track, seed, tracks[track], curves, final, tags)
         ctx.progress("eval", {"cell": cell, "seed": seed})
 
 
-def finish_cell(ctx: Context, cell, studies: dict, mirror: record.Mirror) -> None:
-    """Cell artifacts (learning curves, Optuna's figures, the resolved config, the dataset) and the done mark."""
-    cfg, study = ctx.cfg, studies["tpe"]
+def cell_summary(studies: dict, book: ledger.Ledger) -> dict:
+    """The cell run's sortable metrics: best validation loss, mean test scores per track, diverged share, cost."""
+    summary = {}
+    best = tuning.best_trial(studies["tpe"])
+    if best is not None:
+        summary["best_val_loss"] = best.value
+    for track in ("tuned", "default"):
+        scores = [s for (t, _), s in sorted(book.record.eval_scores().items()) if t == track]
+        for name in ("test_loss", "test_accuracy"):
+            values = [s[name] for s in scores if name in s]
+            if values:
+                summary[f"{track}_{name}"] = float(np.mean(values))
+    states = [ledger.trial_state(t) for s in studies.values() for t in tuning.finished(s)]
+    if states:
+        summary["diverged_share"] = states.count("DIVERGED") / len(states)
+    if book.record.seconds_per_epoch is not None and math.isfinite(book.record.seconds_per_epoch):
+        summary["seconds_per_epoch"] = book.record.seconds_per_epoch
+    return summary
+
+
+def finish_cell(ctx: Context, cell, studies: dict, mirror: record.Mirror, recovered: bool = False) -> None:
+    """Cell artifacts (figures, the resolved config, every curve), summary metrics, the dataset, the done mark."""
+    cfg, study, book = ctx.cfg, studies["tpe"], mirror.book
     with ctx.timed("optuna"):
-        study.set_user_attr("importances", tuning.importances(study))
-        best = tuning.best_trial(study)
-    if study.user_attrs.get("mlflow_pending"):
+        book.update(importances=tuning.importances(study))
+        trial_rows = tuning.trial_rows(study)
+    if book.record.mlflow_pending or recovered:  # a dead worker's late runs are orphans too
         mirror.reconcile()
+    split = load_split(cell[0], cfg.tuning_seed, cfg.val_fraction, cfg.test_fraction)
+    updates_per_epoch = batches.steps_per_epoch(split.X_train.shape[0], cell[2])
+    title = " / ".join(map(str, cell))
     with tempfile.TemporaryDirectory() as tmp, ctx.timed("mlflow"):  # figures drawn for MLflow count as tracking
         out = Path(tmp)
-        files = tuning.plot_history_and_importances(study, out)
-        files.append(_plot_eval_curves(ctx, cell, study, mirror, out))
+        curves = mirror.curve_table(updates_per_epoch)
+        curves.to_parquet(out / "curves.parquet", index=False)
+        evals = curves[curves["role"] == "eval"]
+        cell_figures.learning_curves({(t, int(s)): g["val_loss"].tolist() for (t, s), g in
+                                      evals.groupby(["track", "seed"], sort=True)}, title, out / "learning_curves.png")
+        cell_figures.history(trial_rows, title, out / "optuna_history.png")
+        cell_figures.importances(book.record.importances, title, out / "optuna_importances.png")
         (out / "config.yaml").write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
-        files.append(out / "config.yaml")
-        split = data.load(cell[0], cfg.tuning_seed, cfg.val_fraction, cfg.test_fraction)
         dataset_input = {"name": cell[0], "X": split.X_train, "source": data.DATASETS[cell[0]].description,
                          "y": split.Y_train.argmax(axis=1) if split.n_classes else split.Y_train[:, 0]}
-        mirror.finish(files, {"best_val_loss": best.value} if best else {}, dataset_input,
-                      {"recovered_trials": study.user_attrs.get("recovered_trials", 0)})
+        mirror.finish(out, cell_summary(studies, book), dataset_input,
+                      {"recovered_trials": book.record.recovered_trials, "updates_per_epoch": updates_per_epoch})
     with ctx.timed("optuna"):
-        study.set_user_attr("done", True)
-
-
-def _eval_curves(ctx: Context, study, mirror: record.Mirror) -> dict:
-    """(track, seed) -> validation-loss curve: those this process trained, else from the pending payloads or from
-    MLflow (a resumed cell's earlier evaluations)."""
-    curves, run_ids = dict(mirror.eval_val_loss), {}
-    for key, value in study.user_attrs.items():
-        if key.startswith("eval:") and isinstance(value, dict):
-            _, track, seed = key.split(":")
-            if (track, int(seed)) in curves:
-                continue
-            if "pending" in value:
-                curves[(track, int(seed))] = value["pending"]["curves"].get("val_loss", [])
-            elif "run_id" in value:
-                run_ids[value["run_id"]] = (track, int(seed))
-    try:
-        for run_id, (_, values) in tracking.metric_histories(ctx.mlflow, run_ids, "val_loss").items():
-            curves[run_ids[run_id]] = values
-    except tracking.UNAVAILABLE:
-        pass
-    return curves
-
-
-def _plot_eval_curves(ctx: Context, cell, study, mirror: record.Mirror, out: Path) -> Path:
-    """Validation loss against epoch for both tracks and every seed: the cell's learning curves."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    colors = {"tuned": "tab:blue", "default": "tab:orange"}
-    for (track, seed), values in sorted(_eval_curves(ctx, study, mirror).items()):
-        ax.plot(range(1, len(values) + 1), values, color=colors[track], alpha=0.6, label=track if seed == 0 else None)
-    ax.set(xlabel="epoch", ylabel="validation loss", yscale="log", title=" / ".join(map(str, cell)))
-    ax.legend()
-    fig.subplots_adjust(**tuning.FIGURE_MARGINS)
-    path = out / "learning_curves.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+        book.update(done=True)

@@ -1,53 +1,81 @@
 """The MLflow mirror of a cell. The Optuna storage is the source of truth; MLflow is what people browse.
 
-Every trial and evaluation is written to MLflow as it finishes and its run id kept in the Optuna storage. If the
+Every trial and evaluation is written to MLflow as it finishes, and its run id kept in the cell's ledger. If the
 tracking server cannot be reached, the payload is kept in the Optuna storage instead and the sweep goes on;
 ``reconcile`` later writes what is missing and marks FAILED any MLflow run the storage does not record (written by
 a worker that died before recording it), so that MLflow's counts always match Optuna's.
 
-Where run ids live: a trial's in its ``mlflow_run_id`` attribute (set before the trial is told), or, when written
-later by ``reconcile``, in the cell study's ``mlflow:<arm>:<number>`` attribute; an evaluation's in the cell study's
-``eval:<track>:<seed>`` attribute as ``{"run_id": ...}`` or ``{"pending": payload}``.
+What each run carries (DESIGN §3): a trial its validation loss per epoch (the curve its pruning acted on; Optuna's
+dashboard draws the same intermediate values) and final values; an evaluation its four curves per epoch and its
+test scores. ``updates`` and ``seconds`` are final values: per epoch they are straight lines. Every per-epoch value
+of every run goes, at full precision, into the cell run's ``curves.parquet``, which the report reads.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
+from pathlib import Path
 
-from study import tracking, tuning
+import numpy as np
+
+from study import ledger, tracking, tuning
 
 # After a failed write, do not pay a timeout per trial: try again after this long (OPTSTUDY_MLFLOW_RETRY_SECONDS)
 RETRY_AFTER_SECONDS = float(os.environ.get("OPTSTUDY_MLFLOW_RETRY_SECONDS", 30.0))
+TRIAL_CURVES = ("val_loss",)  # per epoch in MLflow
+EVAL_CURVES = ("train_loss", "val_loss", "val_accuracy", "grad_norm")
+CURVE_COLUMNS = ("train_loss", "val_loss", "val_accuracy", "grad_norm", "updates", "seconds")  # curves.parquet
+RUN_COLUMNS = ("role", "arm", "trial_number", "track", "seed", "run_id")
+
+EXPERIMENT_NOTE = """\
+**One run per cell** (dataset x optimizer x batch size), tag `role = 'cell'`, named `dataset/optimizer/batch`.
+Filter the table with `tags.role = 'cell'` to list the cells alone (100 to a page) and sort them by their summary
+metrics: `best_val_loss` (best tuning trial), `tuned_test_loss` / `default_test_loss` and, on classification sets,
+`tuned_test_accuracy` / `default_test_accuracy` (means over the evaluation seeds), `diverged_share` (share of the
+cell's tuning trials that diverged) and `seconds_per_epoch` (one network trained alone on this machine).
+
+**Trials and evaluations** are the cell run's children: expand a cell (the + beside its name) or open it, or filter
+on them directly, e.g. `tags.role = 'eval' and tags.track = 'tuned' and tags.dataset = 'iris'` or
+`tags.role = 'trial' and tags.optimizer = 'adam'`. Trials carry `trial_number`, `state` (COMPLETE, PRUNED, FAIL,
+DIVERGED) and their validation loss per epoch; evaluations carry `track` (tuned / default), `seed`, their curves and
+test scores. Each cell run's artifacts: `learning_curves.png`, `optuna_history.png`, `optuna_importances.png`,
+`config.yaml` and `curves.parquet` (every per-epoch value of every trial and evaluation).
+
+The report of the sweep is the run tagged `role = 'report'`."""
+
+
+def cell_filter() -> str:
+    return "tags.role = 'cell'"
 
 
 class Mirror:
-    def __init__(self, ctx, cell: tuple, studies: dict):
-        self.ctx, self.cell, self.studies = ctx, cell, studies
-        self.main = studies["tpe"]
+    def __init__(self, ctx, cell: tuple, studies: dict, book: ledger.Ledger):
+        self.ctx, self.cell, self.studies, self.book = ctx, cell, studies, book
         self.tags = {"dataset": cell[0], "optimizer": cell[1], "batch_size": str(cell[2])}
-        self.eval_val_loss: dict[tuple[str, int], list] = {}  # written by this process: no need to read them back
+        self.curves: dict[tuple, dict] = {}  # (role, arm or track, number or seed) -> per-epoch values, this process
 
     # --- writing as we go -----------------------------------------------------------------------------------
     def _write(self, what: str, write):
         """Run one MLflow write; on failure remember that the server is away and return None."""
-        if time.time() < self.ctx.tracking_down_until[0]:
+        if time.time() < self.ctx.tracking_down_until:
             return None
         try:
             return write()
         except tracking.UNAVAILABLE as e:
-            self.ctx.tracking_down_until[0] = time.time() + RETRY_AFTER_SECONDS
+            self.ctx.tracking_down_until = time.time() + RETRY_AFTER_SECONDS
             print(f"warning: MLflow unavailable ({type(e).__name__}) while writing {what} of "
                   f"{'/'.join(map(str, self.cell))}; results are kept in the Optuna storage and will be logged "
                   f"when it is back", file=sys.stderr)
             return None
 
     def cell_run(self) -> str | None:
-        run_id = self.main.user_attrs.get("cell_run_id")
+        run_id = self.book.record.cell_run_id
         if run_id is None:
             run_id = self._write("the cell run", self._new_cell_run)
             if run_id is not None:
-                self.main.set_user_attr("cell_run_id", run_id)
+                self.book.update(cell_run_id=run_id)
         return run_id
 
     def _new_cell_run(self) -> str:
@@ -61,16 +89,16 @@ class Mirror:
                                   {"role": "cell", **self.tags})
 
     def trial(self, trial, arm: str, state: str, hyper: dict, curves: dict, final: dict) -> None:
-        """Before the trial is told: its run id, or its payload when MLflow is away, goes into its attributes."""
+        """Before the trial is told: its run id, or its payload when MLflow is away, goes into its record."""
+        curves = {k: [float(x) for x in v] for k, v in curves.items()}
+        self.curves[("trial", arm, trial.number)] = curves
         payload = {"arm": arm, "number": trial.number, "state": state, "hyper": hyper,
-                   "curves": {k: [float(x) for x in v] for k, v in curves.items()}, "final": final}
+                   "curves": {k: curves[k] for k in TRIAL_CURVES if k in curves}, "final": final}
         with self.ctx.timed("mlflow"):
             run_id = self._write(f"trial {trial.number}", lambda: self._log_trial(payload))
-        if run_id is not None:
-            trial.set_user_attr("mlflow_run_id", run_id)
-        else:
-            trial.set_user_attr("mlflow_payload", payload)
-            self.main.set_user_attr("mlflow_pending", True)
+        ledger.keep_trial_run(trial, run_id, payload if run_id is None else None)
+        if run_id is None:
+            self.book.mark_pending()
 
     def _log_trial(self, p: dict) -> str:
         parent = self.cell_run()
@@ -78,20 +106,19 @@ class Mirror:
             raise tracking.Unavailable("no cell run")
         return tracking.log_run(
             self.ctx.mlflow, self.ctx.experiment, f"trial-{p['number']}" + ("-random" if p["arm"] == "random" else ""),
-            {"role": "trial", **self.tags, "trial_number": p["number"], "state": p["state"], "arm": p["arm"]},
+            {"role": "trial", **self.tags, "trial_number": p["number"], "state": p["state"], "arm": p["arm"],
+             **p.get("tags", {})},
             params=p["hyper"], curves=p["curves"], final=p["final"], parent_run_id=parent)
 
     def evaluation(self, track: str, seed: int, hyper: dict, curves: dict, final: dict, tags: dict) -> None:
+        curves = {k: [float(x) for x in v] for k, v in curves.items()}
+        self.curves[("eval", track, seed)] = curves
         payload = {"track": track, "seed": seed, "hyper": hyper, "final": final, "tags": tags,
-                   "curves": {k: [float(x) for x in v] for k, v in curves.items()}}
-        self.eval_val_loss[(track, seed)] = payload["curves"].get("val_loss", [])
+                   "curves": {k: curves[k] for k in EVAL_CURVES if k in curves}}
         with self.ctx.timed("mlflow"):
             run_id = self._write(f"evaluation {track}/{seed}", lambda: self._log_eval(payload))
-        if run_id is not None:
-            self.main.set_user_attr(f"eval:{track}:{seed}", {"run_id": run_id})
-        else:
-            self.main.set_user_attr(f"eval:{track}:{seed}", {"pending": payload})
-            self.main.set_user_attr("mlflow_pending", True)
+        scores = {k: v for k, v in final.items() if k in ("test_loss", "test_accuracy")}
+        self.book.keep_eval(track, seed, scores, run_id, payload if run_id is None else None)
 
     def _log_eval(self, p: dict) -> str:
         parent = self.cell_run()
@@ -102,31 +129,29 @@ class Mirror:
             {"role": "eval", **self.tags, "track": p["track"], "seed": p["seed"], **p["tags"]},
             params=p["hyper"], curves=p["curves"], final=p["final"], parent_run_id=parent)
 
-    def finish(self, artifacts: list, final: dict, dataset_input: dict, params: dict) -> bool:
+    def finish(self, artifact_dir: Path, summary: dict, dataset_input: dict, params: dict) -> bool:
         parent = self.cell_run()
         done = parent is not None and self._write("the cell's artifacts", lambda: tracking.finish_cell_run(
-            self.ctx.mlflow, parent, artifacts, final, dataset_input, params) or True)
-        self.main.set_user_attr("mlflow_finished", bool(done))
+            self.ctx.mlflow, parent, artifact_dir, summary, dataset_input, params) or True)
+        self.book.update(mlflow_finished=bool(done))
         return bool(done)
 
     def interrupted(self) -> None:
-        parent = self.main.user_attrs.get("cell_run_id")
+        parent = self.book.record.cell_run_id
         if parent is not None:
             self._write("the cell's status", lambda: tracking.end_run(self.ctx.mlflow, parent, "KILLED"))
 
     # --- making MLflow match the storage ----------------------------------------------------------------------
     def recorded_runs(self) -> dict:
         """run id -> what it records, for every trial and evaluation the Optuna storage holds."""
-        attrs = self.main.user_attrs
         found = {}
         for arm, study in self.studies.items():
             for t in tuning.finished(study):
-                run_id = t.user_attrs.get("mlflow_run_id") or attrs.get(f"mlflow:{arm}:{t.number}")
+                run_id = self.book.trial_run_id(t, arm)
                 if run_id:
                     found[run_id] = ("trial", arm, t.number)
-        for key, value in attrs.items():
-            if key.startswith("eval:") and isinstance(value, dict) and "run_id" in value:
-                found[value["run_id"]] = ("eval", key)
+        for (track, seed), run_id in self.book.record.eval_runs().items():
+            found[run_id] = ("eval", track, seed)
         return found
 
     def reconcile(self) -> bool:
@@ -136,22 +161,78 @@ class Mirror:
         ok = True
         for arm, study in self.studies.items():
             for t in tuning.finished(study):
-                payload = t.user_attrs.get("mlflow_payload")
-                if payload and not t.user_attrs.get("mlflow_run_id") \
-                        and not self.main.user_attrs.get(f"mlflow:{arm}:{t.number}"):
+                payload = ledger.trial_payload(t)
+                if payload and not self.book.trial_run_id(t, arm):
                     run_id = self._write(f"trial {t.number}", lambda: self._log_trial(payload))
                     ok &= run_id is not None
                     if run_id:
-                        self.main.set_user_attr(f"mlflow:{arm}:{t.number}", run_id)
-        for key, value in list(self.main.user_attrs.items()):
-            if key.startswith("eval:") and isinstance(value, dict) and "pending" in value:
-                run_id = self._write(f"evaluation {key}", lambda: self._log_eval(value["pending"]))
-                ok &= run_id is not None
-                if run_id:
-                    self.main.set_user_attr(key, {"run_id": run_id})
+                        self.book.trial_logged_late(t, arm, run_id)
+        for (track, seed), payload in self.book.pending_evals().items():
+            run_id = self._write(f"evaluation {track}/{seed}", lambda: self._log_eval(payload))
+            ok &= run_id is not None
+            if run_id:
+                self.book.eval_logged(track, seed, run_id)
         keep = set(self.recorded_runs())
         ok &= self._write("orphan marks", lambda: tracking.fail_orphans(
             self.ctx.mlflow, self.ctx.experiment, self.cell_run(), keep) is not None) is not None
-        if ok:
-            self.main.set_user_attr("mlflow_pending", False)
+        if ok and self.book.record.mlflow_pending:
+            self.book.update(mlflow_pending=False)
         return ok
+
+    # --- curves.parquet -----------------------------------------------------------------------------------
+    def curve_table(self, updates_per_epoch: int):
+        """Every per-epoch value of every finished trial and evaluation of the cell, one row per run and epoch:
+        this process's runs from memory; a resumed cell's earlier runs from their pending payloads or from MLflow
+        (there they have only what MLflow holds per epoch: no per-epoch seconds, a trial no train loss)."""
+        import pandas as pd
+
+        runs = {}  # (role, arm or track, number or seed) -> run id
+        for arm, study in self.studies.items():
+            for t in tuning.finished(study):
+                runs[("trial", arm, t.number)] = self.book.trial_run_id(t, arm) or ""
+                if ("trial", arm, t.number) not in self.curves and ledger.trial_payload(t):
+                    self.curves[("trial", arm, t.number)] = ledger.trial_payload(t)["curves"]
+        for key, run_id in self.book.record.evals.items():
+            track, seed = key.split(":")
+            runs[("eval", track, int(seed))] = run_id
+        for (track, seed), payload in self.book.pending_evals().items():
+            self.curves.setdefault(("eval", track, seed), payload["curves"])
+        missing = {k: run_id for k, run_id in runs.items() if k not in self.curves and run_id}
+        if missing:
+            self.curves.update(self._curves_from_mlflow(missing, updates_per_epoch))
+        rows = []
+        for key in sorted(runs, key=lambda k: (k[0] != "trial", str(k[1]), k[2])):
+            role, group, number = key
+            curves = self.curves.get(key, {})
+            epochs = max((len(v) for v in curves.values()), default=0)
+            columns = {c: np.full(epochs, np.nan) for c in CURVE_COLUMNS}
+            for c, values in curves.items():
+                if c in columns:
+                    columns[c][:len(values)] = values
+            for e in range(epochs):
+                if all(math.isnan(columns[c][e]) for c in CURVE_COLUMNS):
+                    continue  # the run had stopped
+                rows.append({"role": role, "arm": group if role == "trial" else "",
+                             "trial_number": number if role == "trial" else -1,
+                             "track": group if role == "eval" else "", "seed": number if role == "eval" else -1,
+                             "run_id": runs[key], "epoch": e + 1, **{c: float(columns[c][e]) for c in CURVE_COLUMNS}})
+        return pd.DataFrame(rows, columns=[*RUN_COLUMNS, "epoch", *CURVE_COLUMNS])
+
+    def _curves_from_mlflow(self, runs: dict, updates_per_epoch: int) -> dict:
+        out = {}
+        try:
+            for key, run_id in runs.items():
+                names = TRIAL_CURVES if key[0] == "trial" else EVAL_CURVES
+                curves = {}
+                for name in names:
+                    steps, values = tracking.metric_histories(self.ctx.mlflow, [run_id], name)[run_id]
+                    if steps:
+                        column = np.full(max(steps), np.nan)
+                        column[np.asarray(steps) - 1] = values
+                        curves[name] = column.tolist()
+                epochs = max((len(v) for v in curves.values()), default=0)
+                curves["updates"] = [float(updates_per_epoch * (e + 1)) for e in range(epochs)]
+                out[key] = curves
+        except tracking.UNAVAILABLE:
+            pass
+        return out

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from study import record, tracking, tuning
+from study import ledger, record, tracking, tuning
 from study.cell import Context, Interrupted, finish_cell, install_signal_handlers, open_studies, run_cell
 from study.config import SweepConfig
 from study.errors import BadInput
@@ -39,8 +39,15 @@ def open_stores(cfg: SweepConfig, runs_dir: str | Path):
     mlflow_client = tracking.checked_client(runs_dir)
     storage = storage or tuning.open_storage(url)
     tuning.record_sweep(storage, cfg, machine_description())
-    experiment = tracking.experiment_id(mlflow_client, cfg.name, runs_dir)
+    experiment = tracking.experiment_id(mlflow_client, cfg.name, runs_dir, description=record.EXPERIMENT_NOTE)
     return storage, mlflow_client, experiment
+
+
+def new_context(cfg: SweepConfig, runs_dir: str | Path, progress=lambda event, info: None) -> Context:
+    """A worker: its stores, checked; its identity; the locks its claims are held by."""
+    storage, mlflow_client, experiment = open_stores(cfg, runs_dir)
+    locks = tuning.cell_locks(tuning.storage_url(runs_dir, cfg.name), cfg.lease_seconds)
+    return Context(cfg, storage, mlflow_client, experiment, tuning.new_worker_id(), locks, progress=progress)
 
 
 def machine_description() -> str:
@@ -50,31 +57,30 @@ def machine_description() -> str:
            f"Python {platform.python_version()}, {platform.system()} {platform.release()}".replace("  ", " ")
 
 
+def cell_records(storage, cfg: SweepConfig) -> dict[tuple, ledger.CellRecord]:
+    """Every cell's record, in the config's order (one storage read)."""
+    attrs = tuning.study_attrs(storage, cfg.name)
+    return {c: ledger.read(attrs.get(tuning.study_name(cfg.name, c), {})) for c in cfg.cells()}
+
+
 def pending_cells(storage, cfg: SweepConfig) -> list[tuple]:
     """Cells not done, then done cells whose MLflow mirror is incomplete (the tracking server was away)."""
-    attrs = tuning.study_attrs(storage, cfg.name)
-    cell_attrs = [(c, attrs.get(tuning.study_name(cfg.name, c), {})) for c in cfg.cells()]
-    return [c for c, a in cell_attrs if not a.get("done")] + \
-        [c for c, a in cell_attrs if a.get("done") and not _mirrored(a)]
-
-
-def _mirrored(cell_attrs: dict) -> bool:
-    """MLflow holds everything the storage records of the cell, and its cell run is finished."""
-    return bool(cell_attrs.get("mlflow_finished")) and not cell_attrs.get("mlflow_pending")
+    records = cell_records(storage, cfg)
+    return [c for c, r in records.items() if not r.done] + [c for c, r in records.items() if r.done and not r.mirrored]
 
 
 def _run_or_mirror(ctx: Context, cell: tuple, claim: tuning.Claim) -> bool:
     """Run the cell, or write what MLflow is missing of a done one; False when there was nothing left to do (another
     worker finished it after our list of pending cells was read)."""
     studies = open_studies(ctx, cell)
-    attrs = studies["tpe"].user_attrs
-    if not attrs.get("done"):
-        run_cell(ctx, cell, claim)
+    book = ledger.Ledger(studies["tpe"])
+    if not book.record.done:
+        run_cell(ctx, cell, claim, studies, book)
         return True
-    if _mirrored(attrs):
+    if book.record.mirrored:
         return False
-    mirror = record.Mirror(ctx, cell, studies)  # done, but MLflow missed some of it: write what is missing
-    if mirror.reconcile() and not studies["tpe"].user_attrs.get("mlflow_finished"):
+    mirror = record.Mirror(ctx, cell, studies, book)  # done, but MLflow missed some of it: write what is missing
+    if mirror.reconcile() and not book.record.mlflow_finished:
         finish_cell(ctx, cell, studies, mirror)
     return True
 
@@ -89,19 +95,20 @@ def worker_loop(ctx: Context, wait_for_others: bool = True, poll_seconds: float 
             return ran
         took = False
         for cell in pending:
-            if ctx.stop_requested[0]:
-                raise Interrupted()
-            if time.time() < ctx.tracking_down_until[0] and _is_done(ctx, cell):
+            ctx.check_stop()
+            if time.time() < ctx.tracking_down_until and _is_done(ctx, cell):
                 continue  # only MLflow's copy is missing, and MLflow is still away
-            claim = tuning.Claim(ctx.storage, ctx.cfg, cell, ctx.worker)
-            if claim.owner() is not None or not claim.acquire():
+            claim = tuning.Claim(ctx.locks, tuning.study_name(ctx.cfg.name, cell), ctx.worker, ctx.cfg.lease_seconds)
+            if not claim.acquire():
                 continue  # a live worker holds it
             try:
                 worked = _run_or_mirror(ctx, cell, claim)
-            except BaseException:
-                claim.release(failed=True)
-                raise
-            claim.release()
+            except tuning.ClaimLost:
+                print(f"warning: lost the claim on {'/'.join(map(str, cell))} (the database connection dropped and "
+                      f"another worker took the cell); leaving it to that worker", file=sys.stderr)
+                worked = False
+            finally:
+                claim.release()
             if worked:
                 ctx.progress("cell", {"cell": cell})
                 ran += 1
@@ -115,7 +122,7 @@ def worker_loop(ctx: Context, wait_for_others: bool = True, poll_seconds: float 
             waited_for_tracking += poll_seconds
         elif not wait_for_others:
             return ran
-        time.sleep(poll_seconds)  # pending cells are held by live workers; a dead one's lease expires
+        time.sleep(poll_seconds)  # pending cells are held by live workers; a dead one's lock goes with it
 
 
 class TrackingAway(Exception):
@@ -127,7 +134,7 @@ class TrackingAway(Exception):
 def record_timing(ctx: Context, wall: float) -> dict:
     """This worker's figures, kept with the sweep (the benchmark reads them): wall time, network-epochs trained,
     seconds spent in MLflow and in Optuna."""
-    timing = {"wall": wall, "network_epochs": ctx.network_epochs[0], **ctx.seconds}
+    timing = {"wall": wall, "network_epochs": ctx.network_epochs, **ctx.seconds}
     try:
         tuning.record_timing(ctx.storage, ctx.cfg.name, ctx.worker, timing)
     except Exception as e:  # figures about the run must never cost the run's results
@@ -137,16 +144,14 @@ def record_timing(ctx: Context, wall: float) -> dict:
 
 def _is_done(ctx: Context, cell: tuple) -> bool:
     attrs = tuning.study_attrs(ctx.storage, ctx.cfg.name)
-    return bool(attrs.get(tuning.study_name(ctx.cfg.name, cell), {}).get("done"))
+    return ledger.read(attrs.get(tuning.study_name(ctx.cfg.name, cell), {})).done
 
 
 def _child(cfg: SweepConfig, runs_dir: str, queue) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
-    storage, mlflow_client, experiment = open_stores(cfg, runs_dir)
-    ctx = Context(cfg, storage, mlflow_client, experiment, tuning.new_worker_id(),
-                  progress=lambda event, info: queue.put((event, info)))
+    ctx = new_context(cfg, runs_dir, progress=lambda event, info: queue.put((event, info)))
     install_signal_handlers(ctx)
     code, started = 0, time.perf_counter()
     try:
@@ -159,6 +164,7 @@ def _child(cfg: SweepConfig, runs_dir: str, queue) -> None:
     finally:
         timing = record_timing(ctx, time.perf_counter() - started)
         queue.put(("worker_done", {"seconds": ctx.seconds, "code": code, "network_epochs": timing["network_epochs"]}))
+        ctx.locks.close()
     sys.exit(code)
 
 
@@ -207,8 +213,7 @@ def run_local(cfg: SweepConfig, runs_dir: str | Path, workers: int, progress) ->
 
 def run_in_process(cfg: SweepConfig, runs_dir: str | Path, progress, wait_for_others: bool = True) -> dict:
     """One worker in this process (``make worker``): joins whatever sweep the stores hold."""
-    storage, mlflow_client, experiment = open_stores(cfg, runs_dir)
-    ctx = Context(cfg, storage, mlflow_client, experiment, tuning.new_worker_id(), progress=progress)
+    ctx = new_context(cfg, runs_dir, progress=progress)
     install_signal_handlers(ctx)
     started = time.perf_counter()
     interrupted = failed = False
@@ -220,18 +225,13 @@ def run_in_process(cfg: SweepConfig, runs_dir: str | Path, progress, wait_for_ot
         print(f"error: {e}", file=sys.stderr)
         failed = True
     timing = record_timing(ctx, time.perf_counter() - started)
-    return {"wall": timing["wall"], "workers": 1, "seconds": ctx.seconds, "network_epochs": ctx.network_epochs[0],
+    ctx.locks.close()
+    return {"wall": timing["wall"], "workers": 1, "seconds": ctx.seconds, "network_epochs": ctx.network_epochs,
             "interrupted": interrupted, "failed": failed}
 
 
 def counts(cfg: SweepConfig, storage) -> dict:
     """What the storage holds for this sweep: cells done, trials by state, evaluation runs."""
-    attrs = tuning.study_attrs(storage, cfg.name)
-    out = {"cells": len(cfg.cells()), "cells_done": 0, "trials": {}, "evals": 0}
-    for cell in cfg.cells():
-        name = tuning.study_name(cfg.name, cell)
-        a = attrs.get(name, {})
-        out["cells_done"] += bool(a.get("done"))
-        out["evals"] += sum(k.startswith("eval:") for k in a)
-    out["trials"] = tuning.trial_state_counts(storage, cfg.name)
-    return out
+    records = cell_records(storage, cfg)
+    return {"cells": len(records), "cells_done": sum(r.done for r in records.values()),
+            "trials": tuning.trial_state_counts(storage, cfg.name), "evals": sum(len(r.evals) for r in records.values())}

@@ -23,34 +23,48 @@ from mlflow.entities import Metric, Param, RunTag
 
 CHUNK = 1000  # MLflow's limit of metrics per log_batch call
 # A tracking server that is down should be noticed in seconds, not after MLflow's default ~2 minutes of retries;
-# the sweep keeps results in the Optuna storage meanwhile and logs them when the server is back.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-# MLflow prints a "View run" link per finished run on a server (and fetches the run again to do so): noise in a
-# worker's log and one request per run more.
-os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+# the sweep keeps results in the Optuna storage meanwhile and logs them when the server is back. MLflow also prints
+# a "View run" link per finished run on a server (and fetches the run again to do so): noise and a request more.
+CLIENT_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "20", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+                   "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+# SQLite stores in write-ahead-log mode with syncs at checkpoints only: every MLflow write is its own transaction
+# (about six per run), and the default rollback journal fsyncs each one (WAL took a run from 12.8 to 8.2 ms). A
+# killed process loses nothing; a machine crash can lose the last transactions but never corrupts the file; readers
+# (``make ui``) are not blocked by a writer. A 256 MB page cache and memory-mapped reads keep the indexes of a
+# default sweep's store (about 300 MB) in memory; writers wait for each other up to a minute, not 5 s.
+SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "cache_size=-262144", "mmap_size=1073741824",
+                  "busy_timeout=60000")
+_sqlite_stores: set[str] = set()
 
 
-def _sqlite_in_wal_mode() -> None:
-    """SQLite stores in write-ahead-log mode with syncs at checkpoints only: every MLflow write is its own
-    transaction (about six per run), and the default rollback journal fsyncs each one; WAL takes a run from
-    12.8 to 8.2 ms here. A killed process loses nothing; a machine crash can lose the last transactions but never
-    corrupts the file. Readers (``make ui``) are not blocked by a writer in this mode."""
-    import sqlite3
-
+def _configure(uri: str) -> None:
+    """Settings applied when a store is opened (never on import): client defaults, and the SQLite pragmas above
+    for this store's connections only (another SQLite database in the process, Optuna's say, is left alone)."""
+    for name, value in CLIENT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    if not uri.startswith("sqlite:///"):
+        return
     import sqlalchemy
 
-    @sqlalchemy.event.listens_for(sqlalchemy.engine.Engine, "connect")
-    def _pragmas(dbapi_connection, _record):
-        if isinstance(dbapi_connection, sqlite3.Connection):
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
+    if not _sqlite_stores:
+        sqlalchemy.event.listen(sqlalchemy.engine.Engine, "connect", _sqlite_settings)
+    _sqlite_stores.add(str(Path(uri[len("sqlite:///"):]).resolve()))
 
 
-_sqlite_in_wal_mode()
+def _sqlite_settings(dbapi_connection, _record) -> None:
+    import sqlite3
+
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    cursor = dbapi_connection.cursor()
+    try:
+        main = next((row[2] for row in cursor.execute("PRAGMA database_list") if row[1] == "main"), "")
+        if main and str(Path(main).resolve()) in _sqlite_stores:
+            for pragma in SQLITE_PRAGMAS:
+                cursor.execute(f"PRAGMA {pragma}")
+    finally:
+        cursor.close()
 
 
 class Unavailable(Exception):
@@ -83,6 +97,7 @@ def client(runs_dir: str | Path = "runs") -> MlflowClient:
     uri = tracking_uri(runs_dir)
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    _configure(uri)
     return MlflowClient(tracking_uri=uri)
 
 
@@ -94,6 +109,7 @@ def check_server(runs_dir: str | Path = "runs") -> None:
     if uri.startswith(("http://", "https://")):
         import requests
 
+        _configure(uri)
         try:
             requests.get(uri.rstrip("/") + "/health", timeout=5).raise_for_status()
         except requests.RequestException as e:
@@ -133,18 +149,33 @@ def _check_access(uri: str) -> None:
         raise BadInput("MLFLOW_TRACKING_URI", f"{mask_url(uri)}: {mask_url(problem)}") from None
 
 
-def experiment_id(mlflow_client: MlflowClient, name: str, runs_dir: str | Path = "runs") -> str:
-    """The experiment's id, created on first use with its artifacts under ``<runs_dir>/artifacts/``."""
+NOTE_TAG = "mlflow.note.content"  # the experiment's description, shown in the UI above its runs
+
+
+def experiment_id(mlflow_client: MlflowClient, name: str, runs_dir: str | Path = "runs",
+                  description: str | None = None) -> str:
+    """The experiment's id, created on first use with its artifacts under ``<runs_dir>/artifacts/``, and with
+    ``description`` as the text the UI shows above its runs."""
     found = mlflow_client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    location = None
-    if not mlflow_client.tracking_uri.startswith(("http://", "https://")):
-        location = (Path(runs_dir).resolve() / "artifacts" / name).as_uri()
-    try:
-        return mlflow_client.create_experiment(name, artifact_location=location)
-    except mlflow.exceptions.MlflowException:  # another worker created it between our look and our create
-        return mlflow_client.get_experiment_by_name(name).experiment_id
+    if found is None:
+        location = None
+        if not mlflow_client.tracking_uri.startswith(("http://", "https://")):
+            location = (Path(runs_dir).resolve() / "artifacts" / name).as_uri()
+        try:
+            mlflow_client.create_experiment(name, artifact_location=location)
+        except mlflow.exceptions.MlflowException:  # another worker created it between our look and our create
+            pass
+        found = mlflow_client.get_experiment_by_name(name)
+    if description is not None and found.tags.get(NOTE_TAG) != description:
+        mlflow_client.set_experiment_tag(found.experiment_id, NOTE_TAG, description)
+    return found.experiment_id
+
+
+def runs_table_url(ui: str, experiment: str, filter_string: str) -> str:
+    """A link to the UI's run table of an experiment with a search filter in place (MLflow keeps it in the URL)."""
+    from urllib.parse import quote
+
+    return f"{ui.rstrip('/')}/#/experiments/{experiment}/runs?searchFilter={quote(filter_string, safe='')}"
 
 
 COMMAND_VARIABLE = "OPTSTUDY_COMMAND"  # set by a pipeline for the worker processes it spawns
@@ -192,19 +223,26 @@ def _chunks(items: list, size: int = CHUNK):
         yield items[start:start + size]
 
 
+def _run_tags(tags: Mapping[str, object], parent_run_id: str | None, provenance: bool) -> dict[str, str]:
+    """A run's tags: its own, and the provenance tags only where asked (cell, report and lecture runs: a child
+    is traced back through its cell)."""
+    all_tags = {**(provenance_tags() if provenance else {}), **{k: str(v) for k, v in tags.items()}}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    return all_tags
+
+
 def log_run(mlflow_client: MlflowClient, experiment: str, run_name: str, tags: Mapping[str, str],
             params: Mapping[str, object] = (), curves: Mapping[str, Iterable[float]] = (),
             final: Mapping[str, float] = (), artifacts: Iterable[str | Path] = (), artifact_path: str | None = None,
-            parent_run_id: str | None = None, status: str = "FINISHED") -> str:
-    """Create a run, log everything in batches, end it; returns the run id.
+            parent_run_id: str | None = None, status: str = "FINISHED", provenance: bool = False) -> str:
+    """Create a run, log everything in batches, end it; returns the run id. Three calls to the store for a run
+    of up to 1,000 values: create (with its tags), one ``log_batch``, terminate.
 
     ``curves[name]`` is a per-epoch sequence logged with step = epoch (1-based); NaN entries (epochs after a run
     stopped) are skipped. ``final`` metrics are logged once at the last step.
     """
-    all_tags = {**provenance_tags(), **{k: str(v) for k, v in tags.items()}}
-    if parent_run_id:
-        all_tags["mlflow.parentRunId"] = parent_run_id
-    run = mlflow_client.create_run(experiment, tags=all_tags, run_name=run_name)
+    run = mlflow_client.create_run(experiment, tags=_run_tags(tags, parent_run_id, provenance), run_name=run_name)
     run_id = run.info.run_id
     now = int(time.time() * 1000)
     metrics, last_step = [], 0
@@ -242,12 +280,10 @@ def experiments_newest_first(mlflow_client: MlflowClient) -> list:
 
 
 def start_run(mlflow_client: MlflowClient, experiment: str, run_name: str, tags: Mapping[str, str],
-              parent_run_id: str | None = None) -> str:
+              parent_run_id: str | None = None, provenance: bool = True) -> str:
     """A run left RUNNING (a cell's parent run while its trials go on); ``end_run`` closes it."""
-    all_tags = {**provenance_tags(), **{k: str(v) for k, v in tags.items()}}
-    if parent_run_id:
-        all_tags["mlflow.parentRunId"] = parent_run_id
-    return mlflow_client.create_run(experiment, tags=all_tags, run_name=run_name).info.run_id
+    return mlflow_client.create_run(experiment, tags=_run_tags(tags, parent_run_id, provenance),
+                                    run_name=run_name).info.run_id
 
 
 def reopen_run(mlflow_client: MlflowClient, run_id: str) -> None:
@@ -269,50 +305,53 @@ def fail_orphans(mlflow_client: MlflowClient, experiment: str, parent_run_id: st
     return len(orphans)
 
 
-def finish_cell_run(mlflow_client: MlflowClient, run_id: str, artifacts: Iterable[str | Path],
+def finish_cell_run(mlflow_client: MlflowClient, run_id: str, artifact_dir: str | Path | None,
                     final: Mapping[str, float], dataset_input: Mapping | None = None,
                     params: Mapping[str, object] = ()) -> None:
-    """Artifacts, final metrics and the dataset (as an MLflow input) on a cell's run, then FINISHED."""
+    """The files of ``artifact_dir`` (one upload), final metrics, params and the dataset (as an MLflow input) on a
+    cell's run, then FINISHED."""
     now = int(time.time() * 1000)
     mlflow_client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in final.items()],
                             params=[Param(k, str(v)) for k, v in dict(params).items()])
-    for path in artifacts:
-        mlflow_client.log_artifact(run_id, str(path))
+    if artifact_dir is not None:
+        mlflow_client.log_artifacts(run_id, str(artifact_dir))
     if dataset_input is not None:
-        from mlflow.entities import DatasetInput, InputTag
-        with warnings.catch_warnings():  # a plain-text source is "ambiguous" to MLflow's resolver; it is fine
-            warnings.simplefilter("ignore")
-            dataset = mlflow.data.from_numpy(dataset_input["X"], targets=dataset_input["y"],
-                                             source=dataset_input.get("source"), name=dataset_input["name"])
-        inputs = [DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", "train")])]
-        try:
-            mlflow_client.log_inputs(run_id, inputs)
-        except mlflow.exceptions.MlflowException:
-            # MLflow looks the dataset up and inserts it when missing: two workers finishing cells of the same
-            # dataset at once both insert, and one hits the unique key. Its row is there now: link to it.
-            time.sleep(0.2)
-            mlflow_client.log_inputs(run_id, inputs)
+        _log_dataset(mlflow_client, run_id, dataset_input)
     mlflow_client.set_terminated(run_id, status="FINISHED")
 
 
+def _log_dataset(mlflow_client: MlflowClient, run_id: str, dataset_input: Mapping) -> None:
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    with warnings.catch_warnings():  # a plain-text source is "ambiguous" to MLflow's resolver; it is fine
+        warnings.simplefilter("ignore")
+        dataset = mlflow.data.from_numpy(dataset_input["X"], targets=dataset_input["y"],
+                                         source=dataset_input.get("source"), name=dataset_input["name"])
+    inputs = [DatasetInput(Dataset(**dataset.to_dict()), [InputTag("mlflow.data.context", "train")])]
+    try:
+        mlflow_client.log_inputs(run_id, inputs)
+    except mlflow.exceptions.MlflowException:
+        # MLflow looks the dataset up and inserts it when missing: two workers finishing cells of the same
+        # dataset at once both insert, and one hits the unique key. Its row is there now: link to it.
+        time.sleep(0.2)
+        mlflow_client.log_inputs(run_id, inputs)
+
+
 def metric_histories(mlflow_client: MlflowClient, run_ids: Iterable[str], key: str) -> dict:
-    """run id -> (steps, values) of one metric. A SQL store answers for 100 runs per query; a tracking server
-    answers run by run."""
-    run_ids = list(run_ids)
-    out = {run_id: ([], []) for run_id in run_ids}
-    store = getattr(getattr(mlflow_client, "_tracking_client", None), "store", None)
-    bulk = getattr(store, "get_metric_history_bulk", None)
-    if bulk is not None:
-        for chunk in _chunks(run_ids, 100):
-            rows = sorted(bulk(chunk, key, max_results=len(chunk) * 100_000), key=lambda m: (m.run_id, m.step))
-            for m in rows:
-                out[m.run_id][0].append(m.step)
-                out[m.run_id][1].append(m.value)
-        return out
+    """run id -> (steps, values) of one metric, run by run (a resumed cell's earlier runs, read back once)."""
+    out = {}
     for run_id in run_ids:
         history = sorted(mlflow_client.get_metric_history(run_id, key), key=lambda m: m.step)
         out[run_id] = ([m.step for m in history], [m.value for m in history])
     return out
+
+
+def download(mlflow_client: MlflowClient, run_id: str, path: str, dst: str | Path) -> Path | None:
+    """One artifact of a run into ``dst``; None if the run has no such file."""
+    try:
+        return Path(mlflow_client.download_artifacts(run_id, path, str(dst)))
+    except (mlflow.exceptions.MlflowException, OSError):
+        return None
 
 
 def log_report_run(mlflow_client: MlflowClient, experiment: str, out: Path, files: Iterable[str],

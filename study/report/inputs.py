@@ -24,8 +24,8 @@ class SweepResults:
     # "default"), seed, test_loss, test_accuracy (NaN for regression), diverged (0/1), seconds, n_train, and the
     # hyperparameters used (eta, gamma, beta, beta1, beta2, eps; NaN where the optimizer has none).
     evals: pd.DataFrame
-    # One row per evaluation run and epoch: dataset, optimizer, batch_size, track, seed, epoch (1-based),
-    # train_loss, val_loss, val_accuracy, grad_norm, updates, seconds.
+    # One row per evaluation run and epoch (from the cell runs' curves.parquet): dataset, optimizer, batch_size,
+    # track, seed, epoch (1-based), train_loss, val_loss, val_accuracy, grad_norm, updates, seconds.
     curves: pd.DataFrame
     # One row per tuning trial that finished: dataset, optimizer, batch_size, arm ("tpe" | "random"), number
     # (0-based, in the order the trials were asked within cell and arm), state (COMPLETE | PRUNED | FAIL |
@@ -40,10 +40,7 @@ class SweepResults:
 
 
 HYPER = ("eta", "gamma", "beta", "beta1", "beta2", "eps")
-# The per-epoch metrics the report draws on. Reading a history costs about 50 us a value through MLflow's store
-# (a default sweep's evaluations hold 2.2 million), so train_loss and val_accuracy curves, which no section shows,
-# are left in MLflow, and the machine-dependent seconds column takes each run's last value from its run record.
-CURVE_METRICS = ("val_loss", "grad_norm", "updates")
+CURVE_METRICS = ("train_loss", "val_loss", "val_accuracy", "grad_norm", "updates", "seconds")
 
 
 def newest_sweep(runs_dir: str | Path = "runs") -> str | None:
@@ -58,7 +55,10 @@ def newest_sweep(runs_dir: str | Path = "runs") -> str | None:
 
 
 def load(runs_dir: str | Path, sweep: str) -> SweepResults:
-    """Read one sweep's results from its stores (MLflow for evaluation runs, Optuna for trials and config)."""
+    """Read one sweep's results from its stores: the config, trials and cell records from Optuna; evaluation runs
+    and each cell run's ``curves.parquet`` (every per-epoch value, at full precision) from MLflow."""
+    import tempfile
+
     from study import data, tracking, tuning
     from study.errors import BadInput
 
@@ -68,11 +68,10 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
     storage = tuning.open_storage(url)
     meta = tuning.sweep_meta(storage, sweep)
     if not meta.get("config"):
-        raise BadInput("--sweep", f"no sweep {sweep!r} in the Optuna store {tracking.mask_url(tuning.storage_url(runs_dir, sweep))}")
+        raise BadInput("--sweep", f"no sweep {sweep!r} in the Optuna store {tracking.mask_url(url)}")
     config = meta["config"]
-    trials, importance_rows, cells = tuning.read_trials(storage, sweep, config)
-    recorded = {v["run_id"] for attrs in cells.values() for k, v in attrs.items()
-                if k.startswith("eval:") and isinstance(v, dict) and "run_id" in v}
+    trials, importance_rows, records = tuning.read_trials(storage, sweep, config)
+    recorded = {run_id for r in records.values() for run_id in r.eval_runs().values()}
 
     mlflow_client = tracking.client(runs_dir)
     experiment = mlflow_client.get_experiment_by_name(sweep)
@@ -82,32 +81,26 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
                  if r.info.run_id in recorded and r.info.status == "FINISHED"]  # orphans and report runs excluded
     n_train = {d: data.load(d, 0, config["val_fraction"], config["test_fraction"]).X_train.shape[0]
                for d in config["datasets"]}
-    eval_runs.sort(key=_run_key)
-    ids = [r.info.run_id for r in eval_runs]
-    histories = {m: tracking.metric_histories(mlflow_client, ids, m) for m in CURVE_METRICS}
-    eval_rows, curve_rows = [], []
-    for run in eval_runs:
+    eval_rows = []
+    for run in sorted(eval_runs, key=_run_key):
         tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
         keys = {"dataset": tags["dataset"], "optimizer": tags["optimizer"], "batch_size": tags["batch_size"],
                 "track": tags["track"], "seed": int(tags["seed"])}
-        history = {m: histories[m][run.info.run_id] for m in CURVE_METRICS if histories[m][run.info.run_id][0]}
         eval_rows.append({**keys, "test_loss": metrics.get("test_loss", np.nan),
                           "test_accuracy": metrics.get("test_accuracy", np.nan),
                           "diverged": int(metrics.get("diverged", 0)), "seconds": metrics.get("seconds", np.nan),
                           "n_train": n_train[keys["dataset"]],
                           **{h: float(params[h]) if h in params else np.nan for h in HYPER}})
-        steps = sorted({s for steps, _ in history.values() for s in steps})
-        columns = {m: dict(zip(*history[m])) for m in history}
-        for step in steps:
-            curve_rows.append({**keys, "epoch": step,
-                               **{m: columns[m].get(step, np.nan) if m in columns else np.nan
-                                  for m in CURVE_METRICS}})
-    sample = eval_runs[0].data.tags if eval_runs else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        curves = _cell_curves(mlflow_client, records, Path(tmp))
+    sample = next((r for r in tracking.runs(mlflow_client, experiment.experiment_id, "tags.role = 'cell'",
+                                            max_results=1)), None)
+    sample = sample.data.tags if sample else {}
     return SweepResults(
         name=sweep, config=config,
         evals=pd.DataFrame(eval_rows, columns=[*EVAL_KEYS, "test_loss", "test_accuracy", "diverged", "seconds",
                                                "n_train", *HYPER]),
-        curves=pd.DataFrame(curve_rows, columns=[*EVAL_KEYS, "epoch", *CURVE_METRICS]),
+        curves=curves,
         trials=pd.DataFrame(trials, columns=["dataset", "optimizer", "batch_size", "arm", "number", "state", "value",
                                              *HYPER]),
         importances=pd.DataFrame(importance_rows, columns=["dataset", "optimizer", "batch_size", "param",
@@ -118,8 +111,29 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
               "machine": meta.get("machine", "unknown"), "config_hash": meta.get("config_hash", ""),
               "command": sample.get("command", ""),
               "tracking_uri": tracking.mask_url(tracking.tracking_uri(runs_dir)),
-              "optuna_storage": tracking.mask_url(tuning.storage_url(runs_dir, sweep))},
+              "optuna_storage": tracking.mask_url(url)},
     )
+
+
+def _cell_curves(mlflow_client, records: dict, tmp: Path) -> pd.DataFrame:
+    """The evaluation rows of every recorded cell run's curves.parquet, keyed like the evaluation runs."""
+    from study import tracking
+
+    parts = []
+    for (dataset, optimizer, batch), record in records.items():
+        if not record.cell_run_id:
+            continue
+        path = tracking.download(mlflow_client, record.cell_run_id, "curves.parquet", tmp / record.cell_run_id)
+        if path is None:
+            continue
+        table = pd.read_parquet(path)
+        table = table[table["role"] == "eval"]
+        parts.append(pd.DataFrame({"dataset": dataset, "optimizer": optimizer, "batch_size": str(batch),
+                                   "track": table["track"].to_numpy(), "seed": table["seed"].astype(int).to_numpy(),
+                                   "epoch": table["epoch"].astype(int).to_numpy(),
+                                   **{m: table[m].to_numpy(float) for m in CURVE_METRICS}}))
+    columns = [*EVAL_KEYS, "epoch", *CURVE_METRICS]
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
 
 
 EVAL_KEYS = ["dataset", "optimizer", "batch_size", "track", "seed"]

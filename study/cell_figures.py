@@ -1,0 +1,80 @@
+"""A cell's three figures for its MLflow run: the optimization history and the parameter importances of its
+tuning (what Optuna's matplotlib figures show, drawn here from the trials, so that Optuna stays behind its one
+door and a figure costs a third of what Optuna's took), and the learning curves of its evaluations.
+
+Plain ``matplotlib.figure.Figure`` objects with the Agg canvas: no pyplot state, nothing left open.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+# Fixed margins for the 6 x 4 inch figures: tight_layout measured every label and cost 45 ms a figure
+MARGINS = {"left": 0.13, "right": 0.97, "bottom": 0.12, "top": 0.91}
+DPI = 80
+
+
+def _axes(**margins):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), dpi=DPI)
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(**{**MARGINS, **margins})
+    return fig, fig.add_subplot()
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def history(trials: list[dict], title: str, path: Path) -> Path | None:
+    """Objective value of each finished trial in trial order, with the best so far (Optuna's optimization history).
+    ``trials``: dicts with number, state (COMPLETE / PRUNED / FAIL / DIVERGED) and value."""
+    scored = [t for t in trials if t["state"] in ("COMPLETE", "DIVERGED") and t["value"] is not None
+              and math.isfinite(t["value"])]
+    if not scored:
+        return None
+    fig, ax = _axes()
+    for state, marker, color in (("COMPLETE", "o", "tab:blue"), ("DIVERGED", "x", "tab:red")):
+        points = [(t["number"], t["value"]) for t in scored if t["state"] == state]
+        if points:
+            ax.scatter(*zip(*points), marker=marker, color=color, s=18, label=state.lower())
+    best, line = math.inf, []
+    for t in sorted(scored, key=lambda t: t["number"]):
+        if t["state"] == "COMPLETE":
+            best = min(best, t["value"])
+        line.append((t["number"], best if math.isfinite(best) else math.nan))
+    ax.step(*zip(*line), where="post", color="tab:orange", label="best so far")
+    if min(t["value"] for t in scored) > 0:
+        ax.set_yscale("log")
+    ax.set(xlabel="trial", ylabel="final validation loss", title=f"Optimization history — {title}")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def importances(values: dict[str, float], title: str, path: Path) -> Path | None:
+    """Each tuned parameter's importance (PED-ANOVA over the cell's trials), largest on top."""
+    if not values:
+        return None
+    fig, ax = _axes(left=0.3)
+    names = sorted(values, key=lambda p: (values[p], p))
+    ax.barh(names, [values[p] for p in names], color="tab:blue")
+    ax.set(xlabel="importance", xlim=(0, 1), title=f"Hyperparameter importances — {title}")
+    return _save(fig, path)
+
+
+def learning_curves(curves: dict[tuple[str, int], list], title: str, path: Path) -> Path:
+    """Validation loss against epoch for both tracks and every seed: the cell's learning curves."""
+    fig, ax = _axes()
+    colors = {"tuned": "tab:blue", "default": "tab:orange"}
+    labelled = set()
+    for (track, seed), values in sorted(curves.items()):
+        label = None if track in labelled else track
+        labelled.add(track)
+        ax.plot(range(1, len(values) + 1), values, color=colors.get(track, "tab:gray"), alpha=0.6, label=label)
+    ax.set(xlabel="epoch", ylabel="validation loss", yscale="log", title=title)
+    if curves:
+        ax.legend()
+    return _save(fig, path)

@@ -1,0 +1,151 @@
+"""A cell's record in the Optuna storage: the one place that knows how it is written down.
+
+The Optuna storage is the source of truth of a sweep; MLflow mirrors it. What the storage must remember about a
+cell beyond its trials lives here, typed: whether it is done, who holds it, its MLflow run ids, what is still
+waiting for MLflow, how many trials were recovered from dead workers, its measured cost per epoch. Every other
+module reads and writes these through this one; none knows an attribute's key.
+
+Where it lives (Optuna user attributes, plain JSON):
+  - the cell study (``<sweep>/<dataset>/<optimizer>/<batch>``): ``record`` holds the ``CellRecord``; a payload
+    that could not reach MLflow waits under ``pending:<kind>:<key>`` until ``reconcile`` logs it;
+  - each trial: ``state`` (the MLflow tag's spelling: DIVERGED is an Optuna COMPLETE), ``mlflow_run_id``,
+    ``mlflow_payload`` (when MLflow was away), ``retry_of`` (the trial whose parameters it retries).
+
+This module works on the study and trial objects the tuning package hands it (duck-typed: ``user_attrs``,
+``set_user_attr``), so it imports no Optuna itself: ``study.tuning`` stays the only door.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+RECORD = "record"
+PENDING = "pending:"
+TRIAL_STATE, TRIAL_RUN_ID, TRIAL_PAYLOAD, RETRY_OF = "state", "mlflow_run_id", "mlflow_payload", "retry_of"
+
+
+@dataclass
+class CellRecord:
+    """What the storage knows about a cell besides its trials."""
+    done: bool = False  # tuned, evaluated and its artifacts written (MLflow may still lack some of it)
+    owner: str = ""  # the worker that claimed it last: a new claim means anything in flight is someone else's
+    cell_run_id: str | None = None
+    mlflow_finished: bool = False  # the cell run has its artifacts and summary and is FINISHED
+    mlflow_pending: bool = False  # some trial or evaluation waits for MLflow (its payload is in the storage)
+    recovered_trials: int = 0  # trials of dead workers failed and retried (a param of the cell run)
+    evals: dict = field(default_factory=dict)  # "track:seed" -> MLflow run id, or "" while it waits for MLflow
+    scores: dict = field(default_factory=dict)  # "track:seed" -> the evaluation's final test scores
+    trial_runs: dict = field(default_factory=dict)  # "arm:number" -> run id of a trial logged late by reconcile
+    seconds_per_epoch: float | None = None  # one network alone (K = 1), measured before tuning
+    importances: dict = field(default_factory=dict)  # parameter -> importance over the tuning trials
+
+    @property
+    def mirrored(self) -> bool:
+        """MLflow holds everything the storage records of the cell, and its cell run is finished."""
+        return self.mlflow_finished and not self.mlflow_pending
+
+    def has_eval(self, track: str, seed: int) -> bool:
+        return _eval_key(track, seed) in self.evals
+
+    def eval_runs(self) -> dict[tuple[str, int], str]:
+        """(track, seed) -> run id of every evaluation MLflow holds."""
+        return {_parse_eval_key(k): v for k, v in self.evals.items() if v}
+
+    def eval_scores(self) -> dict[tuple[str, int], dict]:
+        """(track, seed) -> final scores (test_loss, test_accuracy on classification sets) of every evaluation."""
+        return {_parse_eval_key(k): v for k, v in self.scores.items()}
+
+
+def _eval_key(track: str, seed: int) -> str:
+    return f"{track}:{int(seed)}"
+
+
+def _parse_eval_key(key: str) -> tuple[str, int]:
+    track, seed = key.split(":")
+    return track, int(seed)
+
+
+def read(user_attrs: dict) -> CellRecord:
+    """The record kept in a cell study's user attributes (a fresh one if the cell was never started)."""
+    raw = user_attrs.get(RECORD) or {}
+    known = {f.name for f in dataclasses.fields(CellRecord)}
+    return CellRecord(**{k: v for k, v in raw.items() if k in known})
+
+
+class Ledger:
+    """A cell's record bound to its study, for the worker that holds the cell: reads once, writes on change.
+
+    Only the holder of the cell's claim writes, so a read-modify-write of the record cannot race."""
+
+    def __init__(self, study):
+        self.study = study
+        self.record = read(study.user_attrs)
+
+    def refresh(self) -> CellRecord:
+        self.record = read(self.study.user_attrs)
+        return self.record
+
+    def update(self, **changes) -> None:
+        self.record = dataclasses.replace(self.record, **changes)
+        self.study.set_user_attr(RECORD, dataclasses.asdict(self.record))
+
+    # --- evaluations ----------------------------------------------------------------------------------------
+    def keep_eval(self, track: str, seed: int, scores: dict, run_id: str | None, payload: dict | None = None) -> None:
+        """An evaluation is done: its scores and its MLflow run id, or (MLflow away) its payload to log later."""
+        key = _eval_key(track, seed)
+        if run_id is None:
+            self.study.set_user_attr(f"{PENDING}eval:{key}", payload)
+        self.update(evals={**self.record.evals, key: run_id or ""}, scores={**self.record.scores, key: scores},
+                    mlflow_pending=self.record.mlflow_pending or run_id is None)
+
+    def pending_evals(self) -> dict[tuple[str, int], dict]:
+        """(track, seed) -> payload of every evaluation MLflow does not hold yet."""
+        attrs = self.study.user_attrs
+        return {_parse_eval_key(k): attrs[f"{PENDING}eval:{k}"] for k, v in self.record.evals.items()
+                if not v and f"{PENDING}eval:{k}" in attrs}
+
+    def eval_logged(self, track: str, seed: int, run_id: str) -> None:
+        self.update(evals={**self.record.evals, _eval_key(track, seed): run_id})
+
+    # --- trials -----------------------------------------------------------------------------------------------
+    def trial_run_id(self, trial, arm: str) -> str | None:
+        """The MLflow run of a finished trial: logged as it finished, or later by reconcile."""
+        return trial.user_attrs.get(TRIAL_RUN_ID) or self.record.trial_runs.get(f"{arm}:{trial.number}")
+
+    def trial_logged_late(self, trial, arm: str, run_id: str) -> None:
+        self.update(trial_runs={**self.record.trial_runs, f"{arm}:{trial.number}": run_id})
+
+    def mark_pending(self) -> None:
+        if not self.record.mlflow_pending:
+            self.update(mlflow_pending=True)
+
+
+# --- trials, for everyone who reads or writes them ------------------------------------------------------------
+def keep_trial_run(trial, run_id: str | None, payload: dict | None) -> None:
+    """Before a trial is told: its MLflow run id, or its payload when MLflow is away."""
+    if run_id is not None:
+        trial.set_user_attr(TRIAL_RUN_ID, run_id)
+    else:
+        trial.set_user_attr(TRIAL_PAYLOAD, payload)
+
+
+def trial_payload(trial) -> dict | None:
+    return trial.user_attrs.get(TRIAL_PAYLOAD)
+
+
+def mark_trial_state(trial, state: str) -> None:
+    trial.set_user_attr(TRIAL_STATE, state)
+
+
+def trial_state(trial) -> str:
+    """COMPLETE, PRUNED, FAIL or DIVERGED (a diverged trial is COMPLETE to Optuna, with its penalty as value)."""
+    return trial.user_attrs.get(TRIAL_STATE, trial.state.name)
+
+
+def retry_marker(number: int) -> dict:
+    """The user attributes of a queued trial that retries trial ``number``'s parameters."""
+    return {RETRY_OF: number}
+
+
+def retry_of(trial) -> int | None:
+    return trial.user_attrs.get(RETRY_OF)

@@ -1,0 +1,21 @@
+"""Optuna, through one door: this package is the only code that imports optuna.
+
+- ``storage``: the storage of a sweep (a journal file, or PostgreSQL for many machines), retried through database
+  restarts, and the sweep's own record (``<sweep>/_meta``);
+- ``studies``: a study per cell and arm, ask / tell, and reading trials back;
+- ``spaces``: search spaces as Optuna's parameters (lecture names, 1 - x ranges);
+- ``claims``: which worker owns a cell, held by the storage engine's own locks.
+
+What the storage records about a cell beyond its trials is ``study.ledger``'s business.
+"""
+from study.tuning.claims import Claim, ClaimLost, cell_locks, new_worker_id
+from study.tuning.spaces import hyper_from_params, param_name, suggest
+from study.tuning.storage import (journal_path, open_storage, record_sweep, record_timing, storage_url, study_attrs,
+                                  sweep_meta)
+from study.tuning.studies import (ARMS, best_trial, cell_study, finished, importances, read_trials, recover_abandoned,
+                                  requeue, running_numbers, study_name, tell, trial_rows, trial_state_counts)
+
+__all__ = ["ARMS", "Claim", "ClaimLost", "best_trial", "cell_locks", "cell_study", "finished", "hyper_from_params",
+           "importances", "journal_path", "new_worker_id", "open_storage", "param_name", "read_trials",
+           "record_sweep", "record_timing", "recover_abandoned", "requeue", "running_numbers", "storage_url",
+           "study_attrs", "study_name", "suggest", "sweep_meta", "tell", "trial_rows", "trial_state_counts"]

@@ -1,0 +1,163 @@
+"""The per-cell studies: names, samplers and pruners, ask and tell, and reading the trials back.
+
+A study per cell and arm, named ``<sweep>/<dataset>/<optimizer>/<batch>`` (``.../random`` for the unpruned
+random-search arm). The sampler's seed is fixed by the config and the cell, so a cell samples the same way in
+every run, whichever worker runs it.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import optuna
+from optuna.trial import TrialState
+
+from study import ledger
+from study.config import Range, SweepConfig
+from study.tuning.spaces import hyper_from_params
+
+ARMS = ("tpe", "random")
+
+
+def study_name(sweep: str, cell: tuple, arm: str = "tpe") -> str:
+    dataset, optimizer, batch = cell
+    return f"{sweep}/{dataset}/{optimizer}/{batch}" + ("/random" if arm == "random" else "")
+
+
+def _cell_seed(cfg: SweepConfig, cell: tuple, arm: str) -> int:
+    """A sampler seed per cell and arm, fixed by the config: the same cell samples the same way in every run."""
+    return (cfg.sampler_seed * 1_000_003 + cfg.cells().index(cell) * 2 + (arm == "random")) % (2**31)
+
+
+def cell_study(storage, cfg: SweepConfig, cell: tuple, arm: str = "tpe") -> optuna.Study:
+    seed = _cell_seed(cfg, cell, arm)
+    if arm == "random" or cfg.sampler == "random":
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    else:  # constant_liar keeps the K trials of a population apart while they run
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.n_startup_trials, constant_liar=True)
+    if arm == "random" or cfg.pruner == "none":
+        pruner = optuna.pruners.NopPruner()
+    else:
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=cfg.pruner_startup_trials,
+                                             n_warmup_steps=cfg.pruner_warmup_epochs)
+    return optuna.create_study(storage=storage, study_name=study_name(cfg.name, cell, arm), sampler=sampler,
+                               pruner=pruner, direction="minimize", load_if_exists=True)
+
+
+def finished(study: optuna.Study) -> list:
+    """Trials that count against the budget: COMPLETE (DIVERGED included) and PRUNED. FAIL never counts."""
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+
+
+def best_trial(study: optuna.Study):
+    """The best COMPLETE trial that did not diverge, or None."""
+    ok = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+          if ledger.trial_state(t) != "DIVERGED" and t.value is not None and math.isfinite(t.value)]
+    return min(ok, key=lambda t: (t.value, t.number)) if ok else None
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, state: str, value: float | None) -> None:
+    """Finish a trial: COMPLETE / DIVERGED with its value (a diverged trial completes with its penalty), PRUNED,
+    or FAIL. The MLflow tag's spelling is kept in the trial's record."""
+    ledger.mark_trial_state(trial, state)
+    if state in ("COMPLETE", "DIVERGED"):
+        study.tell(trial, value)
+    else:
+        study.tell(trial, state=TrialState.PRUNED if state == "PRUNED" else TrialState.FAIL)
+
+
+def requeue(study: optuna.Study, trials) -> None:
+    """Fail trials that were stopped half-way (Ctrl-C) and queue their parameters again."""
+    for trial in trials:
+        tell(study, trial, "FAIL", None)
+        study.enqueue_trial(trial.params, user_attrs=ledger.retry_marker(trial.number))
+
+
+def recover_abandoned(study: optuna.Study) -> list[int]:
+    """Fail every RUNNING trial of a cell whose claim we now hold and queue its parameters again; returns their
+    numbers. A cell has one owner, so a trial still running when we take it belongs to a worker that died (or lost
+    its claim) in the middle of it."""
+    dead = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        if t.params:  # one stopped before its first suggestion has nothing to try again
+            study.enqueue_trial(t.params, user_attrs=ledger.retry_marker(t.number))
+        dead.append(t.number)
+    return dead
+
+
+def running_numbers(study: optuna.Study) -> set[int]:
+    return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+
+
+# PED-ANOVA's note when few trials make every parameter equally important: a fact the figure shows, not a problem
+SAME_QUANTILES = "Target and region quantiles select the same set of trials"
+
+
+def importances(study: optuna.Study) -> dict[str, float]:
+    """Parameter importances over the completed trials (PED-ANOVA: fast and fine with few trials)."""
+    params = {p for t in finished(study) for p in t.params}
+    if len(params) < 2:
+        return {p: 1.0 for p in params}
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=SAME_QUANTILES)
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            return dict(optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator()))
+    except (RuntimeError, ValueError, ZeroDivisionError):
+        return {}
+
+
+def trial_rows(study: optuna.Study) -> list[dict]:
+    """A study's trials as plain rows (for the cell's figures and records): number, state, value, params."""
+    return [{"number": t.number, "state": ledger.trial_state(t), "value": t.value, "params": dict(t.params),
+             "finished": t.state.is_finished()}
+            for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)]
+
+
+def read_trials(storage, sweep: str, config: dict) -> tuple[list[dict], list[dict], dict]:
+    """Every finished tuning trial of a sweep as rows (hyperparameters under lecture names), parameter importances
+    per cell, and each cell's record (``study.ledger.CellRecord``)."""
+    from study.tuning.storage import study_attrs
+
+    spaces = {o: {p: Range(**r) for p, r in s.items()} for o, s in config["search_spaces"].items()}
+    attrs = study_attrs(storage, sweep)
+    trials, importance_rows, cells = [], [], {}
+    for dataset in config["datasets"]:
+        for optimizer in config["optimizers"]:
+            for batch in config["batch_sizes"]:
+                cell = (dataset, optimizer, batch)
+                keys = {"dataset": dataset, "optimizer": optimizer, "batch_size": str(batch)}
+                for arm in ARMS:
+                    name = study_name(sweep, cell, arm)
+                    if name not in attrs:
+                        continue
+                    if arm == "tpe":
+                        record = ledger.read(attrs[name])
+                        cells[cell] = record
+                        importance_rows += [{**keys, "param": p, "importance": v}
+                                            for p, v in sorted(record.importances.items())]
+                    study = optuna.load_study(study_name=name, storage=storage)
+                    done = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+                    for t in sorted(done, key=lambda t: t.number):
+                        hyper = hyper_from_params(t.params, spaces[optimizer]) if t.params else {}
+                        state = ledger.trial_state(t)
+                        trials.append({**keys, "arm": arm, "number": t.number, "state": state,
+                                       "value": t.value if state in ("COMPLETE", "DIVERGED") else math.nan,
+                                       **hyper})
+    return trials, importance_rows, cells
+
+
+def trial_state_counts(storage, sweep: str) -> dict[str, int]:
+    """Tuning trials of a sweep by state (DIVERGED counted apart from COMPLETE)."""
+    from study.tuning.storage import is_cell_study
+
+    counts: dict[str, int] = {}
+    for summary in storage.get_all_studies():
+        if not is_cell_study(summary.study_name, sweep):
+            continue
+        for t in optuna.load_study(study_name=summary.study_name, storage=storage).get_trials(deepcopy=False):
+            state = ledger.trial_state(t)
+            counts[state] = counts.get(state, 0) + 1
+    return counts
