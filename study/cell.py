@@ -139,6 +139,7 @@ def _tune(ctx: Context, cell, study, arm: str, mirror: record.Mirror, claim: tun
             trials, hypers = [], []
             for _ in range(min(cfg.population[batch], remaining)):  # ask and suggest in turn: the liar sees each
                 trial = study.ask()
+                ledger.mark_trial_worker(trial, ctx.worker)
                 trials.append(trial)
                 hypers.append(tuning.suggest(trial, space))
 

@@ -24,6 +24,23 @@ def _axes(**margins):
     return fig, fig.add_subplot()
 
 
+def _log_y(ax) -> None:
+    """A log y axis with plain tick labels and no minor ticks: matplotlib's default parses a mathtext label and
+    builds an artist for every minor tick, the larger part of a figure's cost."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(numticks=6))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
+def _title(ax, text: str) -> None:
+    """A title at a fixed height: placed automatically, matplotlib measures every tick label of the x axis to keep
+    clear of them, which was most of a figure's 80 ms."""
+    ax.set_title(text, y=1.01)
+
+
 def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=DPI)
     return path
@@ -48,8 +65,9 @@ def history(trials: list[dict], title: str, path: Path) -> Path | None:
         line.append((t["number"], best if math.isfinite(best) else math.nan))
     ax.step(*zip(*line), where="post", color="tab:orange", label="best so far")
     if min(t["value"] for t in scored) > 0:
-        ax.set_yscale("log")
-    ax.set(xlabel="trial", ylabel="final validation loss", title=f"Optimization history — {title}")
+        _log_y(ax)
+    ax.set(xlabel="trial", ylabel="final validation loss")
+    _title(ax, f"Optimization history — {title}")
     ax.legend(fontsize=8)
     return _save(fig, path)
 
@@ -61,7 +79,8 @@ def importances(values: dict[str, float], title: str, path: Path) -> Path | None
     fig, ax = _axes(left=0.3)
     names = sorted(values, key=lambda p: (values[p], p))
     ax.barh(names, [values[p] for p in names], color="tab:blue")
-    ax.set(xlabel="importance", xlim=(0, 1), title=f"Hyperparameter importances — {title}")
+    ax.set(xlabel="importance", xlim=(0, 1))
+    _title(ax, f"Hyperparameter importances — {title}")
     return _save(fig, path)
 
 
@@ -74,7 +93,9 @@ def learning_curves(curves: dict[tuple[str, int], list], title: str, path: Path)
         label = None if track in labelled else track
         labelled.add(track)
         ax.plot(range(1, len(values) + 1), values, color=colors.get(track, "tab:gray"), alpha=0.6, label=label)
-    ax.set(xlabel="epoch", ylabel="validation loss", yscale="log", title=title)
+    ax.set(xlabel="epoch", ylabel="validation loss")
+    _log_y(ax)
+    _title(ax, title)
     if curves:
         ax.legend()
     return _save(fig, path)

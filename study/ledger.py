@@ -8,8 +8,9 @@ module reads and writes these through this one; none knows an attribute's key.
 Where it lives (Optuna user attributes, plain JSON):
   - the cell study (``<sweep>/<dataset>/<optimizer>/<batch>``): ``record`` holds the ``CellRecord``; a payload
     that could not reach MLflow waits under ``pending:<kind>:<key>`` until ``reconcile`` logs it;
-  - each trial: ``state`` (the MLflow tag's spelling: DIVERGED is an Optuna COMPLETE), ``mlflow_run_id``,
-    ``mlflow_payload`` (when MLflow was away), ``retry_of`` (the trial whose parameters it retries).
+  - each trial: ``worker`` (who ran it), ``state`` (the MLflow tag's spelling: DIVERGED is an Optuna COMPLETE),
+    ``mlflow_run_id``, ``mlflow_payload`` (when MLflow was away), ``retry_of`` (the trial whose parameters it
+    retries).
 
 This module works on the study and trial objects the tuning package hands it (duck-typed: ``user_attrs``,
 ``set_user_attr``), so it imports no Optuna itself: ``study.tuning`` stays the only door.
@@ -21,7 +22,8 @@ from dataclasses import dataclass, field
 
 RECORD = "record"
 PENDING = "pending:"
-TRIAL_STATE, TRIAL_RUN_ID, TRIAL_PAYLOAD, RETRY_OF = "state", "mlflow_run_id", "mlflow_payload", "retry_of"
+TRIAL_WORKER, TRIAL_STATE, RETRY_OF = "worker", "state", "retry_of"
+TRIAL_RUN_ID, TRIAL_PAYLOAD = "mlflow_run_id", "mlflow_payload"
 
 
 @dataclass
@@ -121,6 +123,14 @@ class Ledger:
 
 
 # --- trials, for everyone who reads or writes them ------------------------------------------------------------
+def mark_trial_worker(trial, worker: str) -> None:
+    trial.set_user_attr(TRIAL_WORKER, worker)
+
+
+def trial_worker(trial) -> str:
+    return trial.user_attrs.get(TRIAL_WORKER, "")
+
+
 def keep_trial_run(trial, run_id: str | None, payload: dict | None) -> None:
     """Before a trial is told: its MLflow run id, or its payload when MLflow is away."""
     if run_id is not None:

@@ -52,6 +52,35 @@ def _configure(uri: str) -> None:
     _sqlite_stores.add(str(Path(uri[len("sqlite:///"):]).resolve()))
 
 
+def _serialized(write):
+    """Writers to a SQLite store take turns through an flock on ``<store>.writer``: SQLite lets one writer in at a
+    time and makes the others poll, sleeping 1, 2, 5, 10, 25 ms and more between tries, so two workers logging at
+    once each paid about twice a run's cost; waiting in the kernel's queue wakes the next writer the moment the
+    lock is free. Reentrant within a process; no effect on a tracking server, which has its own database."""
+    @functools.wraps(write)
+    def call(mlflow_client, *args, **kwargs):
+        uri = mlflow_client.tracking_uri
+        if not uri.startswith("sqlite:///") or _writing.depth:
+            return write(mlflow_client, *args, **kwargs)
+        import fcntl
+
+        fd = os.open(uri[len("sqlite:///"):] + ".writer", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            _writing.depth += 1
+            try:
+                return write(mlflow_client, *args, **kwargs)
+            finally:
+                _writing.depth -= 1
+        finally:
+            os.close(fd)  # and with it the lock
+    return call
+
+
+class _writing:
+    depth = 0  # > 0 while this process holds the writer's lock
+
+
 def _sqlite_settings(dbapi_connection, _record) -> None:
     import sqlite3
 
@@ -152,6 +181,7 @@ def _check_access(uri: str) -> None:
 NOTE_TAG = "mlflow.note.content"  # the experiment's description, shown in the UI above its runs
 
 
+@_serialized
 def experiment_id(mlflow_client: MlflowClient, name: str, runs_dir: str | Path = "runs",
                   description: str | None = None) -> str:
     """The experiment's id, created on first use with its artifacts under ``<runs_dir>/artifacts/``, and with
@@ -232,6 +262,7 @@ def _run_tags(tags: Mapping[str, object], parent_run_id: str | None, provenance:
     return all_tags
 
 
+@_serialized
 def log_run(mlflow_client: MlflowClient, experiment: str, run_name: str, tags: Mapping[str, str],
             params: Mapping[str, object] = (), curves: Mapping[str, Iterable[float]] = (),
             final: Mapping[str, float] = (), artifacts: Iterable[str | Path] = (), artifact_path: str | None = None,
@@ -279,6 +310,7 @@ def experiments_newest_first(mlflow_client: MlflowClient) -> list:
                   reverse=True)
 
 
+@_serialized
 def start_run(mlflow_client: MlflowClient, experiment: str, run_name: str, tags: Mapping[str, str],
               parent_run_id: str | None = None, provenance: bool = True) -> str:
     """A run left RUNNING (a cell's parent run while its trials go on); ``end_run`` closes it."""
@@ -286,14 +318,17 @@ def start_run(mlflow_client: MlflowClient, experiment: str, run_name: str, tags:
                                     run_name=run_name).info.run_id
 
 
+@_serialized
 def reopen_run(mlflow_client: MlflowClient, run_id: str) -> None:
     mlflow_client.update_run(run_id, status="RUNNING")
 
 
+@_serialized
 def end_run(mlflow_client: MlflowClient, run_id: str, status: str = "FINISHED") -> None:
     mlflow_client.set_terminated(run_id, status=status)
 
 
+@_serialized
 def fail_orphans(mlflow_client: MlflowClient, experiment: str, parent_run_id: str, keep: set) -> int:
     """Mark FAILED the children of a run that the Optuna storage does not record (written by a worker that died
     before recording them); FAILED runs are excluded from every count. Returns how many."""
@@ -305,6 +340,7 @@ def fail_orphans(mlflow_client: MlflowClient, experiment: str, parent_run_id: st
     return len(orphans)
 
 
+@_serialized
 def finish_cell_run(mlflow_client: MlflowClient, run_id: str, artifact_dir: str | Path | None,
                     final: Mapping[str, float], dataset_input: Mapping | None = None,
                     params: Mapping[str, object] = ()) -> None:
@@ -354,6 +390,7 @@ def download(mlflow_client: MlflowClient, run_id: str, path: str, dst: str | Pat
         return None
 
 
+@_serialized
 def log_report_run(mlflow_client: MlflowClient, experiment: str, out: Path, files: Iterable[str],
                    folders: Iterable[str]) -> str:
     """A report's files as artifacts of one role=report run; older report runs are deleted once the new one is
@@ -374,6 +411,7 @@ def log_report_run(mlflow_client: MlflowClient, experiment: str, out: Path, file
     return run_id
 
 
+@_serialized
 def delete_runs(mlflow_client: MlflowClient, experiment: str, filter_string: str) -> int:
     """Delete the matching runs (e.g. a previous report run that a rebuild replaces); returns how many."""
     found = runs(mlflow_client, experiment, filter_string)

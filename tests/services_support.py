@@ -287,7 +287,7 @@ def check_counts(services: Services, cfg) -> dict:
     test_loss per (cell, track, seed)."""
     import optuna
     from optuna.trial import TrialState
-    from study import tuning
+    from study import ledger, tuning
 
     storage, client = services.storage(), services.client()
     experiment = client.get_experiment_by_name(cfg.name)
@@ -300,13 +300,14 @@ def check_counts(services: Services, cfg) -> dict:
     for cell in cfg.cells():
         study = optuna.load_study(study_name=tuning.study_name(cfg.name, cell), storage=storage)
         trials = study.get_trials(deepcopy=False)
-        assert study.user_attrs.get("done") and not study.user_attrs.get("mlflow_pending"), (cell, study.user_attrs)
+        record = ledger.read(study.user_attrs)
+        assert record.done and record.mirrored, (cell, record)
         assert not [t.number for t in trials if t.state == TrialState.RUNNING], f"{cell}: Optuna trials RUNNING"
         numbers = sorted(t.number for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
         assert len(numbers) == cfg.trials, f"{cell}: {len(numbers)} finished Optuna trials, want {cfg.trials}"
         figures["trials"] += len(numbers)
         figures["failed_trials"] += sum(t.state == TrialState.FAIL for t in trials)
-        figures["retried"] += sum("retry_of" in t.user_attrs for t in trials)
+        figures["retried"] += sum(ledger.retry_of(t) is not None for t in trials)
         parents = [r for r in runs if r.data.tags.get("role") == "cell" and cell_key(r) == cell]
         assert len(parents) == 1 and parents[0].info.status == "FINISHED", \
             f"{cell}: cell runs {[(r.info.run_id, r.info.status) for r in parents]}"
@@ -362,7 +363,7 @@ def running_trials(storage, cfg, marker: str) -> list[tuple]:
     """(cell, trial) for every RUNNING trial of the sweep whose worker id contains ``marker``."""
     import optuna
     from optuna.trial import TrialState
-    from study import tuning
+    from study import ledger, tuning
 
     found = []
     names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
@@ -371,7 +372,7 @@ def running_trials(storage, cfg, marker: str) -> list[tuple]:
         if name in names:
             study = optuna.load_study(study_name=name, storage=storage)
             found += [(cell, t) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                      if marker in str(t.user_attrs.get("worker", ""))]
+                      if marker in ledger.trial_worker(t)]
     return found
 
 

@@ -1,8 +1,9 @@
 """Faults against the real services (PostgreSQL, `mlflow server` with basic-auth), with real worker processes:
 
 - a worker SIGKILLed in the middle of a trial, on "another machine" (its worker id carries another host name, so
-  only its lease's heartbeat can tell that it died): its cell is taken over once the lease expires, its RUNNING trial
-  failed and its parameters retried, nothing lost or counted twice;
+  only the database can tell that it died): its claim (a PostgreSQL advisory lock) is released with its connection,
+  held while it was merely stopped; the next worker takes the cell, fails its RUNNING trial and retries its
+  parameters, nothing lost or counted twice;
 - SIGINT and SIGTERM in the middle of a trial: the current trial failed cleanly and queued again, MLflow runs KILLED,
   exit non-zero with a line that says how to resume; the rerun completes with exact counts;
 - PostgreSQL stopped and started again mid-sweep: workers retry with backoff and finish;
@@ -33,7 +34,7 @@ def fail_and_retry_pairs(services, cfg) -> list[tuple]:
     """(cell, failed trial, its retry) for every FAIL trial of the sweep; asserts each has exactly one retry with
     its parameters, and that the retry finished."""
     import optuna
-    from study import tuning
+    from study import ledger, tuning
 
     pairs = []
     for cell in cfg.cells():
@@ -42,7 +43,7 @@ def fail_and_retry_pairs(services, cfg) -> list[tuple]:
         for t in trials:
             if t.state.name != "FAIL":
                 continue
-            retries = [u for u in trials if u.user_attrs.get("retry_of") == t.number]
+            retries = [u for u in trials if ledger.retry_of(u) == t.number]
             if not t.params:  # stopped between its creation and its first suggestion: nothing to try again
                 assert not retries, (cell, t.number, [u.number for u in retries])
                 pairs.append((cell, t.number, None))
@@ -56,7 +57,27 @@ def fail_and_retry_pairs(services, cfg) -> list[tuple]:
     return pairs
 
 
-def test_sigkilled_worker_on_another_host_loses_its_cell_by_lease_and_nothing_is_lost(services):
+def claim_is_free(services, cfg, cell, lease: float) -> bool:
+    """Try the cell's claim as a worker would (and let go at once): True if nobody holds it."""
+    from study import tuning
+    from study.services import optuna_url
+
+    locks = tuning.cell_locks(optuna_url(services.state), lease)
+    claim = tuning.Claim(locks, tuning.study_name(cfg.name, cell), "test", lease)
+    try:
+        free = claim.acquire()
+        claim.release()
+        return free
+    finally:
+        locks.close()
+
+
+def test_sigkilled_worker_on_another_host_loses_its_cell_and_nothing_is_lost(services):
+    """The victim claims "worker-host-b" as its host, so no pid check on this machine can help: only the database
+    can tell that its claim died with it (the advisory lock goes with the victim's connection)."""
+    import optuna
+    from study import ledger, tuning
+
     name, lease = "killed", 4.0
     args = [*FAULT, f"name={name}", f"lease_seconds={lease}"]
     cfg = config_of(args, name)
@@ -64,29 +85,24 @@ def test_sigkilled_worker_on_another_host_loses_its_cell_by_lease_and_nothing_is
     victim = services.worker(args, "killed-victim", other_host="worker-host-b")
     try:
         caught = freeze_mid_trial(victim, storage, cfg, f"worker-host-b:{victim.pid}:", after=2)
+        (cell, dead), = caught  # population 1: one trial at a time
+        held_while_frozen = not claim_is_free(services, cfg, cell, lease)
         os.killpg(victim.pid, signal.SIGKILL)
         killed_at = time.monotonic()
         victim.wait(timeout=30)
+        wait_for(lambda: claim_is_free(services, cfg, cell, lease), lease, "the dead worker's claim to be released",
+                 poll=0.05)
+        released_seconds = time.monotonic() - killed_at
     finally:
         if victim.poll() is None:
             os.killpg(victim.pid, signal.SIGKILL)
-    survivor = services.worker(args, "killed-survivor")  # a worker that starts later (or was busy elsewhere)
-    before = trials_by_state(storage, cfg)
-    (cell, dead), = caught  # population 1: one trial at a time
+    assert held_while_frozen, "a stopped (not dead) worker's cell could be claimed by another"
     assert victim.returncode == -signal.SIGKILL
-
-    # The survivor takes the dead worker's cell over once the lease has expired (not before: it cannot see the pid).
-    from study import tuning
-    import optuna
-
-    claims = optuna.load_study(study_name=tuning.study_name(name, cell).replace(f"{name}/", f"{name}/_claims/", 1),
-                               storage=storage)
-
-    def taken_over():
-        return [t for t in claims.get_trials(deepcopy=False)
-                if f":{survivor.pid}:" in str(t.user_attrs.get("worker", ""))]
-    wait_for(taken_over, 120, "the survivor to claim the dead worker's cell", [survivor], poll=0.2)
-    takeover_seconds = time.monotonic() - killed_at
+    before = trials_by_state(storage, cfg)
+    survivor = services.worker(args, "killed-survivor")  # a worker that starts later (or was busy elsewhere)
+    study = optuna.load_study(study_name=tuning.study_name(name, cell), storage=storage)
+    wait_for(lambda: f":{survivor.pid}:" in ledger.read(study.user_attrs).owner, 120,
+             "the survivor to claim the dead worker's cell", [survivor], poll=0.2)
     wait_all([survivor], 240)
     assert survivor.returncode == 0, log_tail(survivor)
     assert not problems(survivor), problems(survivor)
@@ -95,20 +111,16 @@ def test_sigkilled_worker_on_another_host_loses_its_cell_by_lease_and_nothing_is
     pairs = fail_and_retry_pairs(services, cfg)
     assert [(c, f) for c, f, _ in pairs] == [(cell, dead.number)], pairs
     after = optuna.load_study(study_name=tuning.study_name(name, cell), storage=storage)
-    retry = next((t for t in after.get_trials(deepcopy=False) if t.user_attrs.get("retry_of") == dead.number), None)
+    retry = next((t for t in after.get_trials(deepcopy=False) if ledger.retry_of(t) == dead.number), None)
     assert retry is not None or pairs[0][2] is None
-    assert retry is None or f":{survivor.pid}:" in retry.user_attrs["worker"]
-    # ... and not before the victim's claim had gone `lease` seconds without a heartbeat
-    trials = claims.get_trials(deepcopy=False)
-    last_beat = max(t.user_attrs["heartbeat"] for t in trials if "worker-host-b:" in t.user_attrs.get("worker", ""))
-    claimed = min(t.datetime_start.timestamp() for t in trials if f":{survivor.pid}:" in t.user_attrs["worker"])
-    assert claimed - last_beat >= lease, f"taken over {claimed - last_beat:.1f} s after the last heartbeat"
+    assert retry is None or f":{survivor.pid}:" in ledger.trial_worker(retry)
+    assert ledger.read(after.user_attrs).recovered_trials == 1
     print(f"\nSIGKILL: 2 workers (one after the other), {len(cfg.cells())} cells x {cfg.trials} trials; killed "
-          f"worker-host-b in trial {dead.number} of {'/'.join(cell)} with Optuna at {dict(before)}; cell taken over "
-          f"{takeover_seconds:.1f} s after the kill, {claimed - last_beat:.1f} s after its last heartbeat (lease "
-          f"{lease:.0f} s); after: {figures['trials']} finished trials, "
-          f"{figures['trial_runs']} trial runs, {figures['eval_runs']} eval runs, {figures['failed_trials']} FAIL "
-          f"(retried as trial {retry.number if retry else '-'}), {figures['orphan_runs']} orphan runs marked FAILED")
+          f"worker-host-b in trial {dead.number} of {'/'.join(cell)} with Optuna at {dict(before)}; its claim was "
+          f"released {released_seconds:.2f} s after the kill (lease {lease:.0f} s); after: {figures['trials']} "
+          f"finished trials, {figures['trial_runs']} trial runs, {figures['eval_runs']} eval runs, "
+          f"{figures['failed_trials']} FAIL (retried as trial {retry.number if retry else '-'}), "
+          f"{figures['orphan_runs']} orphan runs marked FAILED")
 
 
 def test_sigint_and_sigterm_fail_the_current_trial_cleanly_and_a_rerun_completes(services):
@@ -137,7 +149,7 @@ def test_sigint_and_sigterm_fail_the_current_trial_cleanly_and_a_rerun_completes
         assert "resume" in last and "again" in last, f"{sig.name}: last line {last!r}"
     assert before["RUNNING"] == 0, f"trials left RUNNING after the signals: {before}"
     import optuna
-    from study import tuning
+    from study import ledger, tuning
 
     outcome = {}  # the trial each worker was in: finished (it was past training) or failed and queued again
     for sig, trials in held.items():
@@ -147,7 +159,7 @@ def test_sigint_and_sigterm_fail_the_current_trial_cleanly_and_a_rerun_completes
             outcome[sig.name] = now[t.number].state.name
             assert outcome[sig.name] in ("COMPLETE", "PRUNED", "FAIL"), (sig.name, outcome)
             if outcome[sig.name] == "FAIL":
-                queued = [u for u in now.values() if u.user_attrs.get("retry_of") == t.number]
+                queued = [u for u in now.values() if ledger.retry_of(u) == t.number]
                 assert len(queued) == 1 and queued[0].state.name == "WAITING", queued
                 assert queued[0].system_attrs.get("fixed_params") == now[t.number].params, queued
 
@@ -198,7 +210,7 @@ def test_postgres_restarted_mid_sweep_workers_retry_and_finish(services):
 
 def test_mlflow_down_at_start_and_mid_sweep(services):
     import optuna
-    from study import tuning
+    from study import ledger, tuning
 
     name = "mlflowdown"
     args = [*FAULT, f"name={name}", "trials=6"]
@@ -232,7 +244,7 @@ def test_mlflow_down_at_start_and_mid_sweep(services):
     backfilled = 0
     for cell in cfg.cells():
         study = optuna.load_study(study_name=tuning.study_name(name, cell), storage=storage)
-        backfilled += sum(k.startswith("mlflow:") for k in study.user_attrs)
+        backfilled += len(ledger.read(study.user_attrs).trial_runs)
     assert backfilled >= while_down - at_kill - 2, (backfilled, at_kill, while_down)
     print(f"\nMLflow down: 2 workers, {len(cfg.cells())} cells x {cfg.trials} trials; server killed with {at_kill} "
           f"trials finished, {while_down - at_kill} more finished while it was down; a worker started meanwhile: "

@@ -75,12 +75,12 @@ def test_workers_share_a_sweep_with_exact_counts_and_the_one_worker_numbers(serv
 
     # Whole cells: every trial of a cell ran in one worker; and the cells were shared out among the workers.
     import optuna
-    from study import tuning
+    from study import ledger, tuning
 
     owners = {}
     for cell in cfg.cells():
         study = optuna.load_study(study_name=tuning.study_name(name, cell), storage=services.storage())
-        ids = {t.user_attrs.get("worker") for t in study.get_trials(deepcopy=False)}
+        ids = {ledger.trial_worker(t) for t in study.get_trials(deepcopy=False)}
         assert len(ids) == 1, f"{cell} was run by {ids}"
         owners[cell] = ids.pop()
     assert len(set(owners.values())) >= 2, f"one worker ran every cell: {owners}"

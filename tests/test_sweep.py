@@ -32,7 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 SMOKE = ["--profile", "smoke", "datasets=iris,diabetes", "optimizers=momentum,adam", "batch_sizes=full,32",
          "trials=4", "epochs=5", "seeds=2"]
 STATES = {"COMPLETE", "PRUNED", "FAIL", "DIVERGED"}
-CURVES = ("train_loss", "val_loss", "updates", "seconds")
+# per epoch in MLflow (val_accuracy too on classification sets); everything else is a final value
+TRIAL_CURVES = ("val_loss",)
+EVAL_CURVES = ("train_loss", "val_loss", "grad_norm")
 
 
 # --- Running the CLI ---------------------------------------------------------------------------------------------
@@ -301,6 +303,8 @@ def test_tuned_track_uses_the_best_trial(smoke):
 
 
 def test_metric_histories_have_one_value_per_epoch(smoke):
+    """Curves where a reviewer looks at them: a trial's validation loss (what its pruning acted on), an evaluation's
+    losses, accuracy and gradient norm. updates and seconds are final values (per epoch they are straight lines)."""
     store, cfg = smoke["a"], smoke["cfg"]
     for cell in cfg.cells():
         dataset, _, batch = cell
@@ -311,20 +315,26 @@ def test_metric_histories_have_one_value_per_epoch(smoke):
         runs += [r for r in store.children(parent, "eval") if r.data.metrics["diverged"] == 0]
         assert runs
         for run in runs:
-            keys = CURVES + (("val_accuracy",) if classification else ())
+            role = run.data.tags["role"]
+            keys = (TRIAL_CURVES if role == "trial" else EVAL_CURVES) + (("val_accuracy",) if classification else ())
             for key in keys:
                 steps, values = history(store, run, key)
                 assert steps == list(range(1, epochs + 1)), (run.info.run_name, key, steps)
                 assert all(math.isfinite(v) for v in values), (run.info.run_name, key)
+            if role == "trial":  # the rest of a trial is its final values
+                for key in ("train_loss",) + (("val_accuracy",) if classification else ()):
+                    assert len(history(store, run, key)[0]) == 1, (run.info.run_name, key)
             if not classification:
                 assert "val_accuracy" not in run.data.metrics and "test_accuracy" not in run.data.metrics
-            seed = cfg.tuning_seed if run.data.tags["role"] == "trial" else int(run.data.tags["seed"])
+            seed = cfg.tuning_seed if role == "trial" else int(run.data.tags["seed"])
             n = n_train(cfg, dataset, seed)
             per_epoch = 1 if batch == "full" else math.ceil(n / min(int(batch), n))
-            steps, updates = history(store, run, "updates")
-            assert updates == [float(s * per_epoch) for s in steps], (run.info.run_name, updates, per_epoch)
-            _, seconds = history(store, run, "seconds")
-            assert all(b >= a for a, b in zip(seconds, seconds[1:])) and seconds[0] >= 0
+            for key in ("updates", "seconds"):
+                steps, values = history(store, run, key)
+                assert steps == [epochs], (run.info.run_name, key, steps)
+            assert run.data.metrics["updates"] == float(epochs * per_epoch), (run.info.run_name, per_epoch)
+            assert run.data.metrics["seconds"] > 0
+        assert parent.data.params["updates_per_epoch"] == str(per_epoch)
 
 
 def test_pruned_and_diverged_histories_stop_early(smoke):
@@ -391,12 +401,12 @@ def test_cell_artifacts_and_dataset_input(smoke, tmp_path):
         assert [i.dataset.name for i in inputs] == [cell[0]], inputs
 
 
-def test_provenance_tags_on_every_run(smoke):
+def test_provenance_tags_on_cell_runs_and_not_repeated_on_their_children(smoke):
     store = smoke["a"]
     versions = {p: metadata.version(p) for p in ("numpy", "optuna", "mlflow", "scikit-learn")}
     overrides = [a for a in SMOKE if "=" in a]
     commits = set()
-    for run in store.runs:
+    for run in store.by_role("cell"):
         tags = run.data.tags
         for package, version in versions.items():
             assert any(package in k and v == version for k, v in tags.items()), (run.info.run_name, package)
@@ -407,6 +417,82 @@ def test_provenance_tags_on_every_run(smoke):
             (run.info.run_name, "no command line tag")
     for sha in commits:  # a commit of this repository (the lead may have committed since; any commit will do)
         assert subprocess.run(["git", "cat-file", "-e", f"{sha}^{{commit}}"], cwd=REPO).returncode == 0, sha
+    for run in store.by_role("trial") + store.by_role("eval"):  # children are traced through their cell
+        tags = run.data.tags
+        assert not [k for k in tags if k.startswith("version.") or "commit" in k or k == "command"], tags
+        assert {"role", "dataset", "optimizer", "batch_size"} <= set(tags), tags
+
+
+def test_cell_runs_carry_sortable_summaries(smoke):
+    """best_val_loss = the best non-diverged trial's value; tuned/default test loss and accuracy = means over the
+    evaluation seeds; diverged_share over the tuning trials; seconds_per_epoch measured before tuning."""
+    store, cfg = smoke["a"], smoke["cfg"]
+    for cell in cfg.cells():
+        parent = store.cell_run(cell)
+        m = parent.data.metrics
+        classification = data.load(cell[0], 0).task == "classification"
+        evals = store.children(parent, "eval")
+        for track in ("tuned", "default"):
+            runs = [r for r in evals if r.data.tags["track"] == track]
+            mean = sum(r.data.metrics["test_loss"] for r in runs) / len(runs)
+            assert m[f"{track}_test_loss"] == pytest.approx(mean, rel=1e-12), (cell, track)
+            if classification:
+                mean = sum(r.data.metrics["test_accuracy"] for r in runs) / len(runs)
+                assert m[f"{track}_test_accuracy"] == pytest.approx(mean, rel=1e-12), (cell, track)
+            else:
+                assert f"{track}_test_accuracy" not in m
+        trials = store.children(parent, "trial")
+        states = [r.data.tags["state"] for r in trials]
+        assert m["diverged_share"] == states.count("DIVERGED") / len(states)
+        complete = [t.value for t in finished_trials(store.study(cell))
+                    if t.state.name == "COMPLETE" and t.user_attrs.get("state") != "DIVERGED"]
+        if complete:
+            assert m["best_val_loss"] == min(complete)
+        assert 0 < m["seconds_per_epoch"] < 10
+
+
+def test_curves_parquet_holds_every_value_of_every_run(smoke, tmp_path):
+    """The cell run's curves.parquet: one row per run and epoch, every trial and evaluation, equal (float64, to
+    the bit) to what MLflow holds per epoch, and the updates column counting the updates per epoch."""
+    import pandas as pd
+
+    store, cfg = smoke["a"], smoke["cfg"]
+    for cell in cfg.cells():
+        parent = store.cell_run(cell)
+        path = store.client.download_artifacts(parent.info.run_id, "curves.parquet", str(tmp_path / parent.info.run_id))
+        table = pd.read_parquet(path)
+        per_epoch = int(parent.data.params["updates_per_epoch"])
+        trials, evals = store.children(parent, "trial"), store.children(parent, "eval")
+        assert set(table["run_id"]) == {r.info.run_id for r in trials + evals}
+        for run in trials + evals:
+            rows = table[table["run_id"] == run.info.run_id].sort_values("epoch")
+            keys = TRIAL_CURVES if run.data.tags["role"] == "trial" else EVAL_CURVES
+            for key in keys:
+                steps, values = history(store, run, key)
+                finite = rows[rows["epoch"].isin(steps)]
+                assert finite["epoch"].tolist() == steps, (run.info.run_name, key)
+                assert finite[key].tolist() == values, (run.info.run_name, key)
+            assert rows["updates"].tolist() == [float(e * per_epoch) for e in rows["epoch"]], run.info.run_name
+            assert rows["updates"].iloc[-1] == run.data.metrics["updates"]
+            assert rows["seconds"].iloc[-1] == run.data.metrics["seconds"]
+            if run.data.tags["role"] == "trial":
+                assert rows["trial_number"].unique().tolist() == [int(run.data.tags["trial_number"])]
+            else:
+                assert rows["track"].unique().tolist() == [run.data.tags["track"]]
+                assert rows["seed"].unique().tolist() == [int(run.data.tags["seed"])]
+
+
+def test_experiment_description_says_how_to_reach_trials_and_evaluations(smoke):
+    note = smoke["a"].experiment.tags.get("mlflow.note.content", "")
+    for needed in ("tags.role = 'cell'", "tags.role = 'eval'", "tags.role = 'trial'", "tuned_test_loss",
+                   "curves.parquet"):
+        assert needed in note, needed
+
+
+def test_summary_links_to_the_cell_runs_table(smoke):
+    err, experiment = smoke["procs"]["a"].stderr, smoke["a"].experiment.experiment_id
+    url = f"http://127.0.0.1:5000/#/experiments/{experiment}/runs?searchFilter=tags.role%20%3D%20%27cell%27"
+    assert url in err, tail(err)
 
 
 def test_two_sweeps_from_scratch_give_identical_numbers(smoke):
@@ -470,17 +556,17 @@ def test_make_sweeps_report_is_built_when_missing_and_not_rebuilt_on_a_finished_
 def test_a_cell_where_every_trial_diverges_is_recorded_not_crashed(tmp_path):
     """gd with eta in 1e3..1e4 on diabetes: every trial blows up. Each is a COMPLETE Optuna trial whose value is the
     untrained network's validation loss (finite), tagged state=DIVERGED in MLflow; the cell still finishes."""
-    from study import cell as cell_mod, sweep, tuning
+    from study import cell as cell_mod, ledger, sweep, tuning
 
     cfg = config.load_sweep("smoke", ["name=diverge", "datasets=diabetes", "optimizers=gd", "batch_sizes=full",
                                       "trials=3", "epochs=5", "seeds=1"])
     cfg = replace(cfg, search_spaces={"gd": {"eta": Range(1e3, 1e4)}})
-    storage, client, experiment = sweep.open_stores(cfg, tmp_path)
-    ctx = cell_mod.Context(cfg, storage, client, experiment, tuning.new_worker_id())
+    ctx = sweep.new_context(cfg, tmp_path)
     (cell,) = cfg.cells()
-    claim = tuning.Claim(storage, cfg, cell, ctx.worker)
+    claim = tuning.Claim(ctx.locks, tuning.study_name(cfg.name, cell), ctx.worker, cfg.lease_seconds)
     assert claim.acquire()
-    cell_mod.run_cell(ctx, cell, claim)
+    studies = cell_mod.open_studies(ctx, cell)
+    cell_mod.run_cell(ctx, cell, claim, studies, ledger.Ledger(studies["tpe"]))
     claim.release()
 
     store = read_store(tmp_path, cfg)

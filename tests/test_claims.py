@@ -1,0 +1,172 @@
+"""Cell claims held by the storage engine's own locks (study.tuning.claims), against a real journal directory and
+a real PostgreSQL: two workers racing for the same cell a hundred times, exactly one wins each time; a claim dies
+with its holder and only then; a claim lost with its database connection is taken back only if nobody else held
+the cell meanwhile."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from study import tuning
+
+ROUNDS = 100
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _racer(url: str, barrier, results, rounds: int) -> None:
+    """One worker: each round, try the same cell's claim at the moment the other does, report, let go."""
+    locks = tuning.cell_locks(url, 60.0)
+    try:
+        for r in range(rounds):
+            claim = tuning.Claim(locks, f"race/cell-{r % 7}", f"racer-{os.getpid()}", 60.0)
+            barrier.wait(timeout=60)
+            won = claim.acquire()
+            results.put((r, os.getpid(), won))
+            barrier.wait(timeout=60)  # both have tried: only now may the winner let go
+            claim.release()
+    finally:
+        locks.close()
+
+
+def race(url: str, rounds: int = ROUNDS) -> dict[int, list[bool]]:
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_racer, args=(url, barrier, results, rounds)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    outcomes: dict[int, list[bool]] = {}
+    for _ in range(2 * rounds):
+        r, _, won = results.get(timeout=120)
+        outcomes.setdefault(r, []).append(won)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0, p.exitcode
+    return outcomes
+
+
+@pytest.fixture(scope="module")
+def pg_url(request):
+    from services_support import shared_services
+    from study.services import optuna_url
+
+    return optuna_url(shared_services(request).state)
+
+
+def test_two_workers_racing_for_a_cell_on_a_journal_exactly_one_wins_each_time(tmp_path):
+    outcomes = race(str(tmp_path / "optuna" / "race.journal"))
+    assert sorted(outcomes) == list(range(ROUNDS))
+    assert all(sorted(won) == [False, True] for won in outcomes.values()), \
+        {r: w for r, w in outcomes.items() if sorted(w) != [False, True]}
+
+
+@pytest.mark.slow
+def test_two_workers_racing_for_a_cell_on_postgresql_exactly_one_wins_each_time(pg_url):
+    outcomes = race(pg_url)
+    assert sorted(outcomes) == list(range(ROUNDS))
+    assert all(sorted(won) == [False, True] for won in outcomes.values()), \
+        {r: w for r, w in outcomes.items() if sorted(w) != [False, True]}
+
+
+HOLDER = """
+import sys, time
+from study import tuning
+locks = tuning.cell_locks(sys.argv[1], 60.0)
+claim = tuning.Claim(locks, "held/cell", "holder", 60.0)
+assert claim.acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def holder(url: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, url], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": REPO})
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def is_free(url: str, name: str = "held/cell") -> bool:
+    """Try the claim as another worker would, and let go at once."""
+    locks = tuning.cell_locks(url, 60.0)
+    claim = tuning.Claim(locks, name, "prober", 60.0)
+    try:
+        free = claim.acquire()
+        claim.release()
+        return free
+    finally:
+        locks.close()
+
+
+def claim_dies_with_its_holder(url: str) -> float:
+    """Held while the holder lives (stopped, even); free once it is killed. Returns how long freeing took."""
+    proc = holder(url)
+    try:
+        assert not is_free(url)
+        os.kill(proc.pid, signal.SIGSTOP)  # a frozen worker still holds its cell
+        assert not is_free(url)
+        os.kill(proc.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        proc.wait(timeout=30)
+        while not is_free(url):
+            assert time.monotonic() - killed < 10, "the claim outlived its holder"
+            time.sleep(0.02)
+        return time.monotonic() - killed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_a_journal_claim_is_held_while_its_holder_lives_and_freed_when_it_is_killed(tmp_path):
+    seconds = claim_dies_with_its_holder(str(tmp_path / "optuna" / "held.journal"))
+    print(f"journal claim freed {seconds:.3f} s after SIGKILL")
+
+
+@pytest.mark.slow
+def test_a_postgresql_claim_is_held_while_its_holder_lives_and_freed_when_it_is_killed(pg_url):
+    seconds = claim_dies_with_its_holder(pg_url)
+    print(f"PostgreSQL claim freed {seconds:.3f} s after SIGKILL")
+
+
+@pytest.mark.slow
+def test_a_claim_lost_with_its_connection_is_taken_back_only_if_nobody_held_the_cell(pg_url):
+    """The lock goes with its connection (as in a database restart). The holder takes it back when it can and
+    its cell's record still names it; if another worker claimed the cell meanwhile, ClaimLost."""
+    import sqlalchemy
+
+    def kill_backends_of(locks):
+        pid = locks.conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        admin = sqlalchemy.create_engine(pg_url, poolclass=sqlalchemy.pool.NullPool)
+        with admin.connect() as conn:
+            assert conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})").scalar()
+        admin.dispose()
+
+    locks = tuning.cell_locks(pg_url, 8.0)
+    claim = tuning.Claim(locks, "lost/cell-a", "w", 8.0)
+    assert claim.acquire()
+    kill_backends_of(locks)
+    claim.check(force=True)  # nobody took it: regained on a new connection
+    assert not is_free(pg_url, "lost/cell-a")
+
+    kill_backends_of(locks)
+    other = tuning.cell_locks(pg_url, 8.0)
+    thief = tuning.Claim(other, "lost/cell-a", "thief", 8.0)
+    assert thief.acquire()  # the cell was free while its holder's connection was gone
+    with pytest.raises(tuning.ClaimLost):
+        claim.check(force=True)
+    thief.release()
+
+    claim = tuning.Claim(locks, "lost/cell-b", "w", 8.0)
+    claim.still_ours = lambda: False  # the record names someone else: another worker held the cell in between
+    assert claim.acquire()
+    kill_backends_of(locks)
+    with pytest.raises(tuning.ClaimLost):
+        claim.check(force=True)
+    assert is_free(pg_url, "lost/cell-b"), "a lost claim must let go of the lock it took back"
+    locks.close()
+    other.close()
