@@ -105,6 +105,7 @@ def run_cell(ctx: Context, cell: tuple, claim: tuning.Claim, studies: dict, book
             _tune(ctx, cell, study, arm, mirror, claim)
         _evaluate(ctx, cell, studies["tpe"], mirror, claim)
     except Interrupted:
+        mirror.flush(wait=True)  # what is done is kept (the trials are in the storage whatever happens)
         mirror.interrupted()
         raise
     finish_cell(ctx, cell, studies, mirror, recovered > 0)
@@ -169,10 +170,11 @@ def _tune(ctx: Context, cell, study, arm: str, mirror: record.Mirror, claim: tun
         for m, trial in enumerate(trials):
             state, value = _trial_outcome(result, m)
             curves = {name: values[m] for name, values in result.history.items()}
-            mirror.trial(trial, arm, state, hypers[m], curves, _final_values(result, m))
             with ctx.timed("optuna"):
+                mirror.trial(trial, arm, state, hypers[m], curves, _final_values(result, m))
                 tuning.tell(study, trial, state, value)
             ctx.progress("trial", {"cell": cell, "state": state, "value": value})
+        mirror.flush(wait=False)  # now if no other worker is writing, else after the next batch
 
 
 def _trial_outcome(result: train.TrainResult, m: int) -> tuple[str, float | None]:
@@ -204,8 +206,9 @@ def _evaluate(ctx: Context, cell, study, mirror: record.Mirror, claim: tuning.Cl
     defaults = dict(cfg.defaults[optimizer])
     tracks = {"tuned": tuning.hyper_from_params(best.params, cfg.search_spaces[optimizer]) if best else defaults,
               "default": defaults}
+    queued = {key for kind, key, _ in mirror.queue if kind == "eval"}
     for seed in cfg.seeds:
-        missing = [t for t in tracks if not mirror.book.record.has_eval(t, seed)]
+        missing = [t for t in tracks if not mirror.book.record.has_eval(t, seed) and (t, seed) not in queued]
         if not missing:
             continue
         ctx.check_stop()
@@ -229,6 +232,7 @@ def _evaluate(ctx: Context, cell, study, mirror: record.Mirror, claim: tuning.Cl
                 if track == "tuned" else {}
             curves = {name: values[m] for name, values in result.history.items()}
             mirror.evaluation(track, seed, tracks[track], curves, final, tags)
+        mirror.flush(wait=False)
         ctx.progress("eval", {"cell": cell, "seed": seed})
 
 
@@ -255,6 +259,8 @@ def cell_summary(studies: dict, book: ledger.Ledger) -> dict:
 def finish_cell(ctx: Context, cell, studies: dict, mirror: record.Mirror, recovered: bool = False) -> None:
     """Cell artifacts (figures, the resolved config, every curve), summary metrics, the dataset, the done mark."""
     cfg, study, book = ctx.cfg, studies["tpe"], mirror.book
+    if not mirror.flush(wait=True):
+        mirror.keep_unlogged()  # MLflow is away: logged when it is back
     with ctx.timed("optuna"):
         book.update(importances=tuning.importances(study))
         trial_rows = tuning.trial_rows(study)

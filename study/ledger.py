@@ -9,8 +9,8 @@ Where it lives (Optuna user attributes, plain JSON):
   - the cell study (``<sweep>/<dataset>/<optimizer>/<batch>``): ``record`` holds the ``CellRecord``; a payload
     that could not reach MLflow waits under ``pending:<kind>:<key>`` until ``reconcile`` logs it;
   - each trial: ``worker`` (who ran it), ``state`` (the MLflow tag's spelling: DIVERGED is an Optuna COMPLETE),
-    ``mlflow_run_id``, ``mlflow_payload`` (when MLflow was away), ``retry_of`` (the trial whose parameters it
-    retries).
+    ``mlflow_payload`` (what its MLflow run holds, kept before the trial is told), ``retry_of`` (the trial whose
+    parameters it retries). A finished trial cannot be changed, so its run id goes into the cell's record.
 
 This module works on the study and trial objects the tuning package hands it (duck-typed: ``user_attrs``,
 ``set_user_attr``), so it imports no Optuna itself: ``study.tuning`` stays the only door.
@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 
 RECORD = "record"
 PENDING = "pending:"
-TRIAL_WORKER, TRIAL_STATE, RETRY_OF = "worker", "state", "retry_of"
-TRIAL_RUN_ID, TRIAL_PAYLOAD = "mlflow_run_id", "mlflow_payload"
+TRIAL_WORKER, TRIAL_STATE, RETRY_OF, TRIAL_PAYLOAD = "worker", "state", "retry_of", "mlflow_payload"
 
 
 @dataclass
@@ -37,7 +36,7 @@ class CellRecord:
     recovered_trials: int = 0  # trials of dead workers failed and retried (a param of the cell run)
     evals: dict = field(default_factory=dict)  # "track:seed" -> MLflow run id, or "" while it waits for MLflow
     scores: dict = field(default_factory=dict)  # "track:seed" -> the evaluation's final test scores
-    trial_runs: dict = field(default_factory=dict)  # "arm:number" -> run id of a trial logged late by reconcile
+    trial_runs: dict = field(default_factory=dict)  # "arm:number" -> MLflow run id of a finished trial
     seconds_per_epoch: float | None = None  # one network alone (K = 1), measured before tuning
     importances: dict = field(default_factory=dict)  # parameter -> importance over the tuning trials
 
@@ -91,14 +90,22 @@ class Ledger:
         self.record = dataclasses.replace(self.record, **changes)
         self.study.set_user_attr(RECORD, dataclasses.asdict(self.record))
 
-    # --- evaluations ----------------------------------------------------------------------------------------
-    def keep_eval(self, track: str, seed: int, scores: dict, run_id: str | None, payload: dict | None = None) -> None:
-        """An evaluation is done: its scores and its MLflow run id, or (MLflow away) its payload to log later."""
+    # --- what MLflow holds ------------------------------------------------------------------------------------
+    def logged(self, trials: dict | None = None, evals: dict | None = None) -> None:
+        """Runs MLflow now holds, in one write: ``trials`` (arm, number) -> run id; ``evals`` (track, seed) ->
+        (run id, final scores). An evaluation counts as done from here on."""
+        trials, evals = trials or {}, evals or {}
+        if not trials and not evals:
+            return
+        self.update(trial_runs={**self.record.trial_runs, **{f"{a}:{n}": r for (a, n), r in trials.items()}},
+                    evals={**self.record.evals, **{_eval_key(*k): r for k, (r, _) in evals.items()}},
+                    scores={**self.record.scores, **{_eval_key(*k): s for k, (_, s) in evals.items()}})
+
+    def keep_pending_eval(self, track: str, seed: int, scores: dict, payload: dict) -> None:
+        """An evaluation MLflow could not take (the server is away): done, its payload kept to log later."""
         key = _eval_key(track, seed)
-        if run_id is None:
-            self.study.set_user_attr(f"{PENDING}eval:{key}", payload)
-        self.update(evals={**self.record.evals, key: run_id or ""}, scores={**self.record.scores, key: scores},
-                    mlflow_pending=self.record.mlflow_pending or run_id is None)
+        self.study.set_user_attr(f"{PENDING}eval:{key}", payload)
+        self.update(evals={**self.record.evals, key: ""}, scores={**self.record.scores, key: scores})
 
     def pending_evals(self) -> dict[tuple[str, int], dict]:
         """(track, seed) -> payload of every evaluation MLflow does not hold yet."""
@@ -106,20 +113,9 @@ class Ledger:
         return {_parse_eval_key(k): attrs[f"{PENDING}eval:{k}"] for k, v in self.record.evals.items()
                 if not v and f"{PENDING}eval:{k}" in attrs}
 
-    def eval_logged(self, track: str, seed: int, run_id: str) -> None:
-        self.update(evals={**self.record.evals, _eval_key(track, seed): run_id})
-
-    # --- trials -----------------------------------------------------------------------------------------------
     def trial_run_id(self, trial, arm: str) -> str | None:
-        """The MLflow run of a finished trial: logged as it finished, or later by reconcile."""
-        return trial.user_attrs.get(TRIAL_RUN_ID) or self.record.trial_runs.get(f"{arm}:{trial.number}")
-
-    def trial_logged_late(self, trial, arm: str, run_id: str) -> None:
-        self.update(trial_runs={**self.record.trial_runs, f"{arm}:{trial.number}": run_id})
-
-    def mark_pending(self) -> None:
-        if not self.record.mlflow_pending:
-            self.update(mlflow_pending=True)
+        """The MLflow run of a finished trial, once MLflow holds it."""
+        return self.record.trial_runs.get(f"{arm}:{trial.number}")
 
 
 # --- trials, for everyone who reads or writes them ------------------------------------------------------------
@@ -131,12 +127,10 @@ def trial_worker(trial) -> str:
     return trial.user_attrs.get(TRIAL_WORKER, "")
 
 
-def keep_trial_run(trial, run_id: str | None, payload: dict | None) -> None:
-    """Before a trial is told: its MLflow run id, or its payload when MLflow is away."""
-    if run_id is not None:
-        trial.set_user_attr(TRIAL_RUN_ID, run_id)
-    else:
-        trial.set_user_attr(TRIAL_PAYLOAD, payload)
+def keep_trial_payload(trial, payload: dict) -> None:
+    """Before a trial is told: what its MLflow run will hold, so that MLflow can be given it whenever it can take
+    it (now, once the other worker has written, or after the server comes back, or after this worker died)."""
+    trial.set_user_attr(TRIAL_PAYLOAD, payload)
 
 
 def trial_payload(trial) -> dict | None:

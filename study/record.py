@@ -1,9 +1,13 @@
 """The MLflow mirror of a cell. The Optuna storage is the source of truth; MLflow is what people browse.
 
-Every trial and evaluation is written to MLflow as it finishes, and its run id kept in the cell's ledger. If the
-tracking server cannot be reached, the payload is kept in the Optuna storage instead and the sweep goes on;
-``reconcile`` later writes what is missing and marks FAILED any MLflow run the storage does not record (written by
-a worker that died before recording it), so that MLflow's counts always match Optuna's.
+Every trial and evaluation is queued for MLflow as it finishes and written as soon as the store can take it: at
+once when no other worker is writing to the SQLite store, else after this worker's next batch of training (waiting
+for the other writer would idle a core), and at the latest when the cell finishes. A trial's payload is kept in
+its Optuna record before it is told, and its run id in the cell's ledger once MLflow holds it; an evaluation counts
+as done once MLflow holds it (one lost with a killed worker is simply run again). If the tracking server cannot be
+reached, what is queued stays in the Optuna storage and the sweep goes on; ``reconcile`` later writes what is
+missing and marks FAILED any MLflow run the storage does not record (written by a worker that died before
+recording it), so that MLflow's counts always match Optuna's.
 
 What each run carries (DESIGN §3): a trial its validation loss per epoch (the curve its pruning acted on; Optuna's
 dashboard draws the same intermediate values) and final values; an evaluation its four curves per epoch and its
@@ -50,11 +54,16 @@ def cell_filter() -> str:
     return "tags.role = 'cell'"
 
 
+def _scores(payload: dict) -> dict:
+    return {k: v for k, v in payload["final"].items() if k in ("test_loss", "test_accuracy")}
+
+
 class Mirror:
     def __init__(self, ctx, cell: tuple, studies: dict, book: ledger.Ledger):
         self.ctx, self.cell, self.studies, self.book = ctx, cell, studies, book
         self.tags = {"dataset": cell[0], "optimizer": cell[1], "batch_size": str(cell[2])}
         self.curves: dict[tuple, dict] = {}  # (role, arm or track, number or seed) -> per-epoch values, this process
+        self.queue: list[tuple] = []  # ("trial", (arm, number) | "eval", (track, seed), payload) not yet in MLflow
 
     # --- writing as we go -----------------------------------------------------------------------------------
     def _write(self, what: str, write):
@@ -89,16 +98,52 @@ class Mirror:
                                   {"role": "cell", **self.tags})
 
     def trial(self, trial, arm: str, state: str, hyper: dict, curves: dict, final: dict) -> None:
-        """Before the trial is told: its run id, or its payload when MLflow is away, goes into its record."""
+        """Before the trial is told: its payload goes into its record, and into the queue for MLflow."""
         curves = {k: [float(x) for x in v] for k, v in curves.items()}
         self.curves[("trial", arm, trial.number)] = curves
         payload = {"arm": arm, "number": trial.number, "state": state, "hyper": hyper,
                    "curves": {k: curves[k] for k in TRIAL_CURVES if k in curves}, "final": final}
-        with self.ctx.timed("mlflow"):
-            run_id = self._write(f"trial {trial.number}", lambda: self._log_trial(payload))
-        ledger.keep_trial_run(trial, run_id, payload if run_id is None else None)
-        if run_id is None:
-            self.book.mark_pending()
+        ledger.keep_trial_payload(trial, payload)
+        self.queue.append(("trial", (arm, trial.number), payload))
+
+    def evaluation(self, track: str, seed: int, hyper: dict, curves: dict, final: dict, tags: dict) -> None:
+        curves = {k: [float(x) for x in v] for k, v in curves.items()}
+        self.curves[("eval", track, seed)] = curves
+        payload = {"track": track, "seed": seed, "hyper": hyper, "final": final, "tags": tags,
+                   "curves": {k: curves[k] for k in EVAL_CURVES if k in curves}}
+        self.queue.append(("eval", (track, seed), payload))
+
+    def flush(self, wait: bool = False) -> bool:
+        """Write what is queued if the store is free (or once it is, with ``wait``); True when nothing is left.
+        What MLflow took is recorded in the ledger in one write; an evaluation it could not take (server away)
+        is kept there with its payload."""
+        if not self.queue:
+            return True
+        trials, evals = {}, {}
+        with self.ctx.timed("mlflow"), tracking.writer_turn(self.ctx.mlflow, wait) as ours:
+            while ours and self.queue:
+                kind, key, payload = self.queue[0]
+                log = self._log_trial if kind == "trial" else self._log_eval
+                run_id = self._write(f"{kind} {'/'.join(map(str, key))}", lambda: log(payload))
+                if run_id is None:
+                    break
+                self.queue.pop(0)
+                if kind == "trial":
+                    trials[key] = run_id
+                else:
+                    evals[key] = (run_id, _scores(payload))
+        with self.ctx.timed("optuna"):
+            self.book.logged(trials, evals)
+        return not self.queue
+
+    def keep_unlogged(self) -> None:
+        """MLflow is away at the cell's end: evaluations wait in the storage with their payloads (trials already
+        do), and the cell is marked as needing them logged."""
+        with self.ctx.timed("optuna"):
+            for kind, (track, seed), payload in [q for q in self.queue if q[0] == "eval"]:
+                self.book.keep_pending_eval(track, seed, _scores(payload), payload)
+            self.queue = []
+            self.book.update(mlflow_pending=True)
 
     def _log_trial(self, p: dict) -> str:
         parent = self.cell_run()
@@ -110,16 +155,6 @@ class Mirror:
              **p.get("tags", {})},
             params=p["hyper"], curves=p["curves"], final=p["final"], parent_run_id=parent)
 
-    def evaluation(self, track: str, seed: int, hyper: dict, curves: dict, final: dict, tags: dict) -> None:
-        curves = {k: [float(x) for x in v] for k, v in curves.items()}
-        self.curves[("eval", track, seed)] = curves
-        payload = {"track": track, "seed": seed, "hyper": hyper, "final": final, "tags": tags,
-                   "curves": {k: curves[k] for k in EVAL_CURVES if k in curves}}
-        with self.ctx.timed("mlflow"):
-            run_id = self._write(f"evaluation {track}/{seed}", lambda: self._log_eval(payload))
-        scores = {k: v for k, v in final.items() if k in ("test_loss", "test_accuracy")}
-        self.book.keep_eval(track, seed, scores, run_id, payload if run_id is None else None)
-
     def _log_eval(self, p: dict) -> str:
         parent = self.cell_run()
         if parent is None:
@@ -130,6 +165,7 @@ class Mirror:
             params=p["hyper"], curves=p["curves"], final=p["final"], parent_run_id=parent)
 
     def finish(self, artifact_dir: Path, summary: dict, dataset_input: dict, params: dict) -> bool:
+        """The cell run's artifacts and summary, then FINISHED; False if MLflow could not take them."""
         parent = self.cell_run()
         done = parent is not None and self._write("the cell's artifacts", lambda: tracking.finish_cell_run(
             self.ctx.mlflow, parent, artifact_dir, summary, dataset_input, params) or True)
@@ -155,23 +191,20 @@ class Mirror:
         return found
 
     def reconcile(self) -> bool:
-        """Write what MLflow is missing, fail its orphans; True when MLflow now matches the storage."""
+        """Write what MLflow is missing (everything the storage holds but MLflow does not, this process's queue
+        included), fail its orphans; True when MLflow now matches the storage."""
         if self.cell_run() is None:
             return False
-        ok = True
+        self.queue = [q for q in self.queue if q[0] == "eval"]  # trials are written from their records below
         for arm, study in self.studies.items():
             for t in tuning.finished(study):
                 payload = ledger.trial_payload(t)
                 if payload and not self.book.trial_run_id(t, arm):
-                    run_id = self._write(f"trial {t.number}", lambda: self._log_trial(payload))
-                    ok &= run_id is not None
-                    if run_id:
-                        self.book.trial_logged_late(t, arm, run_id)
-        for (track, seed), payload in self.book.pending_evals().items():
-            run_id = self._write(f"evaluation {track}/{seed}", lambda: self._log_eval(payload))
-            ok &= run_id is not None
-            if run_id:
-                self.book.eval_logged(track, seed, run_id)
+                    self.queue.append(("trial", (arm, t.number), payload))
+        pending = self.book.pending_evals()
+        self.queue += [("eval", key, payload) for key, payload in pending.items()
+                       if not any(q[0] == "eval" and q[1] == key for q in self.queue)]
+        ok = self.flush(wait=True)
         keep = set(self.recorded_runs())
         ok &= self._write("orphan marks", lambda: tracking.fail_orphans(
             self.ctx.mlflow, self.ctx.experiment, self.cell_run(), keep) is not None) is not None

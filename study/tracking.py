@@ -6,6 +6,7 @@ on each other. Metrics are sent with ``log_batch`` in chunks of at most 1,000 (o
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -52,33 +53,48 @@ def _configure(uri: str) -> None:
     _sqlite_stores.add(str(Path(uri[len("sqlite:///"):]).resolve()))
 
 
-def _serialized(write):
-    """Writers to a SQLite store take turns through an flock on ``<store>.writer``: SQLite lets one writer in at a
-    time and makes the others poll, sleeping 1, 2, 5, 10, 25 ms and more between tries, so two workers logging at
-    once each paid about twice a run's cost; waiting in the kernel's queue wakes the next writer the moment the
-    lock is free. Reentrant within a process; no effect on a tracking server, which has its own database."""
-    @functools.wraps(write)
-    def call(mlflow_client, *args, **kwargs):
-        uri = mlflow_client.tracking_uri
-        if not uri.startswith("sqlite:///") or _writing.depth:
-            return write(mlflow_client, *args, **kwargs)
-        import fcntl
+@contextlib.contextmanager
+def writer_turn(mlflow_client: MlflowClient, wait: bool = True):
+    """This process's turn to write to a SQLite store: an flock on ``<store>.writer``. Yields True once it has the
+    turn (at once on a tracking server, which has its own database, and when this process holds it already), or
+    False when another process has it and ``wait`` is False.
 
-        fd = os.open(uri[len("sqlite:///"):] + ".writer", os.O_RDWR | os.O_CREAT, 0o644)
+    SQLite lets one writer in at a time and makes the others poll, sleeping 1, 2, 5, 10, 25 ms and more between
+    tries: two workers logging at once each paid about twice a run's cost. Waiting in the kernel's queue wakes the
+    next writer the moment the lock is free, and a writer that need not wait can do something else meanwhile."""
+    uri = mlflow_client.tracking_uri
+    if not uri.startswith("sqlite:///") or _writing.depth:
+        yield True
+        return
+    import fcntl
+
+    fd = os.open(uri[len("sqlite:///"):] + ".writer", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            _writing.depth += 1
-            try:
-                return write(mlflow_client, *args, **kwargs)
-            finally:
-                _writing.depth -= 1
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        _writing.depth += 1
+        try:
+            yield True
         finally:
-            os.close(fd)  # and with it the lock
-    return call
+            _writing.depth -= 1
+    finally:
+        os.close(fd)  # and with it the lock
 
 
 class _writing:
-    depth = 0  # > 0 while this process holds the writer's lock
+    depth = 0  # > 0 while this process holds the writer's turn
+
+
+def _serialized(write):
+    """A tracking write that waits for its turn (``writer_turn``)."""
+    @functools.wraps(write)
+    def call(mlflow_client, *args, **kwargs):
+        with writer_turn(mlflow_client):
+            return write(mlflow_client, *args, **kwargs)
+    return call
 
 
 def _sqlite_settings(dbapi_connection, _record) -> None:

@@ -316,7 +316,7 @@ def test_metric_histories_have_one_value_per_epoch(smoke):
         assert runs
         for run in runs:
             role = run.data.tags["role"]
-            keys = (TRIAL_CURVES if role == "trial" else EVAL_CURVES) + (("val_accuracy",) if classification else ())
+            keys = TRIAL_CURVES if role == "trial" else EVAL_CURVES + (("val_accuracy",) if classification else ())
             for key in keys:
                 steps, values = history(store, run, key)
                 assert steps == list(range(1, epochs + 1)), (run.info.run_name, key, steps)
