@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 import yaml
 
-from study import batches, cell_figures, data, ledger, nn, record, train, tuning
+from study import batches, cell_figures, data, ledger, nn, record, tracking, train, tuning
 from study.config import SweepConfig
 
 TIMED_EPOCHS = 5  # seconds_per_epoch: the median of the epochs after the first (which loads the kernel)
@@ -45,6 +45,8 @@ class Context:
     tracking_down_until: float = 0.0  # MLflow failed a write: do not try again before this time
     seconds: dict = field(default_factory=lambda: {"optuna": 0.0, "mlflow": 0.0})
     network_epochs: int = 0  # epochs trained, summed over networks
+    cells_done: int = 0
+    backlog: object = None  # what this worker still owes MLflow (study.backlog.Backlog)
 
     def timed(self, what: str):
         return _Timer(self.seconds, what)
@@ -89,26 +91,43 @@ def open_studies(ctx: Context, cell: tuple) -> dict:
 
 
 def run_cell(ctx: Context, cell: tuple, claim: tuning.Claim, studies: dict, book: ledger.Ledger) -> None:
-    """Tune, evaluate and finish a cell this worker has claimed (and whose ledger is not done)."""
+    """Tune and evaluate a cell this worker has claimed (and whose ledger is not done), then hand it to the
+    worker's backlog, which finishes its MLflow run and lets go of the claim once MLflow holds all of it."""
     claim.still_ours = lambda: book.refresh().owner == claim.token
     with ctx.timed("optuna"):
         # a cell has one owner, so whatever is still RUNNING in it was left by a worker that is gone
         recovered = sum(len(tuning.recover_abandoned(s)) for s in studies.values())
         book.update(owner=claim.token, recovered_trials=book.record.recovered_trials + recovered)
     mirror = record.Mirror(ctx, cell, studies, book)
-    if book.record.cell_run_id:  # resumed or taken over: fail the dead worker's orphans
-        mirror.reconcile()
+    resumed = bool(book.record.cell_run_id) or any(tuning.finished(s) for s in studies.values())
+    if resumed:  # what an earlier worker left: its trials go to MLflow, its orphans are failed at the end
+        mirror.queue_missing()
     if book.record.seconds_per_epoch is None:
         book.update(seconds_per_epoch=seconds_per_epoch(ctx.cfg, cell))
+    entry = ctx.backlog.open(cell, mirror, claim, studies)
     try:
         for arm, study in studies.items():
             _tune(ctx, cell, study, arm, mirror, claim)
         _evaluate(ctx, cell, studies["tpe"], mirror, claim)
     except Interrupted:
-        mirror.flush(wait=True)  # what is done is kept (the trials are in the storage whatever happens)
+        mirror.flush()  # what is done is kept (the trials are in the storage whatever happens)
         mirror.interrupted()
+        ctx.backlog.drop(entry)
         raise
-    finish_cell(ctx, cell, studies, mirror, recovered > 0)
+    except BaseException:
+        ctx.backlog.drop(entry)
+        raise
+    ctx.backlog.close(entry, prepare_finish(ctx, cell, studies, mirror, recovered > 0 or resumed))
+
+
+def mirror_done_cell(ctx: Context, cell: tuple, claim: tuning.Claim, studies: dict, book: ledger.Ledger) -> None:
+    """A cell done while MLflow was away: write what MLflow is missing, then its cell run's end."""
+    mirror = record.Mirror(ctx, cell, studies, book)
+    if mirror.reconcile() and not book.record.mlflow_finished:
+        finishing = prepare_finish(ctx, cell, studies, mirror)
+        with tracking.writer_turn(ctx.mlflow):
+            if not complete(ctx, studies, mirror, finishing):
+                finishing.directory.cleanup()
 
 
 def seconds_per_epoch(cfg: SweepConfig, cell: tuple) -> float:
@@ -146,6 +165,7 @@ def _tune(ctx: Context, cell, study, arm: str, mirror: record.Mirror, claim: tun
 
         def report(epoch, metrics, members):
             ctx.check_stop()
+            ctx.backlog.work()  # a slice of MLflow writes if the store is free
             with ctx.timed("optuna"):
                 claim.check()
                 if not prunes:
@@ -174,7 +194,7 @@ def _tune(ctx: Context, cell, study, arm: str, mirror: record.Mirror, claim: tun
                 mirror.trial(trial, arm, state, hypers[m], curves, _final_values(result, m))
                 tuning.tell(study, trial, state, value)
             ctx.progress("trial", {"cell": cell, "state": state, "value": value})
-        mirror.flush(wait=False)  # now if no other worker is writing, else after the next batch
+        ctx.backlog.work()
 
 
 def _trial_outcome(result: train.TrainResult, m: int) -> tuple[str, float | None]:
@@ -217,7 +237,8 @@ def _evaluate(ctx: Context, cell, study, mirror: record.Mirror, claim: tuning.Cl
         net = network(cfg, split)
         theta0 = net.init(seed, len(missing))
         hyper = {name: np.array([tracks[t][name] for t in missing]) for name in defaults}
-        result = train.train(net, split, optimizer, hyper, batch, cfg.epochs[dataset], seed, theta0)
+        result = train.train(net, split, optimizer, hyper, batch, cfg.epochs[dataset], seed, theta0,
+                             callbacks=(lambda epoch, metrics, members: ctx.backlog.work(),))
         ctx.network_epochs += int(result.epochs_run.sum())
         test_loss, test_acc = net.evaluate(result.theta, split.X_test, split.Y_test)
         start_loss, start_acc = net.evaluate(theta0, split.X_test, split.Y_test)
@@ -232,7 +253,7 @@ def _evaluate(ctx: Context, cell, study, mirror: record.Mirror, claim: tuning.Cl
                 if track == "tuned" else {}
             curves = {name: values[m] for name, values in result.history.items()}
             mirror.evaluation(track, seed, tracks[track], curves, final, tags)
-        mirror.flush(wait=False)
+        ctx.backlog.work()
         ctx.progress("eval", {"cell": cell, "seed": seed})
 
 
@@ -256,32 +277,63 @@ def cell_summary(studies: dict, book: ledger.Ledger) -> dict:
     return summary
 
 
-def finish_cell(ctx: Context, cell, studies: dict, mirror: record.Mirror, recovered: bool = False) -> None:
-    """Cell artifacts (figures, the resolved config, every curve), summary metrics, the dataset, the done mark."""
+@dataclass
+class Finishing:
+    """What a cell's MLflow run still needs once the cell is tuned and evaluated. The figures and the config are
+    made at once (they need no turn at the store); curves.parquet, the summary and the run's end wait until MLflow
+    holds every trial and evaluation of the cell (study.backlog)."""
+    directory: tempfile.TemporaryDirectory
+    dataset_input: dict
+    params: dict
+    resumed: bool = False  # an earlier worker's MLflow runs may be orphans: check before finishing
+
+
+def prepare_finish(ctx: Context, cell, studies: dict, mirror: record.Mirror, resumed: bool = False) -> Finishing:
     cfg, study, book = ctx.cfg, studies["tpe"], mirror.book
-    if not mirror.flush(wait=True):
-        mirror.keep_unlogged()  # MLflow is away: logged when it is back
     with ctx.timed("optuna"):
         book.update(importances=tuning.importances(study))
         trial_rows = tuning.trial_rows(study)
-    if book.record.mlflow_pending or recovered:  # a dead worker's late runs are orphans too
-        mirror.reconcile()
     split = load_split(cell[0], cfg.tuning_seed, cfg.val_fraction, cfg.test_fraction)
     updates_per_epoch = batches.steps_per_epoch(split.X_train.shape[0], cell[2])
     title = " / ".join(map(str, cell))
-    with tempfile.TemporaryDirectory() as tmp, ctx.timed("mlflow"):  # figures drawn for MLflow count as tracking
-        out = Path(tmp)
-        curves = mirror.curve_table(updates_per_epoch)
-        curves.to_parquet(out / "curves.parquet", index=False)
-        evals = curves[curves["role"] == "eval"]
-        cell_figures.learning_curves({(t, int(s)): g["val_loss"].tolist() for (t, s), g in
-                                      evals.groupby(["track", "seed"], sort=True)}, title, out / "learning_curves.png")
+    directory = tempfile.TemporaryDirectory(prefix="optstudy-cell-")
+    out = Path(directory.name)
+    with ctx.timed("mlflow"):  # figures drawn for MLflow count as tracking
+        mirror.gather_curves(updates_per_epoch)
+        evals = {(group, number): curves.get("val_loss", []) for (role, group, number), curves in mirror.curves.items()
+                 if role == "eval"}
+        cell_figures.learning_curves(evals, title, out / "learning_curves.png")
         cell_figures.history(trial_rows, title, out / "optuna_history.png")
         cell_figures.importances(book.record.importances, title, out / "optuna_importances.png")
         (out / "config.yaml").write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
-        dataset_input = {"name": cell[0], "X": split.X_train, "source": data.DATASETS[cell[0]].description,
-                         "y": split.Y_train.argmax(axis=1) if split.n_classes else split.Y_train[:, 0]}
-        mirror.finish(out, cell_summary(studies, book), dataset_input,
-                      {"recovered_trials": book.record.recovered_trials, "updates_per_epoch": updates_per_epoch})
+    dataset_input = {"name": cell[0], "X": split.X_train, "source": data.DATASETS[cell[0]].description,
+                     "y": split.Y_train.argmax(axis=1) if split.n_classes else split.Y_train[:, 0]}
+    params = {"recovered_trials": book.record.recovered_trials, "updates_per_epoch": updates_per_epoch}
+    return Finishing(directory, dataset_input, params, resumed)
+
+
+def complete(ctx: Context, studies: dict, mirror: record.Mirror, finishing: Finishing) -> bool:
+    """Once MLflow holds every run of the cell (and it is this worker's turn at the store): a dead worker's late
+    runs marked as orphans, curves.parquet, the summary metrics, the run's end, and the cell marked done. False if
+    MLflow could not take it (the cell stays not done, or is marked done with its mirror pending)."""
+    book = mirror.book
+    if (finishing.resumed or book.record.mlflow_pending) and not mirror.reconcile():
+        return False
+    out = Path(finishing.directory.name)
+    with ctx.timed("mlflow"):
+        mirror.curve_table().to_parquet(out / "curves.parquet", index=False)
+        finished = mirror.finish(out, cell_summary(studies, book), finishing.dataset_input, finishing.params)
+    if finished:
+        with ctx.timed("optuna"):
+            book.update(done=True, mlflow_finished=True, mlflow_pending=False)
+        finishing.directory.cleanup()
+    return finished
+
+
+def park(ctx: Context, mirror: record.Mirror, finishing: Finishing) -> None:
+    """MLflow is away and the cell is trained: done in the storage, its evaluations kept there with their payloads
+    (its trials' are there already), to be logged by whoever finds the server back."""
+    mirror.keep_unlogged()
     with ctx.timed("optuna"):
-        book.update(done=True)
+        mirror.book.update(done=True, mlflow_finished=False, mlflow_pending=True)
+    finishing.directory.cleanup()

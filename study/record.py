@@ -113,15 +113,15 @@ class Mirror:
                    "curves": {k: curves[k] for k in EVAL_CURVES if k in curves}}
         self.queue.append(("eval", (track, seed), payload))
 
-    def flush(self, wait: bool = False) -> bool:
-        """Write what is queued if the store is free (or once it is, with ``wait``); True when nothing is left.
-        What MLflow took is recorded in the ledger in one write; an evaluation it could not take (server away)
-        is kept there with its payload."""
+    def flush(self, wait: bool = True, deadline: float | None = None) -> bool:
+        """Write what is queued, at once if the store is free or once it is (``wait``), until ``deadline`` (a
+        ``time.monotonic()`` value); True when nothing is left. What MLflow took is recorded in the ledger in one
+        write."""
         if not self.queue:
             return True
         trials, evals = {}, {}
         with self.ctx.timed("mlflow"), tracking.writer_turn(self.ctx.mlflow, wait) as ours:
-            while ours and self.queue:
+            while ours and self.queue and (deadline is None or time.monotonic() < deadline):
                 kind, key, payload = self.queue[0]
                 log = self._log_trial if kind == "trial" else self._log_eval
                 run_id = self._write(f"{kind} {'/'.join(map(str, key))}", lambda: log(payload))
@@ -137,13 +137,12 @@ class Mirror:
         return not self.queue
 
     def keep_unlogged(self) -> None:
-        """MLflow is away at the cell's end: evaluations wait in the storage with their payloads (trials already
-        do), and the cell is marked as needing them logged."""
+        """MLflow is away at the cell's end: its evaluations wait in the storage with their payloads (its trials'
+        payloads are there already)."""
         with self.ctx.timed("optuna"):
             for kind, (track, seed), payload in [q for q in self.queue if q[0] == "eval"]:
                 self.book.keep_pending_eval(track, seed, _scores(payload), payload)
             self.queue = []
-            self.book.update(mlflow_pending=True)
 
     def _log_trial(self, p: dict) -> str:
         parent = self.cell_run()
@@ -167,10 +166,8 @@ class Mirror:
     def finish(self, artifact_dir: Path, summary: dict, dataset_input: dict, params: dict) -> bool:
         """The cell run's artifacts and summary, then FINISHED; False if MLflow could not take them."""
         parent = self.cell_run()
-        done = parent is not None and self._write("the cell's artifacts", lambda: tracking.finish_cell_run(
-            self.ctx.mlflow, parent, artifact_dir, summary, dataset_input, params) or True)
-        self.book.update(mlflow_finished=bool(done))
-        return bool(done)
+        return parent is not None and bool(self._write("the cell's artifacts", lambda: tracking.finish_cell_run(
+            self.ctx.mlflow, parent, artifact_dir, summary, dataset_input, params) or True))
 
     def interrupted(self) -> None:
         parent = self.book.record.cell_run_id
@@ -190,12 +187,10 @@ class Mirror:
             found[run_id] = ("eval", track, seed)
         return found
 
-    def reconcile(self) -> bool:
-        """Write what MLflow is missing (everything the storage holds but MLflow does not, this process's queue
-        included), fail its orphans; True when MLflow now matches the storage."""
-        if self.cell_run() is None:
-            return False
-        self.queue = [q for q in self.queue if q[0] == "eval"]  # trials are written from their records below
+    def queue_missing(self) -> None:
+        """Queue everything the storage holds that MLflow does not (a resumed cell's trials, evaluations that
+        waited for the server), this process's own queue included, each once."""
+        self.queue = [q for q in self.queue if q[0] == "eval"]  # trials are queued from their records below
         for arm, study in self.studies.items():
             for t in tuning.finished(study):
                 payload = ledger.trial_payload(t)
@@ -204,6 +199,12 @@ class Mirror:
         pending = self.book.pending_evals()
         self.queue += [("eval", key, payload) for key, payload in pending.items()
                        if not any(q[0] == "eval" and q[1] == key for q in self.queue)]
+
+    def reconcile(self) -> bool:
+        """Write what MLflow is missing, fail its orphans; True when MLflow now matches the storage."""
+        if self.cell_run() is None:
+            return False
+        self.queue_missing()
         ok = self.flush(wait=True)
         keep = set(self.recorded_runs())
         ok &= self._write("orphan marks", lambda: tracking.fail_orphans(
@@ -213,26 +214,39 @@ class Mirror:
         return ok
 
     # --- curves.parquet -----------------------------------------------------------------------------------
-    def curve_table(self, updates_per_epoch: int):
-        """Every per-epoch value of every finished trial and evaluation of the cell, one row per run and epoch:
-        this process's runs from memory; a resumed cell's earlier runs from their pending payloads or from MLflow
-        (there they have only what MLflow holds per epoch: no per-epoch seconds, a trial no train loss)."""
-        import pandas as pd
+    def _runs(self) -> dict:
+        """(role, arm or track, number or seed) -> MLflow run id ("" until MLflow holds it) of every finished trial
+        and every evaluation of the cell, queued ones included."""
+        runs = {("trial", arm, t.number): self.book.trial_run_id(t, arm) or ""
+                for arm, study in self.studies.items() for t in tuning.finished(study)}
+        for (track, seed) in {**self.book.record.eval_runs(), **self.book.pending_evals()}:
+            runs[("eval", track, seed)] = self.book.record.eval_runs().get((track, seed), "")
+        for kind, key, _ in self.queue:
+            if kind == "eval":
+                runs.setdefault(("eval", *key), "")
+        return runs
 
-        runs = {}  # (role, arm or track, number or seed) -> run id
+    def gather_curves(self, updates_per_epoch: int) -> None:
+        """Every run's per-epoch values in memory: this process's own, and a resumed cell's earlier runs from
+        their payloads or from MLflow (there they have only what MLflow holds per epoch: no per-epoch seconds, and
+        a trial no train loss)."""
+        runs = self._runs()
         for arm, study in self.studies.items():
             for t in tuning.finished(study):
-                runs[("trial", arm, t.number)] = self.book.trial_run_id(t, arm) or ""
                 if ("trial", arm, t.number) not in self.curves and ledger.trial_payload(t):
                     self.curves[("trial", arm, t.number)] = ledger.trial_payload(t)["curves"]
-        for key, run_id in self.book.record.evals.items():
-            track, seed = key.split(":")
-            runs[("eval", track, int(seed))] = run_id
         for (track, seed), payload in self.book.pending_evals().items():
             self.curves.setdefault(("eval", track, seed), payload["curves"])
         missing = {k: run_id for k, run_id in runs.items() if k not in self.curves and run_id}
         if missing:
             self.curves.update(self._curves_from_mlflow(missing, updates_per_epoch))
+
+    def curve_table(self):
+        """curves.parquet: every per-epoch value of every run of the cell, one row per run and epoch, with the
+        runs' MLflow ids."""
+        import pandas as pd
+
+        runs = self._runs()
         rows = []
         for key in sorted(runs, key=lambda k: (k[0] != "trial", str(k[1]), k[2])):
             role, group, number = key

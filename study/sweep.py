@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from study import ledger, record, tracking, tuning
-from study.cell import Context, Interrupted, finish_cell, install_signal_handlers, open_studies, run_cell
+from study.backlog import Backlog
+from study.cell import Context, Interrupted, install_signal_handlers, mirror_done_cell, open_studies, run_cell
 from study.config import SweepConfig
 from study.errors import BadInput
 
@@ -47,7 +48,9 @@ def new_context(cfg: SweepConfig, runs_dir: str | Path, progress=lambda event, i
     """A worker: its stores, checked; its identity; the locks its claims are held by."""
     storage, mlflow_client, experiment = open_stores(cfg, runs_dir)
     locks = tuning.cell_locks(tuning.storage_url(runs_dir, cfg.name), cfg.lease_seconds)
-    return Context(cfg, storage, mlflow_client, experiment, tuning.new_worker_id(), locks, progress=progress)
+    ctx = Context(cfg, storage, mlflow_client, experiment, tuning.new_worker_id(), locks, progress=progress)
+    ctx.backlog = Backlog(ctx)
+    return ctx
 
 
 def machine_description() -> str:
@@ -70,29 +73,40 @@ def pending_cells(storage, cfg: SweepConfig) -> list[tuple]:
 
 
 def _run_or_mirror(ctx: Context, cell: tuple, claim: tuning.Claim) -> bool:
-    """Run the cell, or write what MLflow is missing of a done one; False when there was nothing left to do (another
+    """Run the cell (the backlog finishes it and lets go of the claim), or write what MLflow is missing of a done
+    one; False when the claim is ours to let go: the cell was mirrored, or there was nothing left to do (another
     worker finished it after our list of pending cells was read)."""
     studies = open_studies(ctx, cell)
     book = ledger.Ledger(studies["tpe"])
     if not book.record.done:
         run_cell(ctx, cell, claim, studies, book)
         return True
-    if book.record.mirrored:
-        return False
-    mirror = record.Mirror(ctx, cell, studies, book)  # done, but MLflow missed some of it: write what is missing
-    if mirror.reconcile() and not book.record.mlflow_finished:
-        finish_cell(ctx, cell, studies, mirror)
-    return True
+    if not book.record.mirrored:  # done, but MLflow missed some of it: write what is missing
+        mirror_done_cell(ctx, cell, claim, studies, book)
+        ctx.progress("cell", {"cell": cell})
+    return False
 
 
 def worker_loop(ctx: Context, wait_for_others: bool = True, poll_seconds: float = 2.0,
                 tracking_patience: float = 600.0) -> int:
-    """Claim and run cells until all are done and mirrored in MLflow; returns how many this worker ran."""
-    ran, waited_for_tracking = 0, 0.0
+    """Claim and run cells until all are done and mirrored in MLflow; returns how many this worker ran. Whatever
+    the worker still owes MLflow is written before it returns, whether the loop ends or is interrupted."""
+    try:
+        return _loop(ctx, wait_for_others, poll_seconds, tracking_patience)
+    finally:
+        ctx.backlog.drain()
+
+
+def _loop(ctx: Context, wait_for_others: bool, poll_seconds: float, tracking_patience: float) -> int:
+    waited_for_tracking = 0.0
     while True:
-        pending = pending_cells(ctx.storage, ctx.cfg)
+        ctx.backlog.make_room()
+        pending = [c for c in pending_cells(ctx.storage, ctx.cfg) if c not in ctx.backlog]
         if not pending:
-            return ran
+            if ctx.backlog.finishing():
+                ctx.backlog.drain()
+                continue
+            return ctx.cells_done
         took = False
         for cell in pending:
             ctx.check_stop()
@@ -101,27 +115,28 @@ def worker_loop(ctx: Context, wait_for_others: bool = True, poll_seconds: float 
             claim = tuning.Claim(ctx.locks, tuning.study_name(ctx.cfg.name, cell), ctx.worker, ctx.cfg.lease_seconds)
             if not claim.acquire():
                 continue  # a live worker holds it
+            held = False
             try:
-                worked = _run_or_mirror(ctx, cell, claim)
+                held = _run_or_mirror(ctx, cell, claim)
             except tuning.ClaimLost:
                 print(f"warning: lost the claim on {'/'.join(map(str, cell))} (the database connection dropped and "
                       f"another worker took the cell); leaving it to that worker", file=sys.stderr)
-                worked = False
             finally:
-                claim.release()
-            if worked:
-                ctx.progress("cell", {"cell": cell})
-                ran += 1
+                if not held:
+                    claim.release()
             took = True
             break  # look again: other workers may have finished cells meanwhile
         if took:
+            continue
+        if ctx.backlog.finishing():  # nothing to claim: write what this worker owes MLflow meanwhile
+            ctx.backlog.drain()
             continue
         if all(_is_done(ctx, c) for c in pending):  # training is over; only MLflow's copy is waiting
             if waited_for_tracking >= tracking_patience:
                 raise TrackingAway(len(pending))
             waited_for_tracking += poll_seconds
         elif not wait_for_others:
-            return ran
+            return ctx.cells_done
         time.sleep(poll_seconds)  # pending cells are held by live workers; a dead one's lock goes with it
 
 

@@ -398,10 +398,12 @@ def metric_histories(mlflow_client: MlflowClient, run_ids: Iterable[str], key: s
     return out
 
 
-def download(mlflow_client: MlflowClient, run_id: str, path: str, dst: str | Path) -> Path | None:
-    """One artifact of a run into ``dst``; None if the run has no such file."""
+def download(run, path: str, dst: str | Path) -> Path | None:
+    """One artifact of a run (as ``runs`` returns it) into ``dst``; None if the run has no such file. Straight from
+    the run's artifact location: no lookup of the run per file."""
     try:
-        return Path(mlflow_client.download_artifacts(run_id, path, str(dst)))
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{run.info.artifact_uri}/{path}",
+                                                        dst_path=str(dst)))
     except (mlflow.exceptions.MlflowException, OSError):
         return None
 

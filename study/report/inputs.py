@@ -91,11 +91,11 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
                           "diverged": int(metrics.get("diverged", 0)), "seconds": metrics.get("seconds", np.nan),
                           "n_train": n_train[keys["dataset"]],
                           **{h: float(params[h]) if h in params else np.nan for h in HYPER}})
+    cell_runs = {r.info.run_id: r for r in tracking.runs(mlflow_client, experiment.experiment_id,
+                                                         "tags.role = 'cell'")}
     with tempfile.TemporaryDirectory() as tmp:
-        curves = _cell_curves(mlflow_client, records, Path(tmp))
-    sample = next((r for r in tracking.runs(mlflow_client, experiment.experiment_id, "tags.role = 'cell'",
-                                            max_results=1)), None)
-    sample = sample.data.tags if sample else {}
+        curves = _cell_curves(cell_runs, records, Path(tmp))
+    sample = next(iter(cell_runs.values())).data.tags if cell_runs else {}
     return SweepResults(
         name=sweep, config=config,
         evals=pd.DataFrame(eval_rows, columns=[*EVAL_KEYS, "test_loss", "test_accuracy", "diverged", "seconds",
@@ -115,15 +115,15 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
     )
 
 
-def _cell_curves(mlflow_client, records: dict, tmp: Path) -> pd.DataFrame:
+def _cell_curves(cell_runs: dict, records: dict, tmp: Path) -> pd.DataFrame:
     """The evaluation rows of every recorded cell run's curves.parquet, keyed like the evaluation runs."""
     from study import tracking
 
     parts = []
     for (dataset, optimizer, batch), record in records.items():
-        if not record.cell_run_id:
+        if record.cell_run_id not in cell_runs:
             continue
-        path = tracking.download(mlflow_client, record.cell_run_id, "curves.parquet", tmp / record.cell_run_id)
+        path = tracking.download(cell_runs[record.cell_run_id], "curves.parquet", tmp / record.cell_run_id)
         if path is None:
             continue
         table = pd.read_parquet(path)
