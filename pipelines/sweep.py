@@ -122,8 +122,10 @@ def main(argv=None) -> int:
     if args.worker:
         load_services_env(args.runs_dir)
     cfg = config.load_sweep(args.profile, args.overrides)
-    storage, _, _ = sweep.open_stores(cfg, args.runs_dir)  # every store checked before any training
-    if not sweep.pending_cells(storage, cfg):
+    stores = sweep.open_stores(cfg, args.runs_dir)  # every store checked before any training
+    storage = stores[0]
+    pending = sweep.pending_cells(storage, cfg)
+    if not pending:
         print(f"sweep {cfg.name!r}: all {len(cfg.cells())} cells already done; nothing to run.", file=sys.stderr)
         existing = Path("reports") / cfg.name / "report.html"
         if args.report and existing.exists():
@@ -134,10 +136,11 @@ def main(argv=None) -> int:
     done_trials = sum(v for k, v in before["trials"].items() if k != "FAIL")
     progress = Progress(cfg, done_trials, before["cells_done"])
     try:
-        if args.worker:
-            timing = sweep.run_in_process(cfg, args.runs_dir, progress)
+        workers = min(args.workers, len(pending))  # a second worker for one cell would only start and stop
+        if args.worker or workers == 1:
+            timing = sweep.run_in_process(cfg, args.runs_dir, progress, stores=stores)
         else:
-            timing = sweep.run_local(cfg, args.runs_dir, args.workers, progress)
+            timing = sweep.run_local(cfg, args.runs_dir, workers, progress)
     finally:
         progress.close()
     print(summary(cfg, args.runs_dir, storage, timing), file=sys.stderr)

@@ -44,9 +44,11 @@ def open_stores(cfg: SweepConfig, runs_dir: str | Path):
     return storage, mlflow_client, experiment
 
 
-def new_context(cfg: SweepConfig, runs_dir: str | Path, progress=lambda event, info: None) -> Context:
-    """A worker: its stores, checked; its identity; the locks its claims are held by."""
-    storage, mlflow_client, experiment = open_stores(cfg, runs_dir)
+def new_context(cfg: SweepConfig, runs_dir: str | Path, progress=lambda event, info: None,
+                stores: tuple | None = None) -> Context:
+    """A worker: its stores (``open_stores``' if given, else opened and checked here); its identity; the locks its
+    claims are held by."""
+    storage, mlflow_client, experiment = stores or open_stores(cfg, runs_dir)
     locks = tuning.cell_locks(tuning.storage_url(runs_dir, cfg.name), cfg.lease_seconds)
     ctx = Context(cfg, storage, mlflow_client, experiment, tuning.new_worker_id(), locks, progress=progress)
     ctx.backlog = Backlog(ctx)
@@ -226,9 +228,14 @@ def run_local(cfg: SweepConfig, runs_dir: str | Path, workers: int, progress) ->
             "failed": any(c not in (0, 130, -signal.SIGTERM, -signal.SIGINT) for c in codes)}
 
 
-def run_in_process(cfg: SweepConfig, runs_dir: str | Path, progress, wait_for_others: bool = True) -> dict:
-    """One worker in this process (``make worker``): joins whatever sweep the stores hold."""
-    ctx = new_context(cfg, runs_dir, progress=progress)
+def run_in_process(cfg: SweepConfig, runs_dir: str | Path, progress, wait_for_others: bool = True,
+                   stores: tuple | None = None) -> dict:
+    """One worker in this process (``make worker``, or a sweep with one cell left): joins whatever sweep the stores
+    hold. One BLAS thread, as in a spawned worker: the numbers do not depend on how the worker was started."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    ctx = new_context(cfg, runs_dir, progress=progress, stores=stores)
     install_signal_handlers(ctx)
     started = time.perf_counter()
     interrupted = failed = False

@@ -139,7 +139,12 @@ def tracking_uri(runs_dir: str | Path = "runs") -> str:
 
 
 def client(runs_dir: str | Path = "runs") -> MlflowClient:
-    uri = tracking_uri(runs_dir)
+    """The store's client, one per store and process: opening a SQLite store checks its schema (0.8 s)."""
+    return _client(tracking_uri(runs_dir))
+
+
+@functools.lru_cache(maxsize=8)
+def _client(uri: str) -> MlflowClient:
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     _configure(uri)

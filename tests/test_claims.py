@@ -170,3 +170,78 @@ def test_a_claim_lost_with_its_connection_is_taken_back_only_if_nobody_held_the_
     assert is_free(pg_url, "lost/cell-b"), "a lost claim must let go of the lock it took back"
     locks.close()
     other.close()
+
+
+# --- a host that vanishes ----------------------------------------------------------------------------------------
+NETNS, VETH_HOST, VETH_PEER = "optstudy-hostb", "osv-host", "osv-peer"
+HOST_IP, PEER_IP = "10.231.0.1", "10.231.0.2"
+
+
+def _ip(*args, netns: str | None = None) -> None:
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    subprocess.run([*prefix, "ip", *args], check=True, capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture
+def other_host():
+    """A second "machine" on this one: a network namespace joined to ours by a veth pair (root and iproute2, which
+    `make test` installs; never skipped in CI)."""
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("network namespaces need root and iproute2 in CI (tests/system_deps.sh installs iproute2)")
+        pytest.skip("network namespaces need root and iproute2")
+    subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
+    subprocess.run(["ip", "link", "del", VETH_HOST], capture_output=True)
+    try:
+        _ip("netns", "add", NETNS)
+        _ip("link", "add", VETH_HOST, "type", "veth", "peer", "name", VETH_PEER)
+        _ip("link", "set", VETH_PEER, "netns", NETNS)
+        _ip("addr", "add", f"{HOST_IP}/24", "dev", VETH_HOST)
+        _ip("link", "set", VETH_HOST, "up")
+        _ip("addr", "add", f"{PEER_IP}/24", "dev", VETH_PEER, netns=NETNS)
+        _ip("link", "set", VETH_PEER, "up", netns=NETNS)
+        _ip("link", "set", "lo", "up", netns=NETNS)
+        yield NETNS
+    finally:
+        subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
+        subprocess.run(["ip", "link", "del", VETH_HOST], capture_output=True)
+
+
+@pytest.mark.slow
+def test_a_claim_held_from_a_host_that_vanishes_is_released_within_the_lease(other_host, tmp_path_factory):
+    """A worker on another machine holds a cell; then that machine drops off the network without a word (its link
+    goes down: no FIN, no RST, no answer to anything). The database ends the silent session once its TCP
+    keepalives go unanswered (set from lease_seconds), and the cell can be claimed again within the lease."""
+    from services_support import ensure_system_deps
+    from study import services
+
+    ensure_system_deps()
+    lease = 6.0
+    runs_dir = tmp_path_factory.mktemp("vanish")
+    os.chmod(runs_dir, 0o711)
+    state = services.start(runs_dir, "0.0.0.0", services.free_port(), services.free_port(), auth=False)
+    proc = None
+    try:
+        local = services.optuna_url(state, local=True)
+        remote = local.replace("@127.0.0.1:", f"@{HOST_IP}:")
+        holder_code = HOLDER.replace("60.0", str(lease))
+        proc = subprocess.Popen(["ip", "netns", "exec", other_host, sys.executable, "-c", holder_code, remote],
+                                cwd=REPO, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO})
+        assert proc.stdout.readline().strip() == "held"
+        time.sleep(lease)  # alive and quiet for a whole lease: still its cell
+        assert not is_free(local)
+        _ip("link", "set", VETH_PEER, "down", netns=other_host)  # the machine vanishes
+        vanished = time.monotonic()
+        while not is_free(local):
+            assert time.monotonic() - vanished < lease, "a vanished host kept its claim beyond the lease"
+            time.sleep(0.2)
+        released = time.monotonic() - vanished
+        assert proc.poll() is None, "the holder was meant to live on, cut off"
+        print(f"claim of a vanished host released {released:.1f} s after its link went down (lease {lease:.0f} s)")
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        services.stop(runs_dir)

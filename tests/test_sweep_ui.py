@@ -139,3 +139,112 @@ def test_run_table_shows_cells_and_expanded_trials(browser, server, store, tmp_p
         assert page.get_by_text(f"trial-{TRIALS}", exact=True).count() == 0
     finally:
         page.close()
+
+
+# --- 450 cells: the link in the sweep's summary opens a table a reviewer can browse ------------------------------
+MANY = ["--profile", "default", "name=browse", "trials=2", "epochs=3", "seeds=1", "population=1",
+        "sampler.n_startup_trials=2", "pruner.n_startup_trials=2", "pruner.n_warmup_steps=1"]
+PAGE = 100  # MLflow's run table loads 100 runs at a time
+
+
+@pytest.fixture(scope="module")
+def many_cells(tmp_path_factory):
+    """The default grid (15 datasets x 6 optimizers x 5 batch sizes = 450 cells), each cell cheap: 2 trials of 3
+    epochs and one seed. Returns the runs directory and the cell-runs link from the sweep's closing summary."""
+    import re
+
+    runs_dir = tmp_path_factory.mktemp("browse")
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE")}
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.run([sys.executable, "-m", "pipelines.sweep", "--runs-dir", str(runs_dir), "--workers", "2",
+                           *MANY], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    links = re.findall(r"cell runs:\s+(http://\S+)", proc.stderr)
+    assert links, proc.stderr[-2000:]
+    return runs_dir, links[-1]
+
+
+def _server(runs_dir: Path, cwd: Path):
+    port = free_port()
+    log = (cwd / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                             f"sqlite:///{runs_dir / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "1"], cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"mlflow server exited with {proc.returncode}:\n{(cwd / 'server.log').read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as response:
+                if response.status == 200:
+                    return proc, url
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"mlflow server not healthy after 120 s:\n{(cwd / 'server.log').read_text()[-3000:]}")
+        time.sleep(0.5)
+
+
+def _stop(proc) -> None:
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _shown_names(page) -> list[str]:
+    """Run names in the order the table shows them (ag-grid rows by their row index)."""
+    rows = page.locator(".ag-center-cols-container .ag-row, .ag-pinned-left-cols-container .ag-row")
+    names = {}
+    for i in range(rows.count()):
+        row = rows.nth(i)
+        index = row.get_attribute("row-index")
+        text = row.inner_text().strip()
+        for token in text.split():
+            if token.count("/") == 2:
+                names[int(index)] = token
+    return [names[i] for i in sorted(names)]
+
+
+def test_the_summary_link_shows_100_cell_runs_a_page_sortable_by_tuned_test_loss(browser, many_cells, tmp_path):
+    from mlflow import MlflowClient
+
+    runs_dir, link = many_cells
+    client = MlflowClient(tracking_uri=f"sqlite:///{runs_dir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("browse")
+    cells = client.search_runs([experiment.experiment_id], "tags.role = 'cell'", max_results=1000)
+    assert len(cells) == 450
+    server, url = _server(runs_dir, tmp_path)
+    try:
+        page = browser.new_page(viewport={"width": 2400, "height": 5200})  # tall: ag-grid renders what is visible
+        page.goto(link.replace("http://127.0.0.1:5000", url))
+        page.locator(".ag-row").first.wait_for(timeout=90_000)
+        page.wait_for_function(f"document.querySelectorAll('.ag-center-cols-container .ag-row').length >= {PAGE}",
+                               timeout=60_000)
+        shown = _shown_names(page)
+        page.screenshot(path=str(tmp_path / "cells.png"))
+        assert len(shown) == PAGE and len(set(shown)) == PAGE, shown
+        assert set(shown) <= {r.info.run_name for r in cells}, "a run that is not a cell run on the first page"
+        assert page.get_by_text("trial-0", exact=True).count() == 0
+
+        header = page.locator('[data-testid="sort-header-tuned_test_loss"]').first
+        header.click()  # descending first, as MLflow sorts a new column
+        header.click()
+        page.wait_for_function("document.querySelector('.is-ordered-by') !== null", timeout=30_000)
+        time.sleep(1.0)
+        page.wait_for_function(f"document.querySelectorAll('.ag-center-cols-container .ag-row').length >= {PAGE}",
+                               timeout=60_000)
+        expected = [r.info.run_name for r in client.search_runs(
+            [experiment.experiment_id], "tags.role = 'cell'", order_by=["metrics.tuned_test_loss ASC"],
+            max_results=PAGE)]
+        page.screenshot(path=str(tmp_path / "cells-sorted.png"))
+        assert _shown_names(page)[:20] == expected[:20]
+    finally:
+        _stop(server)
