@@ -210,17 +210,21 @@ def other_host():
 
 
 @pytest.mark.slow
-def test_a_claim_held_from_a_host_that_vanishes_is_released_within_the_lease(other_host, tmp_path_factory):
+def test_a_claim_held_from_a_host_that_vanishes_is_released_within_the_lease(other_host):
     """A worker on another machine holds a cell; then that machine drops off the network without a word (its link
     goes down: no FIN, no RST, no answer to anything). The database ends the silent session once its TCP
     keepalives go unanswered (set from lease_seconds), and the cell can be claimed again within the lease."""
     from services_support import ensure_system_deps
     from study import services
 
+    import shutil
+    import tempfile
+
     ensure_system_deps()
     lease = 6.0
-    runs_dir = tmp_path_factory.mktemp("vanish")
-    os.chmod(runs_dir, 0o711)
+    base = tempfile.mkdtemp(prefix="optstudy-vanish-")  # the postgres user must reach it (pytest's are mode 700)
+    os.chmod(base, 0o711)
+    runs_dir = os.path.join(base, "runs")
     state = services.start(runs_dir, "0.0.0.0", services.free_port(), services.free_port(), auth=False)
     proc = None
     try:
@@ -245,3 +249,4 @@ def test_a_claim_held_from_a_host_that_vanishes_is_released_within_the_lease(oth
             proc.kill()
             proc.wait(timeout=30)
         services.stop(runs_dir)
+        shutil.rmtree(base, ignore_errors=True)
