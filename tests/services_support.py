@@ -397,3 +397,17 @@ def freeze_mid_trial(proc, storage, cfg, marker: str, timeout: float = 120, afte
 
 def finished_count(storage, cfg) -> int:
     return sum(n for s, n in trials_by_state(storage, cfg).items() if s in ("COMPLETE", "PRUNED"))
+
+
+def claim_is_free(url: str, name: str, lease: float = 60.0) -> bool:
+    """Try a cell's claim as another worker would (and let go at once): True if nobody holds it."""
+    from study import tuning
+
+    locks = tuning.cell_locks(url, lease)
+    claim = tuning.Claim(locks, name, "prober", lease)
+    try:
+        free = claim.acquire()
+        claim.release()
+        return free
+    finally:
+        locks.close()

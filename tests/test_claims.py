@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from services_support import claim_is_free
 from study import tuning
 
 ROUNDS = 100
@@ -92,15 +93,7 @@ def holder(url: str) -> subprocess.Popen:
 
 
 def is_free(url: str, name: str = "held/cell") -> bool:
-    """Try the claim as another worker would, and let go at once."""
-    locks = tuning.cell_locks(url, 60.0)
-    claim = tuning.Claim(locks, name, "prober", 60.0)
-    try:
-        free = claim.acquire()
-        claim.release()
-        return free
-    finally:
-        locks.close()
+    return claim_is_free(url, name)
 
 
 def claim_dies_with_its_holder(url: str) -> float:

@@ -19,8 +19,9 @@ import time
 
 import pytest
 
-from services_support import (FAULT, check_counts, config_of, finished_count, freeze_mid_trial, log_tail, log_text,
-                              nothing_written, problems, shared_services, trials_by_state, wait_all, wait_for)
+from services_support import (FAULT, check_counts, claim_is_free, config_of, finished_count, freeze_mid_trial,
+                              log_tail, log_text, nothing_written, problems, shared_services, trials_by_state,
+                              wait_all, wait_for)
 
 pytestmark = pytest.mark.slow
 
@@ -57,19 +58,11 @@ def fail_and_retry_pairs(services, cfg) -> list[tuple]:
     return pairs
 
 
-def claim_is_free(services, cfg, cell, lease: float) -> bool:
-    """Try the cell's claim as a worker would (and let go at once): True if nobody holds it."""
+def cell_is_free(services, cfg, cell, lease: float) -> bool:
     from study import tuning
     from study.services import optuna_url
 
-    locks = tuning.cell_locks(optuna_url(services.state), lease)
-    claim = tuning.Claim(locks, tuning.study_name(cfg.name, cell), "test", lease)
-    try:
-        free = claim.acquire()
-        claim.release()
-        return free
-    finally:
-        locks.close()
+    return claim_is_free(optuna_url(services.state), tuning.study_name(cfg.name, cell), lease)
 
 
 def test_sigkilled_worker_on_another_host_loses_its_cell_and_nothing_is_lost(services):
@@ -86,11 +79,11 @@ def test_sigkilled_worker_on_another_host_loses_its_cell_and_nothing_is_lost(ser
     try:
         caught = freeze_mid_trial(victim, storage, cfg, f"worker-host-b:{victim.pid}:", after=2)
         (cell, dead), = caught  # population 1: one trial at a time
-        held_while_frozen = not claim_is_free(services, cfg, cell, lease)
+        held_while_frozen = not cell_is_free(services, cfg, cell, lease)
         os.killpg(victim.pid, signal.SIGKILL)
         killed_at = time.monotonic()
         victim.wait(timeout=30)
-        wait_for(lambda: claim_is_free(services, cfg, cell, lease), lease, "the dead worker's claim to be released",
+        wait_for(lambda: cell_is_free(services, cfg, cell, lease), lease, "the dead worker's claim to be released",
                  poll=0.05)
         released_seconds = time.monotonic() - killed_at
     finally:

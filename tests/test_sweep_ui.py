@@ -61,41 +61,11 @@ def store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(store, tmp_path_factory):
     runs_dir, _ = store
-    port = free_port()
-    cwd = tmp_path_factory.mktemp("ui-server")  # whatever the server writes by default lands here
-    log = (cwd / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                             f"sqlite:///{runs_dir / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "1"], cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = _server(runs_dir, tmp_path_factory.mktemp("ui-server"))
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited with {proc.returncode}:\n{(cwd / 'server.log').read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not healthy after 120 s:\n{(cwd / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
         yield url
     finally:
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
-            try:
-                os.killpg(proc.pid, sig)  # the server and the job consumers it starts
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        log.close()
+        _stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +135,8 @@ def many_cells(tmp_path_factory):
 
 
 def _server(runs_dir: Path, cwd: Path):
+    """`mlflow server` over a sweep's store in its own process group, once it answers; whatever it writes by
+    default lands in ``cwd``."""
     port = free_port()
     log = (cwd / "server.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
@@ -189,7 +161,7 @@ def _server(runs_dir: Path, cwd: Path):
 def _stop(proc) -> None:
     for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
         try:
-            os.killpg(proc.pid, sig)
+            os.killpg(proc.pid, sig)  # the server and the job consumers it starts
         except ProcessLookupError:
             return
         try:
