@@ -238,13 +238,14 @@ def _evaluate(ctx: Context, cell, study, mirror: record.Mirror, claim: tuning.Cl
         theta0 = net.init(seed, len(missing))
         hyper = {name: np.array([tracks[t][name] for t in missing]) for name in defaults}
         result = train.train(net, split, optimizer, hyper, batch, cfg.epochs[dataset], seed, theta0,
-                             callbacks=(lambda epoch, metrics, members: ctx.backlog.work(),))
+                             callbacks=(lambda epoch, metrics, members: ctx.backlog.work(),), watch=("test",))
         ctx.network_epochs += int(result.epochs_run.sum())
         test_loss, test_acc = net.evaluate(result.theta, split.X_test, split.Y_test)
         start_loss, start_acc = net.evaluate(theta0, split.X_test, split.Y_test)
         for m, track in enumerate(missing):
             bad = bool(result.diverged[m])  # a diverged network scores as the untrained one it is no better than
-            final = {**_final_values(result, m), "test_loss": float(start_loss[m] if bad else test_loss[m])}
+            final = {**_final_values(result, m), "test_loss": float(start_loss[m] if bad else test_loss[m]),
+                     "initial_val_loss": float(result.initial_val_loss[m])}
             final.pop("train_loss", None)  # logged per epoch: MLflow's latest value is the final one
             final.pop("val_accuracy", None)
             if test_acc is not None:

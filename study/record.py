@@ -30,7 +30,9 @@ from study import ledger, tracking, tuning
 RETRY_AFTER_SECONDS = float(os.environ.get("OPTSTUDY_MLFLOW_RETRY_SECONDS", 30.0))
 TRIAL_CURVES = ("val_loss",)  # per epoch in MLflow
 EVAL_CURVES = ("train_loss", "val_loss", "val_accuracy", "grad_norm")
-CURVE_COLUMNS = ("train_loss", "val_loss", "val_accuracy", "grad_norm", "updates", "seconds")  # curves.parquet
+# curves.parquet; an evaluation's test curve is there only: what validation chose is scored on it at the time budgets
+CURVE_COLUMNS = ("train_loss", "val_loss", "val_accuracy", "grad_norm", "updates", "seconds", "test_loss",
+                 "test_accuracy")
 RUN_COLUMNS = ("role", "arm", "trial_number", "track", "seed", "run_id")
 
 EXPERIMENT_NOTE = """\

@@ -79,9 +79,11 @@ def _numpy_epoch(net, opt: optim.Optimizer, theta, state, hyper, X, Y, batches: 
 def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epochs: int, seed: int,
           theta0: np.ndarray, callbacks: tuple[EpochCallback, ...] = (), shuffle: bool = True,
           validate: bool = True, on_step: Callable[[np.ndarray], None] | None = None,
-          engine: str = "auto") -> TrainResult:
+          engine: str = "auto", watch: tuple[str, ...] = ()) -> TrainResult:
     """``engine``: "auto" (compiled for an nn.MLP without ``on_step``, else readable), "numpy" (the readable path,
-    the reference) or "compiled" (an error if the run cannot take it)."""
+    the reference) or "compiled" (an error if the run cannot take it). ``watch``: other parts of the split
+    ("test") scored after every epoch as ``<part>_loss`` and ``<part>_accuracy``: recorded, never acted on (no
+    callback sees them, nothing stops on them), so that a held-out curve can score what validation chose."""
     opt = optim.OPTIMIZERS[optimizer]
     k_total = theta0.shape[0]
     members = np.arange(k_total)  # original index of each member still running
@@ -103,7 +105,8 @@ def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epo
                          f"{type(net).__name__} with {optimizer}{' and on_step' if on_step else ''}")
     evaluate = compiled.evaluate if compiled else net.evaluate
 
-    history = {m: np.full((k_total, epochs), np.nan) for m in METRICS}
+    watched = [f"{part}_{m}" for part in watch for m in ("loss", "accuracy")]
+    history = {m: np.full((k_total, epochs), np.nan) for m in (*METRICS, *watched)}
     diverged = np.zeros(k_total, bool)
     pruned = np.zeros(k_total, bool)
     epochs_run = np.zeros(k_total, int)
@@ -135,6 +138,11 @@ def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epo
             metrics["seconds"] = np.full(len(members), time.perf_counter() - started)
             for name, values in metrics.items():
                 history[name][members, epoch - 1] = values
+            for part in watch:  # after the clock: scoring a held-out part is not what an epoch costs
+                loss, accuracy = evaluate(theta, getattr(split, f"X_{part}"), getattr(split, f"Y_{part}"))
+                history[f"{part}_loss"][members, epoch - 1] = loss
+                if accuracy is not None:
+                    history[f"{part}_accuracy"][members, epoch - 1] = accuracy
             epochs_run[members] = epoch
 
             blown = ~np.isfinite(theta).all(axis=1) | ~np.isfinite(metrics["train_loss"])

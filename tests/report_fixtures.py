@@ -67,11 +67,16 @@ def _sample_params(rng, optimizer: str) -> dict:
 def make_results(datasets=DATASETS, optimizers=OPTIMIZERS, batch_sizes=BATCH_SIZES, seeds=5, epochs=20, trials=20,
                  optimizer_effect: dict | None = None, batch_effect: dict | None = None, interaction_sd=0.03,
                  seed_sd=0.02, default_gap=True, random_arm=True, diverged_evals=2, seed=0,
-                 name="fixture") -> SweepResults:
+                 name="fixture", val_effect: dict | None = None, speed_effect: dict | None = None,
+                 cost_effect: dict | None = None) -> SweepResults:
     """A synthetic sweep. ``optimizer_effect`` / ``batch_effect`` map a treatment to a relative change of its
-    test loss (-0.2 = 20% lower on every dataset); everything unplanted is equal up to noise."""
+    test loss (-0.2 = 20% lower on every dataset); ``val_effect`` one of its validation loss only (validation and
+    test disagree); ``speed_effect`` a factor on how many epochs an optimizer's curves take to come down (2 = twice
+    as slow); ``cost_effect`` a factor on its seconds per epoch. Everything unplanted is equal up to noise."""
     rng = np.random.default_rng(seed)
     optimizer_effect, batch_effect = optimizer_effect or {}, batch_effect or {}
+    val_effect, speed_effect, cost_effect = val_effect or {}, speed_effect or {}, cost_effect or {}
+    cell_rows = []
     seed_list = list(range(seeds))
     epochs_per = {d: epochs for d in datasets}
     eval_rows, curve_parts, trial_rows, importance_rows = [], [], [], []
@@ -107,29 +112,35 @@ def make_results(datasets=DATASETS, optimizers=OPTIMIZERS, batch_sizes=BATCH_SIZ
                 for param, weight in zip(tunable, rng.dirichlet(np.ones(len(tunable)))):
                     importance_rows.append({"dataset": dataset, "optimizer": optimizer, "batch_size": batch,
                                             "param": param, "importance": float(weight)})
+                per_epoch_cost = (0.0005 * _steps(n_train, batch) + 0.01) * cost_effect.get(optimizer, 1.0)
+                cell_rows.append({"dataset": dataset, "optimizer": optimizer, "batch_size": batch,
+                                  "seconds_per_epoch": per_epoch_cost, "diverged_share": 0.0})
                 for track in ("tuned", "default"):
                     gap = DEFAULT_GAP[optimizer] if (track == "default" and default_gap) else 0.0
                     params = tuned_params if track == "tuned" else DEFAULTS[optimizer]
-                    tau = 2.0 + 3.0 * gap + (4.0 if batch == "full" else 0.0)
+                    tau = (2.0 + 3.0 * gap + (4.0 if batch == "full" else 0.0)) * speed_effect.get(optimizer, 1.0)
                     for s in seed_list:
                         test_loss = cell_best * math.exp(gap + rng.normal(0.0, seed_sd))
                         epoch = np.arange(1, epochs_per[dataset] + 1)
                         samples = _batch_samples(n_train, batch)
                         noise = rng.lognormal(0.0, 0.01 + 0.1 / math.sqrt(samples), len(epoch))
-                        val = test_loss * (1.0 + 3.0 * np.exp(-epoch / tau)) * noise
+                        shape = 1.0 + 3.0 * np.exp(-epoch / tau)
+                        val = test_loss * (1 + val_effect.get(optimizer, 0.0)) * shape * noise
+                        test_curve = test_loss * shape * rng.lognormal(0.0, 0.01, len(epoch))
+                        test_curve[-1] = test_loss
                         grad_norm = 0.5 * np.exp(-epoch / tau) + 0.05 * (1 + 3 / math.sqrt(samples))
                         updates = epoch * _steps(n_train, batch)
                         seconds = epoch * (0.0005 * _steps(n_train, batch) + 0.01)
                         accuracy = (np.full(len(epoch), np.nan) if dataset in REGRESSION
                                     else np.clip(1.0 - 0.3 * val, 0.0, 1.0))
                         curve_parts.append(((dataset, optimizer, batch, track, s), epoch, val, accuracy,
-                                            grad_norm, updates.astype(float), seconds))
+                                            grad_norm, updates.astype(float), seconds, test_curve))
                         eval_rows.append({
                             "dataset": dataset, "optimizer": optimizer, "batch_size": batch, "track": track,
                             "seed": s, "test_loss": test_loss,
                             "test_accuracy": math.nan if dataset in REGRESSION else max(0.0, 1.0 - 0.3 * test_loss),
                             "diverged": 0, "seconds": float(seconds[-1]), "n_train": n_train,
-                            **{h: params.get(h, math.nan) for h in HYPER}})
+                            **{h: params.get(h, math.nan) for h in HYPER}, "initial_val_loss": initial_loss})
     evals = pd.DataFrame(eval_rows)
     lengths = [len(part[1]) for part in curve_parts]
     keys = np.repeat(np.array([part[0] for part in curve_parts], dtype=object), lengths, axis=0)
@@ -140,15 +151,21 @@ def make_results(datasets=DATASETS, optimizers=OPTIMIZERS, batch_sizes=BATCH_SIZ
                            "val_loss": val, "val_accuracy": np.concatenate([part[3] for part in curve_parts]),
                            "grad_norm": np.concatenate([part[4] for part in curve_parts]),
                            "updates": np.concatenate([part[5] for part in curve_parts]),
-                           "seconds": np.concatenate([part[6] for part in curve_parts])})
+                           "seconds": np.concatenate([part[6] for part in curve_parts]),
+                           "test_loss": np.concatenate([part[7] for part in curve_parts])})
+    curves["test_accuracy"] = np.where(curves["dataset"].isin(REGRESSION), np.nan,
+                                       np.clip(1.0 - 0.3 * curves["test_loss"], 0.0, 1.0))
     for column in ("dataset", "optimizer", "batch_size", "track"):
         curves[column] = curves[column].astype(str)
     # a few default-track runs blow up, as plain GD with a stochastic batch sometimes does
     for row in rng.choice(np.flatnonzero(evals["track"] == "default"), size=diverged_evals, replace=False):
-        evals.loc[row, ["test_loss", "test_accuracy", "diverged"]] = [math.nan, math.nan, 1]
+        # a diverged run scores the untrained network, as the sweep records it
+        untrained = 2.0 + 5.0 * float(np.exp(rng.uniform(np.log(0.05), 0.0)))
+        evals.loc[row, ["test_loss", "test_accuracy", "diverged"]] = [untrained, 0.1, 1]
         key = evals.loc[row, ["dataset", "optimizer", "batch_size", "track", "seed"]]
         mask = (curves[key.index] == key.to_numpy()).all(axis=1) & (curves["epoch"] > 3)
-        curves.loc[mask, ["train_loss", "val_loss", "val_accuracy", "grad_norm", "updates", "seconds"]] = math.nan
+        curves.loc[mask, ["train_loss", "val_loss", "val_accuracy", "grad_norm", "updates", "seconds", "test_loss",
+                          "test_accuracy"]] = math.nan
     config = {"name": name, "datasets": list(datasets), "optimizers": list(optimizers),
               "batch_sizes": list(batch_sizes), "trials": trials, "epochs": epochs_per, "seeds": seed_list,
               "tuning_seed": 1000, "random_arm": random_arm, "population": 1,
@@ -157,4 +174,5 @@ def make_results(datasets=DATASETS, optimizers=OPTIMIZERS, batch_sizes=BATCH_SIZ
     meta = {"git_commit": "0" * 40, "versions": {"numpy": "2.4.6", "optuna": "5.0.0", "mlflow": "3.17.2"},
             "machine": "fixture (2 cores)", "config_hash": "f" * 16, "command": "make_results()",
             "tracking_uri": "sqlite:///fixture.db", "optuna_storage": "journal:fixture.log"}
-    return SweepResults(name, config, evals, curves, pd.DataFrame(trial_rows), pd.DataFrame(importance_rows), meta)
+    return SweepResults(name, config, evals, curves, pd.DataFrame(trial_rows), pd.DataFrame(importance_rows), meta,
+                        pd.DataFrame(cell_rows))

@@ -15,29 +15,45 @@ def test_mean_ranks_rank_lowest_loss_first_and_share_ties():
                                                                "c": (3 + 1 + 2) / 3})
 
 
-def test_friedman_matches_demsar_formula_and_scipy():
+def test_iman_davenport_matches_demsar_formulas_and_scipy():
     rng = np.random.default_rng(1)
     table = pd.DataFrame(rng.random((12, 4)), columns=list("abcd"))
     table["a"] -= 0.3  # a real effect, no ties
     n, k = table.shape
     r = stats.mean_ranks(table).to_numpy()
     chi2 = 12 * n / (k * (k + 1)) * (np.sum(r**2) - k * (k + 1) ** 2 / 4)  # Demšar 2006, eq. 3
-    result = stats.friedman(table)
-    assert result.test == "Friedman"
-    assert result.statistic == pytest.approx(chi2)
-    assert result.pvalue == pytest.approx(scipy_stats.chi2.sf(chi2, k - 1))
-    assert result.pvalue == pytest.approx(scipy_stats.friedmanchisquare(*table.T.to_numpy()).pvalue)
+    f = (n - 1) * chi2 / (n * (k - 1) - chi2)  # eq. 4
+    result = stats.iman_davenport(table)
+    assert result.test == "Iman-Davenport"
+    assert result.chi2 == pytest.approx(chi2)
+    assert result.chi2 == pytest.approx(scipy_stats.friedmanchisquare(*table.T.to_numpy()).statistic)
+    assert result.statistic == pytest.approx(f)
+    assert result.pvalue == pytest.approx(scipy_stats.f.sf(f, k - 1, (k - 1) * (n - 1)))
+    # the F form is less conservative than the chi-square form (Demšar 2006)
+    assert result.pvalue < scipy_stats.chi2.sf(chi2, k - 1)
 
 
-def test_friedman_degenerate_cases_give_no_evidence():
+def test_iman_davenport_ranks_never_reached_last_and_degenerate_cases_give_no_evidence():
     tied = pd.DataFrame(np.ones((5, 3)), columns=list("abc"))
-    assert stats.friedman(tied).pvalue == 1.0
-    assert stats.friedman(tied.iloc[:1]).test == "none"
-    assert stats.friedman(tied[["a"]]).pvalue == 1.0
+    assert stats.iman_davenport(tied).pvalue == 1.0
+    assert stats.iman_davenport(tied.iloc[:1]).test == "none"
+    assert stats.iman_davenport(tied[["a"]]).pvalue == 1.0
+    same_order = pd.DataFrame({"a": [1.0, 2, 3, 4], "b": [2.0, 3, 4, 5], "c": [np.inf] * 4})
+    assert stats.mean_ranks(same_order).to_dict() == {"a": 1.0, "b": 2.0, "c": 3.0}
+    assert stats.iman_davenport(same_order).pvalue == 0.0  # every dataset agrees: F is infinite
     two = pd.DataFrame({"a": [1.0, 2, 3, 4, 5, 6], "b": [1.1, 2.3, 3.1, 4.5, 5.2, 6.6]})
-    result = stats.friedman(two)
+    result = stats.iman_davenport(two)
     assert result.test == "Wilcoxon"
-    assert result.pvalue == pytest.approx(scipy_stats.wilcoxon((two.b - two.a) / two.a).pvalue)
+    assert result.pvalue == pytest.approx(scipy_stats.wilcoxon(two.b - two.a, method="approx").pvalue)  # ties
+
+
+def test_differences_never_divide_by_a_loss_and_cap_what_never_arrived():
+    reference, other = np.array([1e-9, 0.5, 2.0]), np.array([2e-9, 0.6, 2.0])
+    d = stats.scaled_difference(other, reference, np.array([0.01, 0.05, 0.1]))
+    assert d == pytest.approx([1e-7, 2.0, 0.0])  # a tiny loss gives a tiny difference, not +100%
+    costs = stats.log2_ratio(np.array([8.0, np.inf, np.inf, 4.0]), np.array([2.0, 10.0, np.inf, np.inf]),
+                             never=np.array([100.0, 40.0, 50.0, 16.0]))
+    assert costs == pytest.approx([2.0, 2.0, 0.0, -2.0])  # inf counts as twice the largest finite cost (given)
 
 
 def test_holm_by_hand():
@@ -47,14 +63,14 @@ def test_holm_by_hand():
     assert len(stats.holm([])) == 0
 
 
-def test_relative_difference_and_wilcoxon_against_scipy():
-    control = np.array([1.0, 2.0, 0.5, 4.0, 1.0, 3.0, 2.0])
-    other = control * np.array([1.1, 1.2, 0.9, 1.3, 1.05, 1.15, 1.0])
-    diff = stats.relative_difference(other, control)
-    assert diff == pytest.approx([0.1, 0.2, -0.1, 0.3, 0.05, 0.15, 0.0])
+def test_wilcoxon_against_scipy_with_and_without_ties():
+    diff = np.array([0.1, 0.2, -0.12, 0.3, 0.05, 0.15, 0.0, -0.02, 0.4])  # no tied magnitudes: exact
     statistic, p = stats.wilcoxon_signed_rank(diff)
-    expected = scipy_stats.wilcoxon(diff[diff != 0])
+    expected = scipy_stats.wilcoxon(diff[diff != 0], method="exact")
     assert (statistic, p) == pytest.approx((expected.statistic, expected.pvalue))
+    tied = np.array([1.0, 1.0, 2.0, -1.0, 3.0, 3.0, 0.5])
+    expected = scipy_stats.wilcoxon(tied, method="approx")
+    assert stats.wilcoxon_signed_rank(tied) == pytest.approx((expected.statistic, expected.pvalue))
     assert stats.wilcoxon_signed_rank(np.zeros(5)) == (0.0, 1.0)
 
 
@@ -121,21 +137,43 @@ def test_best_so_far_skips_pruned_trials():
     assert np.array_equal(got, [np.nan, 3.0, 3.0, 3.0, 1.0], equal_nan=True)
 
 
-def test_compare_family_finds_a_planted_control():
-    rng = np.random.default_rng(8)
-    base = rng.lognormal(-1, 0.8, (12, 1))
-    table = pd.DataFrame(base * rng.lognormal(0, 0.03, (12, 4)), columns=["gd", "momentum", "adam", "nag"])
-    table["adam"] *= 0.8
-    result = stats.compare_family(table, nsamples=2000)
-    assert result.control == "adam"
-    assert result.mean_ranks.index[0] == "adam" and result.mean_ranks.iloc[0] == 1.0
-    assert result.omnibus.pvalue < 0.001
-    assert (result.versus_control["holm_p"] < 0.05).all()
-    assert (result.versus_control["p_control_better"] > 0.95).all()
-    assert result.versus_control["holm_p"].to_numpy() == pytest.approx(
-        stats.holm(result.versus_control["wilcoxon_p"].to_numpy()))
+def _scaled(b, a):
+    return stats.scaled_difference(b, a, np.ones(len(a)))
+
+
+def test_compare_family_tests_every_pair_with_holm_over_all_of_them():
+    rng = np.random.default_rng(3)
+    table = pd.DataFrame(rng.normal(0.0, 1.0, (14, 4)), columns=list("abcd"))
+    table["a"] -= 3.0  # a is far ahead of all; b, c, d differ only by noise
+    result = stats.compare_family(table, _scaled, rope=0.1, nsamples=2000)
+    assert result.mean_ranks.index[0] == "a"
+    assert len(result.pairs) == 6  # all k(k-1)/2 pairs, not only against the best
+    assert result.pairs["holm_p"].to_numpy() == pytest.approx(stats.holm(result.pairs["wilcoxon_p"].to_numpy()))
+    for other in "bcd":
+        pair = result.pair("a", other)
+        assert pair["holm_p"] < 0.05 and pair["median"] > 2.0 and pair["low"] > 0 and pair["p_a_better"] > 0.95
+        back = result.pair(other, "a")
+        assert back["median"] == -pair["median"] and back["p_b_better"] == pair["p_a_better"]
+    d = table["c"] - table["a"]
+    assert result.pair("a", "c")["median"] == pytest.approx(np.median(d))
+
+
+def test_compare_family_focus_runs_the_bayesian_test_only_where_it_is_read():
+    table = pd.DataFrame(np.random.default_rng(0).random((8, 3)), columns=list("abc"))
+    result = stats.compare_family(table, _scaled, rope=0.1, nsamples=500, focus="b")
+    touched = result.pairs[(result.pairs["a"] == "b") | (result.pairs["b"] == "b")]
+    assert touched["p_equivalent"].notna().all()
+    assert result.pairs.drop(touched.index)["p_equivalent"].isna().all()
 
 
 def test_compare_family_drops_incomplete_blocks():
     table = pd.DataFrame({"a": [1.0, 2.0, np.nan], "b": [1.5, 2.5, 3.0], "c": [2.0, 3.0, 4.0]})
-    assert stats.compare_family(table, nsamples=100).n_blocks == 2
+    assert stats.compare_family(table, _scaled, rope=0.1, nsamples=100).n_blocks == 2
+
+
+def test_bootstrap_median_interval_covers_the_median_and_is_seeded():
+    values = np.random.default_rng(2).normal(1.0, 0.5, 15)
+    low, high = stats.bootstrap_median_ci(values, seed=3)
+    assert low < np.median(values) < high
+    assert stats.bootstrap_median_ci(values, seed=3) == (low, high)
+    assert stats.bootstrap_median_ci(np.full(4, 2.0)) == (2.0, 2.0)

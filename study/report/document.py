@@ -19,7 +19,7 @@ from study.report.inputs import SweepResults
 from study.report.sections_claims import claims_section, footer_section
 from study.report.sections_results import batch_modes_section, datasets_section, profiles_section
 from study.report.sections_tuning import tuning_section
-from study.report.sections_verdict import statistics_section, verdict_section
+from study.report.sections_verdict import stability_section, statistics_section, verdict_section
 from study.report.settings import Settings
 from study.report.tables import Tables
 
@@ -31,14 +31,14 @@ def _intro(a: Analysis) -> list:
             Paragraph(f"{len(a.optimizers)} optimizers ({', '.join(a.optimizers)}) x {len(a.batches)} batch sizes "
                       f"({', '.join(a.batches)}) on {len(a.datasets)} datasets, each cell tuned with "
                       f"{r.config.get('trials', 'n/a')} trials, then evaluated with {seeds} seeds with the tuned and "
-                      f"with the default hyperparameters. Lower test loss is better; every number here is in "
+                      f"with the default hyperparameters. Lower is better everywhere; every number here is in "
                       f"`tables/`.")]
 
 
 def build(a: Analysis, report_commit: str = "") -> tuple[list, Tables]:
     tables = Tables()
     blocks = _intro(a)
-    for section in (verdict_section, statistics_section, datasets_section, tuning_section, batch_modes_section,
+    for section in (verdict_section, stability_section, statistics_section, datasets_section, tuning_section, batch_modes_section,
                     profiles_section, claims_section):
         blocks += section(a, tables)
     blocks += footer_section(a, tables, report_commit)

@@ -126,14 +126,13 @@ def _cd_panel(ax, mean_ranks: pd.Series, cd: float, labels: dict, title: str, be
 
 
 def cd_diagrams(panels: list[tuple[str, object, set]], columns: int = 2):
-    """One CD diagram per family: panels = [(title, Family, beaten treatments)]."""
+    """One CD diagram per family: panels = [(title, FamilyResult, labels, beaten treatments)]."""
     width = 5.0
     fig, axes = _grid(len(panels), columns, width=width, height=2.2, left=0.1, bottom=0.1, top=0.55, wspace=0.3,
                       hspace=0.75)
-    for ax, (title, family, beaten) in zip(axes, panels):
-        result = family.result
+    for ax, (title, result, labels, beaten) in zip(axes, panels):
         if len(result.mean_ranks) and result.mean_ranks.notna().all():
-            _cd_panel(ax, result.mean_ranks, result.critical_difference, family.labels, title, beaten, width - 0.3)
+            _cd_panel(ax, result.mean_ranks, result.critical_difference, labels, title, beaten, width - 0.3)
         else:
             ax.set_title(title)
             ax.text(0.5, 0.5, "no complete datasets", ha="center", transform=ax.transAxes)
@@ -285,4 +284,26 @@ def claims_toy(raw: dict, lecture_eta: float):
     axes[3].set_xticklabels(sizes)
     axes[3].set(yscale="log", xlabel="batch size", title="mini-batch gradient error")
     axes[3].legend(loc="upper right", fontsize=6, ncol=2)
+    return fig
+
+
+def stability(table: pd.DataFrame, optimizers: list[str], budgets: list[str]):
+    """P(validation picks the optimizer) over the bootstrap resamples: a panel per budget, bars per track."""
+    fig, axes = _grid(len(budgets), 3, width=3.4, height=2.6, left=0.6, bottom=0.75, right=1.0)
+    opt = table[table["kind"] == "optimizer"]
+    tracks = [t for t in ("tuned", "default") if (opt["track"] == t).any()]
+    x = np.arange(len(optimizers))
+    for ax, budget in zip(axes, budgets):
+        for i, track in enumerate(tracks):
+            rows = opt[(opt["budget"] == budget) & (opt["track"] == track)].set_index("optimizer")
+            values = [float(rows["p_best"].get(o, 0.0)) for o in optimizers]
+            ax.bar(x + (i - (len(tracks) - 1) / 2) * 0.38, values, width=0.36, label=track,
+                   color=["#1f77b4", "#ff7f0e"][i], alpha=0.85)
+        ax.set_xticks(x)
+        ax.set_xticklabels(optimizers, rotation=45, ha="right")
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{budget}")
+        ax.set_ylabel("P(picked)")
+    if axes:
+        _legend_right(fig, axes[0])
     return fig

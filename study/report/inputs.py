@@ -22,10 +22,12 @@ class SweepResults:
     config: dict
     # One row per evaluation run: dataset, optimizer, batch_size ("full", "128", ..., "1"), track ("tuned" |
     # "default"), seed, test_loss, test_accuracy (NaN for regression), diverged (0/1), seconds, n_train, and the
-    # hyperparameters used (eta, gamma, beta, beta1, beta2, eps; NaN where the optimizer has none).
+    # hyperparameters used (eta, gamma, beta, beta1, beta2, eps; NaN where the optimizer has none), and
+    # initial_val_loss (the untrained network's validation loss: what a diverged run scores on validation).
     evals: pd.DataFrame
     # One row per evaluation run and epoch (from the cell runs' curves.parquet): dataset, optimizer, batch_size,
-    # track, seed, epoch (1-based), train_loss, val_loss, val_accuracy, grad_norm, updates, seconds.
+    # track, seed, epoch (1-based), train_loss, val_loss, val_accuracy, grad_norm, updates, seconds, test_loss,
+    # test_accuracy (the held-out curve; NaN in sweeps recorded before it was kept).
     curves: pd.DataFrame
     # One row per tuning trial that finished: dataset, optimizer, batch_size, arm ("tpe" | "random"), number
     # (0-based, in the order the trials were asked within cell and arm), state (COMPLETE | PRUNED | FAIL |
@@ -37,10 +39,15 @@ class SweepResults:
     # git_commit, versions {package: version}, machine, config_hash, command, tracking_uri (masked), optuna_storage
     # (masked).
     meta: dict = field(default_factory=dict)
+    # One row per cell run: dataset, optimizer, batch_size, seconds_per_epoch (one network alone on the sweep's
+    # machine; NaN if not measured), diverged_share (of its tuning trials).
+    cells: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CELL_COLUMNS))
 
 
 HYPER = ("eta", "gamma", "beta", "beta1", "beta2", "eps")
-CURVE_METRICS = ("train_loss", "val_loss", "val_accuracy", "grad_norm", "updates", "seconds")
+CURVE_METRICS = ("train_loss", "val_loss", "val_accuracy", "grad_norm", "updates", "seconds", "test_loss",
+                 "test_accuracy")
+CELL_COLUMNS = ["dataset", "optimizer", "batch_size", "seconds_per_epoch", "diverged_share"]
 
 
 def newest_sweep(runs_dir: str | Path = "runs") -> str | None:
@@ -90,16 +97,24 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
                           "test_accuracy": metrics.get("test_accuracy", np.nan),
                           "diverged": int(metrics.get("diverged", 0)), "seconds": metrics.get("seconds", np.nan),
                           "n_train": n_train[keys["dataset"]],
-                          **{h: float(params[h]) if h in params else np.nan for h in HYPER}})
+                          **{h: float(params[h]) if h in params else np.nan for h in HYPER},
+                          "initial_val_loss": metrics.get("initial_val_loss", np.nan)})
     cell_runs = {r.info.run_id: r for r in tracking.runs(mlflow_client, experiment.experiment_id,
                                                          "tags.role = 'cell'")}
+    recorded_cells = {r.cell_run_id for r in records.values() if r.cell_run_id}
     with tempfile.TemporaryDirectory() as tmp:
         curves = _cell_curves(cell_runs, records, Path(tmp))
     sample = next(iter(cell_runs.values())).data.tags if cell_runs else {}
     return SweepResults(
         name=sweep, config=config,
         evals=pd.DataFrame(eval_rows, columns=[*EVAL_KEYS, "test_loss", "test_accuracy", "diverged", "seconds",
-                                               "n_train", *HYPER]),
+                                               "n_train", *HYPER, "initial_val_loss"]),
+        cells=pd.DataFrame([{"dataset": r.data.tags.get("dataset"), "optimizer": r.data.tags.get("optimizer"),
+                             "batch_size": r.data.tags.get("batch_size"),
+                             "seconds_per_epoch": r.data.metrics.get("seconds_per_epoch", np.nan),
+                             "diverged_share": r.data.metrics.get("diverged_share", np.nan)}
+                            for run_id, r in sorted(cell_runs.items()) if run_id in recorded_cells],
+                           columns=CELL_COLUMNS),
         curves=curves,
         trials=pd.DataFrame(trials, columns=["dataset", "optimizer", "batch_size", "arm", "number", "state", "value",
                                              *HYPER]),
@@ -131,7 +146,8 @@ def _cell_curves(cell_runs: dict, records: dict, tmp: Path) -> pd.DataFrame:
         parts.append(pd.DataFrame({"dataset": dataset, "optimizer": optimizer, "batch_size": str(batch),
                                    "track": table["track"].to_numpy(), "seed": table["seed"].astype(int).to_numpy(),
                                    "epoch": table["epoch"].astype(int).to_numpy(),
-                                   **{m: table[m].to_numpy(float) for m in CURVE_METRICS}}))
+                                   **{m: table[m].to_numpy(float) if m in table else np.full(len(table), np.nan)
+                                      for m in CURVE_METRICS}}))
     columns = [*EVAL_KEYS, "epoch", *CURVE_METRICS]
     return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
 

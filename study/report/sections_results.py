@@ -50,8 +50,8 @@ def datasets_section(a: Analysis, tables: Tables) -> list:
                 f"{dataset}: test loss, {track} (mean [{level:.0%} CI] over seeds)", csv))
             failed = int(ct["failed"].sum())
             if failed:
-                inner.append(Paragraph(f"{failed} {track} run(s) diverged here; each scores the dataset's worst "
-                                       f"finite test loss."))
+                inner.append(Paragraph(f"{failed} {track} run(s) diverged here; each scores the untrained "
+                                       f"network's test loss."))
         tuned = c[c["track"] == "tuned"]
         if tuned["test_accuracy_mean"].notna().any():
             inner.append(Table(matrix(tuned, a.optimizers, a.batches, lambda r: fmt.interval(
@@ -126,12 +126,13 @@ def profiles_section(a: Analysis, tables: Tables) -> list:
     csv = tables.add("profile_summary", pd.DataFrame(rows))
     fig = figures.performance_profiles([(title, p) for _, title, p in a.profiles])
     return [Heading("Performance profiles"), Paragraph(
-        "Dolan-Moré performance profiles of epochs to the dataset's target (as AlgoPerf uses for time to target): "
-        "for each solver, the share of datasets on which it reaches the target within tau times the epochs of the "
-        "fastest solver on that dataset. A solver that never reaches the target on a dataset counts as infinitely "
-        "slow there. Higher and further left is better; the value at tau = 1 is the share of datasets on which it "
-        "was fastest. Tuned track; epochs, not seconds, so the profile does not depend on the machine."),
+        "Dolan-Moré performance profiles of the cost to reach the dataset's target on the test curve (as AlgoPerf "
+        "uses for time to target), one per budget a practitioner pays in: epochs, updates, and seconds (this "
+        "machine's). For each optimizer, at the batch size validation chose for it at that budget, the share of "
+        "datasets on which it reaches the target within tau times the cost of the fastest optimizer there. One "
+        "that never reaches the target on a dataset counts as infinitely slow there. Higher and further left is "
+        "better; the value at tau = 1 is the share of datasets on which it was the fastest. Tuned track."),
         Figure("performance_profiles", figures.png_bytes(fig, a.settings.dpi),
-               "Performance profiles of epochs to target: optimizers at their best batch size; batch sizes for "
-               "the optimizer with the best mean rank."),
+               "Performance profiles of epochs, updates and seconds to the target (test curves), optimizers at the "
+               "batch size chosen for each budget."),
         Table(pd.DataFrame(shown), "Performance profile summary.", csv)]

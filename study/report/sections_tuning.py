@@ -7,7 +7,7 @@ from study.report import budget, figures, fmt
 from study.report.analysis import Analysis
 from study.report.blocks import Figure, Heading, Paragraph, Table
 from study.report.tables import Tables
-from study.report.verdict import sentence
+from study.report.verdict import short_status, status_sentence
 
 AVERAGING = {"momentum": ["gamma"], "nag": ["gamma"], "rmsprop": ["beta"], "adam": ["beta1", "beta2"]}
 
@@ -33,12 +33,12 @@ def _budget_blocks(a: Analysis, tables: Tables) -> list:
                f"datasets, a panel per batch size.")]
     rows, shown = [], []
     for k, family in a.budget_families.items():
-        j = a.budget_judgements[k]
-        r = family.result
-        rows.append({"trials": k, "status": j.status, "best": r.control, "p": r.omnibus.pvalue,
-                     "top_group": " ".join(j.top), "beaten": " ".join(j.beaten)})
-        shown.append({"trials": k, "best mean rank": family.labels.get(r.control, ""),
-                      "what the tests allow": sentence(family, j)})
+        j, r = family.judgement, family.result
+        rows.append({"trials": k, "status": j.status, "best": j.chosen, "p": r.omnibus.pvalue,
+                     "equivalent": " ".join(j.equivalent), "cannot_separate": " ".join(j.unresolved),
+                     "behind": " ".join(j.behind)})
+        shown.append({"trials": k, "best mean rank": family.labels.get(j.chosen, ""), "in short": short_status(j),
+                      "what the tests allow": status_sentence(j, family.labels, p_value=r.omnibus.pvalue)})
     if rows:
         blocks.append(Table(pd.DataFrame(shown), "Which optimizer wins with a budget of k trials (each at its best "
                                                  "tuned batch size; blocks = datasets, score = best validation loss "

@@ -1,282 +1,288 @@
-"""Sections 1 and 2: the verdict (first and short) and the statistics it rests on."""
+"""Sections 1 to 3: the verdict (first and short), how stable it is, and the statistics it rests on."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
 
 from study.report import figures, fmt
 from study.report.analysis import Analysis
+from study.report.answer import effects
 from study.report.blocks import Bullets, Details, Figure, Heading, Paragraph, Table
+from study.report.scoring import BUDGET_NAMES, BUDGETS
 from study.report.tables import Tables
-from study.report.verdict import INCONCLUSIVE, TOP_GROUP, WINNER, sentence, sureness
+from study.report.verdict import BUDGET_WORDS, SCOPE, rope_words, short_status, status_sentence, what_to_do
+
+CHOICES = ("**How each choice was made.** Every choice is made on the validation split; test only scores what was "
+           "chosen. Each optimizer's batch size is the one with the best mean rank over the datasets of its "
+           "validation score at that budget (final validation loss; updates or seconds until the validation loss "
+           "first reaches the dataset's target); the recommended optimizer is the one whose chosen cell has the "
+           "best mean rank of validation score; the batch size recommended is that optimizer's chosen one. Test "
+           "then scores the same cells: final test loss at equal epochs; updates and seconds until the *test* "
+           "loss first reaches the same target at the other budgets. A run that diverged scores the untrained "
+           "network's loss; one that never reaches the target is infinitely slow (it ranks last).")
 
 
-def _family(a: Analysis, track: str, kind: str, fixed: str = ""):
-    key = (track, kind, fixed)
-    return a.families.get(key), a.judgements.get(key)
+def _p_best(a: Analysis, budget: str, track: str, optimizer: str) -> float:
+    s = a.stability
+    row = s[(s["budget"] == budget) & (s["track"] == track) & (s["kind"] == "optimizer")
+            & (s["optimizer"] == optimizer)] if len(s) else s
+    return float(row["p_best"].iloc[0]) if len(row) else math.nan
 
 
-def _optimizer_answer(a: Analysis) -> str:
-    family, j = _family(a, "tuned", "overall")
-    if family is None:
-        return "**We cannot tell**: the sweep has no tuned evaluation runs."
-    n = family.result.n_blocks
-    label = family.labels
-    if j.status == WINNER:
-        return (f"**Use {j.control}** (at batch size {a.best_batch['tuned'][j.control]}). Tuned, it has the lowest "
-                f"test loss of the {len(label)} optimizers: {j.reason}.")
-    if j.status == TOP_GROUP:
-        behind = f" {fmt.names(j.beaten)} are significantly worse." if j.beaten else ""
-        return (f"**Use one of {fmt.names(label[t] for t in j.top)}** — tuned, these lead on the {n} datasets and "
-                f"the data cannot separate them ({j.reason}).{behind} {j.control} has the best mean rank.")
-    return (f"**We cannot tell** which optimizer is best: {j.reason}. {label[j.control]} has the best mean rank "
-            f"({fmt.num(family.result.mean_ranks.iloc[0])}), but that is within what chance produces.")
-
-
-def _batch_answer(a: Analysis) -> str:
-    rec = a.recommended
-    family, j = _family(a, "tuned", "batch_sizes", rec or "")
-    if family is None:
-        return ""
-    if j.status == WINNER:
-        return f"**Batch size {j.control}** for {rec}: it beats the other batch sizes — {j.reason}."
-    if j.status == TOP_GROUP:
-        behind = f"; {fmt.names(j.beaten)} significantly worse" if j.beaten else ""
-        return (f"**Batch size {fmt.names(j.top)}** for {rec} — we cannot separate these ({j.reason}){behind}. "
-                f"{j.control} has the best mean rank.")
-    return (f"**Batch size: we cannot tell** for {rec}: {j.reason}; {j.control} has the best mean rank "
-            f"({fmt.num(family.result.mean_ranks.iloc[0])}).")
-
-
-def _in_practice(a: Analysis) -> str:
-    """What a practitioner can act on, read off the families and nothing more: the tuned verdict when it names no
-    winner, the untuned (default) comparison, and the batch size that leads most optimizers with defaults."""
-    tuned, tj = _family(a, "tuned", "overall")
-    default, dj = _family(a, "default", "overall")
-    if tuned is None or default is None:
-        return ""
-    parts = []
-    if tj.status != WINNER:
-        parts.append(f"Tuned, no optimizer is reliably better than the others on these {tuned.result.n_blocks} "
-                     f"datasets")
-    batch_of = a.best_batch["default"]
-    if dj.status == WINNER:
-        parts.append(f"untuned (default hyperparameters), {dj.control} at batch size {batch_of[dj.control]} beats "
-                     f"every other optimizer")
-    elif dj.status == TOP_GROUP:
-        parts.append(f"untuned (default hyperparameters), {fmt.names(dj.beaten)} "
-                     f"{'falls' if len(dj.beaten) == 1 else 'fall'} significantly behind, while "
-                     f"{fmt.names(f'{t} ({batch_of[t]})' for t in dj.top)} cannot be separated")
-    else:
-        parts.append("untuned (default hyperparameters), no optimizer is reliably better"
-                     + (" either" if tj.status != WINNER else ""))
-    leads = {}
-    for optimizer in a.optimizers:
-        family, j = _family(a, "default", "batch_sizes", optimizer)
-        if family is not None and j.status in (WINNER, TOP_GROUP):
-            for batch in j.top:
-                leads[batch] = leads.get(batch, 0) + 1
-    if leads:
-        batch = max(a.batches, key=lambda b: leads.get(b, 0))  # ties: the first in the sweep's order
-        parts.append(f"with default hyperparameters batch size {batch} is the best or joint best for "
-                     f"{leads[batch]} of {len(a.optimizers)} optimizers")
-    text = "; ".join(parts)
-    return f"**In practice.** {text[0].upper()}{text[1:]}."
+def verdict_rows(a: Analysis) -> pd.DataFrame:
+    rows = []
+    for (budget, track), ans in a.answers.items():
+        j = ans.judgement
+        rows.append({"budget": budget, "track": track, "status": j.status, "recommended": ans.recommended,
+                     "batch_size": ans.batch, "p_value": ans.family.omnibus.pvalue if ans.measured else math.nan,
+                     "omnibus": ans.family.omnibus.test if ans.measured else "",
+                     "p_best": _p_best(a, budget, track, ans.recommended),
+                     "p_same_headline": a.same_headline.get((budget, track), math.nan),
+                     "equivalent": " ".join(j.equivalent), "cannot_separate": " ".join(j.unresolved),
+                     "behind": " ".join(j.behind), "ahead_on_test": " ".join(j.ahead),
+                     "diverged_share": ans.failures.get(ans.recommended, math.nan),
+                     "datasets": ans.family.n_blocks if ans.measured else 0, "rope": ans.rope,
+                     "rope_scale": ans.scale,
+                     "batch_status": ans.batch_judgement.status,
+                     "batch_equivalent": " ".join(ans.batch_judgement.equivalent),
+                     "batch_cannot_separate": " ".join(ans.batch_judgement.unresolved)})
+    return pd.DataFrame(rows)
 
 
 def _changes(a: Analysis) -> list[str]:
-    """When the answer changes: tuned vs default, by batch size, by tuning budget, by dataset."""
     items = []
-    family, j = _family(a, "default", "overall")
-    if family is not None:
-        items.append("With **default hyperparameters** (no tuning): " + sentence(family, j))
-    per_batch = []
-    for batch in a.batches:
-        f, jb = _family(a, "tuned", "optimizers", batch)
-        if f is not None:
-            what = {WINNER: jb.control, TOP_GROUP: "top " + "/".join(jb.top), INCONCLUSIVE: "cannot tell"}[jb.status]
-            per_batch.append(f"{batch}: {what}")
+    for budget in BUDGETS:
+        d = a.answer(budget, "default")
+        if d is not None and d.recommended is not None:
+            items.append(f"**With default hyperparameters, {BUDGET_WORDS[budget].lower()}**: validation picks "
+                         f"{d.recommended} at batch size {d.batch}. " + status_sentence(
+                             d.judgement, {}, p_value=d.family.omnibus.pvalue if d.measured else math.nan))
+    per_batch = [f"{f.fixed}: {short_status(f.judgement)}" for (t, kind, _), f in a.families.items()
+                 if t == "tuned" and kind == "optimizers"]
     if per_batch:
-        items.append("**By batch size** (tuned, optimizers compared at each batch size): " + "; ".join(per_batch)
-                     + ".")
+        items.append("**By batch size** (tuned, equal epochs, the optimizers at one batch size): "
+                     + "; ".join(per_batch) + ".")
     if a.budget_families:
-        parts = []
-        for k, f in a.budget_families.items():
-            jk = a.budget_judgements[k]
-            what = {WINNER: f.labels[jk.control], TOP_GROUP: "top " + "/".join(jk.top),
-                    INCONCLUSIVE: f"cannot tell (best rank {jk.control})"}[jk.status]
-            parts.append(f"{k} trial{'s' if k > 1 else ''}: {what}")
-        items.append("**By tuning budget** (best validation loss after k trials, each optimizer at its best batch "
-                     "size): " + "; ".join(parts) + ".")
-    cells = a.cells[a.cells["track"] == "tuned"]
-    if len(cells):
-        best = cells.loc[cells.groupby("dataset", sort=False)["test_loss_mean"].idxmin()]
+        items.append("**By tuning budget** (best validation loss after k trials, each optimizer at its chosen "
+                     "batch size): " + "; ".join(f"{k} trial{'s' if k > 1 else ''}: {short_status(f.judgement)}"
+                                                 for k, f in a.budget_families.items()) + ".")
+    tuned = a.cell_scores[a.cell_scores["track"] == "tuned"]
+    if len(tuned):
+        best = tuned.loc[tuned.groupby("dataset", sort=False)["val_epochs"].idxmin()]
         counts = best["optimizer"].value_counts()
-        listed = [f"{o} {counts[o]}" for o in a.optimizers if o in counts.index]
-        others = [f"{d} ({o}/{b})" for d, o, b in zip(best["dataset"], best["optimizer"], best["batch_size"])
-                  if o != a.recommended]
-        items.append(f"**By dataset** (lowest mean tuned test loss of all {len(a.optimizers) * len(a.batches)} "
-                     f"cells): datasets won — {', '.join(listed)}."
-                     + (f" Not won by {a.recommended}: {', '.join(others)}." if others else ""))
+        items.append(f"**By dataset** (the cell with the lowest validation loss of all "
+                     f"{len(a.optimizers) * len(a.batches)}, tuned): " + ", ".join(
+                         f"{o} {counts[o]}" for o in a.optimizers if o in counts.index) + " datasets.")
     return items
 
 
-def _ranking_tables(a: Analysis, tables: Tables) -> list:
-    rows, shown = [], []
-    for optimizer in a.optimizers:
-        row, show = {"optimizer": optimizer}, {"optimizer": optimizer}
-        for track in a.tracks:
-            family, _ = _family(a, track, "overall")
-            batch = a.best_batch[track].get(optimizer)
-            cell = a.cells[(a.cells["track"] == track) & (a.cells["optimizer"] == optimizer)
-                           & (a.cells["batch_size"] == batch)]
-            rank = family.result.mean_ranks.get(optimizer, np.nan) if family else np.nan
-            accuracy = cell["test_accuracy_mean"].mean()
-            row.update({f"{track}_best_batch": batch, f"{track}_mean_rank": rank, f"{track}_mean_accuracy": accuracy})
-            show.update({f"{track}: best batch": batch or "", f"{track}: mean rank": fmt.cell(rank),
-                         f"{track}: mean accuracy": fmt.cell(accuracy)})
-        rows.append(row)
-        shown.append(show)
-    order = np.argsort([r.get("tuned_mean_rank", np.nan) for r in rows], kind="stable")
-    blocks = [Table(pd.DataFrame([shown[i] for i in order]),
-                    "Optimizers, each at its own best batch size, ranked by mean rank of test loss over the datasets "
-                    "(1 = best). Accuracy (mean over classification datasets) is shown beside it, not ranked on: it "
-                    "saturates on small sets.", tables.add("ranking_optimizers", pd.DataFrame(rows)))]
-    rows, shown = [], []
-    for batch in a.batches:
-        row, show = {"batch_size": batch}, {"batch size": batch}
-        for track in a.tracks:
-            ranks = [a.families[(track, "batch_sizes", o)].result.mean_ranks.get(batch, np.nan)
-                     for o in a.optimizers if (track, "batch_sizes", o) in a.families]
-            rec = a.families.get((track, "batch_sizes", a.recommended or ""))
-            rec_rank = rec.result.mean_ranks.get(batch, np.nan) if rec else np.nan
-            row.update({f"{track}_rank_{a.recommended}": rec_rank, f"{track}_rank_mean_over_optimizers":
-                        float(np.nanmean(ranks)) if ranks else np.nan})
-            show.update({f"{track}: rank for {a.recommended}": fmt.cell(rec_rank),
-                         f"{track}: mean rank over optimizers": fmt.cell(row[f"{track}_rank_mean_over_optimizers"])})
-        rows.append(row)
-        shown.append(show)
-    blocks.append(Table(pd.DataFrame(shown), f"Batch sizes ranked within each optimizer (1 = best of "
-                                             f"{len(a.batches)}): for {a.recommended}, and averaged over the optimizers.",
-                        tables.add("ranking_batch_sizes", pd.DataFrame(rows))))
-    return blocks
+def _answer_table(a: Analysis) -> pd.DataFrame:
+    rows = []
+    for (budget, track), ans in a.answers.items():
+        rows.append({"budget": BUDGET_NAMES[budget], "track": track, "use": ans.recommended or "",
+                     "batch size": ans.batch or "", "on test": short_status(ans.judgement),
+                     "omnibus": fmt.p(ans.family.omnibus.pvalue) if ans.measured else "",
+                     "P(picked)": fmt.share(_p_best(a, budget, track, ans.recommended)),
+                     "same headline": fmt.share(a.same_headline.get((budget, track), math.nan)),
+                     "diverged": fmt.share(ans.failures.get(ans.recommended, math.nan))})
+    return pd.DataFrame(rows)
 
 
 def verdict_section(a: Analysis, tables: Tables) -> list:
-    family, j = _family(a, "tuned", "overall")
-    blocks = [Heading("The verdict"), Paragraph(_optimizer_answer(a)), Paragraph(_batch_answer(a))]
-    practice = _in_practice(a)
-    if practice:
-        blocks.append(Paragraph(practice))
-    if family is not None:
-        blocks.append(Paragraph("**How sure.** " + sureness(family, j, a.settings.rope) + " (The best-ranked "
-                                "optimizer is picked from the same data, which flatters these probabilities; the "
-                                "verdict above rests on the frequentist tests.)"))
-    blocks += [Paragraph("**When the answer changes.**"), Bullets(_changes(a))]
-    blocks += _ranking_tables(a, tables)
+    csv = tables.add("verdict", verdict_rows(a))
+    resamples = a.settings.stability_resamples
+    blocks = [Heading("The verdict")]
+    for budget in BUDGETS:
+        ans = a.answer(budget, "tuned")
+        if ans is not None:
+            blocks.append(Paragraph(what_to_do(ans, a.results.evals, a.results.config,
+                                               a.defaults_enough.get(budget),
+                                               _p_best(a, budget, "tuned", ans.recommended),
+                                               a.same_headline.get((budget, "tuned"), math.nan), resamples)))
+    ans = a.answer("epochs", "tuned")
+    if ans is not None and ans.batch_family is not None:
+        blocks.append(Paragraph(f"**Batch size for {ans.recommended}** (equal epochs): validation picks "
+                                f"{ans.batch}. " + status_sentence(ans.batch_judgement, {}, "batch size",
+                                                                   ans.batch_family.omnibus.pvalue)))
+    blocks += [Paragraph(SCOPE), Table(_answer_table(a), "Every budget and track: what validation recommends, what "
+                                       "the test tests say about it, how often the bootstrap picks it, and how "
+                                       "often its runs diverged.", csv),
+               Paragraph(CHOICES), Paragraph("**When the answer changes.**"), Bullets(_changes(a))]
     return blocks
 
 
-# --- statistics ------------------------------------------------------------------------------------------------
-METHOD = (
-    "Each block is one dataset, scored by the mean test loss over the evaluation seeds (lower is better); a run "
-    "that diverged scores the worst finite test loss seen on its dataset, so it ranks last instead of vanishing. "
-    "Thirty treatments on about a dozen datasets cannot be separated all-pairs, so the comparisons run in "
-    "families: the optimizers within each batch size, the batch sizes within each optimizer, and overall, each "
-    "optimizer at its own best batch size (the lowest mean rank in its batch-size family — chosen from the same "
-    "data, which flatters the overall family slightly). Per family: the **Friedman test** (ranks within datasets, "
-    "so loss scales do not matter and no normality is assumed; Demšar 2006) says whether the treatments differ at "
-    "all; then each treatment is compared with the best-ranked one (the control) by the **Wilcoxon signed-rank "
-    "test** on relative differences (other - control) / control, with **Holm's** step-down correction over the "
-    "comparisons (more power than all-pairs Nemenyi with this few datasets; García & Herrera 2008). The **critical "
-    "difference diagrams** show the classic all-pairs Nemenyi view. For how sure we are, the **Bayesian "
-    "signed-rank test** (Benavoli et al. 2014, 2017; baycomp's sampler, vectorised) gives the posterior "
-    "probability that the control is better by more than the region of practical equivalence (ROPE), within it, "
-    "or worse. Intervals on means over seeds are percentile bootstrap intervals (scipy.stats.bootstrap)."
-)
-
-
-def family_rows(a: Analysis) -> pd.DataFrame:
+# --- stability -----------------------------------------------------------------------------------------------------
+def stability_section(a: Analysis, tables: Tables) -> list:
+    csv = tables.add("stability", a.stability)
+    s = a.stability
+    if s.empty:
+        return []
     rows = []
-    for (track, kind, fixed), family in list(a.families.items()) + [
-            (("tuned", "budget", str(k)), f) for k, f in a.budget_families.items()]:
-        j = a.judgements.get((track, kind, fixed)) or a.budget_judgements[int(fixed)]
-        r = family.result
-        rows.append({"track": track, "family": family.title, "datasets": r.n_blocks, "test": r.omnibus.test,
-                     "statistic": r.omnibus.statistic, "p": r.omnibus.pvalue, "control": r.control,
-                     "status": j.status, "top_group": " ".join(j.top), "beaten": " ".join(j.beaten),
-                     "critical_difference": r.critical_difference})
-    return pd.DataFrame(rows)
+    for (budget, track), ans in a.answers.items():
+        mine = s[(s["budget"] == budget) & (s["track"] == track)]
+        optimizers = mine[mine["kind"] == "optimizer"].sort_values("p_best", ascending=False, kind="stable")
+        batches = mine[mine["kind"] == "batch_size"].sort_values("p_best", ascending=False, kind="stable")
+        listed = lambda names, ps: ", ".join(f"{n} {fmt.share(p)}" for n, p in zip(names, ps) if p >= 0.005)  # noqa
+        rows.append({"budget": BUDGET_NAMES[budget], "track": track, "recommended": ans.recommended or "",
+                     "P(validation picks it)": listed(optimizers["optimizer"], optimizers["p_best"]),
+                     "P(first on test)": listed(optimizers["optimizer"], optimizers["p_best_test"]),
+                     "P(batch size), recommended optimizer": listed(batches["batch_size"], batches["p_best"]),
+                     "same headline": fmt.share(a.same_headline.get((budget, track), math.nan))})
+    statements = []
+    for (budget, track), ans in a.answers.items():
+        same = a.same_headline.get((budget, track), math.nan)
+        if track != "tuned" or math.isnan(same):
+            continue
+        word = "survives" if same >= 0.8 else ("mostly survives" if same >= 0.5 else "does not survive")
+        statements.append(f"{BUDGET_WORDS[budget]}, \"{ans.recommended} at batch size {ans.batch}\" {word} "
+                          f"resampling ({fmt.share(same)} of resamples; {ans.recommended} alone "
+                          f"{fmt.share(_p_best(a, budget, track, ans.recommended))}).")
+    fig = figures.stability(s, a.optimizers, [b for b in BUDGETS if any(k[0] == b for k in a.answers)])
+    return [Heading("How stable the answer is"), Paragraph(
+        f"The verdict's choices recomputed on {a.settings.stability_resamples:,} bootstrap resamples: the datasets "
+        f"drawn with replacement, and within each the evaluation seeds drawn with replacement (Sivaprasad et al. "
+        f"2020 report the probability that each optimizer ranks first). In each resample, exactly as above: each "
+        f"optimizer's batch size and the recommended optimizer by validation mean ranks; and, for comparison, "
+        f"which optimizer ranks first on test among the chosen cells. One sweep's details move with floating-"
+        f"point noise between machines; a statement that holds in most resamples of its own datasets and seeds "
+        f"is one to lean on, one that holds in half of them is not."), Bullets(statements),
+        Table(pd.DataFrame(rows), "Probability of being picked, per budget and track (optimizers with P > 0).", csv),
+        Figure("stability", figures.png_bytes(fig, a.settings.dpi),
+               "P(validation picks the optimizer) over the bootstrap resamples, per budget, tuned and default.")]
 
 
-def versus_rows(a: Analysis) -> pd.DataFrame:
+# --- statistics ----------------------------------------------------------------------------------------------------
+def method(a: Analysis) -> str:
+    s = a.settings
+    return (
+        f"Declared in `conf/report.yaml` before looking. Blocks are datasets; a cell's score is the mean over its "
+        f"evaluation seeds (losses) or the median (costs). Per budget and track: the omnibus **Friedman test in "
+        f"Iman and Davenport's F form** (Demšar 2006), then **all pairs** by the **Wilcoxon signed-rank test** "
+        f"with **Holm's** correction over the {len(a.optimizers) * (len(a.optimizers) - 1) // 2} pairs (García & "
+        f"Herrera 2008), read only if the omnibus test is significant (alpha = {s.alpha}). The paired differences "
+        f"are on a scale comparable across datasets, so that no test, table or figure divides by a loss near "
+        f"zero: a loss difference in units of the dataset's **seed-to-seed spread** (the median over its tuned "
+        f"cells of the standard deviation of test loss over seeds), and for costs the log2 ratio (a target never "
+        f"reached counts as twice the dataset's largest finite cost). Effect sizes: the median paired difference "
+        f"over datasets with a {s.confidence:.0%} bootstrap interval; on classification sets also the median "
+        f"accuracy difference in points. **Practical equivalence** (Benavoli et al. 2017): the Bayesian "
+        f"signed-rank test gives P(better), P(within the ROPE), P(worse); the ROPE is {fmt.num(s.rope_loss[0])} "
+        f"seed-to-seed spreads of test loss at equal epochs and a cost ratio of {fmt.num(s.rope_cost[0])} at the "
+        f"other budgets (accuracy: {fmt.num(s.rope_accuracy[0])} point); P >= {s.sure} within it is an answer: "
+        f"\"practically equivalent\". The sensitivity table repeats the verdict at the other declared widths.")
+
+
+def pair_rows(a: Analysis) -> pd.DataFrame:
     parts = []
-    budget = [(("tuned", "budget", str(k)), f) for k, f in a.budget_families.items()]
-    for (track, kind, fixed), family in list(a.families.items()) + budget:
-        v = family.result.versus_control.reset_index()
-        v.insert(0, "control", family.result.control)
-        v.insert(0, "family", family.title)
-        v.insert(0, "track", track)
-        parts.append(v)
+    for (budget, track), ans in a.answers.items():
+        if not ans.measured:
+            continue
+        p = ans.family.pairs.copy()
+        p.insert(0, "scale", ans.scale)
+        p.insert(0, "track", track)
+        p.insert(0, "budget", budget)
+        parts.append(p)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def versus_table(family, judgement) -> pd.DataFrame:
-    r = family.result
-    rows = [{"treatment": family.labels[r.control], "mean rank": fmt.cell(r.mean_ranks.iloc[0]),
-             "median rel. diff": "control", "Wilcoxon p": "", "Holm p": "", "P(control better)": "",
-             "P(equivalent)": "", "P(control worse)": ""}]
-    for t, v in r.versus_control.iterrows():
-        rows.append({"treatment": family.labels[t] + (" *" if t in judgement.beaten else ""),
-                     "mean rank": fmt.cell(v["mean_rank"]), "median rel. diff": fmt.pct(v["median_rel_diff"]),
-                     "Wilcoxon p": fmt.cell(v["wilcoxon_p"]), "Holm p": fmt.cell(v["holm_p"]),
-                     "P(control better)": fmt.prob(v["p_control_better"]),
-                     "P(equivalent)": fmt.prob(v["p_equivalent"]), "P(control worse)": fmt.prob(v["p_control_worse"])})
+def choice_rows(a: Analysis) -> pd.DataFrame:
+    rows = []
+    for (budget, track), ans in a.answers.items():
+        test_ranks = ans.family.mean_ranks if ans.measured else pd.Series(dtype=float)
+        for o in a.optimizers:
+            if o not in ans.chosen_batch:
+                continue
+            rows.append({"budget": budget, "track": track, "optimizer": o, "batch_size": ans.chosen_batch[o],
+                         "val_mean_rank": ans.val_ranks.get(o, np.nan), "test_mean_rank": test_ranks.get(o, np.nan),
+                         "diverged_share": ans.failures.get(o, np.nan),
+                         **{f"val_rank_{b}": ans.batch_val_ranks.loc[o, b] for b in a.batches
+                            if b in ans.batch_val_ranks.columns}})
     return pd.DataFrame(rows)
 
 
+def _pairs_shown(ans) -> pd.DataFrame:
+    unit = "spreads" if ans.budget == "epochs" else "log2"
+    rows = []
+    for _, r in ans.family.pairs.iterrows():
+        rows.append({"a": r["a"], "b": r["b"], f"median (b - a), {unit}": fmt.cell(r["median"]),
+                     "interval": f"[{fmt.cell(r['low'])}, {fmt.cell(r['high'])}]",
+                     "Wilcoxon p": fmt.cell(r["wilcoxon_p"]), "Holm p": fmt.cell(r["holm_p"]),
+                     "P(a better)": fmt.prob(r["p_a_better"]), "P(equivalent)": fmt.prob(r["p_equivalent"]),
+                     "P(b better)": fmt.prob(r["p_b_better"])})
+    return pd.DataFrame(rows)
+
+
+def _effects_shown(e: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "against": e["optimizer"],
+        "median relative test loss difference": [f"{fmt.pct(m)} [{fmt.pct(lo)}, {fmt.pct(hi)}]" for m, lo, hi in
+                                                 zip(e["rel_median"], e["rel_low"], e["rel_high"])],
+        "accuracy points": [f"{fmt.num(m, 2)} [{fmt.num(lo, 2)}, {fmt.num(hi, 2)}]" if m == m else "n/a"
+                            for m, lo, hi in zip(e["acc_median"], e["acc_low"], e["acc_high"])],
+        "P(accuracy within the ROPE)": [fmt.prob(p) for p in e["acc_p_equivalent"]],
+        "classification sets": e["acc_datasets"].astype(str)})
+
+
 def statistics_section(a: Analysis, tables: Tables) -> list:
-    s = a.settings
-    blocks = [Heading("Statistics"), Paragraph(METHOD), Paragraph(
-        f"Settings: alpha = {s.alpha} (family-wise, within each family), ROPE = {s.rope:.0%} relative test loss, "
-        f"\"sure\" = posterior probability >= {s.sure}, {s.bayes_samples:,} posterior draws, "
-        f"{s.bootstrap_resamples:,} bootstrap resamples, seed {s.seed}. The verdict rests on the overall tuned "
-        f"family; the other families are secondary and are not corrected across families, so about one in twenty "
-        f"of them can show a difference by chance.")]
-    summary = family_rows(a)
-    shown = pd.DataFrame({"track": summary["track"], "family": summary["family"], "datasets": summary["datasets"],
-                          "omnibus": [f"{t} {fmt.p(p)}" for t, p in zip(summary["test"], summary["p"])],
-                          "best": summary["control"], "status": summary["status"],
-                          "cannot separate from best": [" ".join(t.split()[1:]) for t in summary["top_group"]],
-                          "significantly behind": summary["beaten"]})
-    blocks.append(Table(shown, "Every family: the omnibus test, the best-ranked treatment and what the tests allow.",
-                        tables.add("families", summary)))
-    csv = tables.add("versus_control", versus_rows(a))
-    for track in a.tracks:
-        family, j = _family(a, track, "overall")
-        if family is None:
+    blocks = [Heading("Statistics"), Paragraph(method(a))]
+    csv_pairs = tables.add("pairs", pair_rows(a))
+    csv_choices = tables.add("choices", choice_rows(a))
+    csv_rope = tables.add("rope_sensitivity", a.sensitivity)
+    tables.add("loss_spread", a.spread.rename("seed_to_seed_spread").reset_index())
+    shown = choice_rows(a)
+    if len(shown):
+        blocks.append(Table(pd.DataFrame({
+            "budget": shown["budget"], "track": shown["track"], "optimizer": shown["optimizer"],
+            "batch size (validation)": shown["batch_size"],
+            "validation mean rank": [fmt.cell(v) for v in shown["val_mean_rank"]],
+            "test mean rank": [fmt.cell(v) for v in shown["test_mean_rank"]],
+            "diverged": [fmt.share(v) for v in shown["diverged_share"]]}),
+            "Each optimizer's batch size, chosen by its validation mean rank, and the mean ranks of the chosen "
+            "cells on validation and test (1 = best), with the share of their runs that diverged.", csv_choices))
+    panels, effect_rows = [], []
+    for (budget, track), ans in a.answers.items():
+        if not ans.measured:
             continue
-        blocks.append(Heading(f"Overall, {track} track", 3))
-        blocks.append(Paragraph(sentence(family, j)))
-        blocks.append(Table(versus_table(family, j), f"Each optimizer (at its best batch size) against the best; "
-                                                     f"* = significantly behind after Holm's correction.", csv))
-        panels = [("overall", family, set(j.beaten))]
-        for batch in a.batches:
-            f, jb = _family(a, track, "optimizers", batch)
-            panels.append((f"batch {batch}", f, set(jb.beaten)))
-        blocks.append(Figure(f"cd_{track}_optimizers", figures.png_bytes(figures.cd_diagrams(panels), s.dpi),
-                             f"Critical difference diagrams, {track} track: optimizers overall and at each batch "
-                             f"size (mean rank, 1 = best; a bar joins treatments closer than the Nemenyi CD; a hollow "
-                             f"marker is significantly behind the best by Holm-corrected Wilcoxon)."))
-        panels = [(f"{o}", a.families[(track, "batch_sizes", o)],
-                   set(a.judgements[(track, "batch_sizes", o)].beaten)) for o in a.optimizers
-                  if (track, "batch_sizes", o) in a.families]
-        blocks.append(Figure(f"cd_{track}_batch_sizes", figures.png_bytes(figures.cd_diagrams(panels), s.dpi),
-                             f"Critical difference diagrams, {track} track: batch sizes within each optimizer."))
-        details = []
-        for (t, kind, fixed), f in a.families.items():
-            if t == track and kind != "overall":
-                jf = a.judgements[(t, kind, fixed)]
-                details += [Paragraph(f"**{f.title}** — " + sentence(f, jf)), Table(versus_table(f, jf), "", csv)]
-        blocks.append(Details(f"Every {track}-track family against its best treatment", details, level=4))
+        r = ans.family
+        blocks.append(Heading(f"{BUDGET_NAMES[budget].capitalize()}, {track} track", 3))
+        blocks.append(Paragraph(f"{r.omnibus.test}: statistic {fmt.num(r.omnibus.statistic)}, "
+                                f"{fmt.p(r.omnibus.pvalue)} over {r.n_blocks} datasets. Recommended (validation): "
+                                f"{ans.recommended} at batch size {ans.batch}. "
+                                + status_sentence(ans.judgement, {}, p_value=r.omnibus.pvalue)
+                                + f" ROPE: {rope_words(ans)}."))
+        blocks.append(Table(_pairs_shown(ans), "All pairs, a ranked above b on test; median paired difference "
+                                               "> 0 means a is better.", csv_pairs))
+        if budget == "epochs":
+            e = effects(ans, a.cell_scores, a.spread, a.settings)
+            effect_rows.append(e)
+            blocks.append(Table(_effects_shown(e), f"Effect sizes, {track}: {ans.recommended} against each other "
+                                                   f"optimizer (each at its chosen batch size).", "effects"))
+        panels.append((f"{budget}, {track}", r, {o: f"{o} ({b})" for o, b in ans.chosen_batch.items()},
+                       set(ans.judgement.behind)))
+    tables.add("effects", pd.concat(effect_rows, ignore_index=True) if effect_rows else pd.DataFrame())
+    if panels:
+        blocks.append(Figure("cd_budgets", figures.png_bytes(figures.cd_diagrams(panels), a.settings.dpi),
+                             "Critical difference diagrams of the test scores, per budget and track: mean rank "
+                             "(1 = best), a bar joins treatments closer than the Nemenyi CD; a hollow marker is "
+                             "significantly behind the recommended optimizer (Holm-corrected Wilcoxon)."))
+    if len(a.sensitivity):
+        sens = a.sensitivity
+        rows = []
+        for (budget, track, width), g in sens.groupby(["budget", "track", "width"], sort=False):
+            rows.append({"budget": budget, "track": track, "ROPE width": fmt.num(width),
+                         "P(equivalent) per optimizer": ", ".join(f"{o} {fmt.prob(p)}" for o, p in
+                                                                  zip(g["optimizer"], g["p_equivalent"])),
+                         "status": g["status"].iloc[0]})
+        blocks.append(Table(pd.DataFrame(rows), "ROPE sensitivity: the recommended optimizer against each other at "
+                                                "the three declared widths (loss: seed-to-seed spreads; costs: "
+                                                "ratio).", csv_rope))
+    details = []
+    for (track, kind, fixed), f in a.families.items():
+        details.append(Paragraph(f"**{f.title}, {track}** — validation picks {f.judgement.chosen}. "
+                                 + status_sentence(f.judgement, f.labels, "treatment", f.result.omnibus.pvalue)))
+    if details:
+        blocks.append(Details("Secondary families at equal epochs: the optimizers at each batch size, the batch "
+                              "sizes of each optimizer", details, level=4))
     return blocks

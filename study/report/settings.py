@@ -17,8 +17,11 @@ CONF = Path(__file__).resolve().parents[2] / "conf"
 @dataclass(frozen=True)
 class Settings:
     alpha: float = 0.05
-    rope: float = 0.01
     sure: float = 0.95
+    rope_loss: tuple[float, ...] = (0.5, 0.25, 1.0)  # in seed-to-seed spreads; the first is the verdict's
+    rope_accuracy: tuple[float, ...] = (1.0, 0.5, 2.0)  # percentage points
+    rope_cost: tuple[float, ...] = (1.25, 1.1, 1.5)  # cost ratios
+    stability_resamples: int = 1000
     bayes_samples: int = 50000
     bootstrap_resamples: int = 2000
     confidence: float = 0.95
@@ -43,6 +46,10 @@ def _read(path: Path) -> dict:
     return data
 
 
+class floats(tuple):
+    """A list of floats in the config (a marker for ``_get``)."""
+
+
 def _get(data: dict, path: Path, dotted: str, kind, check=lambda v: True, rule: str = ""):
     value = data
     for part in dotted.split("."):
@@ -50,7 +57,8 @@ def _get(data: dict, path: Path, dotted: str, kind, check=lambda v: True, rule: 
             raise BadInput(str(path), f"{dotted}: missing")
         value = value[part]
     try:
-        value = kind(value) if kind is not tuple else tuple(int(v) for v in value)
+        value = kind(value) if kind not in (tuple, floats) else tuple((int if kind is tuple else float)(v)
+                                                                         for v in value)
     except (TypeError, ValueError):
         raise BadInput(str(path), f"{dotted}: expected {kind.__name__}, got {value!r}") from None
     if not check(value):
@@ -68,9 +76,16 @@ def load(conf_dir: str | Path = CONF) -> Settings:
     def get(key, kind, rule=(lambda v: True, "")):
         return _get(data, report_path, key, kind, rule[0], rule[1])
 
+    widths = (lambda v: len(v) == 3 and min(v) > 0, "must be three positive widths (the verdict's first)")
+    ratios = (lambda v: len(v) == 3 and min(v) > 1, "must be three ratios above 1 (the verdict's first)")
+    for key, value in (("statistics.omnibus", "iman-davenport"), ("statistics.posthoc", "wilcoxon-holm")):
+        _get(data, report_path, key, str, lambda v, value=value: v == value, f"only {value!r} is implemented")
     settings = Settings(
-        alpha=get("statistics.alpha", float, unit), rope=get("statistics.rope", float, unit),
-        sure=get("statistics.sure", float, unit), bayes_samples=get("statistics.bayes_samples", int, positive),
+        alpha=get("statistics.alpha", float, unit), sure=get("statistics.sure", float, unit),
+        rope_loss=get("rope.loss_spread", floats, widths), rope_accuracy=get("rope.accuracy_points", floats, widths),
+        rope_cost=get("rope.cost_ratio", floats, ratios),
+        stability_resamples=get("stability.resamples", int, positive),
+        bayes_samples=get("statistics.bayes_samples", int, positive),
         bootstrap_resamples=get("statistics.bootstrap_resamples", int, positive),
         confidence=get("statistics.confidence", float, unit), seed=get("statistics.seed", int),
         target_factor=get("target.factor", float, (lambda v: v >= 1, "must be at least 1")),

@@ -1,106 +1,103 @@
-"""What a family of comparisons lets us say: a winner, a group we cannot split, or "we cannot tell".
+"""The verdict in words: what to do at each budget, how sure, and what the tests allow, from study.report.answer.
 
-The decision is frequentist and conservative: a treatment is named the winner only when the Friedman test says
-the family differs at all (p < alpha) AND Holm-corrected Wilcoxon tests put every other treatment significantly
-behind it. When the Friedman test is significant but some treatments cannot be separated from the best, those form
-the top group. When Friedman is not significant, the verdict is "we cannot tell". The Bayesian signed-rank test
-then says how sure: P(the control is better by more than the ROPE), P(practically equivalent), P(worse).
+Absence of evidence is worded as such ("the data cannot separate them"); practical equivalence is an answer ("are
+practically equivalent"); neither is ever "within what chance produces".
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+
+import pandas as pd
 
 from study.report import fmt
-from study.report.families import Family
+from study.report.answer import DISAGREE, EQUIVALENT, NOT_MEASURED, UNRESOLVED, WINNER, Answer, Judgement
 
-WINNER, TOP_GROUP, INCONCLUSIVE = "winner", "top group", "inconclusive"
-
-
-@dataclass
-class Judgement:
-    status: str  # WINNER, TOP_GROUP or INCONCLUSIVE
-    control: str | None  # the best-ranked treatment (named winner only when status == WINNER)
-    top: list[str]  # treatments we cannot separate from the control (the control first)
-    beaten: list[str]  # treatments significantly behind the control
-    sure_better: list[str] = field(default_factory=list)  # P(control better by > ROPE) >= sure
-    equivalent: list[str] = field(default_factory=list)  # P(practically equivalent) >= sure
-    reason: str = ""  # the numbers behind the status, one clause
+SCOPE = ("Scope: small MLPs (one hidden layer) on small tabular and 2-D datasets, 60 to 1,100 training samples; "
+         "not deep networks, large data or long training.")
+BUDGET_WORDS = {"epochs": "At equal epochs (equal samples processed)", "updates": "At equal updates",
+                "seconds": "At equal wall time (this machine)"}
 
 
-def smallest_signed_rank_p(n: int) -> float:
-    """The smallest two-sided p the exact Wilcoxon signed-rank test can give with n pairs: 2 / 2^n."""
-    return 2.0 / 2.0 ** n if n > 0 else 1.0
+def rope_words(a: Answer) -> str:
+    if a.budget == "epochs":
+        return f"{fmt.num(a.rope)} seed-to-seed spreads of test loss"
+    return f"a factor {fmt.num(2 ** a.rope)} in {a.budget} to the target"
 
 
-def judge(family: Family, alpha: float, sure: float) -> Judgement:
-    result = family.result
-    versus = result.versus_control
-    treatments = list(result.mean_ranks.index)
-    n = result.n_blocks
-    if result.control is None or n < 2 or len(treatments) < 2:
-        return Judgement(INCONCLUSIVE, result.control, treatments, [],
-                         reason=f"{n} complete dataset(s) and {len(treatments)} treatment(s): nothing to test")
-    sure_better = [t for t in versus.index if versus.loc[t, "p_control_better"] >= sure]
-    equivalent = [t for t in versus.index if versus.loc[t, "p_equivalent"] >= sure]
-    omnibus = f"{result.omnibus.test} {fmt.p(result.omnibus.pvalue)} over {n} datasets"
-    too_few = ""
-    if smallest_signed_rank_p(n) * max(len(versus), 1) >= alpha:
-        too_few = (f"; with {n} datasets the Holm-corrected signed-rank tests cannot reach p < {alpha} at all "
-                   f"(the smallest possible p is {fmt.num(smallest_signed_rank_p(n))} before correction)")
-    if result.omnibus.pvalue >= alpha:
-        return Judgement(INCONCLUSIVE, result.control, treatments, [], sure_better, equivalent,
-                         reason=f"no significant difference ({omnibus}){too_few}")
-    beaten = [t for t in versus.index if versus.loc[t, "holm_p"] < alpha]
-    top = [result.control] + [t for t in versus.index if t not in beaten]
-    if not beaten:
-        return Judgement(INCONCLUSIVE, result.control, treatments, [], sure_better, equivalent,
-                         reason=f"{omnibus} finds a difference somewhere, but no treatment is significantly behind "
-                                f"the best after Holm's correction (smallest Holm {fmt.p(versus['holm_p'].min())})"
-                                f"{too_few}")
-    if len(top) == 1:
-        worst_p = versus["holm_p"].max()
-        return Judgement(WINNER, result.control, top, beaten, sure_better, equivalent,
-                         reason=f"{omnibus}; ahead of every other after Holm's correction (largest {fmt.p(worst_p)})")
-    closest = versus.loc[top[1:], "holm_p"].min()
-    return Judgement(TOP_GROUP, result.control, top, beaten, sure_better, equivalent,
-                     reason=f"{omnibus}, but {fmt.names(top[1:])} cannot be separated from {result.control} "
-                            f"(Holm {fmt.p(closest)} at best)")
+def status_sentence(j: Judgement, labels: dict, what: str = "optimizer", p_value: float = math.nan) -> str:
+    """What the test family says about the choice, in one sentence."""
+    name = lambda t: labels.get(t, t)  # noqa: E731
+    chosen = name(j.chosen)
+    omnibus = f" (Iman-Davenport {fmt.p(p_value)})" if not math.isnan(p_value) else ""
+    if j.status == NOT_MEASURED:
+        return "Not measured: the sweep did not record what this budget needs."
+    if j.status == WINNER:
+        return f"On test, every other {what} is significantly behind {chosen}{omnibus}."
+    parts = []
+    if j.status == DISAGREE:
+        parts.append(f"**Validation and test disagree**: on test {fmt.names(name(t) for t in j.ahead)} "
+                     f"{'is' if len(j.ahead) == 1 else 'are'} significantly better than {chosen}; the verdict "
+                     f"follows validation, where every choice is made")
+    if j.equivalent:
+        parts.append(f"{chosen} and {fmt.names(name(t) for t in j.equivalent)} are practically equivalent")
+    if j.unresolved:
+        parts.append(f"the data cannot separate {chosen} from {fmt.names(name(t) for t in j.unresolved)}")
+    if j.behind:
+        parts.append(f"{fmt.names(name(t) for t in j.behind)} {'is' if len(j.behind) == 1 else 'are'} "
+                     f"significantly behind")
+    text = "; ".join(parts)
+    return f"On test{omnibus}: {text}."
 
 
-def sentence(family: Family, judgement: Judgement) -> str:
-    """One plain sentence: what the family says, with its numbers."""
-    label = family.labels
-    if judgement.status == WINNER:
-        return f"**{label[judgement.control]}** is best: {judgement.reason}."
-    if judgement.status == TOP_GROUP:
-        group = fmt.names(f"**{label[t]}**" for t in judgement.top)
-        behind = f"; {fmt.names(label[t] for t in judgement.beaten)} significantly behind" if judgement.beaten else ""
-        return f"{group} share the top — {judgement.reason}{behind}."
-    return f"**We cannot tell**: {judgement.reason} (best mean rank: {label.get(judgement.control, 'none')})."
+def hyper_ranges(evals: pd.DataFrame, config: dict, optimizer: str, batch: str) -> str:
+    """The tuned values that worked for an optimizer at a batch size, over the datasets ("eta 0.0012-0.031")."""
+    rows = evals[(evals["track"] == "tuned") & (evals["optimizer"] == optimizer) & (evals["batch_size"] == batch)]
+    rows = rows.drop_duplicates("dataset")
+    parts = []
+    for param, space in config.get("search_spaces", {}).get(optimizer, {}).items():
+        if space.get("fixed") is not None or param not in rows or rows[param].isna().all():
+            continue
+        values = rows[param].astype(float)
+        if space.get("one_minus"):
+            values, shown = 1.0 - values, f"1 - {param}"
+        else:
+            shown = param
+        parts.append(f"{shown} {fmt.num(values.min(), 2)}-{fmt.num(values.max(), 2)} "
+                     f"(median {fmt.num(values.median(), 2)})")
+    return "; ".join(parts)
 
 
-def sureness(family: Family, judgement: Judgement, rope: float) -> str:
-    """How sure, in one or two sentences, from the Bayesian signed-rank test of the control against the runner-up
-    (the closest competitor: the question "is it the best?" is decided there) and the range over the others.
+def what_to_do(a: Answer, evals: pd.DataFrame, config: dict, defaults: dict | None, p_best: float,
+               same: float, resamples: int) -> str:
+    """The first lines of the verdict for one budget (tuned track): what to use, what to tune, how sure."""
+    if a.recommended is None:
+        return f"**{BUDGET_WORDS[a.budget]}**: no answer: the sweep has no tuned evaluation runs."
+    head = f"**{BUDGET_WORDS[a.budget]}: use {a.recommended} at batch size {a.batch}.**"
+    if a.judgement.status == NOT_MEASURED:
+        return f"{head} (Validation's choice; {status_sentence(a.judgement, {})})"
+    if defaults and defaults.get("enough"):
+        tune = (f"The defaults of {a.recommended} are enough: tuned and default are practically equivalent on test "
+                f"(P = {fmt.prob(defaults['p_equivalent'])} within {rope_words(a)}).")
+    else:
+        ranges = hyper_ranges(evals, config, a.recommended, a.batch)
+        gain = f" (tuning beats its defaults: P = {fmt.prob(defaults['p_a_better'])})" if defaults else ""
+        tune = f"Tune it{gain}; the tuned values that worked: {ranges}." if ranges else f"Tune it{gain}."
+    sure = (f"How sure: validation picks {a.recommended} in {fmt.share(p_best)} of {resamples:,} bootstrap "
+            f"resamples of datasets and seeds, and the same optimizer at the same batch size in {fmt.share(same)}.")
+    fails = a.failures.get(a.recommended, math.nan)
+    failures = f" Its runs diverged: {fmt.share(fails)}." if not math.isnan(fails) and fails > 0 else ""
+    return f"{head} {tune} {status_sentence(a.judgement, {}, p_value=a.family.omnibus.pvalue)} {sure}{failures}"
 
-    The control is the best-ranked treatment of the same data, which biases these probabilities upward; they are
-    reported as "how sure, given this choice", and never name a winner on their own."""
-    versus = family.result.versus_control
-    if judgement.control is None or versus.empty:
-        return ""
-    label = family.labels
-    control = label[judgement.control]
-    runner_up = versus.index[0]  # versus_control is ordered by mean rank
-    v = versus.loc[runner_up]
-    text = (f"Bayesian signed-rank test against the runner-up {label[runner_up]}: P({control} better by more than "
-            f"{rope:.0%}) = {fmt.prob(v['p_control_better'])}, P(within {rope:.0%}) = {fmt.prob(v['p_equivalent'])}, "
-            f"P(worse) = {fmt.prob(v['p_control_worse'])}")
-    others = versus["p_control_better"].iloc[1:]
-    if len(others):
-        text += (f"; against the others P({control} better) is {fmt.prob(others.min())}"
-                 + (f" to {fmt.prob(others.max())}" if others.max() != others.min() else ""))
-    text += "."
-    if family.result.n_blocks < 6:
-        text += (f" With only {family.result.n_blocks} datasets these posteriors rest on very little data: do not "
-                 f"read them as confidence.")
-    return text
+
+def short_status(j: Judgement) -> str:
+    if j.status == WINNER:
+        return f"{j.chosen} wins"
+    if j.status == EQUIVALENT:
+        return f"{'/'.join([j.chosen] + j.equivalent)} practically equivalent"
+    if j.status == DISAGREE:
+        return f"validation picks {j.chosen}, test prefers {'/'.join(j.ahead)}"
+    if j.status == UNRESOLVED:
+        return f"{j.chosen} leads; cannot separate {'/'.join(j.unresolved)}"
+    return "not measured"
+
+

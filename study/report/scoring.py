@@ -1,0 +1,108 @@
+"""What every evaluation run scores at each budget a practitioner pays in, on validation and on test.
+
+Every choice the report makes is made on the validation split; the test split only scores what was chosen. So each
+run gets two scores per budget:
+
+- ``epochs`` (equal samples processed, the lecture's "one epoch = one pass"): the final loss after the dataset's
+  epochs. A run that diverged scores the untrained network's loss on that split (the evaluation records both), no
+  better than not training at all and never another cell's or track's result.
+- ``updates``: parameter updates until the loss first reaches the dataset's target; inf when it never does.
+- ``seconds``: epochs until the target times the cell's ``seconds_per_epoch`` (one network trained alone on the
+  sweep's machine: machine-dependent). inf when never.
+
+A dataset's target is ``factor`` x its best tuned final validation loss (the best cell, median over seeds): a
+threshold set on validation and applied to both curves, which are samples of the same distribution. A cell's score
+is the mean over seeds for losses and the median over seeds for costs (so a cell that misses the target on most
+seeds is never there). Lower is better everywhere.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+BUDGETS = ("epochs", "updates", "seconds")
+BUDGET_NAMES = {"epochs": "equal epochs (samples processed)", "updates": "equal updates (to the target)",
+                "seconds": "equal wall time (to the target, this machine)"}
+SPLITS = ("val", "test")
+CELL = ["dataset", "optimizer", "batch_size", "track"]
+RUN = CELL + ["seed"]
+
+
+def targets(curves: pd.DataFrame, evals: pd.DataFrame, factor: float) -> pd.DataFrame:
+    """Per dataset: the best tuned cell by median final validation loss over seeds, and target = factor x it."""
+    final = _final_validation(curves, evals)
+    tuned = final[final["track"] == "tuned"]
+    cells = tuned.groupby(CELL, sort=False)["val_epochs"].median().reset_index()
+    best = cells.sort_values(["dataset", "val_epochs", "optimizer", "batch_size"]).groupby("dataset").head(1)
+    best = best.rename(columns={"val_epochs": "best_final_val_loss"}).drop(columns="track")
+    best["target"] = factor * best["best_final_val_loss"]
+    return best.set_index("dataset")
+
+
+def _final_validation(curves: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame:
+    """Per run: the final validation loss, or the untrained network's for a run that diverged."""
+    finite = curves[np.isfinite(curves["val_loss"].astype(float))]
+    last = finite.sort_values("epoch").groupby(RUN, sort=False).tail(1)[RUN + ["val_loss"]]
+    out = evals[RUN + ["diverged", "initial_val_loss"]].merge(last, on=RUN, how="left")
+    failed = out["diverged"].astype(float) > 0
+    out["val_epochs"] = np.where(failed, out["initial_val_loss"].astype(float), out["val_loss"].astype(float))
+    return out[RUN + ["val_epochs"]]
+
+
+def _first_reach(curves: pd.DataFrame, column: str, target: pd.Series) -> pd.DataFrame:
+    """Per run: updates and epochs at the first epoch whose ``column`` is at or below the dataset's target."""
+    hit = curves[curves[column].astype(float) <= curves["dataset"].map(target)]
+    first = hit.sort_values("epoch").groupby(RUN, sort=False).head(1)
+    return first[RUN + ["epoch", "updates"]]
+
+
+def run_scores(evals: pd.DataFrame, curves: pd.DataFrame, cells: pd.DataFrame, factor: float) -> pd.DataFrame:
+    """One row per evaluation run: its keys, whether it diverged, its test accuracy, and ``<split>_<budget>`` for
+    every split and budget (NaN where the sweep did not record what it needs: a test curve, a cell's cost)."""
+    target = targets(curves, evals, factor)["target"]
+    out = evals[RUN + ["diverged", "test_loss", "test_accuracy"]].copy()
+    out["diverged"] = out["diverged"].astype(float) > 0
+    out = out.merge(_final_validation(curves, evals), on=RUN, how="left")
+    out["test_epochs"] = out.pop("test_loss").astype(float)  # a diverged run's is the untrained network's already
+    cost = cells.set_index(["dataset", "optimizer", "batch_size"])["seconds_per_epoch"] if len(cells) else None
+    per_epoch = (out.set_index(["dataset", "optimizer", "batch_size"]).index.map(cost).to_numpy(float)
+                 if cost is not None else np.full(len(out), np.nan))
+    for split in SPLITS:
+        column = f"{split}_loss"
+        recorded = curves.groupby(RUN, sort=False)[column].apply(lambda v: bool(np.isfinite(v).any()))
+        first = _first_reach(curves, column, target)
+        merged = out[RUN].merge(first, on=RUN, how="left")
+        has_curve = out[RUN].merge(recorded.rename("has").reset_index(), on=RUN, how="left")["has"].fillna(False)
+        epochs = np.where(has_curve, merged["epoch"].astype(float).fillna(np.inf), np.nan)
+        out[f"{split}_epochs_to_target"] = epochs
+        out[f"{split}_updates"] = np.where(has_curve, merged["updates"].astype(float).fillna(np.inf), np.nan)
+        out[f"{split}_seconds"] = epochs * per_epoch
+    return out
+
+
+def cell_scores(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell: mean over seeds of the losses and the test accuracy, median over seeds of the costs, the
+    share of its runs that diverged, and how many seeds."""
+    grouped = runs.groupby(CELL, sort=False)
+    out = pd.DataFrame({"seeds": grouped.size(), "diverged_share": grouped["diverged"].mean()})
+    for split in SPLITS:
+        out[f"{split}_epochs"] = grouped[f"{split}_epochs"].mean()
+        for cost in ("epochs_to_target", "updates", "seconds"):
+            out[f"{split}_{cost}"] = grouped[f"{split}_{cost}"].median()
+    out["test_accuracy"] = grouped["test_accuracy"].mean()
+    return out.reset_index()
+
+
+def loss_spread(runs: pd.DataFrame) -> pd.Series:
+    """Per dataset: the seed-to-seed spread of the test loss, the median over the dataset's tuned cells of the
+    standard deviation over seeds. The unit of the loss ROPE and of every loss difference that is compared across
+    datasets (conf/report.yaml): a difference reads as "this many times the noise of one cell"."""
+    tuned = runs[runs["track"] == "tuned"]
+    per_cell = tuned.groupby(CELL, sort=False)["test_epochs"].std(ddof=1)
+    spread = per_cell.groupby(level="dataset", sort=False).median()
+    return spread.where(spread > 0, np.nan)
+
+
+def measured(cells: pd.DataFrame, budget: str) -> bool:
+    """Whether the sweep recorded what a budget needs (a test curve; a cost per epoch for seconds)."""
+    return bool(cells[f"test_{budget}"].astype(float).notna().any()) if len(cells) else False
