@@ -7,15 +7,38 @@ import pandas as pd
 import pytest
 
 from report_fixtures import SEARCH_SPACES
-from study.report import batchmodes, budget, claims, families, progress, toy
+from study.report import batchmodes, budget, claims, progress, scoring, toy
 
 
-def test_a_diverged_run_scores_the_datasets_worst_finite_loss():
-    evals = pd.DataFrame({"dataset": ["a", "a", "a", "b"], "test_loss": [0.2, 0.5, np.nan, 0.1],
-                          "diverged": [0, 0, 1, 0]})
-    scored = families.scored_evals(evals)
-    assert scored["loss"].tolist() == [0.2, 0.5, 0.5, 0.1]
-    assert scored["failed"].tolist() == [False, False, True, False]
+def test_a_diverged_run_scores_the_untrained_network_and_never_reaches_a_target():
+    keys = {"optimizer": "adam", "batch_size": "32", "track": "tuned"}
+    evals = pd.DataFrame([{**keys, "dataset": "d", "seed": s, "test_loss": t, "test_accuracy": np.nan,
+                           "diverged": bad, "initial_val_loss": 2.5} for s, t, bad in ((0, 0.3, 0), (1, 2.9, 1))])
+    curves = pd.DataFrame([{**keys, "dataset": "d", "seed": s, "epoch": e, "val_loss": v, "test_loss": t,
+                            "updates": 3.0 * e}
+                           for s, rows in ((0, [(1, 1.0, 1.1), (2, 0.2, 0.25)]), (1, [(1, 1.0, 1.0), (2, 1e9, 1e9)]))
+                           for e, v, t in rows])
+    cells = pd.DataFrame([{"dataset": "d", "optimizer": "adam", "batch_size": "32", "seconds_per_epoch": 0.5}])
+    runs = scoring.run_scores(evals, curves, cells, 1.5).set_index("seed")
+    assert runs.loc[1, "val_epochs"] == 2.5 and runs.loc[1, "test_epochs"] == 2.9  # the untrained network's
+    assert runs.loc[0, "val_epochs"] == 0.2
+    # target 1.5 x 0.2 (the only tuned cell, median over seeds of 0.2 and 2.5 = 1.35): both reach it at epoch 1
+    assert runs.loc[0, "val_updates"] == 3.0 and runs.loc[0, "test_updates"] == 3.0
+    assert runs.loc[0, "test_seconds"] == 0.5
+
+
+def test_costs_to_target_are_inf_when_never_reached_and_nan_when_not_recorded():
+    keys = {"dataset": "d", "optimizer": "gd", "batch_size": "full", "track": "tuned"}
+    evals = pd.DataFrame([{**keys, "seed": s, "test_loss": 0.5, "test_accuracy": np.nan, "diverged": 0,
+                           "initial_val_loss": 2.0} for s in (0, 1)])
+    curves = pd.DataFrame([{**keys, "seed": s, "epoch": e, "val_loss": v, "updates": float(e),
+                            "test_loss": np.nan if s == 1 else v + 1.0}
+                           for s in (0, 1) for e, v in ((1, 1.0), (2, 0.5))])
+    runs = scoring.run_scores(evals, curves, pd.DataFrame(columns=["dataset", "optimizer", "batch_size",
+                                                                  "seconds_per_epoch"]), 1.1).set_index("seed")
+    assert runs.loc[0, "val_updates"] == 2.0 and math.isinf(runs.loc[0, "test_updates"])  # test never gets there
+    assert math.isnan(runs.loc[1, "test_updates"])  # no test curve recorded
+    assert math.isnan(runs.loc[0, "val_seconds"])  # no cost per epoch recorded
 
 
 def _curves(val_losses: dict, updates_per_epoch=3):

@@ -13,10 +13,10 @@ import pytest
 from report_fixtures import make_results
 from study.report import document, settings
 
-SECTIONS = ["The verdict", "Statistics", "Per dataset", "Tuning", "Batch modes", "Performance profiles",
+SECTIONS = ["The verdict", "How stable the answer is", "Statistics", "Per dataset", "Tuning", "Batch modes", "Performance profiles",
             "The lecture's claims, checked", "Reproducibility"]
 OPTIMIZERS = ("gd", "momentum", "nag", "adagrad", "rmsprop", "adam")
-SETTINGS = dataclasses.replace(settings.load(), bayes_samples=2000, bootstrap_resamples=500)
+SETTINGS = dataclasses.replace(settings.load(), bayes_samples=2000, bootstrap_resamples=500, stability_resamples=300)
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -37,16 +37,34 @@ def headings(markdown: str) -> list[str]:
 def test_sections_in_order_and_the_verdict_first(full_report):
     markdown = (full_report / "report.md").read_text()
     assert headings(markdown) == SECTIONS
-    verdict = markdown.split("## The verdict", 1)[1].split("## Statistics", 1)[0]
-    assert "**Use adam** (at batch size 32)" in verdict
-    assert "**Batch size 32** for adam" in verdict
-    # planted for both tracks: the practical reading names adam untuned, and batch 32 for every optimizer
-    practice = verdict.split("**In practice.**", 1)[1].split("\n\n", 1)[0]
-    assert "adam at batch size 32 beats every other optimizer" in practice, practice
-    assert "batch size 32 is the best or joint best for 6 of 6 optimizers" in practice, practice
-    assert "no optimizer is reliably better" not in practice, practice
+    verdict = markdown.split("## The verdict", 1)[1].split("## How stable", 1)[0]
+    first = [p for p in verdict.split("\n\n") if p.strip()]
+    assert first[0].startswith("**At equal epochs (equal samples processed): use adam at batch size 32.**")
+    assert first[1].startswith("**At equal updates: use ")
+    assert first[2].startswith("**At equal wall time (this machine): use ")
+    assert "every other optimizer is significantly behind adam" in first[0]
+    assert "validation picks adam in" in first[0] and "bootstrap resamples" in first[0]
+    assert "Scope: small MLPs" in verdict
+    assert "**How each choice was made.** Every choice is made on the validation split" in verdict
     for optimizer in OPTIMIZERS:
         assert optimizer in verdict
+    stable = markdown.split("## How stable the answer is", 1)[1].split("## Statistics", 1)[0]
+    assert '"adam at batch size 32" survives resampling' in stable
+
+
+def test_verdict_and_stability_tables_hold_every_budget(full_report):
+    import pandas as pd
+
+    verdict = pd.read_csv(full_report / "tables" / "verdict.csv")
+    assert {"budget", "track", "status", "recommended", "batch_size", "p_value", "p_best"} <= set(verdict.columns)
+    assert sorted(set(zip(verdict["budget"], verdict["track"]))) == sorted(
+        (b, t) for b in ("epochs", "updates", "seconds") for t in ("tuned", "default"))
+    row = verdict[(verdict["budget"] == "epochs") & (verdict["track"] == "tuned")].iloc[0]
+    assert (row["recommended"], str(row["batch_size"]), row["status"]) == ("adam", "32", "winner")
+    stability = pd.read_csv(full_report / "tables" / "stability.csv")
+    assert {"budget", "track", "optimizer", "p_best"} <= set(stability.columns)
+    shares = stability[stability["kind"] == "optimizer"].groupby(["budget", "track"])["p_best"].sum()
+    assert shares.to_numpy() == pytest.approx(1.0)
 
 
 def test_every_figure_and_table_referenced_exists(full_report):
@@ -55,7 +73,8 @@ def test_every_figure_and_table_referenced_exists(full_report):
     tables = set(re.findall(r"`tables/([\w.-]+\.csv)`", markdown))
     assert figures == {p.name for p in (full_report / "figures").iterdir()}
     assert tables <= {p.name for p in (full_report / "tables").iterdir()}
-    assert {"cells.csv", "families.csv", "versus_control.csv", "claims.csv", "budget_curves.csv"} <= tables | {
+    assert {"cells.csv", "verdict.csv", "stability.csv", "pairs.csv", "rope_sensitivity.csv", "effects.csv",
+            "choices.csv", "claims.csv", "budget_curves.csv"} <= tables | {
         p.name for p in (full_report / "tables").iterdir()}
     for dataset in ("moons", "digits", "diabetes"):
         assert f"curves_{dataset}.png" in figures
@@ -76,7 +95,8 @@ def test_smoke_shaped_sweep_report_has_every_section_and_optimizer(tmp_path):
     document.write(results, tmp_path / "smoke", SETTINGS)
     markdown = (tmp_path / "smoke" / "report.md").read_text()
     assert headings(markdown) == SECTIONS
-    assert "**We cannot tell**" in markdown.split("## Statistics")[0]
+    verdict = markdown.split("## How stable")[0]
+    assert "the data cannot separate" in verdict and "with 3 datasets no Holm-corrected" in verdict
     assert "best-so-far (TPE)" in markdown
     for optimizer in OPTIMIZERS:
         assert f"| {optimizer} |" in markdown

@@ -71,12 +71,15 @@ def test_report_settings_load_and_reject_bad_values(tmp_path):
     from study.report import settings
 
     loaded = settings.load()
-    assert (loaded.alpha, loaded.rope, loaded.target_factor) == (0.05, 0.01, 1.1)
+    assert (loaded.alpha, loaded.rope_loss[0], loaded.rope_accuracy[0], loaded.target_factor) == (0.05, 0.5, 1.0, 1.1)
     assert loaded.claims["verdict"]["support"] > loaded.claims["verdict"]["contradict"]
     (tmp_path / "claims.yaml").write_text((settings.CONF / "claims.yaml").read_text())
-    (tmp_path / "report.yaml").write_text((settings.CONF / "report.yaml").read_text().replace("rope: 0.01",
-                                                                                              "rope: 2"))
-    with pytest.raises(BadInput, match=r"report.yaml: statistics.rope: must be between 0 and 1, got 2.0"):
+    text = (settings.CONF / "report.yaml").read_text()
+    (tmp_path / "report.yaml").write_text(text.replace("loss_spread: [0.5, 0.25, 1.0]", "loss_spread: [0.5, -1]"))
+    with pytest.raises(BadInput, match=r"report.yaml: rope.loss_spread: must be three positive widths"):
+        settings.load(tmp_path)
+    (tmp_path / "report.yaml").write_text(text.replace("omnibus: iman-davenport", "omnibus: friedman"))
+    with pytest.raises(BadInput, match=r"report.yaml: statistics.omnibus: only 'iman-davenport' is implemented"):
         settings.load(tmp_path)
     (tmp_path / "report.yaml").write_text("statistics: [")
     with pytest.raises(BadInput, match="report.yaml: not valid YAML"):

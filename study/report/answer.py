@@ -49,12 +49,16 @@ class Judgement:
     equivalent: list = field(default_factory=list)  # practically the same (P(ROPE) >= sure), not behind
     unresolved: list = field(default_factory=list)  # neither: the data cannot separate them
     ahead: list = field(default_factory=list)  # significantly better on test than the chosen one
+    too_few: int = 0  # so few datasets that no corrected pairwise test could reach alpha (their number)
 
 
 def judge(family: stats.FamilyResult, chosen: str | None, alpha: float, sure: float) -> Judgement:
     if chosen is None or family.n_blocks < 2 or family.scores.shape[1] < 2:
         return Judgement(NOT_MEASURED, chosen)
     j = Judgement(UNRESOLVED, chosen)
+    n, pairs = family.n_blocks, len(family.pairs)
+    if 2.0 / 2.0 ** n * max(pairs, 1) >= alpha:  # the smallest exact signed-rank p, times Holm's first factor
+        j.too_few = n
     significant = family.omnibus.pvalue < alpha  # pairs are read only after the omnibus test (Demšar 2006)
     for other in family.mean_ranks.index:
         if other == chosen:

@@ -46,6 +46,9 @@ def status_sentence(j: Judgement, labels: dict, what: str = "optimizer", p_value
         parts.append(f"{fmt.names(name(t) for t in j.behind)} {'is' if len(j.behind) == 1 else 'are'} "
                      f"significantly behind")
     text = "; ".join(parts)
+    if j.too_few:
+        text += (f" (with {j.too_few} datasets no Holm-corrected signed-rank test can reach p < 0.05 at all: run "
+                 f"more datasets to separate them)")
     return f"On test{omnibus}: {text}."
 
 
