@@ -179,19 +179,23 @@ def _tune(ctx: Context, cell, study, arm: str, mirror: record.Mirror, claim: tun
                 return prune
 
         hyper = {name: np.array([h[name] for h in hypers]) for name in hypers[0]}
+        theta0 = net.init(cfg.tuning_seed, len(trials))
         try:
             result = train.train(net, split, optimizer, hyper, batch, cfg.epochs[dataset], cfg.tuning_seed,
-                                 net.init(cfg.tuning_seed, len(trials)), callbacks=(report,))
+                                 theta0, callbacks=(report,))
         except Interrupted:
             with ctx.timed("optuna"):  # failed cleanly and queued again: the resumed sweep retries them
                 tuning.requeue(study, trials)
             raise
         ctx.network_epochs += int(result.epochs_run.sum())
+        # the random arm's trials are also scored on test, for the expected best-of-k curves only: no choice reads it
+        held_out = held_out_scores(net, result, theta0, split, ("test",)) if arm == "random" else {}
         for m, trial in enumerate(trials):
             state, value = _trial_outcome(result, m)
             curves = {name: values[m] for name, values in result.history.items()}
+            final = {**_final_values(result, m), **{k: v[m] for k, v in held_out.items()}}
             with ctx.timed("optuna"):
-                mirror.trial(trial, arm, state, hypers[m], curves, _final_values(result, m))
+                mirror.trial(trial, arm, state, hypers[m], curves, final)
                 tuning.tell(study, trial, state, value)
             ctx.progress("trial", {"cell": cell, "state": state, "value": value})
         ctx.backlog.work()
@@ -218,6 +222,21 @@ def _final_values(result: train.TrainResult, m: int) -> dict:
     return final
 
 
+def held_out_scores(net, result: train.TrainResult, theta0, split: data.Split, parts) -> dict:
+    """Each member's loss (and accuracy) on parts of its split after training: ``<part>_loss`` per member. A
+    member that diverged scores as the untrained network it is no better than."""
+    out = {}
+    for part in parts:
+        X, Y = getattr(split, f"X_{part}"), getattr(split, f"Y_{part}")
+        loss, accuracy = net.evaluate(result.theta, X, Y)
+        start_loss, start_accuracy = net.evaluate(theta0, X, Y)
+        bad = np.asarray(result.diverged, bool)
+        out[f"{part}_loss"] = [float(v) for v in np.where(bad, start_loss, loss)]
+        if accuracy is not None:
+            out[f"{part}_accuracy"] = [float(v) for v in np.where(bad, start_accuracy, accuracy)]
+    return out
+
+
 def _evaluate(ctx: Context, cell, study, mirror: record.Mirror, claim: tuning.Claim) -> None:
     """Both tracks, every evaluation seed; seed s fixes split, initial weights and data order for both."""
     cfg = ctx.cfg
@@ -240,16 +259,15 @@ def _evaluate(ctx: Context, cell, study, mirror: record.Mirror, claim: tuning.Cl
         result = train.train(net, split, optimizer, hyper, batch, cfg.epochs[dataset], seed, theta0,
                              callbacks=(lambda epoch, metrics, members: ctx.backlog.work(),), watch=("test",))
         ctx.network_epochs += int(result.epochs_run.sum())
-        test_loss, test_acc = net.evaluate(result.theta, split.X_test, split.Y_test)
-        start_loss, start_acc = net.evaluate(theta0, split.X_test, split.Y_test)
+        scores = held_out_scores(net, result, theta0, split, ("test", "train"))
         for m, track in enumerate(missing):
-            bad = bool(result.diverged[m])  # a diverged network scores as the untrained one it is no better than
-            final = {**_final_values(result, m), "test_loss": float(start_loss[m] if bad else test_loss[m]),
+            final = {**_final_values(result, m), "test_loss": scores["test_loss"][m],
+                     "final_train_loss": scores["train_loss"][m],
                      "initial_val_loss": float(result.initial_val_loss[m])}
             final.pop("train_loss", None)  # logged per epoch: MLflow's latest value is the final one
             final.pop("val_accuracy", None)
-            if test_acc is not None:
-                final["test_accuracy"] = float(start_acc[m] if bad else test_acc[m])
+            if "test_accuracy" in scores:
+                final["test_accuracy"] = scores["test_accuracy"][m]
             tags = {"tuned_from": f"trial {best.number}" if best else "defaults (no trial completed)"} \
                 if track == "tuned" else {}
             curves = {name: values[m] for name, values in result.history.items()}

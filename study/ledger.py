@@ -35,7 +35,7 @@ class CellRecord:
     mlflow_pending: bool = False  # some trial or evaluation waits for MLflow (its payload is in the storage)
     recovered_trials: int = 0  # trials of dead workers failed and retried (a param of the cell run)
     evals: dict = field(default_factory=dict)  # "track:seed" -> MLflow run id, or "" while it waits for MLflow
-    scores: dict = field(default_factory=dict)  # "track:seed" -> the evaluation's final test scores
+    scores: dict = field(default_factory=dict)  # "track:seed" -> the evaluation's final values and "hyper"
     trial_runs: dict = field(default_factory=dict)  # "arm:number" -> MLflow run id of a finished trial
     seconds_per_epoch: float | None = None  # one network alone (K = 1), measured before tuning
     importances: dict = field(default_factory=dict)  # parameter -> importance over the tuning trials
@@ -53,7 +53,8 @@ class CellRecord:
         return {_parse_eval_key(k): v for k, v in self.evals.items() if v}
 
     def eval_scores(self) -> dict[tuple[str, int], dict]:
-        """(track, seed) -> final scores (test_loss, test_accuracy on classification sets) of every evaluation."""
+        """(track, seed) -> final values (test_loss, test_accuracy on classification sets, diverged, updates,
+        seconds, final_train_loss, initial_val_loss) and ``hyper`` of every evaluation."""
         return {_parse_eval_key(k): v for k, v in self.scores.items()}
 
 

@@ -57,7 +57,8 @@ def cell_filter() -> str:
 
 
 def _scores(payload: dict) -> dict:
-    return {k: v for k, v in payload["final"].items() if k in ("test_loss", "test_accuracy")}
+    """What the cell's ledger keeps of an evaluation: every final value, and the hyperparameters it ran with."""
+    return {**payload["final"], "hyper": dict(payload["hyper"])}
 
 
 class Mirror:
@@ -153,7 +154,7 @@ class Mirror:
         return tracking.log_run(
             self.ctx.mlflow, self.ctx.experiment, f"trial-{p['number']}" + ("-random" if p["arm"] == "random" else ""),
             {"role": "trial", **self.tags, "trial_number": p["number"], "state": p["state"], "arm": p["arm"],
-             **p.get("tags", {})},
+             **({"scored_on_test": "true"} if "test_loss" in p["final"] else {})},
             params=p["hyper"], curves=p["curves"], final=p["final"], parent_run_id=parent)
 
     def _log_eval(self, p: dict) -> str:

@@ -68,14 +68,16 @@ def make_results(datasets=DATASETS, optimizers=OPTIMIZERS, batch_sizes=BATCH_SIZ
                  optimizer_effect: dict | None = None, batch_effect: dict | None = None, interaction_sd=0.03,
                  seed_sd=0.02, default_gap=True, random_arm=True, diverged_evals=2, seed=0,
                  name="fixture", val_effect: dict | None = None, speed_effect: dict | None = None,
-                 cost_effect: dict | None = None) -> SweepResults:
+                 cost_effect: dict | None = None, train_effect: dict | None = None) -> SweepResults:
     """A synthetic sweep. ``optimizer_effect`` / ``batch_effect`` map a treatment to a relative change of its
     test loss (-0.2 = 20% lower on every dataset); ``val_effect`` one of its validation loss only (validation and
     test disagree); ``speed_effect`` a factor on how many epochs an optimizer's curves take to come down (2 = twice
-    as slow); ``cost_effect`` a factor on its seconds per epoch. Everything unplanted is equal up to noise."""
+    as slow); ``cost_effect`` a factor on its seconds per epoch; ``train_effect`` a relative change of its final
+    training loss only (a generalisation gap). Everything unplanted is equal up to noise."""
     rng = np.random.default_rng(seed)
     optimizer_effect, batch_effect = optimizer_effect or {}, batch_effect or {}
     val_effect, speed_effect, cost_effect = val_effect or {}, speed_effect or {}, cost_effect or {}
+    train_effect = train_effect or {}
     cell_rows = []
     seed_list = list(range(seeds))
     epochs_per = {d: epochs for d in datasets}
@@ -104,9 +106,12 @@ def make_results(datasets=DATASETS, optimizers=OPTIMIZERS, batch_sizes=BATCH_SIZ
                             state, value = "DIVERGED", initial_loss
                         if arm == "tpe" and state == "COMPLETE" and value < best_value:
                             best_value, best_params = value, params
+                        held_out = math.nan  # the random arm is scored on test too
+                        if arm == "random":
+                            held_out = initial_loss if state == "DIVERGED" else value * math.exp(rng.normal(0, 0.05))
                         trial_rows.append({"dataset": dataset, "optimizer": optimizer, "batch_size": batch,
                                            "arm": arm, "number": number, "state": state, "value": value,
-                                           **{h: params.get(h, math.nan) for h in HYPER}})
+                                           **{h: params.get(h, math.nan) for h in HYPER}, "test_loss": held_out})
                 tuned_params = best_params
                 tunable = [p for p, s in SEARCH_SPACES[optimizer].items() if s["fixed"] is None]
                 for param, weight in zip(tunable, rng.dirichlet(np.ones(len(tunable)))):
@@ -140,7 +145,8 @@ def make_results(datasets=DATASETS, optimizers=OPTIMIZERS, batch_sizes=BATCH_SIZ
                             "seed": s, "test_loss": test_loss,
                             "test_accuracy": math.nan if dataset in REGRESSION else max(0.0, 1.0 - 0.3 * test_loss),
                             "diverged": 0, "seconds": float(seconds[-1]), "n_train": n_train,
-                            **{h: params.get(h, math.nan) for h in HYPER}, "initial_val_loss": initial_loss})
+                            **{h: params.get(h, math.nan) for h in HYPER}, "initial_val_loss": initial_loss,
+                            "final_train_loss": 0.8 * test_loss * (1 + train_effect.get(optimizer, 0.0))})
     evals = pd.DataFrame(eval_rows)
     lengths = [len(part[1]) for part in curve_parts]
     keys = np.repeat(np.array([part[0] for part in curve_parts], dtype=object), lengths, axis=0)

@@ -20,11 +20,12 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# the random-search arm off: these tests are about sharing and surviving, and the TPE arm exercises all of it
 SMALL = ["--profile", "smoke", "datasets=iris", "optimizers=gd,adam", "batch_sizes=full,32", "trials=4",
-         "epochs=5", "seeds=2"]
+         "epochs=5", "seeds=2", "random_arm=false"]
 # The fault tests' sweep: two cells (one per worker), each long enough to be caught in the middle of a trial.
 FAULT = ["--profile", "smoke", "datasets=iris", "optimizers=adam", "batch_sizes=full,32", "trials=5", "epochs=20",
-         "seeds=2", "population=1"]  # one trial at a time: the one a signal or a kill interrupts
+         "seeds=2", "population=1", "random_arm=false"]  # one trial at a time: the one a signal or a kill interrupts
 MLFLOW_RETRY_SECONDS = "3"  # the workers' pause before trying a server that was away again (default 30 s)
 
 

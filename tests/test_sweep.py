@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -84,9 +85,11 @@ class Store:
     runs: list
     storage: object
 
-    def by_role(self, role: str, status: str | None = "FINISHED") -> list:
+    def by_role(self, role: str, status: str | None = "FINISHED", arm: str | None = "tpe") -> list:
+        """Runs of a role; trial runs of one arm (the TPE arm unless told: the random arm has its own checks)."""
         return [r for r in self.runs if r.data.tags.get("role") == role
-                and (status is None or r.info.status == status)]
+                and (status is None or r.info.status == status)
+                and (role != "trial" or arm is None or r.data.tags.get("arm") == arm)]
 
     def cell_run(self, cell) -> object:
         """The cell's run; orphans (marked FAILED) do not count."""
@@ -96,14 +99,14 @@ class Store:
             f"{cell}: expected one cell run, found {[(r.info.run_id, r.info.status) for r in everything]}"
         return found[0]
 
-    def children(self, run, role: str, status: str | None = "FINISHED") -> list:
-        return [r for r in self.by_role(role, status) if r.data.tags.get("mlflow.parentRunId") == run.info.run_id]
+    def children(self, run, role: str, status: str | None = "FINISHED", arm: str | None = "tpe") -> list:
+        return [r for r in self.by_role(role, status, arm) if r.data.tags.get("mlflow.parentRunId") == run.info.run_id]
 
-    def study(self, cell):
+    def study(self, cell, arm: str = "tpe"):
         import optuna
         from study import tuning
 
-        return optuna.load_study(study_name=tuning.study_name(self.cfg.name, cell), storage=self.storage)
+        return optuna.load_study(study_name=tuning.study_name(self.cfg.name, cell, arm), storage=self.storage)
 
 
 def cell_key(run) -> tuple:
@@ -159,12 +162,17 @@ def check_counts(store: Store) -> None:
     for cell in cfg.cells():
         parent = store.cell_run(cell)
         assert parent.info.status == "FINISHED", (cell, parent.info.status)
-        numbers = sorted(t.number for t in finished_trials(store.study(cell)))
-        assert len(numbers) == cfg.trials, f"{cell}: {len(numbers)} finished trials in Optuna, want {cfg.trials}"
-        trial_runs = store.children(parent, "trial")
-        recorded = sorted(int(r.data.tags["trial_number"]) for r in trial_runs)
-        assert len(trial_runs) == cfg.trials, f"{cell}: {len(trial_runs)} FINISHED trial runs, want {cfg.trials}"
-        assert recorded == numbers, f"{cell}: MLflow trial numbers {recorded} != Optuna's {numbers}"
+        for arm in ("tpe", "random") if cfg.random_arm else ("tpe",):
+            numbers = sorted(t.number for t in finished_trials(store.study(cell, arm)))
+            assert len(numbers) == cfg.trials, f"{cell} {arm}: {len(numbers)} finished trials, want {cfg.trials}"
+            trial_runs = store.children(parent, "trial", arm=arm)
+            recorded = sorted(int(r.data.tags["trial_number"]) for r in trial_runs)
+            assert len(trial_runs) == cfg.trials, f"{cell} {arm}: {len(trial_runs)} FINISHED trial runs"
+            assert recorded == numbers, f"{cell} {arm}: MLflow trial numbers {recorded} != Optuna's {numbers}"
+            scored = {r.data.tags.get("scored_on_test") for r in trial_runs}
+            assert scored == ({"true"} if arm == "random" else {None}), (cell, arm, scored)
+            assert all(("test_loss" in r.data.metrics) == (arm == "random") for r in trial_runs), (cell, arm)
+        trial_runs = store.children(parent, "trial", arm=None)
         names = set(optim.OPTIMIZERS[cell[1]].defaults)
         for run in trial_runs + store.children(parent, "eval"):
             assert cell_key(run) == cell, (run.info.run_name, run.data.tags)
@@ -441,7 +449,7 @@ def test_cell_runs_carry_sortable_summaries(smoke):
                 assert m[f"{track}_test_accuracy"] == pytest.approx(mean, rel=1e-12), (cell, track)
             else:
                 assert f"{track}_test_accuracy" not in m
-        trials = store.children(parent, "trial")
+        trials = store.children(parent, "trial", arm=None)  # both arms
         states = [r.data.tags["state"] for r in trials]
         assert m["diverged_share"] == states.count("DIVERGED") / len(states)
         complete = [t.value for t in finished_trials(store.study(cell))
@@ -462,7 +470,7 @@ def test_curves_parquet_holds_every_value_of_every_run(smoke, tmp_path):
         path = store.client.download_artifacts(parent.info.run_id, "curves.parquet", str(tmp_path / parent.info.run_id))
         table = pd.read_parquet(path)
         per_epoch = int(parent.data.params["updates_per_epoch"])
-        trials, evals = store.children(parent, "trial"), store.children(parent, "eval")
+        trials, evals = store.children(parent, "trial", arm=None), store.children(parent, "eval")
         assert set(table["run_id"]) == {r.info.run_id for r in trials + evals}
         for run in trials + evals:
             rows = table[table["run_id"] == run.info.run_id].sort_values("epoch")
@@ -471,7 +479,9 @@ def test_curves_parquet_holds_every_value_of_every_run(smoke, tmp_path):
                 steps, values = history(store, run, key)
                 finite = rows[rows["epoch"].isin(steps)]
                 assert finite["epoch"].tolist() == steps, (run.info.run_name, key)
-                assert finite[key].tolist() == values, (run.info.run_name, key)
+                # MLflow keeps an overflow as the largest float; the parquet keeps it as inf
+                kept = np.clip(finite[key].to_numpy(), -sys.float_info.max, sys.float_info.max).tolist()
+                assert kept == values, (run.info.run_name, key)
             assert rows["updates"].tolist() == [float(e * per_epoch) for e in rows["epoch"]], run.info.run_name
             assert rows["updates"].iloc[-1] == run.data.metrics["updates"]
             assert rows["seconds"].iloc[-1] == run.data.metrics["seconds"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from study.report import batchmodes, budget, claims, progress, scoring, stability, stats
+from study.report import batchmodes, budget, claims, literature, progress, scoring, stability, stats, tuning_value
 from study.report.answer import TRACKS, Answer, answers, ordered, rope_sensitivity
 from study.report.families import Family, compare, secondary
 from study.report.inputs import SweepResults
@@ -45,6 +45,11 @@ class Analysis:
     budget_curves: pd.DataFrame
     budgets: list[int]
     budget_families: dict[int, Family]
+    random_curves: pd.DataFrame  # per cell and k: expected best-of-k (random arm), validation and test
+    tunability: pd.DataFrame
+    tuning_gain: pd.DataFrame
+    several_defaults: Family | None
+    literature: pd.DataFrame
     edges: pd.DataFrame
     divergence: pd.DataFrame
     importance: pd.DataFrame
@@ -189,21 +194,30 @@ def analyse(results: SweepResults, settings: Settings) -> Analysis:
     trials = results.trials.assign(batch_size=results.trials["batch_size"].astype(str))
     max_trials = int(trials.groupby(["dataset", "optimizer", "batch_size", "arm"]).size().max()) if len(trials) else 0
     budgets = sorted({min(k, max_trials) for k in settings.budgets if max_trials})
-    curves_k = budget.budget_curves(trials, max_trials) if max_trials else pd.DataFrame()
+    curves_k = budget.budget_curves(trials, max_trials, spread) if max_trials else pd.DataFrame()
     budget_families = {}
     epochs_tuned = found.get(("epochs", "tuned"))
+    random_curves = tuning_value.random_arm_curves(trials, max_trials, settings.band_resamples, settings.seed) \
+        if max_trials and "test_loss" in trials else pd.DataFrame()
     if max_trials and epochs_tuned is not None:
         chosen = epochs_tuned.chosen_batch
-        for k, table in budget.budget_tables(curves_k, chosen, budgets, datasets).items():
-            budget_families[k] = compare(table, table, spread, settings, "budget", str(k), "tuned",
-                                         {o: f"{o} ({chosen[o]})" for o in table.columns})
+        if len(random_curves):  # what k random trials buy, scored on test (Sivaprasad et al. 2020)
+            budget_families = tuning_value.budget_families(random_curves, chosen, budgets, datasets, spread, settings)
+        else:  # no random arm: TPE's best-so-far on validation, a single realisation
+            for k, table in budget.budget_tables(curves_k, chosen, budgets, datasets).items():
+                budget_families[k] = compare(table, table, spread, settings, "budget", str(k), "tuned",
+                                             {o: f"{o} ({chosen[o]})" for o in table.columns})
+    epochs_default = found.get(("epochs", "default"))
+    several = tuning_value.several_defaults(cell_scores, epochs_tuned.chosen_batch, epochs_default.chosen_batch,
+                                            datasets, spread, settings) \
+        if epochs_tuned is not None and epochs_default is not None else None
 
     profiles, times = _profiles(cell_scores, found, datasets, settings.tau_max)
     adam_track = settings.claims.get("practice", {}).get("adam_track", "default")
     checks, raw = claims.check_all(
         settings.claims, found.get(("epochs", adam_track)),
         to_target[to_target["track"] == settings.claims.get("practice", {}).get("speed_track", "tuned")], updates)
-    return Analysis(
+    out = Analysis(
         results=results, settings=settings, datasets=datasets, optimizers=optimizers, batches=batches,
         tracks=tracks, runs=runs, cell_scores=cell_scores, spread=spread, answers=found,
         stability=pd.concat(stable, ignore_index=True) if stable else pd.DataFrame(), same_headline=same,
@@ -212,8 +226,17 @@ def analyse(results: SweepResults, settings: Settings) -> Analysis:
         cells=cell_summary(runs, evals, settings, datasets, optimizers, batches), targets=targets,
         to_target=to_target, curves_median=progress.median_curves(curves), updates=updates, noise=noise,
         batch_summary=batchmodes.summary(noise, updates, batches), budget_curves=curves_k, budgets=budgets,
-        budget_families=budget_families,
+        budget_families=budget_families, random_curves=random_curves,
+        tunability=tuning_value.tunability(trials, optimizers) if len(trials) else pd.DataFrame(),
+        tuning_gain=tuning_value.tuning_gain(cell_scores, epochs_tuned.chosen_batch, datasets, spread, settings)
+        if epochs_tuned is not None and "default" in tracks else pd.DataFrame(),
+        several_defaults=several, literature=pd.DataFrame(),
         edges=budget.edge_warnings(results.evals, config.get("search_spaces", {}), settings.edge_margin),
         divergence=budget.divergence_counts(trials, optimizers),
         importance=budget.importance_summary(results.importances, optimizers), profiles=profiles,
         profile_times=times, claims=checks, claims_raw=raw)
+    lit_cfg = settings.claims.get("literature")
+    if lit_cfg:
+        out.literature = literature.findings(out, several, budget_families if len(random_curves) else {}, lit_cfg,
+                                             settings.claims["verdict"])
+    return out

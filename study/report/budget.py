@@ -20,7 +20,7 @@ RANDOM_METHOD = "expected best-of-k (random search)"
 TPE_METHOD = "best-so-far (TPE)"
 
 
-def budget_curves(trials: pd.DataFrame, max_k: int) -> pd.DataFrame:
+def budget_curves(trials: pd.DataFrame, max_k: int, spread: pd.Series | None = None) -> pd.DataFrame:
     """Per cell and k = 1..max_k: the best validation loss after k trials and the method that gave it."""
     rows = []
     ks = np.arange(1, max_k + 1)
@@ -37,9 +37,11 @@ def budget_curves(trials: pd.DataFrame, max_k: int) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=CELL + ["k", "best_val_loss", "method"])
     curves = pd.concat(rows, ignore_index=True)
-    # per dataset, relative to the best any trial reached there, so datasets can be pooled
+    # per dataset, the excess over the best any trial reached there in seed-to-seed spreads, so that datasets can be
+    # pooled and nothing is divided by a loss that may be near zero
     best = trials[trials["state"] == "COMPLETE"].groupby("dataset")["value"].min()
-    curves["relative"] = curves["best_val_loss"] / curves["dataset"].map(best)
+    unit = curves["dataset"].map(spread) if spread is not None else np.nan
+    curves["excess"] = (curves["best_val_loss"] - curves["dataset"].map(best)) / unit
     return curves
 
 

@@ -17,6 +17,7 @@ from study.report.analysis import Analysis, analyse
 from study.report.blocks import Figure, Heading, Paragraph, walk
 from study.report.inputs import SweepResults
 from study.report.sections_claims import claims_section, footer_section
+from study.report.sections_literature import generalisation_section, literature_section
 from study.report.sections_results import batch_modes_section, datasets_section, profiles_section
 from study.report.sections_tuning import tuning_section
 from study.report.sections_verdict import stability_section, statistics_section, verdict_section
@@ -38,8 +39,9 @@ def _intro(a: Analysis) -> list:
 def build(a: Analysis, report_commit: str = "") -> tuple[list, Tables]:
     tables = Tables()
     blocks = _intro(a)
-    for section in (verdict_section, stability_section, statistics_section, datasets_section, tuning_section, batch_modes_section,
-                    profiles_section, claims_section):
+    for section in (verdict_section, stability_section, statistics_section, datasets_section, tuning_section,
+                    batch_modes_section, profiles_section, generalisation_section, literature_section,
+                    claims_section):
         blocks += section(a, tables)
     blocks += footer_section(a, tables, report_commit)
     return blocks, tables

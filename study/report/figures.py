@@ -166,15 +166,16 @@ def dataset_curves(med: pd.DataFrame, dataset: str, batches: list[str], optimize
 
 # --- tuning ------------------------------------------------------------------------------------------------------
 def budget_curves(curves: pd.DataFrame, batches: list[str], optimizers: list[str]):
-    """Best validation loss after k trials relative to the dataset's best trial, median over datasets."""
+    """Best validation loss after k trials over the dataset's best trial, in seed-to-seed spreads, median over
+    datasets."""
     fig, axes = _grid(len(batches), len(batches), width=2.6, height=2.4, right=1.1, left=0.9, sharey=True)
     for ax, batch in zip(axes, batches):
         sub = curves[curves["batch_size"] == batch]
         for i, optimizer in enumerate(optimizers):
-            r = sub[sub["optimizer"] == optimizer].groupby("k")["relative"].median()
+            r = sub[sub["optimizer"] == optimizer].groupby("k")["excess"].median()
             if len(r):
                 ax.plot(r.index, r.to_numpy(), color=color(optimizer, i), lw=1.3, label=optimizer)
-        ax.set_yscale("log")
+        ax.set_yscale("symlog", linthresh=0.5)
         ax.set_xscale("log")
         k_max = int(curves["k"].max()) if len(curves) else 1
         ticks = [k for k in (1, 2, 5, 10, 20, 50, 100, 200) if k < k_max / 1.5] + [k_max]
@@ -182,14 +183,14 @@ def budget_curves(curves: pd.DataFrame, batches: list[str], optimizers: list[str
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_title(f"batch {batch}")
         ax.set_xlabel("trials k")
-    axes[0].set_ylabel("best val. loss / dataset's best")
+    axes[0].set_ylabel("above the dataset's best, spreads")
     _legend_right(fig, axes[0])
     return fig
 
 
-def loss_against(trials: pd.DataFrame, panels: list[tuple[str, str, bool]], batches: list[str]):
-    """Trial value (relative to the dataset's best trial) against a hyperparameter, one panel per (optimizer,
-    parameter); x is 1 - value for averaging constants. Diverged trials are crosses at the top of the panel."""
+def loss_against(trials: pd.DataFrame, panels: list[tuple[str, str, bool]], batches: list[str], spread: pd.Series):
+    """Trial value above the dataset's best trial, in seed-to-seed spreads, against a hyperparameter, one panel per
+    (optimizer, parameter); x is 1 - value for averaging constants. Diverged trials are crosses at the top."""
     best = trials[trials["state"] == "COMPLETE"].groupby("dataset")["value"].min()
     fig, axes = _grid(len(panels), 3, width=3.0, height=2.4, right=1.0, left=0.75, wspace=0.85)
     for ax, (optimizer, param, one_minus) in zip(axes, panels):
@@ -198,7 +199,7 @@ def loss_against(trials: pd.DataFrame, panels: list[tuple[str, str, bool]], batc
         for batch in batches:
             b = t[t["batch_size"] == batch]
             x = (1.0 - b[param]) if one_minus else b[param]
-            y = b["value"] / b["dataset"].map(best)
+            y = (b["value"] - b["dataset"].map(best)) / b["dataset"].map(spread)
             ok = b["state"] == "COMPLETE"
             ax.scatter(x[ok], y[ok], s=5, alpha=0.5, color=color(batch), label=batch, lw=0)
             top = max(top, float(np.nanmax(y[ok])) if ok.any() else top)
@@ -206,9 +207,9 @@ def loss_against(trials: pd.DataFrame, panels: list[tuple[str, str, bool]], batc
         x = (1.0 - diverged[param]) if one_minus else diverged[param]
         ax.scatter(x, np.full(len(x), top * 1.5), marker="x", s=10, color="k", lw=0.6, label="diverged")
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        ax.set_yscale("symlog", linthresh=0.5)
         ax.set_title(f"{optimizer}: {'1 - ' if one_minus else ''}{param}")
-        ax.set_ylabel("val. loss / dataset's best")
+        ax.set_ylabel("above the best, spreads")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", frameon=False, markerscale=2.5)
     return fig
@@ -306,4 +307,29 @@ def stability(table: pd.DataFrame, optimizers: list[str], budgets: list[str]):
         ax.set_ylabel("P(picked)")
     if axes:
         _legend_right(fig, axes[0])
+    return fig
+
+
+def best_of_k(curves: pd.DataFrame, chosen_batch: dict, spread: pd.Series, optimizers: list[str]):
+    """Expected test loss of validation's pick among k random trials, each optimizer at its chosen batch size:
+    above the dataset's best curve value, in seed-to-seed spreads, median over datasets, with the median band."""
+    fig, axes = _grid(1, 1, width=5.2, height=3.2, right=1.2, left=0.8)
+    ax = axes[0]
+    chosen = curves[[chosen_batch.get(o) == b for o, b in zip(curves["optimizer"], curves["batch_size"])]]
+    best = chosen.groupby("dataset")["test"].min()
+    unit = chosen["dataset"].map(spread)
+    base = chosen["dataset"].map(best)
+    excess = chosen.assign(mid=(chosen["test"] - base) / unit, lo=(chosen["test_low"] - base) / unit,
+                           hi=(chosen["test_high"] - base) / unit)
+    for i, optimizer in enumerate(optimizers):
+        r = excess[excess["optimizer"] == optimizer].groupby("k")[["mid", "lo", "hi"]].median()
+        if len(r):
+            ax.plot(r.index, r["mid"], color=color(optimizer, i), lw=1.4, label=optimizer)
+            ax.fill_between(r.index, r["lo"], r["hi"], color=color(optimizer, i), alpha=0.12, lw=0)
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=0.5)
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("random trials k")
+    ax.set_ylabel("test loss above the best, spreads")
+    _legend_right(fig, ax)
     return fig

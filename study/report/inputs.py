@@ -32,7 +32,8 @@ class SweepResults:
     # One row per tuning trial that finished: dataset, optimizer, batch_size, arm ("tpe" | "random"), number
     # (0-based, in the order the trials were asked within cell and arm), state (COMPLETE | PRUNED | FAIL |
     # DIVERGED), value (final validation loss; the finite penalty for DIVERGED; NaN for PRUNED and FAIL),
-    # eta, gamma, beta, beta1, beta2, eps.
+    # eta, gamma, beta, beta1, beta2, eps; test_loss (random arm only, scored on test for the expected best-of-k
+    # curves; NaN elsewhere).
     trials: pd.DataFrame
     # Parameter importances per cell (Optuna's default evaluator): dataset, optimizer, batch_size, param, importance.
     importances: pd.DataFrame
@@ -61,54 +62,76 @@ def newest_sweep(runs_dir: str | Path = "runs") -> str | None:
     return None
 
 
+def read_optuna(url: str, sweep: str) -> dict:
+    """The Optuna side of a sweep: its config, every trial, the importances and each cell's record. Run in a child
+    process while the parent reads MLflow (replaying a default sweep's journal takes a few seconds of one core);
+    a problem comes back as ``{"bad": (where, problem)}``."""
+    from study import tracking, tuning
+
+    if "://" not in url and not Path(url).exists():  # never create a journal just by looking
+        return {"bad": ("--sweep", f"no Optuna journal for sweep {sweep!r} at {url}")}
+    storage = tuning.open_storage(url)
+    meta = tuning.sweep_meta(storage, sweep)
+    if not meta.get("config"):
+        return {"bad": ("--sweep", f"no sweep {sweep!r} in the Optuna store {tracking.mask_url(url)}")}
+    trials, importances, records = tuning.read_trials(storage, sweep, meta["config"])
+    return {"meta": meta, "trials": trials, "importances": importances, "records": records}
+
+
 def load(runs_dir: str | Path, sweep: str) -> SweepResults:
-    """Read one sweep's results from its stores: the config, trials and cell records from Optuna; evaluation runs
-    and each cell run's ``curves.parquet`` (every per-epoch value, at full precision) from MLflow."""
+    """Read one sweep's results from its stores: the config, the trials and each cell's record (with the final
+    values of every evaluation MLflow holds) from Optuna; the cell runs and their ``curves.parquet`` (every per-epoch
+    value, at full precision) from MLflow. The two stores are read at the same time, Optuna's in a child process."""
+    import concurrent.futures
+    import multiprocessing
     import tempfile
 
     from study import data, tracking, tuning
     from study.errors import BadInput
 
     url = tuning.storage_url(runs_dir, sweep)
-    if "://" not in url and not Path(url).exists():  # never create a journal just by looking
-        raise BadInput("--sweep", f"no Optuna journal for sweep {sweep!r} at {url}")
-    storage = tuning.open_storage(url)
-    meta = tuning.sweep_meta(storage, sweep)
-    if not meta.get("config"):
-        raise BadInput("--sweep", f"no sweep {sweep!r} in the Optuna store {tracking.mask_url(url)}")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        optuna_part = pool.submit(read_optuna, url, sweep)
+        mlflow_client = tracking.client(runs_dir)
+        experiment = mlflow_client.get_experiment_by_name(sweep)
+        if experiment is None:
+            raise BadInput("--sweep", f"no MLflow experiment {sweep!r} in "
+                                      f"{tracking.mask_url(tracking.tracking_uri(runs_dir))}")
+        cell_runs = {r.info.run_id: r for r in tracking.runs(mlflow_client, experiment.experiment_id,
+                                                             "tags.role = 'cell'")}
+        tmp = tempfile.TemporaryDirectory()
+        tables = _download_curves(cell_runs, Path(tmp.name))
+        try:
+            found = optuna_part.result()
+        except concurrent.futures.process.BrokenProcessPool:  # no child here (an interactive __main__): in turn
+            found = read_optuna(url, sweep)
+    if "bad" in found:
+        raise BadInput(*found["bad"])
+    meta, trials, importance_rows, records = found["meta"], found["trials"], found["importances"], found["records"]
     config = meta["config"]
-    trials, importance_rows, records = tuning.read_trials(storage, sweep, config)
-    recorded = {run_id for r in records.values() for run_id in r.eval_runs().values()}
-
-    mlflow_client = tracking.client(runs_dir)
-    experiment = mlflow_client.get_experiment_by_name(sweep)
-    if experiment is None:
-        raise BadInput("--sweep", f"no MLflow experiment {sweep!r} in {tracking.mask_url(tracking.tracking_uri(runs_dir))}")
-    eval_runs = [r for r in tracking.runs(mlflow_client, experiment.experiment_id, "tags.role = 'eval'")
-                 if r.info.run_id in recorded and r.info.status == "FINISHED"]  # orphans and report runs excluded
     n_train = {d: data.load(d, 0, config["val_fraction"], config["test_fraction"]).X_train.shape[0]
                for d in config["datasets"]}
     eval_rows = []
-    for run in sorted(eval_runs, key=_run_key):
-        tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
-        keys = {"dataset": tags["dataset"], "optimizer": tags["optimizer"], "batch_size": tags["batch_size"],
-                "track": tags["track"], "seed": int(tags["seed"])}
-        eval_rows.append({**keys, "test_loss": metrics.get("test_loss", np.nan),
-                          "test_accuracy": metrics.get("test_accuracy", np.nan),
-                          "diverged": int(metrics.get("diverged", 0)), "seconds": metrics.get("seconds", np.nan),
-                          "n_train": n_train[keys["dataset"]],
-                          **{h: float(params[h]) if h in params else np.nan for h in HYPER},
-                          "initial_val_loss": metrics.get("initial_val_loss", np.nan)})
-    cell_runs = {r.info.run_id: r for r in tracking.runs(mlflow_client, experiment.experiment_id,
-                                                         "tags.role = 'cell'")}
+    for (dataset, optimizer, batch), record in records.items():
+        scores = record.eval_scores()
+        for (track, seed), run_id in sorted(record.eval_runs().items()):  # what MLflow holds, orphans aside
+            final = scores.get((track, seed), {})
+            hyper = final.get("hyper", {})
+            eval_rows.append({"dataset": dataset, "optimizer": optimizer, "batch_size": str(batch), "track": track,
+                              "seed": seed, "test_loss": final.get("test_loss", np.nan),
+                              "test_accuracy": final.get("test_accuracy", np.nan),
+                              "diverged": int(final.get("diverged", 0)), "seconds": final.get("seconds", np.nan),
+                              "n_train": n_train[dataset], **{h: float(hyper.get(h, np.nan)) for h in HYPER},
+                              "initial_val_loss": final.get("initial_val_loss", np.nan),
+                              "final_train_loss": final.get("final_train_loss", np.nan)})
     recorded_cells = {r.cell_run_id for r in records.values() if r.cell_run_id}
-    with tempfile.TemporaryDirectory() as tmp:
-        curves = _cell_curves(cell_runs, records, Path(tmp))
+    curves = _cell_curves(tables, records)
+    tmp.cleanup()
     sample = next(iter(cell_runs.values())).data.tags if cell_runs else {}
     return SweepResults(
         name=sweep, config=config,
         evals=pd.DataFrame(eval_rows, columns=[*EVAL_KEYS, "test_loss", "test_accuracy", "diverged", "seconds",
-                                               "n_train", *HYPER, "initial_val_loss"]),
+                                               "n_train", *HYPER, "initial_val_loss", "final_train_loss"]),
         cells=pd.DataFrame([{"dataset": r.data.tags.get("dataset"), "optimizer": r.data.tags.get("optimizer"),
                              "batch_size": r.data.tags.get("batch_size"),
                              "seconds_per_epoch": r.data.metrics.get("seconds_per_epoch", np.nan),
@@ -117,7 +140,7 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
                            columns=CELL_COLUMNS),
         curves=curves,
         trials=pd.DataFrame(trials, columns=["dataset", "optimizer", "batch_size", "arm", "number", "state", "value",
-                                             *HYPER]),
+                                             *HYPER, "test_loss"]),
         importances=pd.DataFrame(importance_rows, columns=["dataset", "optimizer", "batch_size", "param",
                                                            "importance"]),
         meta={"git_commit": sample.get("git_commit", "unknown"),
@@ -130,19 +153,26 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
     )
 
 
-def _cell_curves(cell_runs: dict, records: dict, tmp: Path) -> pd.DataFrame:
-    """The evaluation rows of every recorded cell run's curves.parquet, keyed like the evaluation runs."""
+def _download_curves(cell_runs: dict, tmp: Path) -> dict:
+    """run id -> the evaluation rows of its curves.parquet."""
     from study import tracking
 
+    tables = {}
+    for run_id, run in cell_runs.items():
+        path = tracking.download(run, "curves.parquet", tmp / run_id)
+        if path is not None:
+            table = pd.read_parquet(path)
+            tables[run_id] = table[table["role"] == "eval"]
+    return tables
+
+
+def _cell_curves(tables: dict, records: dict) -> pd.DataFrame:
+    """Every recorded cell run's evaluation curves, keyed like the evaluation runs."""
     parts = []
     for (dataset, optimizer, batch), record in records.items():
-        if record.cell_run_id not in cell_runs:
+        table = tables.get(record.cell_run_id)
+        if table is None:
             continue
-        path = tracking.download(cell_runs[record.cell_run_id], "curves.parquet", tmp / record.cell_run_id)
-        if path is None:
-            continue
-        table = pd.read_parquet(path)
-        table = table[table["role"] == "eval"]
         parts.append(pd.DataFrame({"dataset": dataset, "optimizer": optimizer, "batch_size": str(batch),
                                    "track": table["track"].to_numpy(), "seed": table["seed"].astype(int).to_numpy(),
                                    "epoch": table["epoch"].astype(int).to_numpy(),
@@ -153,8 +183,3 @@ def _cell_curves(cell_runs: dict, records: dict, tmp: Path) -> pd.DataFrame:
 
 
 EVAL_KEYS = ["dataset", "optimizer", "batch_size", "track", "seed"]
-
-
-def _run_key(run):
-    t = run.data.tags
-    return (t.get("dataset"), t.get("optimizer"), t.get("batch_size"), t.get("track"), int(t.get("seed", 0)))

@@ -61,6 +61,8 @@ def run_scores(evals: pd.DataFrame, curves: pd.DataFrame, cells: pd.DataFrame, f
     every split and budget (NaN where the sweep did not record what it needs: a test curve, a cell's cost)."""
     target = targets(curves, evals, factor)["target"]
     out = evals[RUN + ["diverged", "test_loss", "test_accuracy"]].copy()
+    # the final network's loss on its training set (what it fitted: optimisation apart from generalisation)
+    out["train_final"] = evals["final_train_loss"].astype(float) if "final_train_loss" in evals else np.nan
     out["diverged"] = out["diverged"].astype(float) > 0
     out = out.merge(_final_validation(curves, evals), on=RUN, how="left")
     out["test_epochs"] = out.pop("test_loss").astype(float)  # a diverged run's is the untrained network's already
@@ -90,6 +92,7 @@ def cell_scores(runs: pd.DataFrame) -> pd.DataFrame:
         for cost in ("epochs_to_target", "updates", "seconds"):
             out[f"{split}_{cost}"] = grouped[f"{split}_{cost}"].median()
     out["test_accuracy"] = grouped["test_accuracy"].mean()
+    out["train_final"] = grouped["train_final"].mean()
     return out.reset_index()
 
 

@@ -31,7 +31,9 @@ def claims_section(a: Analysis, tables: Tables) -> list:
         f"were evaluated, and each is checked over a grid of learning rates (or over the sweep's cells), never at "
         f"one hand-picked value: a claim is **supported** when its criterion holds in at least "
         f"{rules['support']:.0%} of the comparable cases, **contradicted** at {rules['contradict']:.0%} or less, "
-        f"and **inconclusive** in between or with fewer than {rules.get('min_cases', 1)} comparable cases. "
+        f"and **inconclusive** in between or with fewer than {rules.get('min_cases', 1)} comparable cases. A claim "
+        f"that holds by how the code is built (how batches are cut, what a mini-batch gradient is) is checked as "
+        f"a sanity check of the code: **by construction**, never \"supported\". "
         f"Trajectory claims are recomputed here with the numeric core on toy problems; practice claims come from "
         f"the sweep. A u-turn is a sign change of the update along one parameter."),
         Table(shown, "The lecture's claims.", csv),

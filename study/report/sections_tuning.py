@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from study.report import budget, figures, fmt
+from study.report import figures, fmt
 from study.report.analysis import Analysis
 from study.report.blocks import Figure, Heading, Paragraph, Table
 from study.report.tables import Tables
@@ -14,35 +14,76 @@ AVERAGING = {"momentum": ["gamma"], "nag": ["gamma"], "rmsprop": ["beta"], "adam
 
 def _budget_blocks(a: Analysis, tables: Tables) -> list:
     curves = a.budget_curves
-    methods = sorted(curves["method"].unique())
     tables.add("budget_curves", curves)
-    described = " and ".join(methods)
-    if budget.RANDOM_METHOD in methods:
-        how = ("the expected best-of-k over the sweep's unpruned random-search arm (Dodge et al. 2019; Sivaprasad "
-               "et al. 2020): the mean, over all ways of drawing k of its trials with replacement, of the best of "
-               "them — computed exactly, so it has no resampling noise.")
+    tables.add("best_of_k", a.random_curves)
+    epochs = a.answer("epochs", "tuned")
+    blocks = []
+    if len(a.random_curves) and epochs is not None:
+        blocks += [Paragraph(
+            "**What k trials buy.** Every cell also ran an unpruned random search with the same number of trials, "
+            "each trial scored on test too (tag `scored_on_test=true`; no choice reads it). The expected best-of-k "
+            "(Dodge et al. 2019; Sivaprasad et al. 2020): the expected test loss of the trial that validation would "
+            "pick among k drawn at random, computed exactly over all draws with replacement, with a 90% band from "
+            "resampling the arm's trials. Shown above the dataset's best value in seed-to-seed spreads, median "
+            "over datasets; each optimizer at the batch size chosen for it at equal epochs."),
+            Figure("best_of_k", figures.png_bytes(figures.best_of_k(a.random_curves, epochs.chosen_batch, a.spread,
+                                                                    a.optimizers), a.settings.dpi),
+                   "Expected test loss of validation's pick among k random trials (median over datasets, band: "
+                   "median of the cells' 90% bands).")]
+        how = "the expected test loss of validation's pick among k random trials (chosen by the expected best-of-k " \
+              "validation loss)"
     else:
-        how = ("TPE's best-so-far in trial order. This sweep has no random-search arm (only the `full` profile "
-               "runs one), so the expected best-of-k (Dodge et al. 2019; Sivaprasad et al. 2020) cannot be "
-               "computed: the curve is one realisation, and TPE's later trials depend on its earlier ones.")
-    blocks = [Paragraph(f"Best validation loss after k trials, per cell: {how} Values are relative to the best "
-                        f"trial on the dataset, then the median over datasets."),
-        Figure("tuning_budget", figures.png_bytes(figures.budget_curves(curves, a.batches, a.optimizers),
-                                                  a.settings.dpi),
-               f"Best validation loss after k trials relative to the dataset's best trial ({described}), median over "
-               f"datasets, a panel per batch size.")]
+        how = "TPE's best validation loss after k trials: one realisation (this sweep has no random arm)"
     rows, shown = [], []
     for k, family in a.budget_families.items():
         j, r = family.judgement, family.result
         rows.append({"trials": k, "status": j.status, "best": j.chosen, "p": r.omnibus.pvalue,
                      "equivalent": " ".join(j.equivalent), "cannot_separate": " ".join(j.unresolved),
                      "behind": " ".join(j.behind)})
-        shown.append({"trials": k, "best mean rank": family.labels.get(j.chosen, ""), "in short": short_status(j),
+        shown.append({"trials": k, "validation picks": family.labels.get(j.chosen, ""), "in short": short_status(j),
                       "what the tests allow": status_sentence(j, family.labels, p_value=r.omnibus.pvalue)})
     if rows:
-        blocks.append(Table(pd.DataFrame(shown), "Which optimizer wins with a budget of k trials (each at its best "
-                                                 "tuned batch size; blocks = datasets, score = best validation loss "
-                                                 "after k trials).", tables.add("budget_winners", pd.DataFrame(rows))))
+        blocks.append(Table(pd.DataFrame(shown), f"Which optimizer wins with a budget of k trials: {how}, each "
+                                                 f"optimizer at its chosen batch size.",
+                            tables.add("budget_winners", pd.DataFrame(rows))))
+    blocks.append(Figure("tuning_budget", figures.png_bytes(figures.budget_curves(curves, a.batches, a.optimizers),
+                                                            a.settings.dpi),
+                         "Best validation loss after k trials above the dataset's best trial, in seed-to-seed "
+                         "spreads, median over datasets, a panel per batch size (random arm: expected best-of-k; "
+                         "else TPE's best so far)."))
+    return blocks
+
+
+def _value_blocks(a: Analysis, tables: Tables) -> list:
+    """Tunability, tuning gain, several defaults against one tuned."""
+    blocks = []
+    t = a.tunability
+    csv = tables.add("tunability", t)
+    if len(t):
+        blocks.append(Table(pd.DataFrame({"optimizer": t["optimizer"], "random trials": t["trials"],
+                                          "within 5% of the cell's best": [fmt.share(v) for v in t["within_5pct"]],
+                                          "within 10%": [fmt.share(v) for v in t["within_10pct"]]}),
+                            "Tunability: the share of an optimizer's random trials whose validation loss is within 5% "
+                            "and 10% of its cell's best (both arms): how forgiving it is of hyperparameters drawn at "
+                            "random.", csv))
+    g = a.tuning_gain
+    csv = tables.add("tuning_gain", g)
+    if len(g):
+        blocks.append(Table(pd.DataFrame({
+            "optimizer": [f"{o} ({b})" for o, b in zip(g["optimizer"], g["batch_size"])],
+            "default - tuned, spreads": [f"{fmt.num(m)} [{fmt.num(lo)}, {fmt.num(hi)}]" for m, lo, hi in
+                                         zip(g["median_gain"], g["low"], g["high"])],
+            "P(tuned better)": [fmt.prob(p) for p in g["p_tuned_better"]],
+            "P(equivalent)": [fmt.prob(p) for p in g["p_equivalent"]]}),
+            "Tuning gain (Schmidt et al. 2021): the default track's test loss minus the tuned one's per dataset, in "
+            "seed-to-seed spreads (median with its bootstrap interval; > 0: tuning helps).", csv))
+    f = a.several_defaults
+    if f is not None:
+        tables.add("defaults_vs_tuned", f.result.pairs)
+        blocks.append(Paragraph("**Several defaults against one tuned** (Schmidt et al. 2021): per dataset, try "
+                                "every optimizer at its defaults and keep the one validation prefers; against each "
+                                "optimizer tuned. " + status_sentence(f.judgement, f.labels, "treatment",
+                                                                       f.result.omnibus.pvalue)))
     return blocks
 
 
@@ -61,15 +102,17 @@ def tuning_section(a: Analysis, tables: Tables) -> list:
     if trials.empty:
         return blocks + [Paragraph("The sweep recorded no tuning trials.")]
     blocks += _budget_blocks(a, tables)
+    blocks += _value_blocks(a, tables)
     panels = [(o, "eta", False) for o in a.optimizers if trials.loc[trials["optimizer"] == o, "eta"].notna().any()]
-    blocks.append(Figure("tuning_eta", figures.png_bytes(figures.loss_against(trials, panels, a.batches),
+    blocks.append(Figure("tuning_eta", figures.png_bytes(figures.loss_against(trials, panels, a.batches, a.spread),
                                                          a.settings.dpi),
-                         "Final validation loss of every trial (relative to the dataset's best trial) against eta; "
+                         "Final validation loss of every trial above the dataset's best trial, in seed-to-seed "
+                         "spreads, against eta; "
                          "colour = batch size, crosses at the top = diverged trials."))
     panels = [(o, p, True) for o in a.optimizers for p in AVERAGING.get(o, [])
               if p in trials.columns and trials.loc[trials["optimizer"] == o, p].notna().any()]
     if panels:
-        blocks.append(Figure("tuning_averaging", figures.png_bytes(figures.loss_against(trials, panels, a.batches),
+        blocks.append(Figure("tuning_averaging", figures.png_bytes(figures.loss_against(trials, panels, a.batches, a.spread),
                                                                    a.settings.dpi),
                              "The same against the averaging constants, drawn as 1 - value (searched log-uniformly "
                              "that way): 0.1 is 0.9, 0.01 is 0.99."))

@@ -22,6 +22,7 @@ class Settings:
     rope_accuracy: tuple[float, ...] = (1.0, 0.5, 2.0)  # percentage points
     rope_cost: tuple[float, ...] = (1.25, 1.1, 1.5)  # cost ratios
     stability_resamples: int = 1000
+    band_resamples: int = 200  # bootstrap resamples of a random arm's trials for the best-of-k band
     bayes_samples: int = 50000
     bootstrap_resamples: int = 2000
     confidence: float = 0.95
@@ -85,6 +86,7 @@ def load(conf_dir: str | Path = CONF) -> Settings:
         rope_loss=get("rope.loss_spread", floats, widths), rope_accuracy=get("rope.accuracy_points", floats, widths),
         rope_cost=get("rope.cost_ratio", floats, ratios),
         stability_resamples=get("stability.resamples", int, positive),
+        band_resamples=get("stability.band_resamples", int, positive),
         bayes_samples=get("statistics.bayes_samples", int, positive),
         bootstrap_resamples=get("statistics.bootstrap_resamples", int, positive),
         confidence=get("statistics.confidence", float, unit), seed=get("statistics.seed", int),

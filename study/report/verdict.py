@@ -39,7 +39,7 @@ def status_sentence(j: Judgement, labels: dict, what: str = "optimizer", p_value
                      f"{'is' if len(j.ahead) == 1 else 'are'} significantly better than {chosen}; the verdict "
                      f"follows validation, where every choice is made")
     if j.equivalent:
-        parts.append(f"{chosen} and {fmt.names(name(t) for t in j.equivalent)} are practically equivalent")
+        parts.append(f"{fmt.names([chosen] + [name(t) for t in j.equivalent])} are practically equivalent")
     if j.unresolved:
         parts.append(f"the data cannot separate {chosen} from {fmt.names(name(t) for t in j.unresolved)}")
     if j.behind:

@@ -117,8 +117,9 @@ def trial_rows(study: optuna.Study) -> list[dict]:
 
 
 def read_trials(storage, sweep: str, config: dict) -> tuple[list[dict], list[dict], dict]:
-    """Every finished tuning trial of a sweep as rows (hyperparameters under lecture names), parameter importances
-    per cell, and each cell's record (``study.ledger.CellRecord``)."""
+    """Every finished tuning trial of a sweep as rows (hyperparameters under lecture names; a random-arm trial's
+    held-out test loss, which only the expected best-of-k curves read), parameter importances per cell, and each
+    cell's record (``study.ledger.CellRecord``)."""
     from study.tuning.storage import study_attrs
 
     spaces = {o: {p: Range(**r) for p, r in s.items()} for o, s in config["search_spaces"].items()}
@@ -143,9 +144,10 @@ def read_trials(storage, sweep: str, config: dict) -> tuple[list[dict], list[dic
                     for t in sorted(done, key=lambda t: t.number):
                         hyper = hyper_from_params(t.params, spaces[optimizer]) if t.params else {}
                         state = ledger.trial_state(t)
+                        final = (ledger.trial_payload(t) or {}).get("final", {})
                         trials.append({**keys, "arm": arm, "number": t.number, "state": state,
                                        "value": t.value if state in ("COMPLETE", "DIVERGED") else math.nan,
-                                       **hyper})
+                                       **hyper, "test_loss": final.get("test_loss", math.nan)})
     return trials, importance_rows, cells
 
 

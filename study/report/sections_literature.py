@@ -1,0 +1,66 @@
+"""Optimisation apart from generalisation, and the published findings checked against this sweep."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from study.report import fmt, stats
+from study.report.analysis import Analysis
+from study.report.blocks import Heading, Paragraph, Table
+from study.report.tables import Tables
+
+
+def generalisation_rows(a: Analysis) -> pd.DataFrame:
+    """Per optimizer (equal epochs, tuned, at its chosen batch size): mean ranks of final training loss and of
+    test loss over the datasets, and the median generalisation gap (test - train) in seed-to-seed spreads."""
+    ans = a.answer("epochs", "tuned")
+    columns = ["optimizer", "batch_size", "train_mean_rank", "test_mean_rank", "median_gap", "datasets"]
+    if ans is None or a.runs["train_final"].isna().all():
+        return pd.DataFrame(columns=columns)
+    cells = a.cell_scores[a.cell_scores["track"] == "tuned"]
+    chosen = cells[[ans.chosen_batch.get(o) == b for o, b in zip(cells["optimizer"], cells["batch_size"])]]
+    train = chosen.pivot_table(index="dataset", columns="optimizer", values="train_final").dropna()
+    test = chosen.pivot_table(index="dataset", columns="optimizer", values="test_epochs").reindex(train.index)
+    train_ranks, test_ranks = stats.mean_ranks(train), stats.mean_ranks(test)
+    spread = a.spread.reindex(train.index)
+    rows = []
+    for o in [o for o in a.optimizers if o in train.columns]:
+        gap = ((test[o] - train[o]) / spread).to_numpy(float)
+        rows.append({"optimizer": o, "batch_size": ans.chosen_batch[o], "train_mean_rank": train_ranks[o],
+                     "test_mean_rank": test_ranks[o], "median_gap": float(np.nanmedian(gap)),
+                     "datasets": len(train)})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def generalisation_section(a: Analysis, tables: Tables) -> list:
+    g = generalisation_rows(a)
+    csv = tables.add("generalisation", g)
+    if g.empty:
+        return []
+    shown = pd.DataFrame({"optimizer": [f"{o} ({b})" for o, b in zip(g["optimizer"], g["batch_size"])],
+                          "train loss: mean rank": [fmt.cell(v) for v in g["train_mean_rank"]],
+                          "test loss: mean rank": [fmt.cell(v) for v in g["test_mean_rank"]],
+                          "gap (test - train), spreads": [fmt.cell(v) for v in g["median_gap"]]})
+    return [Heading("Optimisation and generalisation"), Paragraph(
+        "Fitting the training set and doing well on new data are different things (Wilson et al. 2017). Every "
+        "evaluation records its final network's loss on its own training set beside its test loss. Ranked "
+        "separately over the datasets (1 = lowest), each optimizer at the batch size chosen for it at equal epochs, "
+        "tuned; the gap is test minus training loss in seed-to-seed spreads (median over datasets). An optimizer "
+        "that ranks well on training loss and less well on test fits more than it generalises."),
+        Table(shown, "Training against test loss, tuned, equal epochs.", csv)]
+
+
+def literature_section(a: Analysis, tables: Tables) -> list:
+    lit = a.literature
+    csv = tables.add("literature", lit)
+    if lit.empty:
+        return []
+    shown = pd.DataFrame({"source": lit["source"], "finding": lit["finding"], "verdict": [f"**{v}**" for v in
+                                                                                          lit["verdict"]],
+                          "the number": lit["number"], "criterion": lit["criterion"]})
+    scope = lit["scope"].iloc[0]
+    return [Heading("The published findings, checked"), Paragraph(
+        f"What the literature on optimizer benchmarks found, checked against this sweep with criteria written into "
+        f"`conf/claims.yaml` before looking, using the tests of the verdict (validation chooses, test judges, "
+        f"Holm's correction, the ROPE). Each finding **agrees**, **disagrees** or we **cannot tell**. Scope of "
+        f"every row: {scope}."), Table(shown, "Published findings against this sweep.", csv)]
