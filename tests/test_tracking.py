@@ -39,3 +39,29 @@ def test_two_workers_logging_the_same_dataset_at_once_both_succeed(tmp_path):
             run = client.get_run(run_id)
             assert run.info.status == "FINISHED"
             assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["iris"]
+
+
+def test_mlflow_store_settings_apply_to_its_own_sqlite_store_only(tmp_path):
+    """Opening MLflow's SQLite store sets WAL and a large page cache on its connections, and nothing on another
+    SQLite database in the same process: Optuna's SQLite storage keeps SQLite's defaults."""
+    import sqlite3
+
+    import optuna
+
+    from study import tuning
+
+    mlflow_client = tracking.client(tmp_path)
+    tracking.experiment_id(mlflow_client, "settings", tmp_path)
+    optuna_db = tmp_path / "optuna.db"
+    storage = tuning.open_storage(f"sqlite:///{optuna_db}")
+    optuna.create_study(storage=storage, study_name="s")
+    with sqlite3.connect(tmp_path / "mlflow.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent: set by our connections
+    with sqlite3.connect(optuna_db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{optuna_db}")  # a new connection in this process
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -2000  # SQLite's default, untouched
+    engine.dispose()

@@ -16,7 +16,6 @@ import optuna.storages.journal
 
 from study.errors import BadInput
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
 RDB_SCHEMES = ("postgresql", "postgres", "sqlite")
 
 
@@ -40,7 +39,9 @@ def journal_path(url: str) -> Path | None:
 
 def open_storage(url: str):
     """An RDB URL (PostgreSQL for many machines) or a journal file path (the default: ~0.65 ms per operation,
-    where SQLite costs ~9 ms and Optuna advises against it for parallel work)."""
+    where SQLite costs ~9 ms and Optuna advises against it for parallel work). Optuna's per-trial log lines are
+    silenced when a storage is opened (not on import): the progress bar says what they would."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     s = scheme(url)
     if s in RDB_SCHEMES:
         try:
