@@ -10,7 +10,7 @@ against the arithmetic limit measured on the spot, test accuracies side by side,
 16, 64 networks train in one pass, and the default sweep's own timing record (network-epochs per second, the
 shares of tracking and Optuna) once `make sweep` has run.
 The default run takes a few minutes; --quick gives the same table in well under a minute, with noisier medians.
-What is measured and how: study/benchmark.py.
+What is measured and how: study/tools/benchmark.py.
 """
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def parser() -> ArgumentParser:
     p.add_argument("--population", help="comma-separated K for the stacked-population table, or 'none' "
                                         "(default 1,4,16,64)")
     p.add_argument("--population-epochs", help="epochs per population run, batch 1 excepted (default 5; quick 2)")
-    p.add_argument("--dataset", help="a classification dataset from study/data.py (default digits)")
+    p.add_argument("--dataset", help="a classification dataset from study/core/data.py (default digits)")
     p.add_argument("--seed", help="the data split's seed; repeat r initialises and shuffles with seed + r (default 0)")
     p.add_argument("--out", default="runs/bench.json", help="where the JSON goes (default runs/bench.json)")
     p.add_argument("--runs-dir", default="runs", help="the sweep's stores, for its timing record (default runs; "
@@ -76,8 +76,9 @@ def parser() -> ArgumentParser:
 
 
 def config_from(args):
-    from study import benchmark, data
-    from study.batches import parse_batch_size
+    from study.core import data
+    from study.tools import benchmark
+    from study.core.batches import parse_batch_size
 
     def option(flag: str, convert, text):
         try:
@@ -125,8 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     if out.exists() and out.is_dir():
         raise BadInput("--out", f"{out} is a directory; give a file path")
-    from study import benchmark
-    from study.data import load
+    from study.tools import bench_table, benchmark
+    from study.core.data import load
 
     n_train = load(cfg.dataset, cfg.seed).X_train.shape[0]
     too_big = [b for b in cfg.batch_sizes if b != "full" and int(b) > n_train]
@@ -137,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{cfg.repeats} repeats{' (quick)' if args.quick else ''}", flush=True)
     result = benchmark.run(cfg, log=lambda line: print(line, flush=True))
     print()
-    print(benchmark.format_table(result))
+    print(bench_table.format_table(result))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(result, indent=1) + "\n")

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from pipelines.cli import ArgumentParser, run
-from study import tracking, tuning
+from study.sweep import tracking, tuning
 from study.errors import BadInput
 
 
@@ -25,9 +25,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     url = os.environ.get("OPTUNA_STORAGE")
     if not url:
-        from study.report.inputs import newest_sweep
-
-        sweep = args.sweep or newest_sweep(args.runs_dir)
+        sweep = args.sweep or tracking.newest_sweep(args.runs_dir)
         if sweep is None:
             raise BadInput("--runs-dir", f"no sweep found in {args.runs_dir}; run `make sweep` first")
         url = tuning.storage_url(args.runs_dir, sweep)

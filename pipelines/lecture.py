@@ -15,23 +15,17 @@ replaces the previous lecture runs (deleted, their local artifacts removed): the
 from __future__ import annotations
 
 import argparse
-import contextlib
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
-from urllib.parse import unquote, urlparse
 
 from pipelines.cli import ArgumentParser, run
-from study import lecture
+from study.lecture import record, toy as lecture
 from study.errors import BadInput
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "conf" / "lecture.yaml"
-EXPERIMENT = "lecture"
-LECTURE_RUNS = "tags.role = 'lecture'"
 
 
 def parser() -> ArgumentParser:
@@ -61,52 +55,6 @@ def _writable_dir(flag: str, path: Path) -> Path:
     return path
 
 
-def _local_path(uri: str) -> Path | None:
-    parsed = urlparse(uri)
-    return Path(unquote(parsed.path)) if parsed.scheme == "file" else None
-
-
-def log_to_mlflow(client, results: lecture.LectureResults, figures: list[Path], runs_dir: Path) -> tuple[int, int]:
-    """One run per trajectory in the experiment `lecture`, replacing the previous ones; (logged, replaced).
-
-    Each run carries its own rows of the CSV (trajectory.csv) and the lecture's figures, so any run opened in the UI
-    shows the pictures. The old runs are deleted only once the new ones are in: a failure midway loses nothing.
-    """
-    from study import tracking
-
-    experiment = tracking.experiment_id(client, EXPERIMENT, runs_dir)
-    previous = tracking.runs(client, experiment, LECTURE_RUNS)
-    with tempfile.TemporaryDirectory() as tmp:
-        for t in results.trajectories:
-            own_rows = lecture.write_trajectories_csv(Path(tmp) / "trajectory.csv", [t])
-            tracking.log_run(client, experiment, f"{t.optimizer} batch={t.batch_size}",
-                             tags={"role": "lecture", "dataset": "toy", "optimizer": t.optimizer,
-                                   "batch_size": t.batch_size},
-                             params=t.hyper, curves={"loss": t.epoch_losses()}, artifacts=[own_rows, *figures])
-    if previous:
-        ids = ", ".join(f"'{run.info.run_id}'" for run in previous)
-        tracking.delete_runs(client, experiment, f"attributes.run_id IN ({ids})")
-    for old in previous:  # a deleted run keeps its files; these are replaced, so free the disk too
-        local = _local_path(old.info.artifact_uri or "")
-        if local is not None and local.is_dir():
-            shutil.rmtree(local, ignore_errors=True)
-            if local.name == "artifacts":  # MLflow's <experiment>/<run id>/artifacts: the run's folder too
-                with contextlib.suppress(OSError):
-                    local.parent.rmdir()
-    return len(results.trajectories), len(previous)
-
-
-def summary(results: lecture.LectureResults) -> str:
-    lines = [f"{'optimizer':<10} {'batch':>5} {'updates':>7} {'w':>20} {'b':>20} {'loss':>10}  first epoch < 1e-3"]
-    for t in results.trajectories:
-        below = t.epoch_losses() < 1e-3
-        first = str(int(below.argmax()) + 1) if below.any() else "never"
-        w, b = repr(float(t.w[-1])), repr(float(t.b[-1]))
-        lines.append(f"{t.optimizer:<10} {t.batch_size:>5} {len(t.epoch) - 1:>7} {w:>20} {b:>20} {t.loss[-1]:>10.3e}  "
-                     f"{first}")
-    return "\n".join(lines)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     config = Path(args.config) if args.config else DEFAULT_CONFIG
@@ -117,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     mlflow_client = None
     if not args.no_mlflow:  # imported only now: MLflow takes seconds to import, --help and bad input need none
-        from study import tracking
+        from study.sweep import tracking
 
         mlflow_client = tracking.checked_client(runs_dir)  # an unreachable store is bad input, caught before writing
         store = tracking.mask_url(tracking.tracking_uri(runs_dir))
@@ -127,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"lecture: {len(results.trajectories)} trajectories computed ({time.perf_counter() - started:.1f} s)",
           flush=True)
 
-    from study import lecture_figures  # matplotlib: only once there is something to draw
+    from study.lecture import figures as lecture_figures  # matplotlib: only once there is something to draw
 
     out.mkdir(parents=True, exist_ok=True)
     table = lecture.write_trajectories_csv(out / "trajectories.csv", results.trajectories)
@@ -135,11 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"lecture: {table} and {len(figures)} figures in {out}/ ({time.perf_counter() - started:.1f} s)",
           flush=True)
     if mlflow_client is not None:
-        logged, replaced = log_to_mlflow(mlflow_client, results, figures, runs_dir)
-        print(f"lecture: {logged} runs logged to MLflow experiment '{EXPERIMENT}' at {store}"
+        logged, replaced = record.log_to_mlflow(mlflow_client, results, figures, runs_dir)
+        print(f"lecture: {logged} runs logged to MLflow experiment '{record.EXPERIMENT}' at {store}"
               f"{f', replacing {replaced} earlier ones' if replaced else ''} "
               f"({time.perf_counter() - started:.1f} s)", flush=True)
-    print(summary(results))
+    print(record.summary(results))
     return 0
 
 

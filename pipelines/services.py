@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 
 from pipelines.cli import ArgumentParser, run
-from study import services
+from study.tools import services
 
 
 def parse(argv):

@@ -24,7 +24,7 @@ REGRESSION = {"diabetes"}
 HYPER = ("eta", "gamma", "beta", "beta1", "beta2", "eps")
 
 def _range(low, high, one_minus=False):
-    """A search range in the shape the sweep records it (study.config.Range as a dict)."""
+    """A search range in the shape the sweep records it (study.sweep.config.Range as a dict)."""
     return {"low": low, "high": high, "log": True, "one_minus": one_minus, "fixed": None}
 
 

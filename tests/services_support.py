@@ -1,5 +1,5 @@
 """Real services for the tests of a shared sweep: PostgreSQL and an MLflow server on free loopback ports, started
-with study.services (the code behind `make services`) and stopped at the end of the session; workers as real
+with study.tools.services (the code behind `make services`) and stopped at the end of the session; workers as real
 `python -m pipelines.sweep --worker` processes; the stores read back through Optuna and MlflowClient.
 
 The services are shared by every test module that asks for them (one start per session, ~15 s); tests that stop
@@ -31,7 +31,7 @@ MLFLOW_RETRY_SECONDS = "3"  # the workers' pause before trying a server that was
 
 def ensure_system_deps() -> None:
     """PostgreSQL and runuser must be there: install them (as `make test` does), never skip."""
-    from study import services
+    from study.tools import services
 
     try:
         services.pg_bin()
@@ -44,7 +44,7 @@ class Services:
     temporary directories are mode 700)."""
 
     def __init__(self, auth: bool = True, mlflow_workers: int = 1):
-        from study import services
+        from study.tools import services
 
         ensure_system_deps()
         self.base = Path(tempfile.mkdtemp(prefix="optstudy-services-"))
@@ -59,7 +59,7 @@ class Services:
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
     def start(self) -> "Services":
-        from study import services
+        from study.tools import services
 
         started = time.monotonic()
         self.state = services.start(self.runs_dir, "127.0.0.1", services.free_port(), services.free_port(),
@@ -68,7 +68,7 @@ class Services:
         return self
 
     def stop(self) -> None:
-        from study import services
+        from study.tools import services
 
         for proc in self.procs:
             if proc.poll() is None:
@@ -77,16 +77,16 @@ class Services:
         shutil.rmtree(self.base, ignore_errors=True)
 
     def stop_postgres(self) -> None:
-        from study import services
+        from study.tools import services
         assert services.stop_postgres(self.paths)
 
     def start_postgres(self) -> None:
-        from study import services
+        from study.tools import services
         services.start_postgres(self.paths, self.state)
 
     def kill_mlflow(self) -> None:
         """A crash: SIGKILL to the server's process group."""
-        from study import services
+        from study.tools import services
 
         pid = services.mlflow_pid(self.paths)
         assert pid, "the MLflow server is not running"
@@ -97,12 +97,12 @@ class Services:
         assert not services.mlflow_pid(self.paths)
 
     def start_mlflow(self) -> None:
-        from study import services
+        from study.tools import services
         services.start_mlflow(self.paths, self.state)
 
     def ensure_running(self) -> None:
         """What a fault test leaves behind is put right for the next test."""
-        from study import services
+        from study.tools import services
 
         if not services.postgres_pid(self.paths):
             self.start_postgres()
@@ -116,7 +116,7 @@ class Services:
                                         "admin_password", "mlflow_password", "flask_secret") if self.state.get(k)]
 
     def env(self, **changes) -> dict:
-        from study import services
+        from study.tools import services
 
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_", "OPTSTUDY_"))}
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
@@ -159,15 +159,15 @@ class Services:
         return procs
 
     def storage(self):
-        from study import tuning
-        from study.services import optuna_url
+        from study.sweep import tuning
+        from study.tools.services import optuna_url
 
         return tuning.open_storage(optuna_url(self.state))
 
     def client(self):
         """An MlflowClient with the workers' credentials (MLflow reads them from the environment per request)."""
         from mlflow import MlflowClient
-        from study import services
+        from study.tools import services
 
         if self.state.get("auth"):
             os.environ["MLFLOW_TRACKING_USERNAME"] = services.MLFLOW_USER
@@ -244,7 +244,7 @@ def worker_pid_attr(proc) -> str:
 
 # --- reading the stores ------------------------------------------------------------------------------------------
 def config_of(args: list, name: str):
-    from study import config
+    from study.sweep import config
 
     profile = args[args.index("--profile") + 1]
     return config.load_sweep(profile, [a for a in args if "=" in a and not a.startswith("-")] + [f"name={name}"])
@@ -253,7 +253,7 @@ def config_of(args: list, name: str):
 def trials_by_state(storage, cfg) -> Counter:
     """Trial states over the sweep's cell studies (the claims studies aside)."""
     import optuna
-    from study import tuning
+    from study.sweep import tuning
 
     names = {tuning.study_name(cfg.name, c) for c in cfg.cells()}
     out = Counter()
@@ -288,7 +288,7 @@ def check_counts(services: Services, cfg) -> dict:
     test_loss per (cell, track, seed)."""
     import optuna
     from optuna.trial import TrialState
-    from study import ledger, tuning
+    from study.sweep import ledger, tuning
 
     storage, client = services.storage(), services.client()
     experiment = client.get_experiment_by_name(cfg.name)
@@ -364,7 +364,7 @@ def running_trials(storage, cfg, marker: str) -> list[tuple]:
     """(cell, trial) for every RUNNING trial of the sweep whose worker id contains ``marker``."""
     import optuna
     from optuna.trial import TrialState
-    from study import ledger, tuning
+    from study.sweep import ledger, tuning
 
     found = []
     names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
@@ -402,7 +402,7 @@ def finished_count(storage, cfg) -> int:
 
 def claim_is_free(url: str, name: str, lease: float = 60.0) -> bool:
     """Try a cell's claim as another worker would (and let go at once): True if nobody holds it."""
-    from study import tuning
+    from study.sweep import tuning
 
     locks = tuning.cell_locks(url, lease)
     claim = tuning.Claim(locks, name, "prober", lease)

@@ -5,7 +5,7 @@ shape, and the `pipelines.services` command's own flags. Each gets one line on s
 status 2, and nothing written: no Optuna study, no MLflow experiment, no file under the runs directory. No password
 is ever printed.
 
-Search spaces cannot be chosen on the command line (study.config reads conf/search_spaces.yaml), so NaN and
+Search spaces cannot be chosen on the command line (study.sweep.config reads conf/search_spaces.yaml), so NaN and
 negative bounds are tried on ``config.load_search_spaces(path)`` directly.
 """
 from __future__ import annotations
@@ -116,7 +116,7 @@ def services(request):
 @pytest.fixture(scope="module")
 def outcomes(services, tmp_path_factory):
     """Every case as a worker process against the real services, four at a time."""
-    from study.services import free_port
+    from study.tools.services import free_port
 
     base = tmp_path_factory.mktemp("bad-input")
     values = {"host": "127.0.0.1", "pg": str(services.state["pg_port"]), "pw": services.state["optuna_password"],
@@ -192,7 +192,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(services, outcomes, na
 
 def test_the_same_worker_with_good_settings_gets_past_every_check(services, tmp_path):
     """The control: the grid and environment the cases share are valid, so each case fails for its own defect."""
-    from study import config, sweep
+    from study.sweep import config, sweep
 
     cfg = config.load_sweep("smoke", [a for a in GRID if "=" in a] + ["name=bad-control"])
     saved = dict(os.environ)
@@ -238,7 +238,7 @@ def _edit(raw: dict, dotted: str, value) -> dict:
 @pytest.mark.parametrize("name", list(SPACE_CASES))
 def test_search_space_bad_bounds_name_the_file_and_key(name, tmp_path):
     import copy
-    from study import config
+    from study.sweep import config
     from study.errors import BadInput
 
     key, value, words = SPACE_CASES[name]
@@ -254,7 +254,7 @@ def test_search_space_bad_bounds_name_the_file_and_key(name, tmp_path):
 
 @pytest.mark.parametrize("text", ["- gd\n- adam\n", "just words\n", "gd: 5\n", "42\n"])
 def test_search_space_file_of_the_wrong_shape(text, tmp_path):
-    from study import config
+    from study.sweep import config
     from study.errors import BadInput
 
     path = tmp_path / "spaces.yaml"

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from study.batches import FULL, BatchIterator, parse_batch_size, resolve, steps_per_epoch
+from study.core.batches import FULL, BatchIterator, parse_batch_size, resolve, steps_per_epoch
 
 
 def _indices(batch, n):

@@ -86,7 +86,8 @@ def test_population_and_sweep_sections(quick):
 def test_the_sweep_section_reads_the_sweeps_own_timing_record(tmp_path, monkeypatch):
     """Two workers side by side: the wall time is the longer one's, the throughput all network-epochs over it, and
     the shares are of the summed wall time."""
-    from study import benchmark, tuning
+    from study.sweep import tuning
+    from study.tools import benchmark
 
     monkeypatch.delenv("OPTUNA_STORAGE", raising=False)
     cfg = benchmark.BenchConfig(runs_dir=str(tmp_path), sweep="default")
@@ -130,14 +131,14 @@ def test_help():
 
 @pytest.mark.slow
 def test_the_table_shows_a_measured_sweep(quick):
-    from study import benchmark
+    from study.tools import bench_table
 
     result, _ = quick
     sweep = {"measured": True, "sweep": "default", "workers": 2, "wall_seconds": 400.0, "network_epochs": 58_000,
              "network_epochs_per_second": 145.0, "tracking_share": 0.03, "optuna_share": 0.02,
              "targets": {"wall_seconds": {"want": "<= 600", "met": True},
                          "tracking_and_optuna_share": {"want": "<= 0.15", "met": True}}}
-    table = benchmark.format_table({**result, "sweep": sweep})
+    table = bench_table.format_table({**result, "sweep": sweep})
     assert "default sweep (its own record, 2 worker(s)): 400 s wall, 58000 network-epochs, 145 network-epochs/s; " \
            "tracking 3.0%, optuna 2.0% of wall time" in table
     assert "wall time want <= 600 s: met; tracking + optuna want <= 0.15: met" in table
@@ -152,7 +153,8 @@ def _sklearn_weights(clf, net):
 
 
 def _digits():
-    from study import benchmark, data, nn
+    from study.core import data, nn
+    from study.tools import benchmark
 
     split = data.load("digits", 0)
     return benchmark, split, nn.MLP((split.n_features, 32, split.n_outputs), activation="relu")
@@ -177,7 +179,7 @@ def test_full_batch_momentum_follows_mlpclassifiers_trajectory():
     are scikit-learn's to rounding, an independent implementation of the network, its gradient and the rule."""
     from sklearn.neural_network import MLPClassifier
 
-    from study import train
+    from study.core import train
 
     benchmark, split, net = _digits()
     clf = MLPClassifier(hidden_layer_sizes=(32,), activation="relu", solver="sgd", learning_rate="constant",

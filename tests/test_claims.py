@@ -1,4 +1,4 @@
-"""Cell claims held by the storage engine's own locks (study.tuning.claims), against a real journal directory and
+"""Cell claims held by the storage engine's own locks (study.sweep.tuning.claims), against a real journal directory and
 a real PostgreSQL: two workers racing for the same cell a hundred times, exactly one wins each time; a claim dies
 with its holder and only then; a claim lost with its database connection is taken back only if nobody else held
 the cell meanwhile."""
@@ -14,7 +14,7 @@ import time
 import pytest
 
 from services_support import claim_is_free
-from study import tuning
+from study.sweep import tuning
 
 ROUNDS = 100
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,7 +54,7 @@ def race(url: str, rounds: int = ROUNDS) -> dict[int, list[bool]]:
 @pytest.fixture(scope="module")
 def pg_url(request):
     from services_support import shared_services
-    from study.services import optuna_url
+    from study.tools.services import optuna_url
 
     return optuna_url(shared_services(request).state)
 
@@ -76,7 +76,7 @@ def test_two_workers_racing_for_a_cell_on_postgresql_exactly_one_wins_each_time(
 
 HOLDER = """
 import sys, time
-from study import tuning
+from study.sweep import tuning
 locks = tuning.cell_locks(sys.argv[1], 60.0)
 claim = tuning.Claim(locks, "held/cell", "holder", 60.0)
 assert claim.acquire()
@@ -208,7 +208,7 @@ def test_a_claim_held_from_a_host_that_vanishes_is_released_within_the_lease(oth
     goes down: no FIN, no RST, no answer to anything). The database ends the silent session once its TCP
     keepalives go unanswered (set from lease_seconds), and the cell can be claimed again within the lease."""
     from services_support import ensure_system_deps
-    from study import services
+    from study.tools import services
 
     import shutil
     import tempfile

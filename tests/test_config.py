@@ -4,7 +4,7 @@ overrides work, and every kind of bad input is one line on stderr, exit status 2
 Bad input is tried through the real command line (``python -m pipelines.sweep`` in a subprocess). The subprocesses
 start together in a module fixture (each pays ~2 s of imports; run one after the other they would cost a minute),
 and each case's test then looks at its own result. A search-space file cannot be chosen on the command line, so its
-bad ranges are tried on ``study.config.load_search_spaces`` with temporary files, and the two worst (an inverted
+bad ranges are tried on ``study.sweep.config.load_search_spaces`` with temporary files, and the two worst (an inverted
 range, a NaN bound) also through the CLI of a copy of the code whose ``conf/search_spaces.yaml`` carries them.
 """
 from __future__ import annotations
@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from study import config, optim
-from study.config import Range
+from study.core import optim
+from study.sweep import config
+from study.sweep.config import Range
 from study.errors import BadInput
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,7 +81,7 @@ def test_search_spaces_file_loads_both_ways():
 
 
 def test_other_settings_files_load_through_their_loaders():
-    from study import lecture
+    from study.lecture import toy as lecture
     from study.report import settings
 
     assert lecture.load_settings(CONF / "lecture.yaml")

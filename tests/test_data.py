@@ -13,8 +13,8 @@ import socket
 import numpy as np
 import pytest
 
-from study import data
-from study.data import DATASETS, load
+from study.core import data
+from study.core.data import DATASETS, load
 
 ALL = sorted(DATASETS)
 SPLIT = [name for name in ALL if name != "toy"]  # the toy's two points are used whole in every part (documented)

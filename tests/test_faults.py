@@ -35,7 +35,7 @@ def fail_and_retry_pairs(services, cfg) -> list[tuple]:
     """(cell, failed trial, its retry) for every FAIL trial of the sweep; asserts each has exactly one retry with
     its parameters, and that the retry finished."""
     import optuna
-    from study import ledger, tuning
+    from study.sweep import ledger, tuning
 
     pairs = []
     for cell in cfg.cells():
@@ -59,8 +59,8 @@ def fail_and_retry_pairs(services, cfg) -> list[tuple]:
 
 
 def cell_is_free(services, cfg, cell, lease: float) -> bool:
-    from study import tuning
-    from study.services import optuna_url
+    from study.sweep import tuning
+    from study.tools.services import optuna_url
 
     return claim_is_free(optuna_url(services.state), tuning.study_name(cfg.name, cell), lease)
 
@@ -69,7 +69,7 @@ def test_sigkilled_worker_on_another_host_loses_its_cell_and_nothing_is_lost(ser
     """The victim claims "worker-host-b" as its host, so no pid check on this machine can help: only the database
     can tell that its claim died with it (the advisory lock goes with the victim's connection)."""
     import optuna
-    from study import ledger, tuning
+    from study.sweep import ledger, tuning
 
     name, lease = "killed", 4.0
     args = [*FAULT, f"name={name}", f"lease_seconds={lease}"]
@@ -142,7 +142,7 @@ def test_sigint_and_sigterm_fail_the_current_trial_cleanly_and_a_rerun_completes
         assert "resume" in last and "again" in last, f"{sig.name}: last line {last!r}"
     assert before["RUNNING"] == 0, f"trials left RUNNING after the signals: {before}"
     import optuna
-    from study import ledger, tuning
+    from study.sweep import ledger, tuning
 
     outcome = {}  # the trial each worker was in: finished (it was past training) or failed and queued again
     for sig, trials in held.items():
@@ -171,7 +171,8 @@ def test_sigint_and_sigterm_fail_the_current_trial_cleanly_and_a_rerun_completes
     pairs = fail_and_retry_pairs(services, cfg)
     assert len(pairs) == before["FAIL"]
     print(f"\nSIGINT + SIGTERM: 2 workers, {len(cfg.cells())} cells x {cfg.trials} trials; stopped with Optuna at "
-          f"{dict(before)}, the trials they were in: {outcome}, cell runs KILLED: {len(killed_cells)}; rerun with 2 workers: {figures['trials']} finished "
+          f"{dict(before)}, the trials they were in: {outcome}, cell runs KILLED: {len(killed_cells)}; "
+          f"rerun with 2 workers: {figures['trials']} finished "
           f"trials, {figures['trial_runs']} trial runs, {figures['eval_runs']} eval runs, {len(pairs)} failed trials "
           f"retried with their parameters")
 
@@ -203,7 +204,7 @@ def test_postgres_restarted_mid_sweep_workers_retry_and_finish(services):
 
 def test_mlflow_down_at_start_and_mid_sweep(services):
     import optuna
-    from study import ledger, tuning
+    from study.sweep import ledger, tuning
 
     name = "mlflowdown"
     args = [*FAULT, f"name={name}", "trials=6"]

@@ -1,4 +1,5 @@
-"""The compiled fast path (study.kernels) against the readable numpy path (study.optim, study.nn, study.train).
+"""The compiled fast path (study.core.kernels) against the readable numpy path (study.core.optim, study.core.nn,
+study.core.train).
 
 The readable path is the reference. The update rules are the same functions on both paths, so they must agree to
 the bit: on arrays, element by element on plain floats, and compiled into the fused loop. Whole training runs agree
@@ -13,9 +14,9 @@ import itertools
 import numpy as np
 import pytest
 
-from study import kernels, nn, optim
-from study.data import Split, load
-from study.train import train
+from study.core import kernels, nn, optim
+from study.core.data import Split, load
+from study.core.train import train
 
 ALL = sorted(kernels.RULES)  # the optimizers with a compiled rule (today all of optim.OPTIMIZERS)
 RTOL, ATOL = 1e-12, 1e-14
@@ -45,10 +46,15 @@ def _state(name, m, v, count):
     return state._replace(**{f: fields[f] for f in state._fields})
 
 
+def _prepared(optimizer: str, steps: int = 1, epochs: int = 1) -> kernels.CompiledEpochs:
+    """A training call prepared as train.train prepares it, on a tiny network and ``steps`` samples (batch 1)."""
+    return kernels.CompiledEpochs(nn.MLP((1, 1, 2)), optimizer, np.zeros((steps, 1)), np.eye(2)[np.zeros(steps, int)],
+                                  batch=1, epochs=epochs)
+
+
 def _compiled_update(name, g, theta, state, hyper, k):
     """The kernel's fused update (kernels._apply_rule), member by member, on copies."""
-    ce = kernels.CompiledEpochs.__new__(kernels.CompiledEpochs)
-    ce.optimizer, ce._hyper = name, None
+    ce = _prepared(name)
     theta = theta.copy()
     state = optim.select_members(state, np.arange(k))  # copies of the state arrays
     s1, s2 = ce.state_arrays(state, k)
@@ -116,12 +122,11 @@ def test_adam_corrections_of_an_epoch_equal_those_of_each_step():
     """The kernel gets many steps' 1 - beta^t at once; they must be the bits the readable path computes per step
     (numpy's pow is an exact square for a lone exponent 2 but a vectorised pow otherwise: layout matters)."""
     rng = np.random.default_rng(3)
-    ce = kernels.CompiledEpochs.__new__(kernels.CompiledEpochs)
-    ce.optimizer = "adam"
     for k in (1, 3, 17):
         hyper = {"beta1": 1.0 - 10.0 ** rng.uniform(-3, -0.05, k), "beta2": 1.0 - 10.0 ** rng.uniform(-5, -0.5, k)}
-        ce.steps, ce._corrections = int(rng.integers(1, 40)), None
-        ce.total_steps = 200_000
+        steps = int(rng.integers(1, 40))
+        ce = _prepared("adam", steps, epochs=200_000 // steps + 3)
+        assert ce.steps == steps
         for count in (0, 1, 2, 999, 123_456, 123_456 + 2 * ce.steps):
             C, c0 = ce.corrections(count, hyper, k)
             assert C.flags.c_contiguous and C.shape[0] == k and C.shape[1] >= c0 + ce.steps
@@ -241,7 +246,7 @@ def test_the_readable_path_serves_what_the_kernel_does_not(splits):
 
 
 def test_an_optimizer_without_a_compiled_rule_trains_on_the_readable_path(splits, monkeypatch):
-    """A new optimizer needs only its functions in study/optim.py; the kernel is an optional speed-up."""
+    """A new optimizer needs only its functions in study/core/optim.py; the kernel is an optional speed-up."""
     assert set(kernels.RULES) <= set(optim.OPTIMIZERS)
     split = splits["classification"]
     net = nn.MLP((split.n_features, 5, split.n_outputs))
@@ -253,8 +258,46 @@ def test_an_optimizer_without_a_compiled_rule_trains_on_the_readable_path(splits
         train(net, split, "gd", {"eta": 0.1}, 16, 2, seed=0, theta0=net.init(0), engine="compiled")
 
 
-def test_the_kernel_cache_is_keyed_on_the_rules_too():
-    """numba stamps a cached function with its own file; the kernels compile study/optim.py's rules as well."""
-    locator = kernels.epoch._cache._impl.locator
-    assert isinstance(locator, (kernels._InTreeLocator, kernels._UserLocator))
-    assert kernels._SOURCES[1].endswith("optim.py")
+_ONE_EPOCH = """
+import numpy as np
+from study.core import kernels, nn
+net = nn.MLP((3, 4, 2))
+rng = np.random.default_rng(0)
+X = rng.standard_normal((8, 3)); Y = np.eye(2)[rng.integers(0, 2, 8)]
+compiled = kernels.CompiledEpochs(net, "gd", X, Y, batch=4, epochs=1)
+theta = np.array(net.init(0), dtype=float).reshape(1, -1)
+state = kernels.optim.OPTIMIZERS["gd"].init({"theta": theta})
+compiled.epoch(theta, state, {"eta": np.array([0.1])}, None)
+print(repr(float(theta.sum())))
+"""
+
+
+def test_editing_a_rule_recompiles_the_cached_kernels(tmp_path):
+    """numba keys a cached function on its own file, but the kernels compile study/core/optim.py's rules (and
+    mlp_kernels.py's network) into themselves: an edited rule must never run as the stale cached kernel."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tree = tmp_path / "tree"
+    source = Path(kernels.__file__).parents[1]
+    shutil.copytree(source, tree / "study", ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tree), "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
+           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", _ONE_EPOCH], env=env, cwd=tree, capture_output=True,
+                             text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        return float(out.stdout)
+
+    first = run()
+    assert list((tmp_path / "cache").rglob("*.nbi")), "the kernels were not cached"
+    assert run() == first  # loaded from the cache: the same numbers
+    rules = tree / "study" / "core" / "optim.py"
+    text = rules.read_text()
+    assert "def gd_rule(g, eta):\n    return -eta * g\n" in text
+    rules.write_text(text.replace("def gd_rule(g, eta):\n    return -eta * g\n",
+                                  "def gd_rule(g, eta):\n    return -2.0 * eta * g\n"))
+    assert run() != first  # the edited rule ran: the cached kernel was not reused

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from study import lecture
+from study.lecture import toy as lecture
 from study.errors import BadInput
 
 REPO = Path(__file__).resolve().parents[1]
@@ -222,7 +222,7 @@ def test_rerun_replaces_the_previous_lecture_runs(tmp_path, monkeypatch):
     from mlflow import MlflowClient
     from mlflow.entities import ViewType
 
-    from pipelines.lecture import log_to_mlflow
+    from study.lecture.record import log_to_mlflow
 
     settings = lecture.load_settings(CONFIG)
     settings["epochs"] = 3  # the replacing is under test, not the numbers

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from study.nn import ACTIVATIONS, MLP, SigmoidNeuron
+from study.core.nn import ACTIVATIONS, MLP, SigmoidNeuron
 
 
 def numeric_grad(loss, theta, h=1e-5):

@@ -1,6 +1,6 @@
 """The six update rules against hand-derived steps and an independent reference written from the lecture's equations.
 
-No expected number comes from ``study.optim`` itself: they are worked out by hand (first steps), written in closed
+No expected number comes from ``study.core.optim`` itself: they are worked out by hand (first steps), written in closed
 form (momentum under a constant gradient), or produced by the plain-float reference below, which follows the
 lecture's equations line by line (with the slips of its code listed in DESIGN §4 corrected). Only the population
 tests compare study with study, because that is their property: K members in one call = K runs alone.
@@ -14,10 +14,10 @@ import math
 import numpy as np
 import pytest
 
-from study import optim
-from study.data import Split, load
-from study.nn import SigmoidNeuron
-from study.train import train
+from study.core import optim
+from study.core.data import Split, load
+from study.core.nn import SigmoidNeuron
+from study.core.train import train
 
 ALL = sorted(optim.OPTIMIZERS)
 
@@ -215,7 +215,7 @@ def _leaves(x):
 
 
 # --- 2. An independent reference on the lecture's toy problem ------------------------------------------------------
-# Plain Python floats, written from the lecture's equations (not from study/optim.py). The gradient of
+# Plain Python floats, written from the lecture's equations (not from study/core/optim.py). The gradient of
 # sum_i 0.5 (f(x_i) - y_i)^2 with f = sigmoid(w x + b) is the lecture's grad_w / grad_b summed over the points.
 LECTURE_X, LECTURE_Y = [0.5, 2.5], [0.2, 0.9]
 

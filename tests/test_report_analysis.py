@@ -88,7 +88,8 @@ def test_budget_curves_use_the_random_arm_when_there_is_one():
 def test_edge_warnings_flag_values_at_the_ends_of_their_ranges():
     evals = pd.DataFrame({"dataset": "d", "optimizer": ["gd", "momentum", "adam"], "batch_size": "32",
                           "track": "tuned", "eta": [9.5, 0.01, 0.01], "gamma": [np.nan, 0.9995, np.nan],
-                          "beta1": [np.nan, np.nan, 0.9], "beta2": [np.nan, np.nan, 0.999], "eps": [np.nan, np.nan, 1e-8]})
+                          "beta1": [np.nan, np.nan, 0.9], "beta2": [np.nan, np.nan, 0.999],
+                          "eps": [np.nan, np.nan, 1e-8]})
     edges = budget.edge_warnings(evals, SEARCH_SPACES, 0.05)
     found = {(r.optimizer, r.param, r.edge) for r in edges.itertuples()}
     # gd's eta 9.5 is near 10 (log scale); momentum's 1 - gamma = 5e-4 is below 1e-3; adam's values are inside

@@ -13,8 +13,8 @@ import pytest
 from report_fixtures import make_results
 from study.report import document, settings
 
-SECTIONS = ["The verdict", "How stable the answer is", "Statistics", "Per dataset", "Tuning", "Batch modes", "Performance profiles",
-            "The lecture's claims, checked", "Reproducibility"]
+SECTIONS = ["The verdict", "How stable the answer is", "Statistics", "Per dataset", "Tuning", "Batch modes",
+            "Performance profiles", "The lecture's claims, checked", "Reproducibility"]
 OPTIMIZERS = ("gd", "momentum", "nag", "adagrad", "rmsprop", "adam")
 SETTINGS = dataclasses.replace(settings.load(), bayes_samples=2000, bootstrap_resamples=500, stability_resamples=300)
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import pytest
 
 from pipelines import report
 from pipelines.cli import run
-from study import tracking
+from study.sweep import tracking
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,10 +53,10 @@ def test_a_rebuild_replaces_the_report_run(empty_store, tmp_path):
     for name, text in {"report.html": "<html></html>", "report.md": "# r", "figures/a.png": "png",
                        "tables/b.csv": "x\n1\n"}.items():
         (out / name).write_text(text)
-    first = report.log_report(empty_store, "fixture_sweep", out)
-    second = report.log_report(empty_store, "fixture_sweep", out)
     client = tracking.client(empty_store)
     experiment = tracking.experiment_id(client, "fixture_sweep", empty_store)
+    first, second = (tracking.log_report_run(client, experiment, out, ("report.html", "report.md"),
+                                             ("figures", "tables")) for _ in range(2))
     active = tracking.runs(client, experiment, "tags.role = 'report'")
     assert [r.info.run_id for r in active] == [second] and first != second
     assert client.get_run(first).info.lifecycle_stage == "deleted"

@@ -35,7 +35,8 @@ def test_random_arm_curves_score_what_validation_picks_and_never_read_tpe_trials
     assert curves["trials"].iloc[0] == 3  # the pruned trial has no score; TPE's are not the random arm
     _, expected = tuning_value.expected_best_of_k(np.array([0.5, 2.0, 0.3]), np.array([0.6, 2.5, 0.45]), [1, 2, 3, 4])
     assert curves["test"].to_numpy() == pytest.approx(expected)
-    assert (curves["test_low"] <= curves["test"] + 1e-12).all() and (curves["test"] <= curves["test_high"] + 1e-12).all()
+    assert (curves["test_low"] <= curves["test"] + 1e-12).all()
+    assert (curves["test"] <= curves["test_high"] + 1e-12).all()
     assert curves["test"].is_monotonic_decreasing  # more trials can only help, in expectation
 
 

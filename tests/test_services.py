@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from services_support import (REPO, SMALL, Services, check_counts, config_of, log_tail, log_text, problems,
+from services_support import (REPO, SMALL, check_counts, config_of, log_tail, log_text, problems,
                                     shared_services, wait_all)
 
 pytestmark = pytest.mark.slow
@@ -75,7 +75,7 @@ def test_workers_share_a_sweep_with_exact_counts_and_the_one_worker_numbers(serv
 
     # Whole cells: every trial of a cell ran in one worker; and the cells were shared out among the workers.
     import optuna
-    from study import ledger, tuning
+    from study.sweep import ledger, tuning
 
     owners = {}
     for cell in cfg.cells():

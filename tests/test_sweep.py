@@ -24,8 +24,9 @@ import numpy as np
 import pytest
 import yaml
 
-from study import config, data, nn, optim
-from study.config import Range
+from study.core import data, nn, optim
+from study.sweep import config
+from study.sweep.config import Range
 
 pytestmark = pytest.mark.slow
 
@@ -104,7 +105,7 @@ class Store:
 
     def study(self, cell, arm: str = "tpe"):
         import optuna
-        from study import tuning
+        from study.sweep import tuning
 
         return optuna.load_study(study_name=tuning.study_name(self.cfg.name, cell, arm), storage=self.storage)
 
@@ -355,7 +356,7 @@ def test_pruned_and_diverged_histories_stop_early(smoke):
 
 
 def test_final_metrics_of_evaluations(smoke):
-    store, cfg = smoke["a"], smoke["cfg"]
+    store = smoke["a"]
     for run in store.by_role("eval"):
         m = run.data.metrics
         classification = data.load(run.data.tags["dataset"], 0).task == "classification"
@@ -566,7 +567,7 @@ def test_make_sweeps_report_is_built_when_missing_and_not_rebuilt_on_a_finished_
 def test_a_cell_where_every_trial_diverges_is_recorded_not_crashed(tmp_path):
     """gd with eta in 1e3..1e4 on diabetes: every trial blows up. Each is a COMPLETE Optuna trial whose value is the
     untrained network's validation loss (finite), tagged state=DIVERGED in MLflow; the cell still finishes."""
-    from study import cell as cell_mod, ledger, sweep, tuning
+    from study.sweep import cell as cell_mod, ledger, sweep, tuning
 
     cfg = config.load_sweep("smoke", ["name=diverge", "datasets=diabetes", "optimizers=gd", "batch_sizes=full",
                                       "trials=3", "epochs=5", "seeds=1"])
@@ -598,7 +599,7 @@ def test_a_cell_where_every_trial_diverges_is_recorded_not_crashed(tmp_path):
 def progress(storage, cfg) -> tuple[int, int]:
     """(finished tuning trials, RUNNING tuning trials) over the sweep's cell studies, read from the journal."""
     import optuna
-    from study import tuning
+    from study.sweep import tuning
 
     names = {tuning.study_name(cfg.name, c) for c in cfg.cells()}
     done = running = 0
@@ -639,7 +640,7 @@ def test_resume_after_sigkill_finishes_every_cell_with_exact_counts(tmp_path):
     each with exactly `trials` finished trials in Optuna and as many FINISHED trial runs in MLflow (the killed
     trials FAILED and their parameters retried, orphaned runs marked FAILED and not counted)."""
     import optuna
-    from study import tuning
+    from study.sweep import tuning
 
     cfg = config_of(KILL)
     total = len(cfg.cells()) * cfg.trials

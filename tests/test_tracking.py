@@ -1,9 +1,9 @@
-"""study.tracking against a real SQLite MLflow store: races between workers that write at the same moment."""
+"""study.sweep.tracking against a real SQLite MLflow store: races between workers that write at the same moment."""
 import multiprocessing
 
 import numpy as np
 
-from study import tracking
+from study.sweep import tracking
 
 
 def _finish_a_cell_run(runs_dir: str, experiment: str, barrier, results) -> None:
@@ -48,7 +48,7 @@ def test_mlflow_store_settings_apply_to_its_own_sqlite_store_only(tmp_path):
 
     import optuna
 
-    from study import tuning
+    from study.sweep import tuning
 
     mlflow_client = tracking.client(tmp_path)
     tracking.experiment_id(mlflow_client, "settings", tmp_path)

@@ -7,10 +7,10 @@ import warnings
 import numpy as np
 import pytest
 
-from study import optim
-from study.data import Split, load
-from study.nn import MLP, SigmoidNeuron
-from study.train import METRICS, train
+from study.core import optim
+from study.core.data import Split, load
+from study.core.nn import MLP, SigmoidNeuron
+from study.core.train import METRICS, train
 
 ALL = sorted(optim.OPTIMIZERS)
 

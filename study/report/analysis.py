@@ -103,16 +103,16 @@ def _profiles(cells: pd.DataFrame, answers_: dict, datasets, tau_max):
     taus = np.unique(np.round(np.geomspace(1.0, tau_max, 200), 6))
     tuned = cells[cells["track"] == "tuned"]
     out, times = [], {}
-    for budget, column, title in (("epochs", "test_epochs_to_target", "epochs to the target"),
+    for name, column, title in (("epochs", "test_epochs_to_target", "epochs to the target"),
                                   ("updates", "test_updates", "updates to the target"),
                                   ("seconds", "test_seconds", "seconds to the target (this machine)")):
-        a = answers_.get((budget, "tuned"))
+        a = answers_.get((name, "tuned"))
         if a is None or not tuned[column].notna().any():
             continue
         table = pd.DataFrame({o: tuned[(tuned["optimizer"] == o) & (tuned["batch_size"] == b)].set_index(
             "dataset")[column] for o, b in a.chosen_batch.items()}).reindex(datasets)
-        times[budget] = table
-        out.append((budget, f"{title}, optimizers at the batch size chosen for it",
+        times[name] = table
+        out.append((name, f"{title}, optimizers at the batch size chosen for it",
                     stats.performance_profile(table.fillna(np.inf), taus)))
     return out, times
 
@@ -143,21 +143,21 @@ def _defaults_enough(cells: pd.DataFrame, answers_: dict, spread: pd.Series, set
     from study.report.answer import differences, score_table
 
     out = {}
-    for budget in scoring.BUDGETS:
-        a = answers_.get((budget, "tuned"))
+    for cost in scoring.BUDGETS:
+        a = answers_.get((cost, "tuned"))
         if a is None or not a.measured or ("default" not in set(cells["track"])):
             continue
         key = (a.recommended, a.batch)
         datasets = list(a.family.scores.index)
-        tuned = score_table(cells, f"test_{budget}", "tuned", datasets)[key]
-        default = score_table(cells, f"test_{budget}", "default", datasets)[key]
+        tuned = score_table(cells, f"test_{cost}", "tuned", datasets)[key]
+        default = score_table(cells, f"test_{cost}", "default", datasets)[key]
         table = pd.DataFrame({"tuned": tuned, "default": default})
         never = 2 * table.replace(np.inf, np.nan).max(axis=1)
-        result = stats.compare_family(table, differences(budget, spread, never), rope=a.rope, alpha=settings.alpha,
+        result = stats.compare_family(table, differences(cost, spread, never), rope=a.rope, alpha=settings.alpha,
                                       nsamples=settings.bayes_samples, seed=settings.seed,
                                       confidence=settings.confidence)
         pair = result.pair("tuned", "default")
-        out[budget] = {"optimizer": a.recommended, "batch_size": a.batch, **pair,
+        out[cost] = {"optimizer": a.recommended, "batch_size": a.batch, **pair,
                        "enough": pair["p_equivalent"] >= settings.sure or pair["p_b_better"] >= settings.sure}
     return out
 

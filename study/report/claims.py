@@ -114,7 +114,8 @@ def _toy_checks(runs: dict, cfg: dict, rules: dict) -> list[ClaimCheck]:
     checks.append(ClaimCheck(
         "RMSProp avoids AdaGrad's stall", source,
         f"where AdaGrad stalled, RMSProp (beta {fmt.num(cfg['beta'])}) reaches {tgt}",
-        f"reached at {_of(share, cases)} stalled learning rates" if cases else "AdaGrad never stalled: no stall to avoid",
+        f"reached at {_of(share, cases)} stalled learning rates" if cases
+        else "AdaGrad never stalled: no stall to avoid",
         share, cases, _verdict(share, cases, rules)))
 
     lecture = float(cfg["lecture_eta"])
@@ -172,7 +173,8 @@ def _sparse_check(sp: dict, cfg: dict, rules: dict) -> ClaimCheck:
         f"toy: softmax regression on {cfg['dataset']}, {len(sp['etas'])} learning rates",
         f"(path length of rare-feature weights / common-feature weights) is at least {fmt.num(cfg['min_gain'])}x "
         f"larger for AdaGrad than for GD",
-        f"holds at {_of(share, cases)} learning rates; rare/common ratio median GD {fmt.num(np.nanmedian(sp['gd']['ratio']))}"
+        f"holds at {_of(share, cases)} learning rates; rare/common ratio median GD "
+        f"{fmt.num(np.nanmedian(sp['gd']['ratio']))}"
         f", AdaGrad {fmt.num(np.nanmedian(sp['adagrad']['ratio']))}", share, cases, _verdict(share, cases, rules))
 
 
@@ -189,14 +191,15 @@ def _practice_checks(adam_answer, cells: pd.DataFrame, updates: pd.DataFrame, ru
         n = a.family.n_blocks
         rank = fmt.num(a.val_ranks.get("adam", np.nan))
         measured = (f"validation recommends {a.recommended} (Adam's mean rank {rank} of {len(a.val_ranks)}); on "
-                    f"test: {j.status}" + (f", Adam significantly behind" if "adam" in j.behind else ""))
+                    f"test: {j.status}" + (", Adam significantly behind" if "adam" in j.behind else ""))
         checks.append(ClaimCheck(
             "Adam is the best default in practice", f"sweep: default hyperparameters, equal epochs, {n} datasets",
             "with default hyperparameters, validation recommends Adam and every other optimizer is significantly "
             "behind it on test (Iman-Davenport, then Wilcoxon-Holm over all pairs)",
             measured, 1.0 if verdict == SUPPORTED else 0.0, n, verdict))
     for fast, slow, claim in (("momentum", "gd", "Momentum moves faster than GD (in practice)"),
-                              ("rmsprop", "adagrad", "RMSProp reaches the target where AdaGrad does not (in practice)")):
+                              ("rmsprop", "adagrad",
+                               "RMSProp reaches the target where AdaGrad does not (in practice)")):
         a = cells[cells["optimizer"] == fast].set_index(["dataset", "batch_size"])["epochs_to_target"]
         b = cells[cells["optimizer"] == slow].set_index(["dataset", "batch_size"])["epochs_to_target"]
         a, b = a.align(b, join="inner")
@@ -205,7 +208,8 @@ def _practice_checks(adam_answer, cells: pd.DataFrame, updates: pd.DataFrame, ru
             criterion = "momentum reaches the dataset's target in fewer epochs than GD (tuned, same batch size)"
         else:
             comparable, holds = ~np.isfinite(b), np.isfinite(a)
-            criterion = "in cells where AdaGrad misses the dataset's target, RMSProp reaches it (tuned, same batch size)"
+            criterion = ("in cells where AdaGrad misses the dataset's target, RMSProp reaches it "
+                         "(tuned, same batch size)")
         share, cases = _share(holds.to_numpy(), comparable.to_numpy())
         checks.append(ClaimCheck(claim, f"sweep: tuned track, {cases} comparable (dataset, batch size) cells",
                                  criterion, f"holds in {_of(share, cases)} cells", share, cases,
@@ -256,7 +260,8 @@ def toy_table(raw: dict) -> pd.DataFrame:
     for optimizer in ("gd", "adagrad"):
         for i, eta in enumerate(sp["etas"]):
             rows.append({"problem": "sparse", "optimizer": optimizer, "batch_size": "full", "eta": eta,
-                         "rare_common_ratio": sp[optimizer]["ratio"][i], "diverged": bool(sp[optimizer]["diverged"][i])})
+                         "rare_common_ratio": sp[optimizer]["ratio"][i],
+                         "diverged": bool(sp[optimizer]["diverged"][i])})
     mb = raw["minibatch"]
     for batch in mb["sizes"]:
         for i, eta in enumerate(mb["etas"]):

@@ -1,7 +1,7 @@
 """What the report reads: one sweep's results, gathered from the MLflow and Optuna stores.
 
-``load(runs_dir, sweep)`` reads the stores through study.tracking and study.tuning (never earlier reports) and
-returns a ``SweepResults``; the report is a pure function of it.
+``load(runs_dir, sweep)`` reads the stores through study.sweep.tracking and study.sweep.tuning (never earlier reports)
+and returns a ``SweepResults``; the report is a pure function of it.
 """
 from __future__ import annotations
 
@@ -51,22 +51,11 @@ CURVE_METRICS = ("train_loss", "val_loss", "val_accuracy", "grad_norm", "updates
 CELL_COLUMNS = ["dataset", "optimizer", "batch_size", "seconds_per_epoch", "diverged_share"]
 
 
-def newest_sweep(runs_dir: str | Path = "runs") -> str | None:
-    """The sweep whose experiment was created last among those that hold cell runs (the lecture is not a sweep)."""
-    from study import tracking
-
-    mlflow_client = tracking.client(runs_dir)
-    for experiment in tracking.experiments_newest_first(mlflow_client):
-        if tracking.runs(mlflow_client, experiment.experiment_id, "tags.role = 'cell'", max_results=1):
-            return experiment.name
-    return None
-
-
 def read_optuna(url: str, sweep: str) -> dict:
     """The Optuna side of a sweep: its config, every trial, the importances and each cell's record. Run in a child
     process while the parent reads MLflow (replaying a default sweep's journal takes a few seconds of one core);
     a problem comes back as ``{"bad": (where, problem)}``."""
-    from study import tracking, tuning
+    from study.sweep import tracking, tuning
 
     if "://" not in url and not Path(url).exists():  # never create a journal just by looking
         return {"bad": ("--sweep", f"no Optuna journal for sweep {sweep!r} at {url}")}
@@ -86,7 +75,8 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
     import multiprocessing
     import tempfile
 
-    from study import data, tracking, tuning
+    from study.core import data
+    from study.sweep import tracking, tuning
     from study.errors import BadInput
 
     url = tuning.storage_url(runs_dir, sweep)
@@ -155,7 +145,7 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
 
 def _download_curves(cell_runs: dict, tmp: Path) -> dict:
     """run id -> the evaluation rows of its curves.parquet."""
-    from study import tracking
+    from study.sweep import tracking
 
     tables = {}
     for run_id, run in cell_runs.items():

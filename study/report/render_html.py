@@ -55,7 +55,8 @@ def render_blocks(blocks) -> str:
             out.append(caption + table(block.frame))
         elif isinstance(block, Figure):
             data = base64.b64encode(block.png).decode("ascii")
-            out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block.caption or block.name)}">'
+            alt = html.escape(block.caption or block.name)
+            out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{alt}">'
                        f"<figcaption>{inline(block.caption)}</figcaption></figure>")
         elif isinstance(block, Code):
             out.append(f"<pre>{html.escape(block.text)}</pre>")

@@ -112,8 +112,8 @@ def tuning_section(a: Analysis, tables: Tables) -> list:
     panels = [(o, p, True) for o in a.optimizers for p in AVERAGING.get(o, [])
               if p in trials.columns and trials.loc[trials["optimizer"] == o, p].notna().any()]
     if panels:
-        blocks.append(Figure("tuning_averaging", figures.png_bytes(figures.loss_against(trials, panels, a.batches, a.spread),
-                                                                   a.settings.dpi),
+        picture = figures.loss_against(trials, panels, a.batches, a.spread)
+        blocks.append(Figure("tuning_averaging", figures.png_bytes(picture, a.settings.dpi),
                              "The same against the averaging constants, drawn as 1 - value (searched log-uniformly "
                              "that way): 0.1 is 0.9, 0.01 is 0.99."))
     importance = a.importance

@@ -1,7 +1,7 @@
 """The lecture's trajectory claims, recomputed with the numeric core on small problems (deterministic, ~1 s).
 
 Nothing here reads the sweep or the ``lecture`` experiment: each function trains a population of K networks, one
-per learning rate of a grid (study.train's population axis), records every update with ``on_step``, and measures
+per learning rate of a grid (study.core.train's population axis), records every update with ``on_step``, and measures
 what a claim is about: epochs to leave the plateau or reach the target, u-turns (sign changes of the update along
 a parameter), the path length of each weight, the error of mini-batch gradients.
 """
@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from study import data, nn, optim, train
-from study.batches import BatchIterator, resolve
+from study.core import data, nn, optim, train
+from study.core.batches import BatchIterator, resolve
 
 
 def trajectory(net, split, optimizer: str, hyper: dict, batch_size, epochs: int, theta0: np.ndarray, seed: int = 0):

@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from study import ledger, record, tracking, tuning
-from study.backlog import Backlog
-from study.cell import Context, Interrupted, install_signal_handlers, mirror_done_cell, open_studies, run_cell
-from study.config import SweepConfig
+from study.sweep import ledger, record, tracking, tuning
+from study.sweep.backlog import Backlog
+from study.sweep.cell import Context, Interrupted, install_signal_handlers, mirror_done_cell, open_studies, run_cell
+from study.sweep.config import SweepConfig
 from study.errors import BadInput
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -256,4 +256,5 @@ def counts(cfg: SweepConfig, storage) -> dict:
     """What the storage holds for this sweep: cells done, trials by state, evaluation runs."""
     records = cell_records(storage, cfg)
     return {"cells": len(records), "cells_done": sum(r.done for r in records.values()),
-            "trials": tuning.trial_state_counts(storage, cfg.name), "evals": sum(len(r.evals) for r in records.values())}
+            "trials": tuning.trial_state_counts(storage, cfg.name),
+            "evals": sum(len(r.evals) for r in records.values())}

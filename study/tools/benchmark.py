@@ -23,8 +23,8 @@ What is measured, per (solver, batch size):
                  epochs, median over ``repeats`` (a cheap cell repeats on until it has run ``min_cell_seconds``);
                  repeat r uses seed ``seed + r`` for initial weights and data order.
                  Within a repeat the variants run back to back in a rotating order, so they share the machine's
-                 noise. Ours runs three times: the compiled path (study/kernels.py, what ``train.train`` runs for an
-                 MLP) with the per-epoch validation pass (what the sweep runs) and without it (like for like:
+                 noise. Ours runs three times: the compiled path (study/core/kernels.py, what ``train.train`` runs
+                 for an MLP) with the per-epoch validation pass (what the sweep runs) and without it (like for like:
                  scikit-learn validates nothing), and the readable numpy path (``engine="numpy"``, the reference the
                  compiled one is tested against; no validation), which shows what compiling bought.
   ratios         speedup = scikit-learn's ms / ours (> 1: ours is faster); x limit = ms / the arithmetic limit.
@@ -47,7 +47,6 @@ from __future__ import annotations
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
 import warnings
@@ -56,8 +55,8 @@ from typing import Callable
 
 import numpy as np
 
-from study import data, nn, optim, train
-from study.batches import parse_batch_size, resolve
+from study.core import data, nn, optim, train
+from study.core.batches import parse_batch_size, resolve
 
 # Our optimizer name -> how scikit-learn's MLPClassifier spells the same solver, from our hyperparameters.
 SKLEARN_SOLVERS: dict[str, Callable[[dict], dict]] = {
@@ -272,7 +271,7 @@ def measure_sweep(cfg: BenchConfig, log=print) -> dict:
     spent in MLflow and in Optuna in the sweep's Optuna storage (the "<sweep>/_meta" study's "timing:<worker>"
     attributes). Workers run side by side, so the sweep's wall time is the longest worker's and its throughput all
     network-epochs over that; the tracking and Optuna shares are of the workers' summed wall time."""
-    from study import tuning  # optuna loads only here
+    from study.sweep import tuning  # optuna loads only here
 
     url = tuning.storage_url(cfg.runs_dir, cfg.sweep)
     note = f"{cfg.sweep} sweep not measured yet: run make sweep"
@@ -334,14 +333,11 @@ def _environment() -> dict:
     import sklearn
     from threadpoolctl import threadpool_info
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                timeout=5, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        commit = commit.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    cpu = next((line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
+    from study import provenance
+
+    commit = provenance.commit(short=True)
+    cpu = next((line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor())
     return {
         "python": sys.version.split()[0], "numpy": np.__version__, "scikit_learn": sklearn.__version__,
         "numba": numba.__version__, "cpu": cpu, "cores": os.cpu_count(), "git_commit": commit,
@@ -360,7 +356,7 @@ def _read_lines(path: str) -> list[str]:
 
 
 def run(cfg: BenchConfig = DEFAULT, log=print) -> dict:
-    """The whole benchmark; returns the JSON-ready result. Call ``format_table`` on it for the printed table."""
+    """The whole benchmark; returns the JSON-ready result. ``bench_table.format_table`` prints it."""
     from threadpoolctl import threadpool_limits
 
     started = time.perf_counter()
@@ -401,72 +397,3 @@ def run(cfg: BenchConfig = DEFAULT, log=print) -> dict:
         "targets": _targets(cells, limit_ms),
         "seconds": time.perf_counter() - started,
     }
-
-
-# --- the printed table -------------------------------------------------------------------------------------------
-def format_table(result: dict) -> str:
-    net, lim, cfg = result["network"], result["limit"], result["config"]
-    lines = [
-        f"{net['dataset']} {'-'.join(map(str, net['sizes']))} {net['activation']} MLP, {net['dtype']}, "
-        f"{net['parameters']} parameters, {net['train_samples']} training samples; one BLAS thread",
-        f"epochs {cfg['epochs']} (batch 1: {cfg['epochs_stochastic']}), median of at least {cfg['repeats']} repeats "
-        f"(a cell repeats for {cfg['min_cell_seconds']:g} s at least); "
-        f"arithmetic limit {lim['ms_per_epoch']:.3f} ms/epoch at {lim['gflops']:.1f} GFLOP/s",
-        "",
-        f"{'solver':8s} {'batch':>5s} | {'ms/epoch: sklearn':>17s} {'ours':>8s} {'no-val':>8s} {'readable':>8s} | "
-        f"{'x faster':>8s} {'no-val':>7s} | {'x limit':>7s} {'no-val':>7s} | {'test acc: sklearn':>17s} {'ours':>11s}",
-    ]
-    lines.append("-" * len(lines[-1]))
-    for c in result["cells"]:
-        ms, sp, xl, acc = c["ms_per_epoch"], c["speedup_vs_sklearn"], c["x_limit"], c["test_accuracy"]
-        flag = "" if acc["within_noise"] else "  (accuracy gap beyond noise)"
-        if any(c["diverged"].values()):
-            flag += "  DIVERGED: " + ",".join(v for v, d in c["diverged"].items() if d)
-        if c["short_runs"]:
-            flag += f"  {len(c['short_runs'])} short run(s)"
-        if not c["validate_changes_nothing"]:
-            flag += "  (validation changed training!)"
-        lines.append(
-            f"{c['solver']:8s} {c['batch_size']:>5s} | {ms['sklearn']:17.2f} {ms['ours']:8.2f} {ms['ours_noval']:8.2f} "
-            f"{ms['readable']:8.2f} | {sp['ours']:8.1f} {sp['ours_noval']:7.1f} | {xl['ours']:7.1f} "
-            f"{xl['ours_noval']:7.1f} | {acc['sklearn']['mean']:9.3f}±{acc['sklearn']['sd']:.3f} "
-            f"{acc['ours']['mean']:5.3f}±{acc['ours']['sd']:.3f}{flag}")
-    lines.append("ours: the compiled path (train.train for an MLP) with the per-epoch validation pass, no-val without "
-                 "it; readable: the numpy path it is tested against (no validation)")
-    pop = result["population"]
-    for block in ([pop, pop.get("small_dataset")] if pop else []):
-        if not block:
-            continue
-        where = f"{block['dataset']} {'-'.join(map(str, block['sizes']))}"
-        lines += ["", f"population: ms per network-epoch, K networks in one pass ({where}, {block['solver']}, "
-                      f"validation on)",
-                  f"{'batch':>5s} | " + " ".join(f"{'K=' + str(k):>8s}" for k in block["ks"]) + " | best"]
-        for b, row in block["ms_per_network_epoch"].items():
-            gain = block["best_k_speedup_vs_k1"].get(b)
-            lines.append(f"{b:>5s} | " + " ".join(f"{row[str(k)]:8.3f}" for k in block["ks"])
-                         + f" | K={block['best_k'][b]}" + (f" ({gain:.2f}x K=1)" if gain else ""))
-    lines += ["", "targets (performance issue; like for like = ours without validation; reported, not asserted):"]
-    for t in result["targets"]:
-        lines.append(f"  {t['target']:19s} {t['solver']:8s} want {t['want']:7s} measured {t['like_for_like']:6.1f} "
-                     f"(with validation {t['with_validation']:.1f})  {'met' if t['met'] else 'NOT met'}")
-    sweep = result["sweep"]
-    if not sweep["measured"]:
-        lines += ["", sweep["note"]]
-    else:
-        targets = sweep["targets"]
-        lines += ["", f"{sweep['sweep']} sweep (its own record, {sweep['workers']} worker(s)): "
-                      f"{sweep['wall_seconds']:.0f} s wall, {sweep['network_epochs']:.0f} network-epochs, "
-                      f"{sweep['network_epochs_per_second']:.0f} network-epochs/s; tracking "
-                      f"{100 * sweep['tracking_share']:.1f}%, optuna {100 * sweep['optuna_share']:.1f}% of wall time"]
-        if sweep["sweep"] == "default":  # the issue's targets are the default profile's
-            lines.append(f"  wall time want {targets['wall_seconds']['want']} s: "
-                         f"{'met' if targets['wall_seconds']['met'] else 'NOT met'}; tracking + optuna want "
-                         f"{targets['tracking_and_optuna_share']['want']}: "
-                         f"{'met' if targets['tracking_and_optuna_share']['met'] else 'NOT met'}")
-    load = result["environment"]["load_average_before"][0], result["environment"]["load_average_after"][0]
-    cores = result["environment"]["cores"] or 1
-    if max(load) > 0.5 * cores:
-        lines.append(f"note: load average {load[0]:.2f} -> {load[1]:.2f} on {cores} cores: other work shared the "
-                     "machine; ratios (measured side by side) are more trustworthy than absolute times")
-    lines.append(f"({result['seconds']:.0f} s)")
-    return "\n".join(lines)

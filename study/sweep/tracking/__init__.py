@@ -6,11 +6,9 @@ on each other. Metrics are sent with ``log_batch`` in chunks of at most 1,000 (o
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import re
-import subprocess
 import sys
 import time
 import warnings
@@ -20,189 +18,19 @@ from typing import Iterable, Mapping
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 
-CHUNK = 1000  # MLflow's limit of metrics per log_batch call
-# A tracking server that is down should be noticed in seconds, not after MLflow's default ~2 minutes of retries;
-# the sweep keeps results in the Optuna storage meanwhile and logs them when the server is back. MLflow also prints
-# a "View run" link per finished run on a server (and fetches the run again to do so): noise and a request more.
-CLIENT_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "20", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
-                   "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-# SQLite stores in write-ahead-log mode with syncs at checkpoints only: every MLflow write is its own transaction
-# (about six per run), and the default rollback journal fsyncs each one (WAL took a run from 12.8 to 8.2 ms). A
-# killed process loses nothing; a machine crash can lose the last transactions but never corrupts the file; readers
-# (``make ui``) are not blocked by a writer. A 256 MB page cache and memory-mapped reads keep the indexes of a
-# default sweep's store (about 300 MB) in memory; writers wait for each other up to a minute, not 5 s.
-SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "cache_size=-262144", "mmap_size=1073741824",
-                  "busy_timeout=60000")
-_sqlite_stores: set[str] = set()
+from study.sweep.tracking.store import (CHUNK, UNAVAILABLE, Unavailable, check_server, checked_client,  # noqa: F401
+                                        client, default_allowed_hosts, mask_url, serialized, tracking_uri,
+                                        writer_turn)
 
-
-def _configure(uri: str) -> None:
-    """Settings applied when a store is opened (never on import): client defaults, and the SQLite pragmas above
-    for this store's connections only (another SQLite database in the process, Optuna's say, is left alone)."""
-    for name, value in CLIENT_DEFAULTS.items():
-        os.environ.setdefault(name, value)
-    if not uri.startswith("sqlite:///"):
-        return
-    import sqlalchemy
-
-    if not _sqlite_stores:
-        sqlalchemy.event.listen(sqlalchemy.engine.Engine, "connect", _sqlite_settings)
-    _sqlite_stores.add(str(Path(uri[len("sqlite:///"):]).resolve()))
-
-
-@contextlib.contextmanager
-def writer_turn(mlflow_client: MlflowClient, wait: bool = True):
-    """This process's turn to write to a SQLite store: an flock on ``<store>.writer``. Yields True once it has the
-    turn (at once on a tracking server, which has its own database, and when this process holds it already), or
-    False when another process has it and ``wait`` is False.
-
-    SQLite lets one writer in at a time and makes the others poll, sleeping 1, 2, 5, 10, 25 ms and more between
-    tries: two workers logging at once each paid about twice a run's cost. Waiting in the kernel's queue wakes the
-    next writer the moment the lock is free, and a writer that need not wait can do something else meanwhile."""
-    uri = mlflow_client.tracking_uri
-    if not uri.startswith("sqlite:///") or _writing.depth:
-        yield True
-        return
-    import fcntl
-
-    fd = os.open(uri[len("sqlite:///"):] + ".writer", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        _writing.depth += 1
-        try:
-            yield True
-        finally:
-            _writing.depth -= 1
-    finally:
-        os.close(fd)  # and with it the lock
-
-
-class _writing:
-    depth = 0  # > 0 while this process holds the writer's turn
-
-
-def _serialized(write):
-    """A tracking write that waits for its turn (``writer_turn``)."""
-    @functools.wraps(write)
-    def call(mlflow_client, *args, **kwargs):
-        with writer_turn(mlflow_client):
-            return write(mlflow_client, *args, **kwargs)
-    return call
-
-
-def _sqlite_settings(dbapi_connection, _record) -> None:
-    import sqlite3
-
-    if not isinstance(dbapi_connection, sqlite3.Connection):
-        return
-    cursor = dbapi_connection.cursor()
-    try:
-        main = next((row[2] for row in cursor.execute("PRAGMA database_list") if row[1] == "main"), "")
-        if main and str(Path(main).resolve()) in _sqlite_stores:
-            for pragma in SQLITE_PRAGMAS:
-                cursor.execute(f"PRAGMA {pragma}")
-    finally:
-        cursor.close()
-
-
-class Unavailable(Exception):
-    """The tracking store could not take a write."""
-
-
-def _unavailable_errors() -> tuple:
-    import requests
-    import sqlalchemy.exc
-
-    return (Unavailable, mlflow.exceptions.MlflowException, requests.RequestException, OSError,
-            sqlalchemy.exc.OperationalError)
 PACKAGES = ("numpy", "scipy", "scikit-learn", "pandas", "optuna", "mlflow")
-
-
-UNAVAILABLE = _unavailable_errors()
-
-
-def mask_url(url: str) -> str:
-    """A storage or tracking URL with any password replaced by ***: safe for logs, tags and reports."""
-    return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", str(url))
-
-
-def tracking_uri(runs_dir: str | Path = "runs") -> str:
-    """``MLFLOW_TRACKING_URI`` if set (MLflow's own convention), else SQLite under the runs directory."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(runs_dir).resolve() / 'mlflow.db'}"
-
-
-def client(runs_dir: str | Path = "runs") -> MlflowClient:
-    """The store's client, one per store and process: opening a SQLite store checks its schema (0.8 s)."""
-    return _client(tracking_uri(runs_dir))
-
-
-@functools.lru_cache(maxsize=8)
-def _client(uri: str) -> MlflowClient:
-    if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    _configure(uri)
-    return MlflowClient(tracking_uri=uri)
-
-
-def check_server(runs_dir: str | Path = "runs") -> None:
-    """A tracking server must answer and take our requests: else one clear error, before anything is written."""
-    from study.errors import BadInput
-
-    uri = tracking_uri(runs_dir)
-    if uri.startswith(("http://", "https://")):
-        import requests
-
-        _configure(uri)
-        try:
-            requests.get(uri.rstrip("/") + "/health", timeout=5).raise_for_status()
-        except requests.RequestException as e:
-            raise BadInput("MLFLOW_TRACKING_URI", f"cannot reach the MLflow server at {mask_url(uri)}: "
-                                                  f"{type(e).__name__}") from None
-        _check_access(uri)
-
-
-def checked_client(runs_dir: str | Path = "runs") -> MlflowClient:
-    """A client whose store answers: an unreachable tracking server is one clear error before any training."""
-    from study.errors import BadInput
-
-    check_server(runs_dir)
-    try:
-        return client(runs_dir)
-    except OSError as e:
-        raise BadInput("--runs-dir", f"cannot create the MLflow store: {e.strerror or e}") from None
-
-
-def _check_access(uri: str) -> None:
-    """/health answers anyone; an API call shows whether the server takes our requests (basic-auth credentials,
-    allowed Host header). A read, so that a refusal leaves nothing written."""
-    from study.errors import BadInput
-
-    try:
-        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
-    except mlflow.exceptions.MlflowException as e:
-        status = re.search(r"\b(401|403)\b", str(e))
-        if status and status.group(1) == "401":
-            problem = "the server refused our credentials (HTTP 401); set MLFLOW_TRACKING_USERNAME and " \
-                      "MLFLOW_TRACKING_PASSWORD (make services writes them to runs/services/env)"
-        elif status:
-            problem = "the server refused the request (HTTP 403): no permission, or this host name is not in its " \
-                      "--allowed-hosts"
-        else:
-            problem = str(e).strip().splitlines()[0][:200]
-        raise BadInput("MLFLOW_TRACKING_URI", f"{mask_url(uri)}: {mask_url(problem)}") from None
 
 
 NOTE_TAG = "mlflow.note.content"  # the experiment's description, shown in the UI above its runs
 
 
-@_serialized
+@serialized
 def experiment_id(mlflow_client: MlflowClient, name: str, runs_dir: str | Path = "runs",
                   description: str | None = None) -> str:
     """The experiment's id, created on first use with its artifacts under ``<runs_dir>/artifacts/``, and with
@@ -253,11 +81,9 @@ def provenance_tags() -> dict[str, str]:
 def _provenance_tags() -> dict[str, str]:
     """Git commit, package versions and the command line: on every run, so any number can be traced back."""
     tags = {"command": mask_url(command_line())}
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                cwd=Path(__file__).resolve().parent).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
+    from study import provenance
+
+    commit = provenance.commit() or ""
     if re.fullmatch(r"[0-9a-f]{40}", commit):
         tags["mlflow.source.git.commit"] = tags["git_commit"] = commit
     for package in PACKAGES:
@@ -283,7 +109,7 @@ def _run_tags(tags: Mapping[str, object], parent_run_id: str | None, provenance:
     return all_tags
 
 
-@_serialized
+@serialized
 def log_run(mlflow_client: MlflowClient, experiment: str, run_name: str, tags: Mapping[str, str],
             params: Mapping[str, object] = (), curves: Mapping[str, Iterable[float]] = (),
             final: Mapping[str, float] = (), artifacts: Iterable[str | Path] = (), artifact_path: str | None = None,
@@ -326,12 +152,21 @@ def runs(mlflow_client: MlflowClient, experiment: str, filter_string: str = "",
             return found
 
 
+def newest_sweep(runs_dir: str | Path = "runs") -> str | None:
+    """The sweep whose experiment was created last among those that hold cell runs (the lecture is not a sweep)."""
+    mlflow_client = client(runs_dir)
+    for experiment in experiments_newest_first(mlflow_client):
+        if runs(mlflow_client, experiment.experiment_id, "tags.role = 'cell'", max_results=1):
+            return experiment.name
+    return None
+
+
 def experiments_newest_first(mlflow_client: MlflowClient) -> list:
     return sorted(mlflow_client.search_experiments(), key=lambda e: (e.creation_time or 0, e.experiment_id),
                   reverse=True)
 
 
-@_serialized
+@serialized
 def start_run(mlflow_client: MlflowClient, experiment: str, run_name: str, tags: Mapping[str, str],
               parent_run_id: str | None = None, provenance: bool = True) -> str:
     """A run left RUNNING (a cell's parent run while its trials go on); ``end_run`` closes it."""
@@ -339,17 +174,17 @@ def start_run(mlflow_client: MlflowClient, experiment: str, run_name: str, tags:
                                     run_name=run_name).info.run_id
 
 
-@_serialized
+@serialized
 def reopen_run(mlflow_client: MlflowClient, run_id: str) -> None:
     mlflow_client.update_run(run_id, status="RUNNING")
 
 
-@_serialized
+@serialized
 def end_run(mlflow_client: MlflowClient, run_id: str, status: str = "FINISHED") -> None:
     mlflow_client.set_terminated(run_id, status=status)
 
 
-@_serialized
+@serialized
 def fail_orphans(mlflow_client: MlflowClient, experiment: str, parent_run_id: str, keep: set) -> int:
     """Mark FAILED the children of a run that the Optuna storage does not record (written by a worker that died
     before recording them); FAILED runs are excluded from every count. Returns how many."""
@@ -361,7 +196,7 @@ def fail_orphans(mlflow_client: MlflowClient, experiment: str, parent_run_id: st
     return len(orphans)
 
 
-@_serialized
+@serialized
 def finish_cell_run(mlflow_client: MlflowClient, run_id: str, artifact_dir: str | Path | None,
                     final: Mapping[str, float], dataset_input: Mapping | None = None,
                     params: Mapping[str, object] = ()) -> None:
@@ -420,7 +255,7 @@ def download(run, path: str, dst: str | Path) -> Path | None:
         return None
 
 
-@_serialized
+@serialized
 def log_report_run(mlflow_client: MlflowClient, experiment: str, out: Path, files: Iterable[str],
                    folders: Iterable[str]) -> str:
     """A report's files as artifacts of one role=report run; older report runs are deleted once the new one is
@@ -441,7 +276,7 @@ def log_report_run(mlflow_client: MlflowClient, experiment: str, out: Path, file
     return run_id
 
 
-@_serialized
+@serialized
 def delete_runs(mlflow_client: MlflowClient, experiment: str, filter_string: str) -> int:
     """Delete the matching runs (e.g. a previous report run that a rebuild replaces); returns how many."""
     found = runs(mlflow_client, experiment, filter_string)
@@ -450,8 +285,23 @@ def delete_runs(mlflow_client: MlflowClient, experiment: str, filter_string: str
     return len(found)
 
 
-def default_allowed_hosts() -> list[str]:
-    """The Host headers an mlflow server accepts by default (loopback names), to extend for remote workers."""
-    from mlflow.server.security_utils import get_default_allowed_hosts
+@serialized
+def replace_runs(mlflow_client: MlflowClient, previous: Iterable) -> int:
+    """Delete runs that newer ones replace, and free their files on this machine's disk too (MLflow keeps a deleted
+    run's artifacts until `mlflow gc`); returns how many."""
+    import contextlib
+    import shutil
+    from urllib.parse import unquote, urlparse
 
-    return list(get_default_allowed_hosts())
+    previous = list(previous)
+    for run in previous:
+        mlflow_client.delete_run(run.info.run_id)
+    for run in previous:
+        location = urlparse(run.info.artifact_uri or "")
+        local = Path(unquote(location.path)) if location.scheme == "file" else None
+        if local is not None and local.is_dir():
+            shutil.rmtree(local, ignore_errors=True)
+            if local.name == "artifacts":  # MLflow's <experiment>/<run id>/artifacts: the run's folder too
+                with contextlib.suppress(OSError):
+                    local.parent.rmdir()
+    return len(previous)

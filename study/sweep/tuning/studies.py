@@ -12,9 +12,9 @@ import warnings
 import optuna
 from optuna.trial import TrialState
 
-from study import ledger
-from study.config import Range, SweepConfig
-from study.tuning.spaces import hyper_from_params
+from study.sweep import ledger
+from study.sweep.config import Range, SweepConfig
+from study.sweep.tuning.spaces import hyper_from_params
 
 ARMS = ("tpe", "random")
 
@@ -119,8 +119,8 @@ def trial_rows(study: optuna.Study) -> list[dict]:
 def read_trials(storage, sweep: str, config: dict) -> tuple[list[dict], list[dict], dict]:
     """Every finished tuning trial of a sweep as rows (hyperparameters under lecture names; a random-arm trial's
     held-out test loss, which only the expected best-of-k curves read), parameter importances per cell, and each
-    cell's record (``study.ledger.CellRecord``)."""
-    from study.tuning.storage import study_attrs
+    cell's record (``study.sweep.ledger.CellRecord``)."""
+    from study.sweep.tuning.storage import study_attrs
 
     spaces = {o: {p: Range(**r) for p, r in s.items()} for o, s in config["search_spaces"].items()}
     attrs = study_attrs(storage, sweep)
@@ -153,7 +153,7 @@ def read_trials(storage, sweep: str, config: dict) -> tuple[list[dict], list[dic
 
 def trial_state_counts(storage, sweep: str) -> dict[str, int]:
     """Tuning trials of a sweep by state (DIVERGED counted apart from COMPLETE)."""
-    from study.tuning.storage import is_cell_study
+    from study.sweep.tuning.storage import is_cell_study
 
     counts: dict[str, int] = {}
     for summary in storage.get_all_studies():

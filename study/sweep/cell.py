@@ -5,7 +5,7 @@ report's wall-time budget uses. Tuning asks Optuna for K trials at once, trains 
 reports each member to its own trial (a pruned or diverged member stops, the others go on) and tells K results.
 Evaluation retrains the best hyperparameters (tuned track) and the defaults (default track) with every evaluation
 seed and scores them on the test split. The cell's ledger records what is done, so resuming a cell redoes only what
-is missing; MLflow mirrors it (study.record).
+is missing; MLflow mirrors it (study.sweep.record).
 """
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ from typing import Callable
 import numpy as np
 import yaml
 
-from study import batches, cell_figures, data, ledger, nn, record, tracking, train, tuning
-from study.config import SweepConfig
+from study.core import batches, data, nn, train
+from study.sweep import cell_figures, ledger, record, tracking, tuning
+from study.sweep.config import SweepConfig
 
 TIMED_EPOCHS = 5  # seconds_per_epoch: the median of the epochs after the first (which loads the kernel)
 
@@ -39,14 +40,14 @@ class Context:
     mlflow: object
     experiment: str
     worker: str
-    locks: object  # what the worker's claims are held by (study.tuning.claims)
+    locks: object  # what the worker's claims are held by (study.sweep.tuning.claims)
     progress: Callable[[str, dict], None] = lambda event, info: None
     stop_requested: bool = False
     tracking_down_until: float = 0.0  # MLflow failed a write: do not try again before this time
     seconds: dict = field(default_factory=lambda: {"optuna": 0.0, "mlflow": 0.0})
     network_epochs: int = 0  # epochs trained, summed over networks
     cells_done: int = 0
-    backlog: object = None  # what this worker still owes MLflow (study.backlog.Backlog)
+    backlog: object = None  # what this worker still owes MLflow (study.sweep.backlog.Backlog)
 
     def timed(self, what: str):
         return _Timer(self.seconds, what)
@@ -300,7 +301,7 @@ def cell_summary(studies: dict, book: ledger.Ledger) -> dict:
 class Finishing:
     """What a cell's MLflow run still needs once the cell is tuned and evaluated. The figures and the config are
     made at once (they need no turn at the store); curves.parquet, the summary and the run's end wait until MLflow
-    holds every trial and evaluation of the cell (study.backlog)."""
+    holds every trial and evaluation of the cell (study.sweep.backlog)."""
     directory: tempfile.TemporaryDirectory
     dataset_input: dict
     params: dict

@@ -19,9 +19,9 @@ import sys
 import time
 from dataclasses import dataclass
 
-from study import tracking
-from study.cell import complete, park
-from study.tuning import ClaimLost
+from study.sweep import tracking
+from study.sweep.cell import complete, park
+from study.sweep.tuning import ClaimLost
 
 MAX_FINISHING = 3  # trained cells waiting for MLflow before the worker waits too
 SLICE_SECONDS = 0.05  # one turn at the store when the worker is not waiting: then back to training
@@ -31,10 +31,10 @@ RETRY_SECONDS = 0.02  # after finding the store busy, do not ask again before th
 @dataclass
 class Entry:
     cell: tuple
-    mirror: object  # study.record.Mirror
-    claim: object  # study.tuning.Claim, held until the cell is done
+    mirror: object  # study.sweep.record.Mirror
+    claim: object  # study.sweep.tuning.Claim, held until the cell is done
     studies: dict
-    finishing: object | None = None  # study.cell.Finishing once the cell is trained
+    finishing: object | None = None  # study.sweep.cell.Finishing once the cell is trained
 
 
 class Backlog:

@@ -52,7 +52,7 @@ def open_storage(url: str):
                                           else {})})
             return RetryingStorage(optuna.storages.get_storage(rdb))
         except Exception as e:  # a wrong URL, password or host: one line, the password masked
-            from study.tracking import mask_url  # the masking rule lives with the other URL handling
+            from study.sweep.tracking import mask_url  # the masking rule lives with the other URL handling
             raise BadInput("OPTUNA_STORAGE", f"cannot open {mask_url(url)}: {str(e).splitlines()[0][:200]}") \
                 from None
     if s and s != "file":

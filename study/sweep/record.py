@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from study import ledger, tracking, tuning
+from study.sweep import ledger, tracking, tuning
 
 # After a failed write, do not pay a timeout per trial: try again after this long (OPTSTUDY_MLFLOW_RETRY_SECONDS)
 RETRY_AFTER_SECONDS = float(os.environ.get("OPTSTUDY_MLFLOW_RETRY_SECONDS", 30.0))

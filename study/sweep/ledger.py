@@ -13,7 +13,7 @@ Where it lives (Optuna user attributes, plain JSON):
     parameters it retries). A finished trial cannot be changed, so its run id goes into the cell's record.
 
 This module works on the study and trial objects the tuning package hands it (duck-typed: ``user_attrs``,
-``set_user_attr``), so it imports no Optuna itself: ``study.tuning`` stays the only door.
+``set_user_attr``), so it imports no Optuna itself: ``study.sweep.tuning`` stays the only door.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The lecture's pictures, drawn from ``study.lecture``'s numbers with matplotlib (Agg, no display needed).
+"""The lecture's pictures, drawn from ``study.lecture.toy``'s numbers with matplotlib (Agg, no display needed).
 
 Each function draws one figure into one file and returns its path. Figures are built on ``matplotlib.figure.Figure``
 directly rather than through pyplot, so nothing global (open windows, the current figure) is left behind.
@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 from matplotlib.animation import PillowWriter  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from study import lecture  # noqa: E402
+from study.lecture import toy as lecture  # noqa: E402
 
 COLORS = {"gd": "tab:blue", "momentum": "tab:orange", "nag": "tab:green", "adagrad": "tab:red",
           "rmsprop": "tab:purple", "adam": "black"}

@@ -6,14 +6,15 @@
 - ``spaces``: search spaces as Optuna's parameters (lecture names, 1 - x ranges);
 - ``claims``: which worker owns a cell, held by the storage engine's own locks.
 
-What the storage records about a cell beyond its trials is ``study.ledger``'s business.
+What the storage records about a cell beyond its trials is ``study.sweep.ledger``'s business.
 """
-from study.tuning.claims import Claim, ClaimLost, cell_locks, new_worker_id
-from study.tuning.spaces import hyper_from_params, param_name, suggest
-from study.tuning.storage import (journal_path, open_storage, record_sweep, record_timing, storage_url, study_attrs,
-                                  sweep_meta)
-from study.tuning.studies import (ARMS, best_trial, cell_study, finished, importances, read_trials, recover_abandoned,
-                                  requeue, running_numbers, study_name, tell, trial_rows, trial_state_counts)
+from study.sweep.tuning.claims import Claim, ClaimLost, cell_locks, new_worker_id
+from study.sweep.tuning.spaces import hyper_from_params, param_name, suggest
+from study.sweep.tuning.storage import (journal_path, open_storage, record_sweep, record_timing, storage_url,
+                                        study_attrs, sweep_meta)
+from study.sweep.tuning.studies import (ARMS, best_trial, cell_study, finished, importances, read_trials,
+                                        recover_abandoned, requeue, running_numbers, study_name, tell, trial_rows,
+                                        trial_state_counts)
 
 __all__ = ["ARMS", "Claim", "ClaimLost", "best_trial", "cell_locks", "cell_study", "finished", "hyper_from_params",
            "importances", "journal_path", "new_worker_id", "open_storage", "param_name", "read_trials",

@@ -2,10 +2,10 @@
 
 One sigmoid neuron f(x) = 1 / (1 + exp(-(w x + b))) on the two points X = [0.5, 2.5], Y = [0.2, 0.9] with the
 lecture's error sum_i 0.5 (f(x_i) - y_i)^2, started at (w, b) = (-2, -2) and trained by each of the six update
-rules (``study.optim``) with full-batch and stochastic updates, through the same ``study.train.train`` loop the
-sweep uses. Everything here is a pure function of the settings (``conf/lecture.yaml``); the data order is fixed
-(no shuffling), so every number is deterministic. Figures: ``study.lecture_figures``; wiring and MLflow:
-``pipelines.lecture``.
+rules (``study.core.optim``) with full-batch and stochastic updates, through the same ``study.core.train.train``
+loop the sweep uses. Everything here is a pure function of the settings (``conf/lecture.yaml``); the data order is
+fixed (no shuffling), so every number is deterministic. Figures: ``study.lecture.figures``; MLflow runs:
+``study.lecture.record``; wiring: ``pipelines.lecture``.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import numpy as np
 import yaml
 from scipy.special import logit
 
-from study import batches, data, nn, optim, train
+from study.core import batches, data, nn, optim, train
 from study.errors import BadInput
 
 CSV_COLUMNS = ("optimizer", "batch_size", "epoch", "step", "w", "b", "loss")
@@ -91,7 +91,7 @@ SCHEMA = {
     "start": {"w": _number, "b": _number},
     "epochs": _count(1),
     "batch_sizes": _batch_sizes,
-    "optimizers": "optimizers",  # checked against the registry in study.optim, below
+    "optimizers": "optimizers",  # checked against the registry in study.core.optim, below
     "figures": {
         "dpi": _count(30),
         "surface": {"w": _pair, "b": _pair, "resolution": _count(10)},
@@ -203,7 +203,7 @@ def batch_label(batch_size) -> str:
 
 def train_population(net, split, optimizer: str, hypers: list[dict], batch_size, epochs: int,
                      starts: np.ndarray) -> list[Trajectory]:
-    """Run K networks (start k, hyperparameters k) through ``study.train.train`` in one pass and record every
+    """Run K networks (start k, hyperparameters k) through ``study.core.train.train`` in one pass and record every
     update through its ``on_step`` callback; one Trajectory per member."""
     starts = np.asarray(starts, float)
     k, n = starts.shape[0], split.X_train.shape[0]

@@ -21,14 +21,15 @@ Sources (the lecture's equations; the papers behind them):
   adagrad   v_t = v_{t-1} + g^2;  w <- w - eta / (sqrt(v_t) + eps) g              (Duchi et al. 2011)
   rmsprop   v_t = beta v_{t-1} + (1 - beta) g^2;  w <- w - eta / (sqrt(v_t) + eps) g   (Tieleman & Hinton 2012)
   adam      m_t = beta1 m_{t-1} + (1 - beta1) g;  v_t = beta2 v_{t-1} + (1 - beta2) g^2;
-            m^ = m_t / (1 - beta1^t);  v^ = v_t / (1 - beta2^t);  w <- w - eta / (sqrt(v^) + eps) m^   (Kingma & Ba 2015)
+            m^ = m_t / (1 - beta1^t);  v^ = v_t / (1 - beta2^t);  w <- w - eta / (sqrt(v^) + eps) m^
+                                                                                 (Kingma & Ba 2015)
 
 The lecture's Adam slide writes ``beta1 * v_{t-1}`` in the first-moment line; ``m_{t-1}`` is meant (DESIGN §4).
 eps sits outside the square root, as on the slides.
 
 One source of truth: each rule is written once, below, as an elementwise function of one parameter's gradient,
 state and hyperparameters (``momentum_rule(g, v, eta, gamma) -> (update, v)``). numpy runs it on whole arrays (the
-``*_update`` functions: the readable path); ``study.kernels`` compiles the very same function with numba into its
+``*_update`` functions: the readable path); ``study.core.kernels`` compiles the very same function with numba into its
 fused epoch loop (the fast path). Only +, -, *, / and sqrt appear in the rules, all correctly rounded in IEEE
 arithmetic, so both evaluate every element to the same bits (tests/test_kernels.py checks it). Adam's 1 - beta^t
 is computed once per step outside the rule (``adam_corrections``): pow is not correctly rounded and numpy's and
@@ -102,7 +103,7 @@ def adam_corrections(t, beta1, beta2):
 
     numpy chooses its pow by the operands' layout (an exact square for a lone exponent 2, a vectorised pow for
     arrays), so both operands are first made full arrays of one shape (at least 1-D): then the corrections of one
-    step here and of a whole epoch of steps in ``study.kernels`` are the same bits.
+    step here and of a whole epoch of steps in ``study.core.kernels`` are the same bits.
     """
     shape = np.broadcast_shapes(np.shape(t), np.shape(beta1), np.shape(beta2)) or (1,)
     t = np.full(shape, t, dtype=float)

@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-from study.tuning.storage import journal_path, retry_transient, scheme
+from study.sweep.tuning.storage import journal_path, retry_transient, scheme
 
 
 class ClaimLost(Exception):
@@ -150,7 +150,7 @@ class PostgresLocks:
 
 
 def cell_locks(url: str, lease_seconds: float):
-    """The lock kind that belongs to a storage URL (``study.tuning.storage.storage_url``)."""
+    """The lock kind that belongs to a storage URL (``study.sweep.tuning.storage.storage_url``)."""
     s = scheme(url)
     if s.startswith("postgres"):
         return PostgresLocks(url, lease_seconds)

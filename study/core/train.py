@@ -6,8 +6,8 @@ share the data order. A member stops when it diverges (a non-finite loss or para
 every epoch and carry the epoch's metrics out to whoever listens; nothing here knows about Optuna or MLflow.
 
 Two ways through an epoch, the same mathematics: ``_numpy_epoch`` below, the readable one (the lecture's loop: a
-batch, the gradient at the optimizer's look-ahead point, the update), and ``study.kernels``' compiled epoch, which
-runs the same update rules (``study.optim``'s elementwise functions) fused into one numba loop. An ``nn.MLP`` takes
+batch, the gradient at the optimizer's look-ahead point, the update), and ``study.core.kernels``' compiled epoch, which
+runs the same update rules (``study.core.optim``'s elementwise functions) fused into one numba loop. An ``nn.MLP`` takes
 the compiled path unless ``engine="numpy"`` or an ``on_step`` observer asks to see every step; anything else (the
 lecture's sigmoid neuron) the readable one. Everything between epochs (metrics, callbacks, divergence, compaction)
 is shared. tests/test_kernels.py holds the two paths equal.
@@ -21,9 +21,9 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from study import nn, optim
-from study.batches import BatchIterator
-from study.data import Split
+from study.core import nn, optim
+from study.core.batches import BatchIterator
+from study.core.data import Split
 
 # Beyond this multiple of its starting validation loss a run has blown up, even if the numbers are still finite;
 # left alone it overflows a few epochs later and meanwhile poisons means and samplers with astronomic values.
@@ -96,7 +96,7 @@ def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epo
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     compiled = None
     if engine != "numpy" and on_step is None and type(net) is nn.MLP:
-        from study import kernels  # numba loads only when it is used
+        from study.core import kernels  # numba loads only when it is used
 
         if kernels.supports(net, optimizer):
             compiled = kernels.CompiledEpochs(net, optimizer, X, Y, batches.size, epochs)

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import yaml
 
-from study import batches, data, optim
+from study.core import batches, data, optim
 from study.errors import BadInput
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 PROFILE_KEYS = {"name", "datasets", "optimizers", "batch_sizes", "trials", "epochs", "seeds", "tuning_seed",
                 "population", "network", "sampler", "pruner", "random_arm", "tune_eps", "split", "lease_seconds"}
 LIST_KEYS = {"datasets", "optimizers", "batch_sizes", "network.hidden"}

@@ -2,7 +2,7 @@
 when it is tuned as 1 - x (so that log-uniform x puts the density near 1, where averaging constants live)."""
 from __future__ import annotations
 
-from study.config import Range
+from study.sweep.config import Range
 
 
 def param_name(name: str, r: Range) -> str:

@@ -1,0 +1,1 @@
+"""The lecture's toy problem and its figures."""

@@ -1,0 +1,1 @@
+"""Tools around the study: the services (PostgreSQL + MLflow server) and the benchmark."""
