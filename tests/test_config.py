@@ -33,9 +33,9 @@ PROFILES = sorted((CONF / "sweep").glob("*.yaml"))
 ALL_OPTIMIZERS = ("gd", "momentum", "nag", "adagrad", "rmsprop", "adam")
 
 # --- What the sweep issue pinned, widened where a default sweep put tuned values on an edge (issue 12) ----------
-ETA = {"gd": (1e-4, 10.0), "momentum": (1e-5, 10.0), "nag": (1e-5, 10.0), "adagrad": (1e-4, 10.0),
+ETA = {"gd": (1e-4, 10.0), "momentum": (1e-6, 10.0), "nag": (1e-6, 10.0), "adagrad": (1e-4, 10.0),
        "rmsprop": (1e-5, 1.0), "adam": (1e-5, 3.0)}
-ONE_MINUS = {"gamma": (1e-3, 0.9), "beta": (1e-4, 0.5), "beta1": (1e-4, 0.9), "beta2": (1e-5, 0.5)}
+ONE_MINUS = {"gamma": (1e-4, 1.0), "beta": (1e-5, 0.5), "beta1": (1e-5, 1.0), "beta2": (1e-6, 1.0)}
 EPS_FIXED, EPS_TUNED = 1e-8, (1e-10, 1.0)
 DEFAULTS = {"gd": {"eta": 0.01}, "momentum": {"eta": 0.01, "gamma": 0.9}, "nag": {"eta": 0.01, "gamma": 0.9},
             "adagrad": {"eta": 0.01, "eps": 1e-8}, "rmsprop": {"eta": 0.001, "beta": 0.9, "eps": 1e-8},

@@ -96,6 +96,23 @@ def test_edge_warnings_flag_values_at_the_ends_of_their_ranges():
     assert found == {("gd", "eta", "high"), ("momentum", "gamma", "low")}
 
 
+def test_a_value_at_its_natural_limit_is_no_edge_warning():
+    """1 - gamma searched up to 1 reaches gamma = 0 (no momentum): a tuned gamma near 0 is reported apart, and a
+    range that stops short of that limit still warns."""
+    evals = pd.DataFrame({"dataset": "d", "optimizer": "momentum", "batch_size": ["32", "64"], "track": "tuned",
+                          "eta": [0.01, 0.01], "gamma": [0.02, 0.9]})
+    to_the_limit = {"momentum": {"eta": {"low": 1e-4, "high": 10.0, "log": True},
+                                 "gamma": {"low": 1e-4, "high": 1.0, "log": True, "one_minus": True}}}
+    short = {"momentum": {**to_the_limit["momentum"],
+                          "gamma": {"low": 1e-4, "high": 0.99, "log": True, "one_minus": True}}}
+    assert budget.edge_warnings(evals, to_the_limit, 0.05).empty
+    natural = budget.edge_warnings(evals, to_the_limit, 0.05, natural=True)
+    assert natural[["batch_size", "param", "edge"]].values.tolist() == [["32", "gamma", "high"]]
+    warned = budget.edge_warnings(evals, short, 0.05)
+    assert warned[["batch_size", "param", "edge"]].values.tolist() == [["32", "gamma", "high"]]
+    assert budget.edge_warnings(evals, short, 0.05, natural=True).empty
+
+
 def test_u_turns_count_sign_changes_of_the_update_along_each_parameter():
     # one member, two parameters: w goes up, down, up (2 u-turns); b moves one way, then stops
     path = np.array([[[0.0, 0.0], [1.0, 1.0], [0.5, 2.0], [0.7, 2.0]]])

@@ -51,6 +51,7 @@ class Analysis:
     several_defaults: Family | None
     literature: pd.DataFrame
     edges: pd.DataFrame
+    natural_edges: pd.DataFrame  # tuned values at a natural limit (an averaging constant near 0): not warnings
     divergence: pd.DataFrame
     importance: pd.DataFrame
     profiles: list[tuple[str, str, pd.DataFrame]]  # (name, title, profile)
@@ -232,6 +233,8 @@ def analyse(results: SweepResults, settings: Settings) -> Analysis:
         if epochs_tuned is not None and "default" in tracks else pd.DataFrame(),
         several_defaults=several, literature=pd.DataFrame(),
         edges=budget.edge_warnings(results.evals, config.get("search_spaces", {}), settings.edge_margin),
+        natural_edges=budget.edge_warnings(results.evals, config.get("search_spaces", {}), settings.edge_margin,
+                                           natural=True),
         divergence=budget.divergence_counts(trials, optimizers),
         importance=budget.importance_summary(results.importances, optimizers), profiles=profiles,
         profile_times=times, claims=checks, claims_raw=raw)

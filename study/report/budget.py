@@ -73,8 +73,15 @@ def _position(value: float, space: dict) -> float | None:
     return (x - low) / (high - low) if high > low else None
 
 
-def edge_warnings(evals: pd.DataFrame, search_spaces: dict, margin: float) -> pd.DataFrame:
-    """Every tuned value within ``margin`` of an edge of its search range: the optimum may lie outside it."""
+def _natural_limit(space: dict, edge: str) -> bool:
+    """An edge no wider range could move: 1 - x searched up to 1, i.e. the averaging constant x down to 0 (no
+    momentum, no averaging). A tuned value there is a finding about the optimizer, not a truncated search."""
+    return edge == "high" and bool(space.get("one_minus")) and float(space["high"]) == 1.0
+
+
+def edge_warnings(evals: pd.DataFrame, search_spaces: dict, margin: float, natural: bool = False) -> pd.DataFrame:
+    """Every tuned value within ``margin`` of an edge of its search range: the optimum may lie outside it. With
+    ``natural``, instead the tuned values at an edge that is the parameter's natural limit (``_natural_limit``)."""
     tuned = evals[evals["track"] == "tuned"].drop_duplicates(CELL)
     rows = []
     for _, run in tuned.iterrows():
@@ -86,6 +93,8 @@ def edge_warnings(evals: pd.DataFrame, search_spaces: dict, margin: float) -> pd
                 continue
             searched_as = "1 - " + param if space.get("one_minus") else param
             edge = "low" if position < margin else "high"
+            if _natural_limit(space, edge) != natural:
+                continue
             bound = space["low"] if (edge == "low") else space["high"]
             rows.append({**{k: run[k] for k in CELL}, "param": param, "value": float(run[param]), "edge": edge,
                          "searched_as": searched_as, "bound": float(bound), "position": float(position)})

@@ -134,6 +134,13 @@ def tuning_section(a: Analysis, tables: Tables) -> list:
         blocks.append(Table(_edge_table(edges), "Tuned values on the edge of the search range.", csv))
     else:
         blocks.append(Paragraph("No tuned value lies on the edge of its search range."))
+    natural = a.natural_edges
+    if len(natural):
+        counts = ", ".join(f"{o} {n}" for o, n in natural.groupby("optimizer", sort=False).size().items())
+        blocks.append(Paragraph(f"{len(natural)} tuned value(s) sit near a natural limit of their range, an averaging "
+                                f"constant near 0 ({counts}): the optimizer did best with little or no momentum or "
+                                f"averaging there. No wider range could move them, so they are not counted as "
+                                f"warnings."))
     d = a.divergence
     csv = tables.add("divergence", d)
     per_cell = trials.groupby(["optimizer", "batch_size"], sort=False)["state"].apply(

@@ -242,8 +242,8 @@ def _range(check: _Checker, key: str, spec) -> Range:
         check.fail(f"{key}.low", f"must be positive (not negative), got {low}")
     if (log or one_minus) and low <= 0:
         check.fail(f"{key}.low", f"must be positive for a log or 1 - x range, got {low}")
-    if one_minus and high >= 1:
-        check.fail(f"{key}.high", f"must be below 1 for a 1 - x range, got {high}")
+    if one_minus and high > 1:  # 1 itself is the value 0: no momentum, no averaging
+        check.fail(f"{key}.high", f"must be at most 1 for a 1 - x range (below 1, or 1 for a value of 0), got {high}")
     return Range(low, high, log, one_minus)
 
 
