@@ -14,7 +14,8 @@ from report_fixtures import make_results
 from study.report import document, settings
 
 SECTIONS = ["The verdict", "How stable the answer is", "Statistics", "Per dataset", "Tuning", "Batch modes",
-            "Performance profiles", "The lecture's claims, checked", "Reproducibility"]
+            "Performance profiles", "Optimisation and generalisation", "The published findings, checked",
+            "The lecture's claims, checked", "Reproducibility"]
 OPTIMIZERS = ("gd", "momentum", "nag", "adagrad", "rmsprop", "adam")
 SETTINGS = dataclasses.replace(settings.load(), bayes_samples=2000, bootstrap_resamples=500, stability_resamples=300)
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +99,7 @@ def test_smoke_shaped_sweep_report_has_every_section_and_optimizer(tmp_path):
     assert headings(markdown) == SECTIONS
     verdict = markdown.split("## How stable")[0]
     assert "the data cannot separate" in verdict and "with 3 datasets no Holm-corrected" in verdict
-    assert "best-so-far (TPE)" in markdown
+    assert "TPE's best validation loss after k trials: one realisation" in markdown
     for optimizer in OPTIMIZERS:
         assert f"| {optimizer} |" in markdown
 

@@ -206,7 +206,10 @@ def test_make_services_env_file_worker_and_stop(tmp_path):
         client = MlflowClient(tracking_uri=lines["MLFLOW_TRACKING_URI"])
         experiment = client.get_experiment_by_name("made")
         runs_found = client.search_runs([experiment.experiment_id], max_results=100)
-        assert sorted(r.data.tags["role"] for r in runs_found) == ["cell", "eval", "eval", "trial", "trial"]
+        # the smoke profile runs the random-search arm beside TPE: two trial runs of each
+        assert sorted((r.data.tags["role"], r.data.tags.get("arm", "")) for r in runs_found) == [
+            ("cell", ""), ("eval", ""), ("eval", ""), ("trial", "random"), ("trial", "random"), ("trial", "tpe"),
+            ("trial", "tpe")]
         assert experiment.artifact_location.startswith("mlflow-artifacts:"), experiment.artifact_location
         cell = next(r for r in runs_found if r.data.tags["role"] == "cell")
         assert client.list_artifacts(cell.info.run_id), "no artifacts served"

@@ -596,12 +596,19 @@ def test_a_cell_where_every_trial_diverges_is_recorded_not_crashed(tmp_path):
 
 
 # --- Resume after SIGKILL, and SIGINT ------------------------------------------------------------------------------
+def total_trials(cfg) -> int:
+    """Every tuning trial of a sweep: TPE's and, when it runs, the random-search arm's."""
+    return len(cfg.cells()) * cfg.trials * (2 if cfg.random_arm else 1)
+
+
 def progress(storage, cfg) -> tuple[int, int]:
-    """(finished tuning trials, RUNNING tuning trials) over the sweep's cell studies, read from the journal."""
+    """(finished tuning trials, RUNNING tuning trials) over the sweep's cell studies of every arm, read from the
+    journal."""
     import optuna
     from study.sweep import tuning
 
-    names = {tuning.study_name(cfg.name, c) for c in cfg.cells()}
+    arms = tuning.ARMS if cfg.random_arm else ("tpe",)
+    names = {tuning.study_name(cfg.name, c, arm) for c in cfg.cells() for arm in arms}
     done = running = 0
     for s in optuna.get_all_study_summaries(storage, include_best_trial=False):
         if s.study_name in names:
@@ -643,7 +650,7 @@ def test_resume_after_sigkill_finishes_every_cell_with_exact_counts(tmp_path):
     from study.sweep import tuning
 
     cfg = config_of(KILL)
-    total = len(cfg.cells()) * cfg.trials
+    total = total_trials(cfg)
     proc = start_sweep(tmp_path, KILL, 2, tmp_path / "first.log")
     try:
         # mid-trial if we can catch one RUNNING (trials take milliseconds), else half-way anyway
@@ -692,7 +699,7 @@ def test_sigint_stops_cleanly_says_how_to_resume_and_a_rerun_completes(tmp_path)
     """Ctrl-C: a non-zero exit whose last line says how to resume, no run or trial left RUNNING; the same command
     again completes with exact counts."""
     cfg = config_of(SIGINT)
-    total = len(cfg.cells()) * cfg.trials
+    total = total_trials(cfg)
     log = tmp_path / "first.log"
     started = time.monotonic()
     proc = start_sweep(tmp_path, SIGINT, 2, log)

@@ -46,7 +46,12 @@ def experiment_id(mlflow_client: MlflowClient, name: str, runs_dir: str | Path =
             pass
         found = mlflow_client.get_experiment_by_name(name)
     if description is not None and found.tags.get(NOTE_TAG) != description:
-        mlflow_client.set_experiment_tag(found.experiment_id, NOTE_TAG, description)
+        try:
+            mlflow_client.set_experiment_tag(found.experiment_id, NOTE_TAG, description)
+        except mlflow.exceptions.MlflowException:
+            # Two workers starting together both insert the tag (MLflow's store selects, then inserts): the loser
+            # sees a unique-key violation. The row exists now, so setting it again updates it.
+            mlflow_client.set_experiment_tag(found.experiment_id, NOTE_TAG, description)
     return found.experiment_id
 
 
