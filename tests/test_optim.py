@@ -93,7 +93,7 @@ def test_nag_takes_its_gradient_at_the_look_ahead_point():
 
 def test_nag_lookahead_is_w_minus_gamma_v():
     opt = optim.OPTIMIZERS["nag"]
-    state = optim.MomentumState(count=3, v={"w": np.array([[0.5, -2.0]])})
+    state = optim.OPTIMIZERS["nag"].init(_params(1.0, 1.0))._replace(count=3, v={"w": np.array([[0.5, -2.0]])})
     look = opt.lookahead(_params(1.0, 1.0), state, {"eta": 0.1, "gamma": 0.8})
     np.testing.assert_allclose(look["w"], [[1.0 - 0.4, 1.0 + 1.6]], rtol=0, atol=1e-15)
     for name in ALL:  # every other rule takes its gradient at the parameters themselves

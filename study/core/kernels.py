@@ -6,12 +6,14 @@ the update rule, fused into one pass over the P parameters. Python calls it once
 bookkeeping (history, callbacks, divergence, compaction) in ``study.core.train``, exactly as on the readable path.
 
 What is compiled and what is not:
-- the update rules are **not** rewritten here: ``study.core.optim``'s elementwise ``*_rule`` functions, the ones its
-  readable ``*_update`` functions run on numpy arrays, are compiled as they are into the per-parameter loop;
+- the update rules are **not** rewritten here, nor is any optimizer named: every entry of ``optim.OPTIMIZERS``
+  (its elementwise rule, the one ``Optimizer.update`` runs on numpy arrays, and the declared names of its state,
+  hyperparameters and per-step terms) is compiled as it is into the per-parameter loop; the kernel picks the entry
+  by its index in ``RULES``;
 - the network is ``study.core.nn.MLP``'s mathematics, compiled in ``study.core.mlp_kernels`` (any number of layers;
   relu, tanh, sigmoid; softmax cross-entropy or 0.5 mean squared error), on its flat (K, P) layout;
-- Adam's bias corrections 1 - beta^t come from ``optim.adam_corrections``, computed in numpy for many steps ahead
-  before the call (numba's pow and numpy's differ in the last bit);
+- a rule's per-step terms (Adam's bias corrections 1 - beta^t) come from its ``step_terms``, computed in numpy for
+  many steps ahead before the call (numba's pow and numpy's differ in the last bit);
 - the sum of squared gradients (the grad_norm metric) is a separate pass, so that the update loop stays a plain
   elementwise loop that LLVM vectorises.
 
@@ -19,15 +21,20 @@ The readable path is the reference: tests/test_kernels.py runs both on every opt
 task and population size and requires the same parameters and metrics: bitwise for the rules; to 1e-12 for whole
 runs, where the matrix products sum in another order (another BLAS call, or loops for single samples) and exp, log
 and tanh are libm's instead of numpy's SIMD versions, so a gradient's last bits differ.
-An optimizer without a compiled rule here (a new one in ``optim.OPTIMIZERS``) simply trains on the readable path.
+An optimizer whose declaration does not fit the kernel (more than STATE_SLOTS state arrays, more than five
+hyperparameters or terms) simply trains on the readable path.
 
 Members never interact: member k's numbers are the same whether it trains alone or beside others.
 """
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import numpy as np
+from numba import literal_unroll, types
+from numba.core.errors import NumbaExperimentalFeatureWarning
+from numba.extending import overload
 
 from study.core import nn, optim
 from study.core.jit import inline, jit, jit_sum
@@ -37,25 +44,120 @@ from study.core.mlp_kernels import evaluate as evaluate_members, loss_and_grad, 
 # overhead (about half a microsecond) pays off from two samples on: measured on digits 64-32-10 (momentum, ms per
 # epoch, loops / BLAS): batch 1 2.45 / 2.83, batch 2 1.68 / 1.62, batch 4 1.33 / 0.97, batch 8 1.07 / 0.60.
 SMALL = 1
-CORRECTIONS_AHEAD = 1 << 16  # Adam's bias corrections are computed for about this many (member, step) pairs at once
+TERMS_AHEAD = 1 << 16  # a rule's per-step terms are computed for about this many (member, step) pairs at once
 
 ACTIVATIONS = {"relu": 0, "tanh": 1, "sigmoid": 2}
 TASKS = {"classification": 0, "regression": 1}
-RULES = {"gd": 0, "momentum": 1, "nag": 2, "adagrad": 3, "rmsprop": 4, "adam": 5}
-# The hyperparameters each rule reads, in the order of the columns of the (K, 4) matrix the kernel gets.
-RULE_HYPER = {"gd": ("eta",), "momentum": ("eta", "gamma"), "nag": ("eta", "gamma"), "adagrad": ("eta", "eps"),
-              "rmsprop": ("eta", "beta", "eps"), "adam": ("eta", "beta1", "beta2", "eps")}
-# The optimizer state's (K, P) arrays the kernel updates in place: (s1, s2) by field name.
-RULE_STATE = {"gd": (), "momentum": ("v",), "nag": ("v",), "adagrad": ("v",), "rmsprop": ("v",), "adam": ("m", "v")}
+STATE_SLOTS = 2  # the kernel's (K, P) state arrays s1, s2: an optimizer with more state trains on the readable path
 
 
-# The single source of truth, compiled.
-gd_rule = inline(optim.gd_rule)
-momentum_rule = inline(optim.momentum_rule)
-nag_lookahead_rule = inline(optim.nag_lookahead_rule)
-adagrad_rule = inline(optim.adagrad_rule)
-rmsprop_rule = inline(optim.rmsprop_rule)
-adam_rule = inline(optim.adam_rule)
+# --- the rules, compiled from the registry ----------------------------------------------------------------------
+# A tuple of a few numbers, the first n of a row of H (hyperparameters) or C (per-step terms): the rule's arguments.
+@inline
+def _first0(a):
+    return ()
+
+
+@inline
+def _first1(a):
+    return (a[0],)
+
+
+@inline
+def _first2(a):
+    return a[0], a[1]
+
+
+@inline
+def _first3(a):
+    return a[0], a[1], a[2]
+
+
+@inline
+def _first4(a):
+    return a[0], a[1], a[2], a[3]
+
+
+@inline
+def _first5(a):
+    return a[0], a[1], a[2], a[3], a[4]
+
+
+_FIRST = (_first0, _first1, _first2, _first3, _first4, _first5)
+
+
+def _compilable(opt: optim.Optimizer) -> bool:
+    return len(opt.state) <= STATE_SLOTS and max(len(opt.hyper), len(opt.terms)) < len(_FIRST)
+
+
+# Every optimizer of the registry that fits the kernel, by index: (index, its rule, its look-ahead or None), compiled
+# from the very functions the readable path runs. The index opens each entry so that numba types the entries as
+# plain tuples (a tuple that opens with a function it tries to unify into one function type, an experimental path).
+RULES = {name: i for i, name in enumerate(n for n, o in optim.OPTIMIZERS.items() if _compilable(o))}
+_COMPILED = tuple((RULES[name], inline(o.rule), inline(o.lookahead_rule) if o.lookahead_rule else None)
+                  for name, o in optim.OPTIMIZERS.items() if name in RULES)
+_DECLARED = {o.rule: o for o in optim.OPTIMIZERS.values()} | \
+    {o.lookahead_rule: o for o in optim.OPTIMIZERS.values() if o.lookahead_rule}
+HYPER_WIDTH = max(len(optim.OPTIMIZERS[name].hyper) for name in RULES)
+TERMS_WIDTH = max(len(optim.OPTIMIZERS[name].terms) for name in RULES)
+
+
+def _update_row(rule, g, w, s1, s2, h, c):
+    """w += rule(g, *state, *hyper, *terms)'s update element by element; its state rows (s1, then s2, as many as
+    the registry declares) updated in place; h, c the member's hyperparameters and this step's terms."""
+
+
+@overload(_update_row, inline="always")
+def _update_row_typed(rule, g, w, s1, s2, h, c):
+    declared = _DECLARED[rule.dispatcher.py_func]  # typing time: the registry says what the rule reads
+    hyper, terms = _FIRST[len(declared.hyper)], _FIRST[len(declared.terms)]
+    if len(declared.state) == 0:
+        def update(rule, g, w, s1, s2, h, c):
+            hh, cc = hyper(h), terms(c)
+            for i in range(g.shape[0]):
+                (u,) = rule(g[i], *hh, *cc)
+                w[i] += u
+    elif len(declared.state) == 1:
+        def update(rule, g, w, s1, s2, h, c):
+            hh, cc = hyper(h), terms(c)
+            for i in range(g.shape[0]):
+                u, s1[i] = rule(g[i], s1[i], *hh, *cc)
+                w[i] += u
+    else:
+        def update(rule, g, w, s1, s2, h, c):
+            hh, cc = hyper(h), terms(c)
+            for i in range(g.shape[0]):
+                u, s1[i], s2[i] = rule(g[i], s1[i], s2[i], *hh, *cc)
+                w[i] += u
+    return update
+
+
+def _look_ahead_row(look, w, s1, s2, h, out):
+    """out = look(w, *state, *hyper) element by element (the point where the gradient is taken)."""
+
+
+@overload(_look_ahead_row, inline="always")
+def _look_ahead_row_typed(look, w, s1, s2, h, out):
+    if isinstance(look, types.NoneType):
+        return lambda look, w, s1, s2, h, out: None  # the gradient is taken at the parameters: nothing to do
+    declared = _DECLARED[look.dispatcher.py_func]
+    hyper = _FIRST[len(declared.hyper)]
+    if len(declared.state) == 0:
+        def point(look, w, s1, s2, h, out):
+            hh = hyper(h)
+            for i in range(w.shape[0]):
+                out[i] = look(w[i], *hh)
+    elif len(declared.state) == 1:
+        def point(look, w, s1, s2, h, out):
+            hh = hyper(h)
+            for i in range(w.shape[0]):
+                out[i] = look(w[i], s1[i], *hh)
+    else:
+        def point(look, w, s1, s2, h, out):
+            hh = hyper(h)
+            for i in range(w.shape[0]):
+                out[i] = look(w[i], s1[i], s2[i], *hh)
+    return point
 
 
 @jit_sum
@@ -68,51 +170,48 @@ def _sum_of_squares(g):
 
 
 # --- the update, fused over the P parameters of one member -----------------------------------------------------------
-@jit
-def _apply_rule(rule, g, w, s1, s2, h, c1, c2):
-    """w += the rule's update for the gradient g; the state rows s1, s2 updated in place."""
-    P = g.shape[0]
-    eta = h[0]
-    if rule == 0:
-        for i in range(P):
-            w[i] += gd_rule(g[i], eta)
-    elif rule == 1 or rule == 2:
-        for i in range(P):
-            u, s1[i] = momentum_rule(g[i], s1[i], eta, h[1])
-            w[i] += u
-    elif rule == 3:
-        for i in range(P):
-            u, s1[i] = adagrad_rule(g[i], s1[i], eta, h[1])
-            w[i] += u
-    elif rule == 4:
-        for i in range(P):
-            u, s1[i] = rmsprop_rule(g[i], s1[i], eta, h[1], h[2])
-            w[i] += u
-    else:
-        for i in range(P):
-            u, s1[i], s2[i] = adam_rule(g[i], s1[i], s2[i], eta, h[1], h[2], h[3], c1, c2)
-            w[i] += u
+@contextlib.contextmanager
+def _quiet_compile():
+    """Compiling the rules' dispatch (literal_unroll over a tuple of different compiled functions) makes numba try,
+    and fail, to unify them into one first-class function type, and warn that this feature is experimental. The
+    unrolled loop does not use it (each rule is called directly), so the warning is silenced for that compile."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
+        yield
 
 
 @jit
-def _look_ahead(w, v, gamma, out):
-    """out = NAG's look-ahead point w - gamma v, element by element."""
-    for i in range(w.shape[0]):
-        out[i] = nag_lookahead_rule(w[i], v[i], gamma)
+def _apply_rule(rule, g, w, s1, s2, h, c):
+    """w += the update of optimizer number ``rule`` (RULES) for the gradient g; its state rows updated in place."""
+    for entry in literal_unroll(_COMPILED):
+        if entry[0] == rule:
+            _update_row(entry[1], g, w, s1, s2, h, c)
+
+
+@jit
+def _look_ahead(rule, w, s1, s2, h, out):
+    """out = the point where optimizer number ``rule`` takes its gradient (only called for those with a look-ahead)."""
+    for entry in literal_unroll(_COMPILED):
+        if entry[0] == rule:
+            _look_ahead_row(entry[2], w, s1, s2, h, out)
 
 
 # --- one epoch --------------------------------------------------------------------------------------------------
 @jit
-def epoch(X, Y, order, batch, theta, s1, s2, H, C, c0, sizes, woff, boff, act, task, rule, small, loss_sum, grad_sq):
+def epoch(X, Y, order, batch, theta, s1, s2, H, C, c0, sizes, woff, boff, act, task, rule, looks_ahead, small,
+          loss_sum, grad_sq):
     """Train every member (row of theta) through one epoch in place.
 
     X, Y       the training set; ``order`` the epoch's permutation of its rows (empty: their own order)
     batch      samples per update; the last batch of an epoch may be smaller
-    theta      (K, P) parameters; s1, s2 (K, P) the optimizer's state arrays (RULE_STATE), unused ones (K, 0)
-    H          (K, 4) hyperparameters by RULE_HYPER
-    C, c0      Adam's bias corrections: C[k, c0 + s] those of the epoch's step s for member k (else empty)
+    theta      (K, P) parameters; s1, s2 (K, P) the optimizer's state arrays (its declared state, in order),
+               unused ones (K, 0)
+    H          (K, HYPER_WIDTH) hyperparameters, its declared ones first, in order
+    C, c0      the rule's per-step terms (Adam's bias corrections): C[k, c0 + s] those of the epoch's step s for
+               member k (C of shape (K, 0, .) for a rule without terms)
     sizes, woff, boff   the network: layer sizes, offsets of each layer's W and b inside a row of theta
-    act, task, rule     codes of ACTIVATIONS, TASKS, RULES; small: see SMALL
+    act, task, rule     codes of ACTIVATIONS, TASKS, RULES; looks_ahead: the rule has a look-ahead (NAG)
+    small               see SMALL
     loss_sum, grad_sq   (K,) accumulate batch loss x batch size and the squared gradient norm per update
     """
     n = X.shape[0]
@@ -132,6 +231,7 @@ def epoch(X, Y, order, batch, theta, s1, s2, H, C, c0, sizes, woff, boff, act, t
     delta = np.empty(2 * b_max * width)
     g = np.empty(P)
     look = np.empty(P)
+    no_terms = np.empty(0)
     one_hidden = sizes.shape[0] == 3
     d, m, c = sizes[0], sizes[1], sizes[-1]
     m = m if one_hidden else 0  # (views of the one-hidden-layer path: empty when it is not taken)
@@ -140,22 +240,21 @@ def epoch(X, Y, order, batch, theta, s1, s2, H, C, c0, sizes, woff, boff, act, t
     gW2, gb2 = g[woff[-1]:woff[-1] + m * c].reshape(m, c), g[boff[-1]:boff[-1] + c]
     for k in range(K):
         w, h, v1, v2 = theta[k], H[k], s1[k], s2[k]
-        point = look if rule == 2 else w  # NAG takes its gradient at the look-ahead point
+        point = look if looks_ahead else w  # NAG takes its gradient at the look-ahead point
         W1, b1 = point[woff[0]:woff[0] + d * m].reshape(d, m), point[boff[0]:boff[0] + m]
         W2, b2 = point[woff[-1]:woff[-1] + m * c].reshape(m, c), point[boff[-1]:boff[-1] + c]
         step = 0
         for start in range(0, n, batch):
             b = min(batch, n - start)
             xb, yb = Xe[start:start + b], Ye[start:start + b]
-            if rule == 2:  # NAG: the gradient at w - gamma v
-                _look_ahead(w, v1, h[1], look)
+            if looks_ahead:  # NAG: the gradient at w - gamma v
+                _look_ahead(rule, w, v1, v2, h, look)
             if one_hidden:
                 loss = loss_and_grad_one_hidden(xb, yb, W1, b1, W2, b2, gW1, gb1, gW2, gb2, A[:b], Z[:b], dA[:b],
                                                  act, task, small)
             else:
                 loss = loss_and_grad(xb, yb, point, g, sizes, woff, boff, work, delta, act, task, small)
-            c1, c2 = (C[k, c0 + step, 0], C[k, c0 + step, 1]) if rule == 5 else (1.0, 1.0)
-            _apply_rule(rule, g, w, v1, v2, h, c1, c2)
+            _apply_rule(rule, g, w, v1, v2, h, C[k, c0 + step] if C.shape[1] else no_terms)
             loss_sum[k] += loss * b
             grad_sq[k] += _sum_of_squares(g)
             step += 1
@@ -163,8 +262,8 @@ def epoch(X, Y, order, batch, theta, s1, s2, H, C, c0, sizes, woff, boff, act, t
 
 # --- the driver ----------------------------------------------------------------------------------------------------
 def supports(net, optimizer: str) -> bool:
-    """The compiled path trains exactly nn.MLP (a subclass or a wrapper may change its mathematics) with the rules
-    compiled here."""
+    """The compiled path trains exactly nn.MLP (a subclass or a wrapper may change its mathematics) with an optimizer
+    whose declaration fits the kernel (RULES: every one of the registry today)."""
     return type(net) is nn.MLP and net.activation in ACTIVATIONS and net.task in TASKS and optimizer in RULES
 
 
@@ -192,7 +291,7 @@ class CompiledEpochs:
     """Everything one training call needs, prepared once: the network's layout, the data as contiguous arrays."""
 
     def __init__(self, net: nn.MLP, optimizer: str, X, Y, batch: int, epochs: int, small: int = SMALL):
-        self.optimizer, self.rule = optimizer, RULES[optimizer]
+        self.optimizer, self.rule, self.opt = optimizer, RULES[optimizer], optim.OPTIMIZERS[optimizer]
         self.act, self.task, self.small, self.batch = ACTIVATIONS[net.activation], TASKS[net.task], small, batch
         blocks = {name: start for name, start, _, _ in nn._blocks(net.layout)}
         self.sizes = np.asarray(net.sizes, np.int64)
@@ -202,35 +301,36 @@ class CompiledEpochs:
         self.steps = -(-self.X.shape[0] // batch)
         self.total_steps = epochs * self.steps
         self._no_order = np.empty(0, np.int64)
-        self._eval = self._hyper = self._corrections = None  # prepared once, reused while they fit
+        self._eval = self._hyper = self._terms = None  # prepared once, reused while they fit
 
     one_blas_thread = staticmethod(one_blas_thread)
 
     def state_arrays(self, state, k: int):
         """The state's (K, P) arrays the rule updates in place; (K, 0) placeholders for those it has not."""
-        arrays = [getattr(state, name)["theta"] for name in RULE_STATE[self.optimizer]]
+        arrays = [getattr(state, name)["theta"] for name in self.opt.state]
         return arrays + [np.empty((k, 0))] * (2 - len(arrays))
 
     def hyper_matrix(self, hyper: dict, k: int) -> np.ndarray:
-        """(K, 4): column j holds the hyperparameter RULE_HYPER[optimizer][j] of every member."""
+        """(K, HYPER_WIDTH): column j holds the optimizer's j-th declared hyperparameter of every member."""
         if self._hyper is None or self._hyper[0] is not hyper:  # the same dict until members stop
-            H = np.zeros((k, 4))
-            for column, name in enumerate(RULE_HYPER[self.optimizer]):
+            H = np.zeros((k, HYPER_WIDTH))
+            for column, name in enumerate(self.opt.hyper):
                 H[:, column] = hyper[name]
             self._hyper = (hyper, H)
         return self._hyper[1]
 
-    def corrections(self, count: int, hyper: dict, k: int) -> tuple[np.ndarray, int]:
-        """Adam's 1 - beta^t per member for steps t = count + 1 ..., as (C, c0): C[k, c0 + s] is step s of this
-        epoch. Worked out for several epochs at once (numpy's per-call cost would rival a small epoch's)."""
-        if self.optimizer != "adam":
-            return np.empty((k, 0, 2)), 0
-        cached = self._corrections
+    def step_terms(self, count: int, hyper: dict, k: int) -> tuple[np.ndarray, int]:
+        """The rule's per-step terms (Adam's 1 - beta^t) per member for steps t = count + 1 ..., as (C, c0):
+        C[k, c0 + s, j] is term j of step s of this epoch. Worked out for several epochs at once (numpy's per-call
+        cost would rival a small epoch's)."""
+        if not self.opt.terms:
+            return np.empty((k, 0, 0)), 0
+        cached = self._terms
         if cached is None or cached[0] is not hyper or not cached[1] <= count <= cached[2] - self.steps:
-            ahead = min(max(self.steps, CORRECTIONS_AHEAD // k // self.steps * self.steps), self.total_steps - count)
+            ahead = min(max(self.steps, TERMS_AHEAD // k // self.steps * self.steps), self.total_steps - count)
             t = np.arange(count + 1, count + ahead + 1, dtype=float)[None, :]
-            c1, c2 = optim.adam_corrections(t, np.asarray(hyper["beta1"])[:, None], np.asarray(hyper["beta2"])[:, None])
-            cached = self._corrections = (hyper, count, count + ahead, np.ascontiguousarray(np.stack([c1, c2], 2)))
+            terms = self.opt.step_terms(t, {name: np.asarray(hyper[name])[:, None] for name in self.opt.hyper})
+            cached = self._terms = (hyper, count, count + ahead, np.ascontiguousarray(np.stack(terms, 2)))
         return cached[3], count - cached[1]
 
     def epoch(self, theta, state, hyper: dict, order):
@@ -238,10 +338,15 @@ class CompiledEpochs:
         k = theta.shape[0]
         s1, s2 = self.state_arrays(state, k)
         loss_sum, grad_sq = np.zeros(k), np.zeros(k)
-        C, c0 = self.corrections(state.count, hyper, k)
-        epoch(self.X, self.Y, self._no_order if order is None else order, self.batch, theta, s1, s2,
-              self.hyper_matrix(hyper, k), C, c0, self.sizes, self.woff, self.boff, self.act, self.task, self.rule,
-              self.small, loss_sum, grad_sq)
+        C, c0 = self.step_terms(state.count, hyper, k)
+        args = (self.X, self.Y, self._no_order if order is None else order, self.batch, theta, s1, s2,
+                self.hyper_matrix(hyper, k), C, c0, self.sizes, self.woff, self.boff, self.act, self.task, self.rule,
+                self.opt.lookahead_rule is not None, self.small, loss_sum, grad_sq)
+        if epoch.signatures:
+            epoch(*args)
+        else:  # the first call compiles (or loads the cache): see _quiet_compile
+            with _quiet_compile():
+                epoch(*args)
         return state._replace(count=state.count + self.steps), loss_sum, grad_sq
 
     def evaluate(self, theta, X, Y):

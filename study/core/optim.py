@@ -28,12 +28,14 @@ The lecture's Adam slide writes ``beta1 * v_{t-1}`` in the first-moment line; ``
 eps sits outside the square root, as on the slides.
 
 One source of truth: each rule is written once, below, as an elementwise function of one parameter's gradient,
-state and hyperparameters (``momentum_rule(g, v, eta, gamma) -> (update, v)``). numpy runs it on whole arrays (the
-``*_update`` functions: the readable path); ``study.core.kernels`` compiles the very same function with numba into its
-fused epoch loop (the fast path). Only +, -, *, / and sqrt appear in the rules, all correctly rounded in IEEE
-arithmetic, so both evaluate every element to the same bits (tests/test_kernels.py checks it). Adam's 1 - beta^t
-is computed once per step outside the rule (``adam_corrections``): pow is not correctly rounded and numpy's and
-numba's differ in the last bit.
+state and hyperparameters (``momentum_rule(g, v, eta, gamma) -> (update, v)``), and each optimizer is declared once
+in ``OPTIMIZERS``: its rule and the names of its state, hyperparameters and per-step terms. numpy runs the rule on
+whole arrays (``Optimizer.update``: the readable path); ``study.core.kernels`` compiles the very same function with
+numba into its fused epoch loop (the fast path), reading the same declaration. Adding an optimizer is its rule, its
+entry here and its search space (conf/search_spaces.yaml); it then trains compiled. Only +, -, *, / and sqrt appear
+in the rules, all correctly rounded in IEEE arithmetic, so both evaluate every element to the same bits
+(tests/test_kernels.py checks it). Adam's 1 - beta^t is computed once per step outside the rule (its per-step terms,
+``adam_step_terms``): pow is not correctly rounded and numpy's and numba's differ in the last bit.
 """
 from __future__ import annotations
 
@@ -59,14 +61,11 @@ def apply_updates(params: Params, updates: Params) -> Params:
     return {k: params[k] + updates[k] for k in params}
 
 
-def _no_lookahead(params, state, hyper):
-    return params
-
-
-# --- The rules, elementwise: g the gradient, v / m the state, the rest hyperparameters --------------------------
-# Each works on numbers and on numpy arrays alike (the same expression, evaluated per element).
+# --- The rules, elementwise: g the gradient, then the state, the hyperparameters and any per-step terms ---------
+# Each works on numbers and on numpy arrays alike (the same expression, evaluated per element) and returns
+# (update, *new state): the registry below declares the names of those arguments, in this order.
 def gd_rule(g, eta):
-    return -eta * g
+    return (-eta * g,)
 
 
 def momentum_rule(g, v, eta, gamma):
@@ -74,8 +73,14 @@ def momentum_rule(g, v, eta, gamma):
     return -v, v
 
 
-def nag_lookahead_rule(w, v, gamma):
-    """w_look = w - gamma v_{t-1}: where the history alone would carry us; NAG's gradient is taken there."""
+def nag_lookahead_rule(w, v, eta, gamma):
+    """w_look = w - gamma v_{t-1}: where the history alone would carry us; NAG's gradient is taken there.
+
+    A choice: this is Nesterov's method in the look-ahead form the lecture writes (Sutskever et al. 2013), the
+    gradient taken at a point that is not the parameters. The equivalent reparametrised form (Bengio et al. 2013;
+    PyTorch's nesterov=True) keeps the gradient at the parameters and changes the update instead; both give the same
+    trajectory of look-ahead points, but the parameters they report differ by gamma v.
+    """
     return w - gamma * v
 
 
@@ -90,7 +95,7 @@ def rmsprop_rule(g, v, eta, beta, eps):
 
 
 def adam_rule(g, m, v, eta, beta1, beta2, eps, correction1, correction2):
-    """correction1, correction2 = adam_corrections(t, beta1, beta2) of this step t."""
+    """correction1, correction2 = adam_corrections(t, beta1, beta2) of this step t (the rule's per-step terms)."""
     m = beta1 * m + (1.0 - beta1) * g  # first moment: momentum's average of gradients
     v = beta2 * v + (1.0 - beta2) * g * g  # second moment: RMSProp's average of squared gradients
     m_hat = m / correction1  # bias correction: m and v start at 0
@@ -111,112 +116,80 @@ def adam_corrections(t, beta1, beta2):
     return 1.0 - power1, 1.0 - power2
 
 
-# --- GD ---------------------------------------------------------------------------------------------------------
-class GDState(NamedTuple):
-    count: int
+def adam_step_terms(t, hyper: Hyper):
+    """The per-step terms of Adam's rule: its bias corrections at step t (pow stays out of the rule: numpy's and
+    numba's differ in the last bit)."""
+    return adam_corrections(t, hyper["beta1"], hyper["beta2"])
 
 
-def gd_init(params: Params) -> GDState:
-    return GDState(count=0)
+# --- The registry: each optimizer declared once --------------------------------------------------------------------
+_STATE_TYPES: dict[tuple[str, ...], type] = {}
 
 
-def gd_update(grads: Params, state: GDState, hyper: Hyper):
-    updates = {k: gd_rule(g, _per_member(hyper["eta"], g)) for k, g in grads.items()}
-    return updates, GDState(state.count + 1)
+def state_type(fields: tuple[str, ...]) -> type:
+    """The NamedTuple of an optimizer's state: the step count and one dict of arrays per state name."""
+    if fields not in _STATE_TYPES:
+        _STATE_TYPES[fields] = NamedTuple("State", [("count", int), *((f, Params) for f in fields)])
+    return _STATE_TYPES[fields]
 
 
-# --- Momentum and NAG: the same history v, NAG takes its gradient at the look-ahead point ---------------------
-class MomentumState(NamedTuple):
-    count: int
-    v: Params  # the exponentially decaying sum of past (eta-scaled) gradients
-
-
-def momentum_init(params: Params) -> MomentumState:
-    return MomentumState(count=0, v=_zeros_like(params))
-
-
-def momentum_update(grads: Params, state: MomentumState, hyper: Hyper):
-    updates, v = {}, {}
-    for k, g in grads.items():
-        updates[k], v[k] = momentum_rule(g, state.v[k], _per_member(hyper["eta"], g), _per_member(hyper["gamma"], g))
-    return updates, MomentumState(state.count + 1, v)
-
-
-def nag_lookahead(params: Params, state: MomentumState, hyper: Hyper) -> Params:
-    """w_look = w - gamma v_{t-1}: where the history alone would carry us; NAG's gradient is taken there."""
-    return {k: nag_lookahead_rule(p, state.v[k], _per_member(hyper["gamma"], p)) for k, p in params.items()}
-
-
-# NAG's history and update are momentum's; only the point where the gradient is taken differs:
-# w_{t+1} = w_look - eta g(w_look) = w_t - (gamma v_{t-1} + eta g(w_look)) = w_t - v_t.
-nag_init, nag_update = momentum_init, momentum_update
-
-
-# --- AdaGrad and RMSProp: a per-parameter learning rate from the history of squared gradients -----------------
-class ScaleState(NamedTuple):
-    count: int
-    v: Params  # accumulated (AdaGrad) or exponentially averaged (RMSProp) squared gradients
-
-
-def scale_init(params: Params) -> ScaleState:
-    return ScaleState(count=0, v=_zeros_like(params))
-
-
-def adagrad_update(grads: Params, state: ScaleState, hyper: Hyper):
-    updates, v = {}, {}
-    for k, g in grads.items():
-        updates[k], v[k] = adagrad_rule(g, state.v[k], _per_member(hyper["eta"], g), _per_member(hyper["eps"], g))
-    return updates, ScaleState(state.count + 1, v)
-
-
-def rmsprop_update(grads: Params, state: ScaleState, hyper: Hyper):
-    updates, v = {}, {}
-    for k, g in grads.items():
-        eta, beta, eps = (_per_member(hyper[name], g) for name in ("eta", "beta", "eps"))
-        updates[k], v[k] = rmsprop_rule(g, state.v[k], eta, beta, eps)
-    return updates, ScaleState(state.count + 1, v)
-
-
-# --- Adam ------------------------------------------------------------------------------------------------------
-class AdamState(NamedTuple):
-    count: int
-    m: Params  # first moment: momentum's average of gradients
-    v: Params  # second moment: RMSProp's average of squared gradients
-
-
-def adam_init(params: Params) -> AdamState:
-    return AdamState(count=0, m=_zeros_like(params), v=_zeros_like(params))
-
-
-def adam_update(grads: Params, state: AdamState, hyper: Hyper):
-    t = state.count + 1
-    m, v, updates = {}, {}, {}
-    for k, g in grads.items():
-        eta, beta1, beta2, eps = (_per_member(hyper[name], g) for name in ("eta", "beta1", "beta2", "eps"))
-        correction1, correction2 = adam_corrections(t, beta1, beta2)
-        updates[k], m[k], v[k] = adam_rule(g, state.m[k], state.v[k], eta, beta1, beta2, eps, correction1, correction2)
-    return updates, AdamState(t, m, v)
-
-
-# --- The registry ----------------------------------------------------------------------------------------------
 class Optimizer(NamedTuple):
+    """An optimizer: its elementwise rule and the names of what the rule reads. The numpy path below and the
+    compiled kernels (``study.core.kernels``) are both built from these fields; nothing else names an optimizer.
+
+    rule        rule(g, *state, *hyper, *terms) -> (update, *new state), elementwise
+    state       its state arrays (zeros at the start), in the rule's argument order
+    hyper       its hyperparameters, in the rule's argument order
+    defaults    the usual default values, under the lecture's names
+    lookahead   lookahead(w, *state, *hyper) -> the point where the gradient is taken (None: the parameters)
+    terms       numbers the rule takes per step after its hyperparameters, by name (Adam's bias corrections)
+    step_terms  step_terms(t, hyper) -> those terms at step t = 1, 2, ... (t and hyper broadcast together)
+    """
     name: str
-    init: Callable[[Params], NamedTuple]
-    update: Callable[[Params, NamedTuple, Hyper], tuple[Params, NamedTuple]]
-    lookahead: Callable[[Params, NamedTuple, Hyper], Params]
-    defaults: dict[str, float]  # the usual defaults, under the lecture's names
+    rule: Callable
+    state: tuple[str, ...]
+    hyper: tuple[str, ...]
+    defaults: dict[str, float]
+    lookahead_rule: Callable | None = None
+    terms: tuple[str, ...] = ()
+    step_terms: Callable | None = None
+
+    def init(self, params: Params):
+        return state_type(self.state)(0, *(_zeros_like(params) for _ in self.state))
+
+    def update(self, grads: Params, state, hyper: Hyper):
+        """The rule applied to every array of ``grads``: (updates, the new state)."""
+        t = state.count + 1
+        updates, new = {}, {name: {} for name in self.state}
+        for key, g in grads.items():
+            h = {name: _per_member(hyper[name], g) for name in self.hyper}
+            terms = self.step_terms(t, h) if self.step_terms else ()
+            update, *after = self.rule(g, *(getattr(state, s)[key] for s in self.state), *h.values(), *terms)
+            updates[key] = update
+            for name, value in zip(self.state, after):
+                new[name][key] = value
+        return updates, state._replace(count=t, **new)
+
+    def lookahead(self, params: Params, state, hyper: Hyper) -> Params:
+        if self.lookahead_rule is None:
+            return params
+        return {k: self.lookahead_rule(p, *(getattr(state, s)[k] for s in self.state),
+                                       *(_per_member(hyper[name], p) for name in self.hyper))
+                for k, p in params.items()}
 
 
-OPTIMIZERS: dict[str, Optimizer] = {
-    "gd": Optimizer("gd", gd_init, gd_update, _no_lookahead, {"eta": 0.01}),
-    "momentum": Optimizer("momentum", momentum_init, momentum_update, _no_lookahead, {"eta": 0.01, "gamma": 0.9}),
-    "nag": Optimizer("nag", nag_init, nag_update, nag_lookahead, {"eta": 0.01, "gamma": 0.9}),
-    "adagrad": Optimizer("adagrad", scale_init, adagrad_update, _no_lookahead, {"eta": 0.01, "eps": 1e-8}),
-    "rmsprop": Optimizer("rmsprop", scale_init, rmsprop_update, _no_lookahead,
-                         {"eta": 0.001, "beta": 0.9, "eps": 1e-8}),
-    "adam": Optimizer("adam", adam_init, adam_update, _no_lookahead,
-                      {"eta": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}),
-}
+OPTIMIZERS: dict[str, Optimizer] = {o.name: o for o in (
+    Optimizer("gd", gd_rule, (), ("eta",), {"eta": 0.01}),
+    Optimizer("momentum", momentum_rule, ("v",), ("eta", "gamma"), {"eta": 0.01, "gamma": 0.9}),
+    # NAG's history and update are momentum's; only the point where the gradient is taken differs:
+    # w_{t+1} = w_look - eta g(w_look) = w_t - (gamma v_{t-1} + eta g(w_look)) = w_t - v_t.
+    Optimizer("nag", momentum_rule, ("v",), ("eta", "gamma"), {"eta": 0.01, "gamma": 0.9}, nag_lookahead_rule),
+    Optimizer("adagrad", adagrad_rule, ("v",), ("eta", "eps"), {"eta": 0.01, "eps": 1e-8}),
+    Optimizer("rmsprop", rmsprop_rule, ("v",), ("eta", "beta", "eps"), {"eta": 0.001, "beta": 0.9, "eps": 1e-8}),
+    Optimizer("adam", adam_rule, ("m", "v"), ("eta", "beta1", "beta2", "eps"),
+              {"eta": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+              terms=("correction1", "correction2"), step_terms=adam_step_terms),
+)}
 
 
 def hyperparameters(name: str, **overrides) -> Hyper:
