@@ -156,6 +156,7 @@ def _tune(ctx: Context, cell, study, arm: str, mirror: record.Mirror, claim: tun
         with ctx.timed("optuna"):
             remaining = cfg.trials - len(tuning.finished(study))
             if remaining <= 0:
+                tuning.fail_orphans(study)  # none of ours is running now: any RUNNING trial is nobody's
                 return
             trials, hypers = [], []
             for _ in range(min(cfg.population[batch], remaining)):  # ask and suggest in turn: the liar sees each

@@ -86,6 +86,16 @@ def recover_abandoned(study: optuna.Study) -> list[int]:
     return dead
 
 
+def fail_orphans(study: optuna.Study) -> list[int]:
+    """Fail the RUNNING trials left in a cell whose own trials have all been told; returns their numbers. Such a
+    trial was made by a storage call that the retry made again after the database had committed it (its first reply
+    lost to a restart of PostgreSQL): nobody holds it and it has no result, so it is failed and not retried."""
+    orphans = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    for number in orphans:
+        study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+    return orphans
+
+
 def running_numbers(study: optuna.Study) -> set[int]:
     return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
 
