@@ -53,8 +53,11 @@ def _curves(val_losses: dict, updates_per_epoch=3):
 
 def test_target_is_factor_times_best_median_final_loss_and_time_is_first_epoch_below():
     curves = _curves({("adam", 0): [1.0, 0.5, 0.20], ("adam", 1): [1.0, 0.4, 0.22],
-                      ("gd", 0): [1.0, 0.9, 0.8], ("gd", 1): [1.0, 0.7, 0.21]})
-    target = progress.targets(curves, 1.1)
+                      ("gd", 0): [1.0, 0.9, 0.8], ("gd", 1): [1.0, 0.7, 0.21],
+                      ("nag", 0): [1.0, 0.01, np.nan], ("nag", 1): [1.0, 0.02, np.nan]})
+    evals = curves[scoring.RUN].drop_duplicates().assign(diverged=0.0, initial_val_loss=1.0)
+    evals.loc[evals["optimizer"] == "nag", "diverged"] = 1.0  # low just before blowing up: scores as untrained
+    target = scoring.targets(curves, evals, 1.1)
     assert target.loc["d", "optimizer"] == "adam"
     assert target.loc["d", "target"] == pytest.approx(1.1 * 0.21)  # median of adam's 0.20 and 0.22
     runs = progress.runs_to_target(curves, target["target"]).set_index(["optimizer", "seed"])

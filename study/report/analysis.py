@@ -187,7 +187,7 @@ def analyse(results: SweepResults, settings: Settings) -> Analysis:
     sensitivity = pd.concat([rope_sensitivity(a, widths[b], settings) for (b, _), a in found.items()],
                             ignore_index=True)
 
-    targets = progress.targets(curves, settings.target_factor)
+    targets = scoring.targets(curves, evals, settings.target_factor)  # the verdict's targets: one per dataset
     to_target = progress.cells_to_target(progress.runs_to_target(curves, targets["target"]))
     updates = batchmodes.updates_per_epoch(curves, evals)
     noise = batchmodes.noise(curves)

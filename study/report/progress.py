@@ -1,7 +1,8 @@
 """How fast the runs get there, computed from the per-epoch curves of the evaluation runs.
 
-Each dataset gets a target: ``factor`` x its best tuned final validation loss (the lowest, over the optimizer x
-batch-size cells, of the median over seeds). A run's epochs to target is the first epoch whose validation loss is
+Each dataset gets the verdict's target (``scoring.targets``): ``factor`` x its best tuned final validation loss
+(the lowest, over the optimizer x batch-size cells, of the median over seeds; a diverged run scores the untrained
+network's loss). A run's epochs to target is the first epoch whose validation loss is
 at or below the target (inf if none); its updates to target is the cumulative update count at that epoch. A cell's
 value is the median over seeds, so a cell that misses the target on most seeds counts as never.
 """
@@ -12,23 +13,6 @@ import pandas as pd
 
 CELL = ["dataset", "optimizer", "batch_size", "track"]
 RUN = CELL + ["seed"]
-
-
-def final_validation(curves: pd.DataFrame) -> pd.DataFrame:
-    """Per run: the last finite validation loss (a run that stopped early keeps its last recorded value)."""
-    finite = curves[np.isfinite(curves["val_loss"].astype(float))]
-    last = finite.sort_values("epoch").groupby(RUN, sort=False).tail(1)
-    return last[RUN + ["epoch", "val_loss"]].rename(columns={"val_loss": "final_val_loss", "epoch": "last_epoch"})
-
-
-def targets(curves: pd.DataFrame, factor: float) -> pd.DataFrame:
-    """Per dataset: the best tuned cell (median final validation loss over seeds) and target = factor x it."""
-    final = final_validation(curves[curves["track"] == "tuned"])
-    cells = final.groupby(CELL, sort=False)["final_val_loss"].median().reset_index()
-    best = cells.sort_values(["dataset", "final_val_loss", "optimizer", "batch_size"]).groupby("dataset").head(1)
-    best = best.rename(columns={"final_val_loss": "best_final_val_loss"}).drop(columns="track")
-    best["target"] = factor * best["best_final_val_loss"]
-    return best.set_index("dataset")
 
 
 def runs_to_target(curves: pd.DataFrame, target: pd.Series) -> pd.DataFrame:
