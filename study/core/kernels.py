@@ -96,10 +96,10 @@ def _compilable(opt: optim.Optimizer) -> bool:
 RULES = {name: i for i, name in enumerate(n for n, o in optim.OPTIMIZERS.items() if _compilable(o))}
 _COMPILED = tuple((RULES[name], inline(o.rule), inline(o.lookahead_rule) if o.lookahead_rule else None)
                   for name, o in optim.OPTIMIZERS.items() if name in RULES)
+# what each compiled function reads, by function (entries that share a rule, momentum and nag, declare it alike)
 _DECLARED = {o.rule: o for o in optim.OPTIMIZERS.values()} | \
     {o.lookahead_rule: o for o in optim.OPTIMIZERS.values() if o.lookahead_rule}
 HYPER_WIDTH = max(len(optim.OPTIMIZERS[name].hyper) for name in RULES)
-TERMS_WIDTH = max(len(optim.OPTIMIZERS[name].terms) for name in RULES)
 
 
 def _update_row(rule, g, w, s1, s2, h, c):
