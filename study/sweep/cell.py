@@ -338,7 +338,7 @@ def complete(ctx: Context, studies: dict, mirror: record.Mirror, finishing: Fini
     runs marked as orphans, curves.parquet, the summary metrics, the run's end, and the cell marked done. False if
     MLflow could not take it (the cell stays not done, or is marked done with its mirror pending)."""
     book = mirror.book
-    if (finishing.resumed or book.record.mlflow_pending) and not mirror.reconcile():
+    if (finishing.resumed or book.record.mlflow_pending or mirror.write_failed) and not mirror.reconcile():
         return False
     out = Path(finishing.directory.name)
     with ctx.timed("mlflow"):

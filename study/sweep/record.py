@@ -67,6 +67,9 @@ class Mirror:
         self.tags = {"dataset": cell[0], "optimizer": cell[1], "batch_size": str(cell[2])}
         self.curves: dict[tuple, dict] = {}  # (role, arm or track, number or seed) -> per-epoch values, this process
         self.queue: list[tuple] = []  # ("trial", (arm, number) | "eval", (track, seed), payload) not yet in MLflow
+        # a write that failed half-way (the server or its database went away between creating a run and ending it)
+        # may have left a run that the retry wrote again: the cell is reconciled before it finishes
+        self.write_failed = False
 
     # --- writing as we go -----------------------------------------------------------------------------------
     def _write(self, what: str, write):
@@ -77,6 +80,7 @@ class Mirror:
             return write()
         except tracking.UNAVAILABLE as e:
             self.ctx.tracking_down_until = time.time() + RETRY_AFTER_SECONDS
+            self.write_failed = True
             print(f"warning: MLflow unavailable ({type(e).__name__}) while writing {what} of "
                   f"{'/'.join(map(str, self.cell))}; results are kept in the Optuna storage and will be logged "
                   f"when it is back", file=sys.stderr)
