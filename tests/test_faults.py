@@ -33,7 +33,7 @@ def services(request):
 
 def fail_and_retry_pairs(services, cfg) -> list[tuple]:
     """(cell, failed trial, its retry) for every FAIL trial of the sweep; asserts each has exactly one retry with
-    its parameters, and that the retry finished."""
+    its parameters, and that the retry (or the end of its chain of retries) finished."""
     import optuna
     from study.sweep import ledger, tuning
 
@@ -53,7 +53,14 @@ def fail_and_retry_pairs(services, cfg) -> list[tuple]:
             # every parameter the failed trial had drawn is tried again (one killed between two suggestions had
             # drawn only some: the retry draws the rest)
             assert {k: retries[0].params.get(k) for k in t.params} == t.params, (cell, t.number, retries[0].params)
-            assert retries[0].state.name in ("COMPLETE", "PRUNED"), (cell, t.number, retries[0].state)
+            # the retry finished, or was itself stopped (a worker signalled inside it) and is then a FAIL trial of
+            # this loop in turn: follow the chain to the trial that finished
+            last = retries[0]
+            while last.state.name == "FAIL":
+                following = [u for u in trials if ledger.retry_of(u) == last.number]
+                assert len(following) == 1, f"{cell} trial {last.number}: retries {[u.number for u in following]}"
+                last = following[0]
+            assert last.state.name in ("COMPLETE", "PRUNED"), (cell, t.number, last.number, last.state)
             pairs.append((cell, t.number, retries[0].number))
     return pairs
 
