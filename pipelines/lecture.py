@@ -41,14 +41,6 @@ def parser() -> ArgumentParser:
     return p
 
 
-def _shown(path: Path) -> str:
-    """A path as a person reads it in an error message: relative to the working directory when inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
 def _writable_dir(flag: str, path: Path) -> Path:
     if path.exists() and not path.is_dir():
         raise BadInput(flag, f"{path} exists and is not a directory")
@@ -59,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     config = Path(args.config) if args.config else DEFAULT_CONFIG
     # Everything that can be wrong with the input is checked here, before a single file is written.
-    settings = lecture.load_settings(config, shown_as=args.config or _shown(config))
+    settings = lecture.load_settings(config, shown_as=args.config)
     runs_dir = _writable_dir("--runs-dir", Path(args.runs_dir))
     out = _writable_dir("--out", Path(args.out) if args.out else runs_dir / "lecture")
 

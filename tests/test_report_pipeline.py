@@ -73,7 +73,8 @@ def test_report_settings_load_and_reject_bad_values(tmp_path):
     loaded = settings.load()
     assert (loaded.alpha, loaded.rope_loss[0], loaded.rope_accuracy[0], loaded.target_factor) == (0.05, 0.5, 1.0, 1.1)
     assert loaded.claims["verdict"]["support"] > loaded.claims["verdict"]["contradict"]
-    (tmp_path / "claims.yaml").write_text((settings.CONF / "claims.yaml").read_text())
+    for name in ("claims.yaml", "lecture.yaml"):
+        (tmp_path / name).write_text((settings.CONF / name).read_text())
     text = (settings.CONF / "report.yaml").read_text()
     (tmp_path / "report.yaml").write_text(text.replace("loss_spread: [0.5, 0.25, 1.0]", "loss_spread: [0.5, -1]"))
     with pytest.raises(BadInput, match=r"report.yaml: rope.loss_spread: must be three positive widths"):

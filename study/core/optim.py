@@ -178,6 +178,8 @@ class Optimizer(NamedTuple):
                 for k, p in params.items()}
 
 
+# ``defaults`` are the values practitioners start from, the untuned (default) track of the sweep and the one place
+# they are written: PyTorch / Keras defaults, Kingma & Ba 2015 for Adam, Hinton's Coursera lecture 6e for RMSProp.
 OPTIMIZERS: dict[str, Optimizer] = {o.name: o for o in (
     Optimizer("gd", gd_rule, (), ("eta",), {"eta": 0.01}),
     Optimizer("momentum", momentum_rule, ("v",), ("eta", "gamma"), {"eta": 0.01, "gamma": 0.9}),

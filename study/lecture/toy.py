@@ -10,152 +10,32 @@ fixed (no shuffling), so every number is deterministic. Figures: ``study.lecture
 from __future__ import annotations
 
 import csv
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 from scipy.special import logit
 
 from study.core import batches, data, nn, optim, train
 from study.errors import BadInput
+from study.schema import loader
+from study.schema.lecture import Lecture
 
 CSV_COLUMNS = ("optimizer", "batch_size", "epoch", "step", "w", "b", "loss")
 
 
-# --- Settings: conf/lecture.yaml, validated before anything runs -------------------------------------------------
-def _number(value, low=-math.inf, high=math.inf, low_open=False, high_open=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"must be a number, got {value!r}")
-    if value < low or value > high or (low_open and value == low) or (high_open and value == high):
-        raise ValueError(f"must be in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}, "
-                         f"got {value!r}")
-    return float(value)
-
-
-def _positive(value):
-    return _number(value, 0.0, low_open=True)
-
-
-def _fraction(value):  # gamma, beta, beta1, beta2: the weight of the past in an average
-    return _number(value, 0.0, 1.0, high_open=True)
-
-
-def _count(minimum):
-    def check(value):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"must be an integer >= {minimum}, got {value!r}")
-        return value
-    return check
-
-
-def _pair(value):
-    if not isinstance(value, list) or len(value) != 2:
-        raise ValueError(f"must be a pair [low, high], got {value!r}")
-    low, high = (_number(v) for v in value)
-    if low >= high:
-        raise ValueError(f"must be a pair [low, high] with low < high, got {value!r}")
-    return low, high
-
-
-def _points(value):
-    if not isinstance(value, list) or not value:
-        raise ValueError(f"must be a non-empty list of [w, b] points, got {value!r}")
-    for point in value:
-        if not isinstance(point, list) or len(point) != 2:
-            raise ValueError(f"must be a list of [w, b] points, got {point!r}")
-    return [tuple(_number(v) for v in point) for point in value]
-
-
-def _positive_list(value):
-    if not isinstance(value, list) or not value:
-        raise ValueError(f"must be a non-empty list of positive numbers, got {value!r}")
-    return [_positive(v) for v in value]
-
-
-def _batch_sizes(value):
-    if not isinstance(value, list) or not value:
-        raise ValueError(f"must be a non-empty list of batch sizes ('full' or a positive integer), got {value!r}")
-    sizes = [batches.parse_batch_size(v) for v in value]
-    if len(set(map(str, sizes))) != len(sizes):
-        raise ValueError(f"lists a batch size twice: {value!r}")
-    return sizes
-
-
-HYPER_CHECKS = {"eta": _positive, "eps": _positive, "gamma": _fraction, "beta": _fraction, "beta1": _fraction,
-                "beta2": _fraction}
-
-# The shape of conf/lecture.yaml: a nested dict of checks; every key is required, no other key is allowed.
-SCHEMA = {
-    "start": {"w": _number, "b": _number},
-    "epochs": _count(1),
-    "batch_sizes": _batch_sizes,
-    "optimizers": "optimizers",  # checked against the registry in study.core.optim, below
-    "figures": {
-        "dpi": _count(30),
-        "surface": {"w": _pair, "b": _pair, "resolution": _count(10)},
-        "window": {"w": _pair, "b": _pair},
-        "zoom": {"w": _pair, "b": _pair},
-        "initializations": _points,
-        "learning_rates": _positive_list,
-        "learning_rate_window": {"w": _pair, "b": _pair},
-        "momentum_epochs": _count(2),
-        "sparse": {"samples": _count(10), "epochs": _count(1), "eta": _positive},
-        "animation": {"frames": _count(2), "fps": _count(1), "dpi": _count(30)},
-    },
-}
-
-
-def _check_mapping(raw, schema: dict, key: str, where: str) -> dict:
-    if not isinstance(raw, dict):
-        raise BadInput(where, f"{key or 'top level'}: must be a mapping of {', '.join(schema)}, got {raw!r}")
-    prefix = f"{key}." if key else ""
-    for name in raw:
-        if name not in schema:
-            raise BadInput(where, f"{prefix}{name}: unknown key; expected one of {', '.join(schema)}")
-    for name in schema:
-        if name not in raw:
-            raise BadInput(where, f"{prefix}{name}: missing")
-    return {name: _check(raw[name], schema[name], f"{prefix}{name}", where) for name in schema}
-
-
-def _check(raw, schema, key: str, where: str):
-    if isinstance(schema, dict):
-        return _check_mapping(raw, schema, key, where)
-    if schema == "optimizers":
-        if not isinstance(raw, dict) or not raw:
-            raise BadInput(where, f"{key}: must map optimizer names to their hyperparameters, got {raw!r}")
-        checked = {}
-        for name, hyper in raw.items():
-            if name not in optim.OPTIMIZERS:
-                raise BadInput(where, f"{key}.{name}: unknown optimizer; expected one of {', '.join(optim.OPTIMIZERS)}")
-            # every hyperparameter spelled out: the registry's defaults are the sweep's, not the lecture's
-            own = {h: HYPER_CHECKS[h] for h in optim.OPTIMIZERS[name].defaults}
-            checked[name] = _check_mapping(hyper, own, f"{key}.{name}", where)
-        return checked
-    try:
-        return schema(raw)
-    except ValueError as error:
-        raise BadInput(where, f"{key}: {error}") from None
-
-
+# --- Settings: conf/lecture.yaml, validated before anything runs (study.schema.lecture) ---------------------------
 def validate_settings(raw, where: str) -> dict:
     """The settings as plain data, or BadInput naming ``where`` (the file), the dotted key and the problem."""
-    return _check_mapping(raw, SCHEMA, "", where)
+    if not isinstance(raw, dict):
+        raise BadInput(where, f"expected a mapping of keys, got {type(raw).__name__}")
+    return loader.validate(Lecture, raw, where).as_settings()
 
 
 def load_settings(path: str | Path, shown_as: str | None = None) -> dict:
-    where = shown_as or str(path)
-    try:
-        text = Path(path).read_text()
-    except OSError as error:
-        raise BadInput(where, f"cannot read: {error.strerror or error}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise BadInput(where, "not valid YAML: " + " ".join(str(error).split())) from None
-    return validate_settings(raw, where)
+    """conf/lecture.yaml (or ``path``) as plain data; ``shown_as`` names the file in a message (default: the path
+    as the user would type it)."""
+    return loader.load(Lecture, Path(path), shown_as).as_settings()
 
 
 # --- Trajectories through the real training loop ----------------------------------------------------------------

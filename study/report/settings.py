@@ -1,17 +1,19 @@
 """The report's settings: conf/report.yaml (how to judge) and conf/claims.yaml (the lecture's claims' criteria).
 
-Loaded once, validated, frozen; a missing or malformed key is BadInput naming the file and the key.
+Loaded once through ``study.schema`` (the shapes: ``study.schema.report``), frozen; a missing or malformed key is
+BadInput naming the file and the key.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from study.errors import BadInput
+from study.schema import loader
+from study.schema.lecture import Lecture
+from study.schema.report import Claims, Report
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = loader.CONF
 
 
 @dataclass(frozen=True)
@@ -35,65 +37,22 @@ class Settings:
     claims: dict = field(default_factory=dict, compare=False, hash=False)
 
 
-def _read(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise BadInput(str(path), f"cannot read: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise BadInput(str(path), f"not valid YAML: {str(error).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise BadInput(str(path), "must be a mapping of keys to values")
-    return data
-
-
-class floats(tuple):
-    """A list of floats in the config (a marker for ``_get``)."""
-
-
-def _get(data: dict, path: Path, dotted: str, kind, check=lambda v: True, rule: str = ""):
-    value = data
-    for part in dotted.split("."):
-        if not isinstance(value, dict) or part not in value:
-            raise BadInput(str(path), f"{dotted}: missing")
-        value = value[part]
-    try:
-        value = kind(value) if kind not in (tuple, floats) else tuple((int if kind is tuple else float)(v)
-                                                                         for v in value)
-    except (TypeError, ValueError):
-        raise BadInput(str(path), f"{dotted}: expected {kind.__name__}, got {value!r}") from None
-    if not check(value):
-        raise BadInput(str(path), f"{dotted}: {rule}, got {value!r}")
-    return value
-
-
 def load(conf_dir: str | Path = CONF) -> Settings:
+    """conf/report.yaml and conf/claims.yaml of ``conf_dir``; the claims' toy problem from its lecture.yaml."""
     conf_dir = Path(conf_dir)
-    report_path, claims_path = conf_dir / "report.yaml", conf_dir / "claims.yaml"
-    data = _read(report_path)
-    unit = (lambda v: 0 < v < 1, "must be between 0 and 1")
-    positive = (lambda v: v > 0, "must be positive")
-
-    def get(key, kind, rule=(lambda v: True, "")):
-        return _get(data, report_path, key, kind, rule[0], rule[1])
-
-    widths = (lambda v: len(v) == 3 and min(v) > 0, "must be three positive widths (the verdict's first)")
-    ratios = (lambda v: len(v) == 3 and min(v) > 1, "must be three ratios above 1 (the verdict's first)")
-    for key, value in (("statistics.omnibus", "iman-davenport"), ("statistics.posthoc", "wilcoxon-holm")):
-        _get(data, report_path, key, str, lambda v, value=value: v == value, f"only {value!r} is implemented")
-    settings = Settings(
-        alpha=get("statistics.alpha", float, unit), sure=get("statistics.sure", float, unit),
-        rope_loss=get("rope.loss_spread", floats, widths), rope_accuracy=get("rope.accuracy_points", floats, widths),
-        rope_cost=get("rope.cost_ratio", floats, ratios),
-        stability_resamples=get("stability.resamples", int, positive),
-        band_resamples=get("stability.band_resamples", int, positive),
-        bayes_samples=get("statistics.bayes_samples", int, positive),
-        bootstrap_resamples=get("statistics.bootstrap_resamples", int, positive),
-        confidence=get("statistics.confidence", float, unit), seed=get("statistics.seed", int),
-        target_factor=get("target.factor", float, (lambda v: v >= 1, "must be at least 1")),
-        budgets=get("budgets", tuple, (lambda v: len(v) > 0 and min(v) > 0, "must be positive trial counts")),
-        edge_margin=get("edge.margin", float, unit), tau_max=get("profile.tau_max", float, positive),
-        dpi=get("figures.dpi", int, positive), claims=_read(claims_path))
-    for key in ("verdict.support", "verdict.contradict"):
-        _get(settings.claims, claims_path, key, float, unit[0], unit[1])
-    return settings
+    report = loader.load(Report, conf_dir / "report.yaml")
+    claims = loader.load(Claims, conf_dir / "claims.yaml")
+    toy_settings = loader.load(Lecture, conf_dir / "lecture.yaml").as_settings()
+    for name in ("gd", "momentum", "rmsprop"):  # the claims' toy problem uses their lecture settings
+        if name not in toy_settings["optimizers"]:
+            raise BadInput(f"{loader.shown(conf_dir / 'lecture.yaml')}: optimizers.{name}",
+                           "missing: the report's claims are checked at the lecture's settings of gd, momentum "
+                           "and rmsprop")
+    st, rope = report.statistics, report.rope
+    return Settings(
+        alpha=st.alpha, sure=st.sure, rope_loss=rope.loss_spread, rope_accuracy=rope.accuracy_points,
+        rope_cost=rope.cost_ratio, stability_resamples=report.stability.resamples,
+        band_resamples=report.stability.band_resamples, bayes_samples=st.bayes_samples,
+        bootstrap_resamples=st.bootstrap_resamples, confidence=st.confidence, seed=st.seed,
+        target_factor=report.target.factor, budgets=report.budgets, edge_margin=report.edge.margin,
+        tau_max=report.profile.tau_max, dpi=report.figures.dpi, claims=claims.as_settings(toy_settings))

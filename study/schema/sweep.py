@@ -1,0 +1,218 @@
+"""The shapes of a sweep profile (``conf/sweep/<name>.yaml``) and of ``conf/search_spaces.yaml``.
+
+Checks that need no data live here; the one that does (a batch size larger than every training set) is made by
+``study.sweep.config`` once the datasets are known. Names are checked against the numeric core's registries
+(datasets, optimizers), so a new optimizer or dataset needs no change here.
+"""
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal
+
+from pydantic import field_validator, model_validator
+
+from study.core import batches, data, nn, optim
+from study.schema.loader import Count, Flag, Frozen, KeyProblem, Name, Natural, Number, Positive
+
+LIST_KEYS = {"datasets", "optimizers", "batch_sizes", "network.hidden"}
+
+
+def names_from(value, known, what: str) -> tuple[str, ...]:
+    """A non-empty list of distinct known names (one name alone may be written without the list)."""
+    value = [value] if isinstance(value, str) else value
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"must be a non-empty list of {what}, got {value!r}")
+    for v in value:
+        if v not in known:
+            raise ValueError(f"unknown name {v!r}; choose from {', '.join(sorted(known))}")
+    if len(set(value)) != len(value):
+        raise ValueError("lists a name twice")
+    return tuple(value)
+
+
+def batch_sizes_from(value) -> tuple:
+    """A non-empty list of distinct batch sizes, each 'full' or a positive integer."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"must be a non-empty list of 'full' or positive integers, got {value!r}")
+    sizes = tuple(batches.parse_batch_size(v) for v in value)
+    if len(set(map(str, sizes))) != len(sizes):
+        raise ValueError("lists a batch size twice")
+    return sizes
+
+
+def _as_default(value):
+    """One number for every name is the mapping ``{default: number}``."""
+    return {"default": value} if not isinstance(value, dict) else {str(k): v for k, v in value.items()}
+
+
+class Network(Frozen):
+    hidden: tuple[Count, ...] = (32,)
+    activation: str = "relu"  # one of the network's (study.core.nn.ACTIVATIONS)
+
+    @field_validator("hidden", mode="before")
+    @classmethod
+    def _one_layer_alone(cls, value):
+        return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("activation")
+    @classmethod
+    def _known_activation(cls, value):
+        if value not in nn.ACTIVATIONS:
+            raise ValueError(f"must be one of {', '.join(nn.ACTIVATIONS)}, got {value!r}")
+        return value
+
+
+class Sampler(Frozen):
+    name: Literal["tpe", "random"] = "tpe"
+    seed: Natural = 0
+    n_startup_trials: Natural = 5
+
+
+class Pruner(Frozen):
+    name: Literal["median", "none"] = "median"
+    n_startup_trials: Natural = 5
+    n_warmup_steps: Natural = 5
+
+
+class Split(Frozen):
+    val: Positive = 0.2
+    test: Positive = 0.2
+
+    @model_validator(mode="after")
+    def _leaves_a_training_set(self):
+        if self.val + self.test >= 0.9:
+            raise ValueError("validation and test leave too little to train on")
+        return self
+
+
+class Profile(Frozen):
+    """A sweep: the grid (datasets x optimizers x batch sizes), the budget and the protocol."""
+    name: Name
+    datasets: tuple[str, ...]
+    optimizers: tuple[str, ...]
+    batch_sizes: tuple[str, ...]  # "full" or the number as text: the MLflow tag's spelling
+    trials: Count
+    epochs: dict[str, Count]  # dataset (or "default") -> epochs; one number is every dataset's
+    seeds: Count  # evaluation seeds 0..seeds-1
+    tuning_seed: Natural = 10_000
+    population: dict[str, Count] = {"default": 1}  # batch size (or "default") -> networks trained together
+    network: Network = Network()
+    sampler: Sampler = Sampler()
+    pruner: Pruner = Pruner()
+    random_arm: Flag = False
+    tune_eps: Flag = False
+    split: Split = Split()
+    lease_seconds: Positive = 120.0
+
+    @field_validator("name")
+    @classmethod
+    def _no_slash(cls, value: str):
+        if not value.strip() or "/" in value:
+            raise ValueError(f"must be a non-empty name without '/', got {value!r}")
+        return value.strip()
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _known_datasets(cls, value):
+        return names_from(value, set(data.DATASETS) - {"toy"}, "dataset names")
+
+    @field_validator("optimizers", mode="before")
+    @classmethod
+    def _known_optimizers(cls, value):
+        return names_from(value, set(optim.OPTIMIZERS), "optimizer names")
+
+    @field_validator("batch_sizes", mode="before")
+    @classmethod
+    def _batch_sizes(cls, value):
+        return tuple(str(b) for b in batch_sizes_from(value))
+
+    @field_validator("epochs", "population", mode="before")
+    @classmethod
+    def _one_number_for_all(cls, value):
+        return _as_default(value)
+
+    @model_validator(mode="after")
+    def _seeds_apart_and_a_value_per_name(self):
+        if self.tuning_seed < self.seeds:
+            raise KeyProblem("tuning_seed", f"must differ from the evaluation seeds 0..{self.seeds - 1}")
+        # entries for names that exist but are not swept are kept for other grids (``datasets=iris`` with a profile
+        # that pins fifteen datasets' epochs); a name that exists nowhere is a typo
+        for key, swept, exists in (("epochs", self.datasets, lambda n: n in data.DATASETS),
+                                   ("population", self.batch_sizes, _is_batch_size)):
+            given = getattr(self, key)
+            for name in sorted(set(given) - set(swept) - {"default"}):
+                if not exists(name):
+                    raise KeyProblem(f"{key}.{name}", f"not in the sweep; names: {', '.join(swept)}")
+            for name in swept:
+                if name not in given and "default" not in given:
+                    raise KeyProblem(key, f"no value for {name} and no default")
+        return self
+
+    def per_name(self, key: str) -> dict:
+        """``epochs`` or ``population`` for each swept name."""
+        given, swept = getattr(self, key), self.datasets if key == "epochs" else self.batch_sizes
+        return {name: given.get(name, given.get("default")) for name in swept}
+
+
+def _is_batch_size(name: str) -> bool:
+    try:
+        batches.parse_batch_size(name)
+        return True
+    except ValueError:
+        return False
+
+
+class RangeSpec(Frozen):
+    """A tuned hyperparameter's range, or ``fixed``: value = x, or 1 - x when ``one_minus``."""
+    low: Number | None = None
+    high: Number | None = None
+    log: Flag = True
+    one_minus: Flag = False
+    fixed: Positive | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_number_is_fixed(cls, value):
+        return {"fixed": value} if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _a_usable_range(self):
+        if self.fixed is not None:
+            return self
+        for bound in ("low", "high"):
+            if getattr(self, bound) is None:
+                raise ValueError(f"missing {bound}")
+        low, high = self.low, self.high
+        if low >= high:
+            raise ValueError(f"empty or inverted range: low {low} >= high {high}")
+        if low < 0:  # learning rates, momenta and eps are all positive quantities
+            raise KeyProblem("low", f"must be positive (not negative), got {low}")
+        if (self.log or self.one_minus) and low <= 0:
+            raise KeyProblem("low", f"must be positive for a log or 1 - x range, got {low}")
+        if self.one_minus and high > 1:  # 1 itself is the value 0: no momentum, no averaging
+            raise KeyProblem("high", f"must be at most 1 for a 1 - x range (below 1, or 1 for a value of 0), "
+                                     f"got {high}")
+        return self
+
+    @property
+    def bounds(self) -> tuple:
+        """(low, high, log, one_minus, fixed) as ``study.sweep.config.Range`` takes them."""
+        if self.fixed is not None:
+            return math.nan, math.nan, True, False, self.fixed
+        return self.low, self.high, self.log, self.one_minus, None
+
+
+def search_spaces_model() -> type[Frozen]:
+    """The model of conf/search_spaces.yaml, made from the optimizer registry: one optional block per optimizer
+    with exactly its hyperparameters, and ``eps_tuned`` (the range eps is tuned over when a profile says so)."""
+    from pydantic import create_model
+
+    blocks = {}
+    for name, opt in optim.OPTIMIZERS.items():
+        search = create_model(f"{name}_search", __base__=Frozen, **{h: (RangeSpec, ...) for h in opt.defaults})
+        blocks[name] = (create_model(f"{name}_block", __base__=Frozen, search=(search, ...)) | None, None)
+    return create_model("SearchSpaces", __base__=_SpacesFile, eps_tuned=(RangeSpec | None, None), **blocks)
+
+
+class _SpacesFile(Frozen):
+    unknown_key: ClassVar[str] = "unknown optimizer or key"
