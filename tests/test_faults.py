@@ -203,21 +203,32 @@ def test_postgres_restarted_mid_sweep_workers_retry_and_finish(services):
     procs = [services.worker(args, f"pgrestart-{i}") for i in range(2)]
     wait_for(lambda: finished_count(storage, cfg) >= 3, 120, "3 finished trials", procs)
     before = trials_by_state(storage, cfg)
+    noticed = ("Optuna storage unavailable", "PostgreSQL (cell claims) unavailable")
     services.stop_postgres()
+    stopped = time.monotonic()
     time.sleep(down)
+    # down until a worker has run into it (both may be between two storage calls for a moment): the fault is real
+    wait_for(lambda: any(n in log_text(p) for p in procs for n in noticed), 60,
+             "a worker to notice that PostgreSQL is away", procs, poll=0.2)
+    down = time.monotonic() - stopped
     services.start_postgres()
     wait_all(procs, 240)
     for p in procs:
         assert p.returncode == 0, log_tail(p)
         assert "Traceback" not in log_text(p), log_tail(p)
-    retries = sum(log_text(p).count("Optuna storage unavailable") for p in procs)
+    retries = sum(log_text(p).count(n) for p in procs for n in noticed)
     assert retries >= 1, "no worker noticed the restart: the fault was not exercised"
     figures = check_counts(services, cfg)
-    assert figures["failed_trials"] == 0
-    print(f"\nPostgreSQL restart: 2 workers, {len(cfg.cells())} cells x {cfg.trials} trials; stopped for {down:.0f} s "
-          f"with Optuna at {dict(before)}; {retries} storage retries logged; after: {figures['trials']} finished "
-          f"trials, {figures['trial_runs']} trial runs, {figures['eval_runs']} eval runs, "
-          f"{figures['orphan_runs']} orphan runs")
+    # The restart ends every session, and the claims (advisory locks) with them: the other worker may take a cell
+    # before its owner takes the lock again. Then the owner drops the cell ("lost the claim") and the taker fails
+    # the trial the owner was in and tries its parameters again: one failed trial per cell lost, each retried.
+    lost = sum(log_text(p).count("lost the claim") for p in procs)
+    pairs = fail_and_retry_pairs(services, cfg)
+    assert len(pairs) == figures["failed_trials"] <= lost, (pairs, figures["failed_trials"], lost)
+    print(f"\nPostgreSQL restart: 2 workers, {len(cfg.cells())} cells x {cfg.trials} trials; stopped for {down:.1f} s "
+          f"with Optuna at {dict(before)}; {retries} storage retries logged, {lost} cells lost to the other worker; "
+          f"after: {figures['trials']} finished trials, {figures['trial_runs']} trial runs, {figures['eval_runs']} "
+          f"eval runs, {figures['failed_trials']} failed trials retried, {figures['orphan_runs']} orphan runs")
 
 
 def test_mlflow_down_at_start_and_mid_sweep(services):

@@ -168,7 +168,7 @@ def _tune(ctx: Context, cell, study, arm: str, mirror: record.Mirror, claim: tun
         def report(epoch, metrics, members):
             ctx.check_stop()
             ctx.backlog.work()  # a slice of MLflow writes if the store is free
-            with ctx.timed("optuna"):
+            with ctx.timed("optuna"), tuning.our_trials(claim):
                 claim.check()
                 if not prunes:
                     return None
@@ -192,11 +192,12 @@ def _tune(ctx: Context, cell, study, arm: str, mirror: record.Mirror, claim: tun
         ctx.network_epochs += int(result.epochs_run.sum())
         # the random arm's trials are also scored on test, for the expected best-of-k curves only: no choice reads it
         held_out = held_out_scores(net, result, theta0, split, ("test",)) if arm == "random" else {}
+        claim.check(force=True)  # still ours after training, before a result is written anywhere
         for m, trial in enumerate(trials):
             state, value = _trial_outcome(result, m)
             curves = {name: values[m] for name, values in result.history.items()}
             final = {**_final_values(result, m), **{k: v[m] for k, v in held_out.items()}}
-            with ctx.timed("optuna"):
+            with ctx.timed("optuna"), tuning.our_trials(claim):
                 mirror.trial(trial, arm, state, hypers[m], curves, final)
                 tuning.tell(study, trial, state, value)
             ctx.progress("trial", {"cell": cell, "state": state, "value": value})

@@ -13,11 +13,11 @@ from study.sweep.tuning.spaces import hyper_from_params, param_name, suggest
 from study.sweep.tuning.storage import (journal_path, open_storage, record_sweep, record_timing, storage_url,
                                         study_attrs, sweep_meta)
 from study.sweep.tuning.studies import (ARMS, best_trial, cell_study, fail_orphans, finished, importances,
-                                        read_trials, recover_abandoned, requeue, running_numbers, study_name, tell,
-                                        trial_rows, trial_state_counts)
+                                        our_trials, read_trials, recover_abandoned, requeue, running_numbers,
+                                        study_name, tell, trial_rows, trial_state_counts)
 
 __all__ = ["ARMS", "Claim", "ClaimLost", "best_trial", "cell_locks", "cell_study", "fail_orphans", "finished",
            "hyper_from_params",
-           "importances", "journal_path", "new_worker_id", "open_storage", "param_name", "read_trials",
+           "importances", "journal_path", "new_worker_id", "open_storage", "our_trials", "param_name", "read_trials",
            "record_sweep", "record_timing", "recover_abandoned", "requeue", "running_numbers", "storage_url",
            "study_attrs", "study_name", "suggest", "sweep_meta", "tell", "trial_rows", "trial_state_counts"]

@@ -6,6 +6,7 @@ every run, whichever worker runs it.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
@@ -14,6 +15,7 @@ from optuna.trial import TrialState
 
 from study.sweep import ledger
 from study.sweep.config import Range, SweepConfig
+from study.sweep.tuning.claims import Claim, ClaimLost
 from study.sweep.tuning.spaces import hyper_from_params
 
 ARMS = ("tpe", "random")
@@ -64,6 +66,17 @@ def tell(study: optuna.Study, trial: optuna.Trial, state: str, value: float | No
         study.tell(trial, value)
     else:
         study.tell(trial, state=TrialState.PRUNED if state == "PRUNED" else TrialState.FAIL)
+
+
+@contextlib.contextmanager
+def our_trials(claim: Claim):
+    """Writes to the trials of a held cell. A trial that another worker has finished meanwhile means the cell is
+    theirs now (a database restart dropped our claim between two checks, and they took the cell and failed our
+    running trials): that is ``ClaimLost``, not a crash."""
+    try:
+        yield
+    except optuna.exceptions.UpdateFinishedTrialError:
+        raise ClaimLost(claim.name) from None
 
 
 def requeue(study: optuna.Study, trials) -> None:
