@@ -218,8 +218,7 @@ SPACE_CASES = {
                             ["momentum.search.eta"]),
     "negative-one-minus": ("adam.search.beta1.low", -0.1, ["adam.search.beta1.low", "positive"]),
     "one-minus-above-one": ("momentum.search.gamma.high", 1.5, ["momentum.search.gamma.high", "below 1"]),
-    "negative-default": ("rmsprop.default.eta", -0.001, ["rmsprop.default.eta", "positive"]),
-    "nan-default": ("adam.default.beta2", NAN, ["adam.default.beta2", "finite"]),
+    "a-default-block": ("rmsprop.default", {"eta": 0.001}, ["rmsprop.default", "unknown key"]),  # the registry's
     "negative-fixed": ("adam.search.eps.fixed", -1e-8, ["adam.search.eps.fixed", "positive"]),
     "bound-not-a-number": ("gd.search.eta.low", "small", ["gd.search.eta.low", "small"]),
     "block-a-list": ("nag", ["eta", "gamma"], ["nag", "mapping"]),

@@ -110,23 +110,22 @@ def apply_overrides(raw: dict, overrides, keys, list_keys=()) -> dict:
     return raw
 
 
-def validate(model: type[Model], raw: dict, where: str, context: dict | None = None) -> Model:
+def validate(model: type[Model], raw: dict, where: str) -> Model:
     """``raw`` as ``model``, or the first problem as one BadInput line naming ``where`` and the dotted key."""
     try:
-        return model.model_validate(raw, context=context)
+        return model.model_validate(raw)
     except ValidationError as error:
         key, problem = describe(model, error.errors()[0])
         raise BadInput(f"{where}: {key}" if key else where, problem) from None
 
 
-def load(model: type[Model], path: Path, where: str | None = None, overrides=(), list_keys=(),
-         context: dict | None = None) -> Model:
+def load(model: type[Model], path: Path, where: str | None = None, overrides=(), list_keys=()) -> Model:
     """Read, override, validate: the file at ``path`` as a frozen ``model``."""
     where = where or shown(path)
     raw = read_yaml(path, where)
     if overrides:
         raw = apply_overrides(raw, overrides, set(model.model_fields), list_keys)
-    return validate(model, raw, where, context)
+    return validate(model, raw, where)
 
 
 def describe(model: type[BaseModel], err: dict) -> tuple[str, str]:
@@ -146,6 +145,10 @@ def describe(model: type[BaseModel], err: dict) -> tuple[str, str]:
     if err["type"] in ("value_error", "assertion_error"):
         return ".".join(loc), str(cause) if cause else err["msg"]
     ctx = err.get("ctx") or {}
+    if err["type"] == "greater_than" and ctx.get("gt") == 0:
+        return ".".join(loc), f"must be positive, got {err['input']!r}"
+    if err["type"] == "greater_than_equal" and ctx.get("ge") == 1 and isinstance(err["input"], int):
+        return ".".join(loc), f"must be a positive integer, got {err['input']!r}"
     if err["type"] in ("too_short", "too_long"):
         most = err["type"] == "too_long"
         n = ctx.get("max_length" if most else "min_length")

@@ -58,7 +58,7 @@ class Edge(Frozen):
     margin: Unit
 
 
-class Profile(Frozen):
+class PerformanceProfile(Frozen):
     tau_max: Positive
 
 
@@ -73,7 +73,7 @@ class Report(Frozen):
     target: Target
     budgets: Annotated[tuple[Count, ...], Field(min_length=1)]  # tuning budgets (trials per cell)
     edge: Edge
-    profile: Profile
+    profile: PerformanceProfile
     figures: Figures
 
 

@@ -210,9 +210,13 @@ def search_spaces_model() -> type[Frozen]:
     blocks = {}
     for name, opt in optim.OPTIMIZERS.items():
         search = create_model(f"{name}_search", __base__=Frozen, **{h: (RangeSpec, ...) for h in opt.defaults})
-        blocks[name] = (create_model(f"{name}_block", __base__=Frozen, search=(search, ...)) | None, None)
+        blocks[name] = (create_model(f"{name}_block", __base__=_Block, search=(search, ...)) | None, None)
     return create_model("SearchSpaces", __base__=_SpacesFile, eps_tuned=(RangeSpec | None, None), **blocks)
 
 
 class _SpacesFile(Frozen):
     unknown_key: ClassVar[str] = "unknown optimizer or key"
+
+
+class _Block(Frozen):
+    unknown_key: ClassVar[str] = "unknown key (the defaults are the optimizer registry's: study/core/optim.py)"
