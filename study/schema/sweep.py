@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import create_model, field_validator, model_validator
 
 from study.core import batches, data, nn, optim
 from study.schema.loader import Count, Flag, Frozen, KeyProblem, Name, Natural, Number, Positive
@@ -205,8 +205,6 @@ class RangeSpec(Frozen):
 def search_spaces_model() -> type[Frozen]:
     """The model of conf/search_spaces.yaml, made from the optimizer registry: one optional block per optimizer
     with exactly its hyperparameters, and ``eps_tuned`` (the range eps is tuned over when a profile says so)."""
-    from pydantic import create_model
-
     blocks = {}
     for name, opt in optim.OPTIMIZERS.items():
         search = create_model(f"{name}_search", __base__=Frozen, **{h: (RangeSpec, ...) for h in opt.defaults})
