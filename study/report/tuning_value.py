@@ -12,6 +12,8 @@
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 
@@ -29,11 +31,20 @@ def pick_weights(n: int, k: int) -> np.ndarray:
     return survive[:-1] ** k - survive[1:] ** k
 
 
+@functools.lru_cache(maxsize=64)
+def _pick_weights_table(n: int, ks: tuple) -> np.ndarray:
+    """``pick_weights(n, k)`` for each k, one row each: the same for every cell of n trials and every bootstrap
+    resample of it (computed once: the bands resample each cell hundreds of times)."""
+    table = np.array([pick_weights(n, k) for k in ks])
+    table.setflags(write=False)
+    return table
+
+
 def expected_best_of_k(val: np.ndarray, test: np.ndarray, ks) -> tuple[np.ndarray, np.ndarray]:
     """Expected validation loss of the best of k, and expected test loss of the trial validation picks."""
     order = np.lexsort((np.arange(len(val)), val))  # by validation, ties by trial number
     v, t = val[order], test[order]
-    weights = np.array([pick_weights(len(v), k) for k in ks])
+    weights = _pick_weights_table(len(v), tuple(int(k) for k in ks))
     return weights @ v, weights @ t
 
 
