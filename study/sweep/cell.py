@@ -186,7 +186,7 @@ def _tune(ctx: Context, cell, study, arm: str, mirror: record.Mirror, claim: tun
             result = train.train(net, split, optimizer, hyper, batch, cfg.epochs[dataset], cfg.tuning_seed,
                                  theta0, callbacks=(report,))
         except Interrupted:
-            with ctx.timed("optuna"):  # failed cleanly and queued again: the resumed sweep retries them
+            with ctx.timed("optuna"), tuning.our_trials(claim):  # failed cleanly and queued again: retried on resume
                 tuning.requeue(study, trials)
             raise
         ctx.network_epochs += int(result.epochs_run.sum())

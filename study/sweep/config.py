@@ -97,8 +97,10 @@ def load_search_spaces(path: Path = CONF / "search_spaces.yaml", tune_eps: bool 
         spaces[name] = {p: Range(*getattr(block.search, p).bounds) for p in type(block.search).model_fields}
         defaults[name] = {p: float(v) for p, v in optim.OPTIMIZERS[name].defaults.items()}
         if tune_eps and "eps" in spaces[name]:
-            if spaces_file.eps_tuned is None or spaces_file.eps_tuned.fixed is not None:
+            if spaces_file.eps_tuned is None:
                 raise BadInput(f"{where}: eps_tuned", "missing: tune_eps needs the range to tune eps over")
+            if spaces_file.eps_tuned.fixed is not None:
+                raise BadInput(f"{where}: eps_tuned", "must be a range (low, high) to tune eps over, not fixed")
             spaces[name]["eps"] = Range(*spaces_file.eps_tuned.bounds)
     return spaces, defaults
 
