@@ -20,7 +20,8 @@ help:  ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo
 	@echo "  code: pipelines/ (entry points) -> study/report, study/lecture, study/tools -> study/sweep (tuning/ is"
-	@echo "  Optuna's one door, tracking/ MLflow's) -> study/core (the rules, networks, training); README: Layout"
+	@echo "  Optuna's one door, tracking/ MLflow's) -> study/core (the rules, networks, training); study/schema reads"
+	@echo "  every conf/ file (pydantic models, one loader); README: Layout"
 
 setup: $(STAMP)  ## Create .venv and install the pinned packages (does nothing when all is in place)
 
