@@ -260,7 +260,7 @@ def test_two_sweeps_started_together_on_a_new_runs_dir_both_finish_with_exact_co
     from test_sweep import check_counts, config_of, read_store, tail
 
     command = [sys.executable, "-m", "pipelines.sweep", *GRID]
-    for attempt in range(2):
+    for attempt in range(3):
         runs_dir = tmp_path / f"runs-{attempt}"
         procs = [subprocess.Popen([*command, "--runs-dir", str(runs_dir)], cwd=REPO, env=sweep_env(),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
