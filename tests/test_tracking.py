@@ -65,3 +65,38 @@ def test_mlflow_store_settings_apply_to_its_own_sqlite_store_only(tmp_path):
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -2000  # SQLite's default, untouched
     engine.dispose()
+
+
+def test_replacing_runs_deletes_the_files_mlflow_lists_and_nothing_else(tmp_path):
+    """A replaced run's artifacts are freed file by file as MLflow lists them, then the folders left empty; a file
+    that is not the run's (here a note beside its artifacts) stays, with the folder holding it."""
+    from pathlib import Path
+
+    mlflow_client = tracking.client(tmp_path)
+    experiment = tracking.experiment_id(mlflow_client, "replace", tmp_path)
+    source = tmp_path / "source"
+    (source / "figures" / "deep").mkdir(parents=True)
+    (source / "table.csv").write_text("a,b\n1,2\n")
+    (source / "figures" / "loss.png").write_bytes(b"png")
+    (source / "figures" / "deep" / "curve.png").write_bytes(b"png")
+    run_ids = []
+    for name in ("clean", "with a note"):
+        run_id = tracking.start_run(mlflow_client, experiment, name, {"role": "lecture"}, provenance=False)
+        mlflow_client.log_artifacts(run_id, str(source))
+        tracking.end_run(mlflow_client, run_id)
+        run_ids.append(run_id)
+    runs = [mlflow_client.get_run(run_id) for run_id in run_ids]
+    folders = [Path(r.info.artifact_uri.removeprefix("file://")) for r in runs]
+    assert all((f / "figures" / "deep" / "curve.png").is_file() for f in folders)
+    note = folders[1].parent / "note.txt"  # <experiment>/<run id>/note.txt: not an artifact of the run
+    note.write_text("mine")
+    neighbour = folders[0].parent.parent / "keep.txt"
+    neighbour.write_text("also mine")
+
+    assert tracking.replace_runs(mlflow_client, runs) == 2
+    assert all(mlflow_client.get_run(r).info.lifecycle_stage == "deleted" for r in run_ids)
+    assert not folders[0].parent.exists(), list(folders[0].parent.rglob("*"))
+    assert not folders[1].exists() and note.read_text() == "mine"
+    assert [p.name for p in folders[1].parent.iterdir()] == ["note.txt"]
+    assert neighbour.read_text() == "also mine"
+    assert (source / "figures" / "deep" / "curve.png").is_file()  # what was logged from is not the run's copy

@@ -36,6 +36,7 @@ def open_stores(cfg: SweepConfig, runs_dir: str | Path):
     # URL is opened (a wrong password or host writes nothing); only then do the file stores get created.
     tracking.check_server(runs_dir)
     url = tuning.storage_url(runs_dir, cfg.name)
+    tuning.storage.check_storage(url)  # a journal that cannot be written: refused before the MLflow store exists
     storage = tuning.open_storage(url) if "://" in url else None
     mlflow_client = tracking.checked_client(runs_dir)
     storage = storage or tuning.open_storage(url)

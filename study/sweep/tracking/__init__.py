@@ -293,20 +293,47 @@ def delete_runs(mlflow_client: MlflowClient, experiment: str, filter_string: str
 @serialized
 def replace_runs(mlflow_client: MlflowClient, previous: Iterable) -> int:
     """Delete runs that newer ones replace, and free their files on this machine's disk too (MLflow keeps a deleted
-    run's artifacts until `mlflow gc`); returns how many."""
+    run's artifacts until `mlflow gc`); returns how many.
+
+    Only what MLflow lists as the run's artifacts is deleted, file by file, then the folders that leaves empty (the
+    run's own folder last): anything else found there stays, and so does the folder that holds it."""
     import contextlib
-    import shutil
-    from urllib.parse import unquote, urlparse
 
     previous = list(previous)
+    listed = {run.info.run_id: _local_artifacts(mlflow_client, run) for run in previous}  # while the runs exist
     for run in previous:
         mlflow_client.delete_run(run.info.run_id)
     for run in previous:
-        location = urlparse(run.info.artifact_uri or "")
-        local = Path(unquote(location.path)) if location.scheme == "file" else None
-        if local is not None and local.is_dir():
-            shutil.rmtree(local, ignore_errors=True)
-            if local.name == "artifacts":  # MLflow's <experiment>/<run id>/artifacts: the run's folder too
-                with contextlib.suppress(OSError):
-                    local.parent.rmdir()
+        root, files, folders = listed[run.info.run_id]
+        if root is None:
+            continue
+        for path in files:
+            path.unlink(missing_ok=True)
+        deepest_first = sorted(folders, key=lambda p: len(p.parts), reverse=True) + [root]
+        if root.name == "artifacts":  # MLflow's <experiment>/<run id>/artifacts: the run's folder too
+            deepest_first.append(root.parent)
+        for folder in deepest_first:
+            with contextlib.suppress(OSError):  # not empty (or gone): it stays
+                folder.rmdir()
     return len(previous)
+
+
+def _local_artifacts(mlflow_client: MlflowClient, run) -> tuple[Path | None, list[Path], list[Path]]:
+    """The run's artifact folder on this machine's disk, and the files and folders MLflow lists in it; (None, [],
+    []) when its artifacts live elsewhere (on a tracking server)."""
+    from urllib.parse import unquote, urlparse
+
+    location = urlparse(run.info.artifact_uri or "")
+    if location.scheme != "file":
+        return None, [], []
+    root, files, folders, unlisted = Path(unquote(location.path)), [], [], [None]
+    if not root.is_dir():
+        return None, [], []
+    while unlisted:
+        for info in mlflow_client.list_artifacts(run.info.run_id, unlisted.pop()):
+            if info.is_dir:
+                unlisted.append(info.path)
+                folders.append(root / info.path)
+            else:
+                files.append(root / info.path)
+    return root, files, folders

@@ -52,12 +52,19 @@ def writer_turn(mlflow_client: MlflowClient, wait: bool = True):
     tries: two workers logging at once each paid about twice a run's cost. Waiting in the kernel's queue wakes the
     next writer the moment the lock is free, and a writer that need not wait can do something else meanwhile."""
     uri = mlflow_client.tracking_uri
-    if not uri.startswith("sqlite:///") or _writing.depth:
+    with _sqlite_turn(uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else None, wait) as turn:
+        yield turn
+
+
+@contextlib.contextmanager
+def _sqlite_turn(database: str | None, wait: bool = True):
+    """The writer's turn on the SQLite database at ``database`` (None: no turn to take)."""
+    if database is None or _writing.depth:
         yield True
         return
     import fcntl
 
-    fd = os.open(uri[len("sqlite:///"):] + ".writer", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(database + ".writer", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
@@ -115,9 +122,60 @@ def _unavailable_errors() -> tuple:
 UNAVAILABLE = _unavailable_errors()
 
 
-def mask_url(url: str) -> str:
-    """A storage or tracking URL with any password replaced by ***: safe for logs, tags and reports."""
-    return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", str(url))
+_URL_START = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def mask_url(text: str) -> str:
+    """A storage or tracking URL, or any text holding URLs (a command line, a log line), with every password
+    replaced by ***: safe for logs, tags and reports.
+
+    Parsed, not matched: a password may hold ``/``, ``:``, ``@`` and anything else unencoded (SQLAlchemy accepts
+    ``postgresql://u:Pr0be/S3cret@host/db``), so a URL's userinfo is everything up to the LAST ``@`` of the URL, and
+    its password everything after the first ``:`` of that. Where a URL ends is where the text says so: the whole
+    text when it starts with the URL, else the next blank or its shell quotes (see ``_url_end``). Anything unclear
+    is masked generously: a host shown as *** costs a look, a password shown costs the password."""
+    text = str(text)
+    quoted = _quoted_spans(text)
+    out, done = [], 0
+    for start in (m.start() for m in _URL_START.finditer(text)):
+        if start < done:  # inside a URL masked already (several URLs in one word are masked as one)
+            continue
+        end = _url_end(text, start, quoted)
+        authority = text.index("://", start) + 3
+        at = text.rfind("@", authority, end)
+        colon = text.find(":", authority, at) if at >= 0 else -1
+        if colon >= 0:
+            out += [text[done:colon + 1], "***"]
+            done = at
+        else:
+            out.append(text[done:end])
+            done = end
+    return "".join(out) + text[done:]
+
+
+def _quoted_spans(text: str) -> list[tuple[int, int]]:
+    """Where single- or double-quoted parts of a command line begin and end (as ``shlex.join`` writes them)."""
+    spans, i = [], 0
+    while i < len(text):
+        if text[i] in "'\"":
+            close = text.find(text[i], i + 1)
+            if close < 0:
+                break
+            spans.append((i, close))
+            i = close
+        i += 1
+    return spans
+
+
+def _url_end(text: str, start: int, quoted: list[tuple[int, int]]) -> int:
+    """Where the URL at ``start`` ends, at the latest: the text's end if the text is the URL (a password with a
+    blank in it is still one password), else the next blank or the end of the quotes it is in, whichever is later
+    (a quote in a password does not end it)."""
+    if not text[:start].strip():
+        return len(text)
+    blank = re.compile(r"\s").search(text, start)
+    end = blank.start() if blank else len(text)
+    return max([end] + [last + 1 for first, last in quoted if first < start < last])
 
 
 def tracking_uri(runs_dir: str | Path = "runs") -> str:
@@ -132,17 +190,129 @@ def client(runs_dir: str | Path = "runs") -> MlflowClient:
 
 @functools.lru_cache(maxsize=8)
 def _client(uri: str) -> MlflowClient:
-    if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    check_tracking_uri(uri)
+    database = _sqlite_path(uri)
+    if database is not None:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
     _configure(uri)
-    return MlflowClient(tracking_uri=uri)
+    # The first client of a new SQLite store creates its schema (MLflow's migrations, about a second). Two
+    # processes doing so at once collide ("table _alembic_tmp_experiments already exists"): the writer's turn
+    # makes the second wait and find the schema there.
+    with _sqlite_turn(database):
+        return MlflowClient(tracking_uri=uri)
+
+
+# --- what a tracking URI may be --------------------------------------------------------------------------------
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")  # MLflow's SQLAlchemy stores, with or without +driver
+SERVER_SCHEMES = ("http", "https")
+SQLITE_HEADER = b"SQLite format 3\0"
+
+
+def _sqlite_path(uri: str) -> str | None:
+    """The database file of a ``sqlite:///PATH`` URL (its query aside), else None."""
+    return uri[len("sqlite:///"):].split("?", 1)[0] if uri.startswith("sqlite:///") else None
+
+
+def check_tracking_uri(uri: str) -> None:
+    """A tracking URI MLflow can open as a store we can use, else one line naming what is wrong (before anything
+    is written): a known scheme, a well-formed URL, and for SQLite a file that is a database."""
+    from study.errors import BadInput
+
+    where = "MLFLOW_TRACKING_URI"
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+    if scheme in ("", "file"):
+        raise BadInput(where, f"{mask_url(uri)} names a folder for MLflow's file store, which MLflow 3 refuses: "
+                              f"use sqlite:///PATH/mlflow.db, a database URL or http://HOST:PORT of a server")
+    if scheme not in DATABASE_SCHEMES + SERVER_SCHEMES:
+        raise BadInput(where, f"unsupported scheme {scheme!r} in {mask_url(uri)}: use sqlite:///PATH, "
+                              f"postgresql://..., mysql://..., mssql://... or http(s)://HOST:PORT")
+    problem = userinfo_problem(uri, scheme)
+    if problem:
+        raise BadInput(where, f"malformed URL {mask_url(uri)}: {problem}")
+    if scheme in SERVER_SCHEMES:
+        return
+    import sqlalchemy.engine
+    import sqlalchemy.exc
+
+    try:
+        database = sqlalchemy.engine.make_url(uri).database
+    except (ValueError, sqlalchemy.exc.ArgumentError) as e:
+        raise BadInput(where, f"malformed URL {mask_url(uri)}: {mask_url(str(e).splitlines()[0][:200])}") from None
+    if scheme == "sqlite":
+        if not database or database == ":memory:" or _sqlite_path(uri) is None:
+            raise BadInput(where, f"{mask_url(uri)} names no database file (an in-memory store would vanish "
+                                  f"with the process): use sqlite:///PATH/mlflow.db")
+        check_sqlite_file(_sqlite_path(uri))
+
+
+def userinfo_problem(url: str, scheme: str) -> str | None:
+    """What makes a URL's user and password ambiguous to the libraries that read it, or None.
+
+    SQLAlchemy ends a password at its first ``@`` and takes the rest for the host, and the URL parsers of http
+    clients end the whole authority at a ``/``: a driver's error would then name a "host" that is part of the
+    password. Such URLs are refused (masked, and without the parser's words), so no part of a password is printed."""
+    if scheme == "sqlite":
+        return None
+    if url.count("@") > 1:
+        return "more than one '@': write an '@' in a user name or password as %40"
+    if scheme in SERVER_SCHEMES:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        if "@" in url and "@" not in parts.netloc:
+            return "a '/', '?' or '#' in a user name or password must be written %2F, %3F, %23"
+        try:
+            if not parts.hostname:
+                return "no host"
+            parts.port  # noqa: B018 (a port that is not a number raises)
+        except ValueError:
+            return "the port is not a number"
+    return None
+
+
+def check_sqlite_file(path: str | Path) -> None:
+    """An existing SQLite file must be a database: else one line naming it, at once, with the file untouched.
+
+    SQLite opens anything and only fails on the first query ("file is not a database"), which MLflow then retries
+    for minutes as if the database were away. Looked at before opening: the header SQLite writes first, and the
+    size its header promises (page count x page size). The size is not held against a file whose write-ahead log
+    still has pages: those belong to the database too until they are checkpointed."""
+    from study.errors import BadInput
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            header = f.read(100)
+    except FileNotFoundError:
+        return  # a new store
+    except IsADirectoryError:
+        raise BadInput(str(path), "is a folder, not an SQLite database file") from None
+    except OSError as e:
+        raise BadInput(str(path), f"cannot read this SQLite database: {e.strerror or e}") from None
+    if size == 0:
+        return  # SQLite's own empty database: the schema is created in it
+    if not header.startswith(SQLITE_HEADER) or len(header) < 100:
+        raise BadInput(str(path), f"not an SQLite database: {size} bytes without SQLite's header (left as it is: "
+                                  f"move it away or name another store)")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    counted = pages and header[24:28] == header[92:96]  # the page count is valid only when these agree
+    wal = Path(f"{path}-wal")
+    if counted and size < pages * page_size and not (wal.is_file() and wal.stat().st_size):
+        raise BadInput(str(path), f"a truncated SQLite database: {size} bytes where its header says "
+                                  f"{pages} pages of {page_size} ({pages * page_size} bytes); left as it is: restore "
+                                  f"it from a copy, or move it away and name another store")
 
 
 def check_server(runs_dir: str | Path = "runs") -> None:
-    """A tracking server must answer and take our requests: else one clear error, before anything is written."""
+    """The tracking store must be one we can open, and a tracking server must answer and take our requests: else
+    one clear error, before anything is written."""
     from study.errors import BadInput
 
     uri = tracking_uri(runs_dir)
+    check_tracking_uri(uri)
     if uri.startswith(("http://", "https://")):
         import requests
 
@@ -163,7 +333,8 @@ def checked_client(runs_dir: str | Path = "runs") -> MlflowClient:
     try:
         return client(runs_dir)
     except OSError as e:
-        raise BadInput("--runs-dir", f"cannot create the MLflow store: {e.strerror or e}") from None
+        where = "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "--runs-dir"
+        raise BadInput(where, f"cannot create the MLflow store: {e.strerror or e}") from None
 
 
 def _check_access(uri: str) -> None:

@@ -5,18 +5,20 @@ cheap read of every study's user attributes that the worker loop and the counts 
 """
 from __future__ import annotations
 
-import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
 import optuna
-import optuna.storages.journal
 
 from study.errors import BadInput
+from study.sweep.tuning.journal import JournalFile  # noqa: F401 (also this module's)
 
 RDB_SCHEMES = ("postgresql", "postgres", "sqlite")
+JOURNAL_SCHEME = "file"
+USE = "use postgresql://..., sqlite:///PATH or a journal file's path"
 
 
 def storage_url(runs_dir: str | Path, sweep: str) -> str:
@@ -34,7 +36,70 @@ def journal_path(url: str) -> Path | None:
     s = scheme(url)
     if s in RDB_SCHEMES:
         return None
-    return Path(url[len("file://"):] if s == "file" else url)
+    return Path(url[len("file://"):] if s == JOURNAL_SCHEME else url)
+
+
+def check_storage(url: str) -> None:
+    """A storage URL that can work, else one line naming what is wrong, before any store is written: a known scheme
+    and a well-formed URL; for SQLite, a file that is a database; for a journal, a folder that exists or can be
+    made (made here: what cannot be made fails now, not after the MLflow store was created) and a file, if there
+    is one, that is a file. No database is connected to: ``open_storage`` does that."""
+    from study.sweep.tracking import mask_url
+    from study.sweep.tracking.store import check_sqlite_file, userinfo_problem
+
+    s = scheme(url)
+    if s in RDB_SCHEMES:
+        import sqlalchemy.engine
+        import sqlalchemy.exc
+
+        problem = userinfo_problem(url, s)
+        if problem:
+            raise BadInput("OPTUNA_STORAGE", f"malformed URL {mask_url(url)}: {problem}")
+        try:
+            database = sqlalchemy.engine.make_url(url).database
+        except (ValueError, sqlalchemy.exc.ArgumentError) as e:
+            raise BadInput("OPTUNA_STORAGE", f"malformed URL {mask_url(url)}: "
+                                             f"{mask_url(str(e).splitlines()[0][:200])}") from None
+        if s == "sqlite":
+            if not url.startswith("sqlite:///") or not database or database == ":memory:":
+                raise BadInput("OPTUNA_STORAGE", f"{mask_url(url)} names no database file (an in-memory storage "
+                                                 f"would vanish with the process, unshared): use sqlite:///PATH")
+            check_sqlite_file(database)
+        return
+    if s and s != JOURNAL_SCHEME:
+        raise BadInput("OPTUNA_STORAGE", f"unsupported storage URL scheme {s!r}: {USE}")
+    if s == JOURNAL_SCHEME and not url.startswith("file:///"):
+        raise BadInput("OPTUNA_STORAGE", f"malformed URL {mask_url(url)}: a journal's URL is file:///ABSOLUTE/PATH")
+    if not s and re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", url):
+        raise BadInput("OPTUNA_STORAGE", f"malformed URL {mask_url(url)}: a scheme without '//' ({USE}; a file "
+                                         f"whose name has a colon: ./{url})")
+    _check_journal_path(journal_path(url), "OPTUNA_STORAGE" if os.environ.get("OPTUNA_STORAGE") == url else None)
+
+
+def _check_journal_path(path: Path, where: str | None) -> None:
+    where = where or str(path)
+    if path.is_dir() or not path.name:
+        raise BadInput(where, f"{path} is a folder: name the journal file in it, e.g. {path / 'sweep.journal'}")
+    if path.exists() and not path.is_file():
+        raise BadInput(where, f"{path} is not a regular file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            os.close(os.open(path, os.O_RDWR | os.O_APPEND))  # ours to read and append to
+        else:
+            _probe(path.parent)
+    except OSError as e:
+        raise BadInput(where, f"cannot write the journal {path}: {e.strerror or e}") from None
+
+
+def _probe(folder: Path) -> None:
+    """Whether a file can be created in ``folder`` (root may write where a permission check says yes, yet /proc
+    refuses): a file of our own, removed at once. Not the journal itself: another worker may be creating it now."""
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+    os.close(fd)
+    os.unlink(name)
 
 
 def open_storage(url: str):
@@ -42,6 +107,7 @@ def open_storage(url: str):
     where SQLite costs ~9 ms and Optuna advises against it for parallel work). Optuna's per-trial log lines are
     silenced when a storage is opened (not on import): the progress bar says what they would."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    check_storage(url)
     s = scheme(url)
     if s in RDB_SCHEMES:
         try:
@@ -53,63 +119,14 @@ def open_storage(url: str):
             return RetryingStorage(optuna.storages.get_storage(rdb))
         except Exception as e:  # a wrong URL, password or host: one line, the password masked
             from study.sweep.tracking import mask_url  # the masking rule lives with the other URL handling
-            raise BadInput("OPTUNA_STORAGE", f"cannot open {mask_url(url)}: {str(e).splitlines()[0][:200]}") \
-                from None
-    if s and s != "file":
-        raise BadInput("OPTUNA_STORAGE", f"unsupported storage URL scheme {s!r}: use postgresql://..., "
-                                         f"sqlite:///... or a journal file path")
+            raise BadInput("OPTUNA_STORAGE", f"cannot open {mask_url(url)}: "
+                                             f"{mask_url(str(e).splitlines()[0][:200])}") from None
     path = journal_path(url)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFile(str(path)))
-
-
-class JournalFile(optuna.storages.journal.BaseJournalBackend):
-    """Optuna's journal file format (one JSON line per operation; optuna-dashboard reads it as a
-    ``JournalFileBackend``), kept open for reading and appending, locked with flock(2), without an fsync per line.
-
-    Every pruning report is a line: about half a million per default sweep, each read back by every worker. Optuna's
-    own backend opened the file for every read and every write (three opens per report) and fsynced every line
-    (0.22 ms here, a fifth of a worker's time). What the fsync guarded against is a machine crash, not a killed
-    process (the kernel keeps a dead process's writes); after a machine crash the resumed sweep simply retrains the
-    trials whose lines were lost: the cells that are not marked done are resumed, so nothing is counted twice. The
-    lock is an flock on a side file, which the kernel releases when its holder dies (Optuna's file locks wait out
-    a 30 s grace period after a crash).
-    """
-
-    def __init__(self, path: str):
-        import fcntl
-
-        self._path = path
-        self._append = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._lock = os.open(path + ".flock", os.O_RDWR | os.O_CREAT, 0o644)
-        self._flock = fcntl.flock
-        self._reader = None
-        self._next_number, self._next_offset = 0, 0  # where the last read stopped: the next line's number and byte
-
-    def read_logs(self, log_number_from: int):
-        if self._reader is None:
-            self._reader = open(self._path, "rb")
-        if log_number_from < self._next_number:  # asked for lines read before: start over
-            self._next_number, self._next_offset = 0, 0
-        self._reader.seek(self._next_offset)
-        data = self._reader.read()
-        whole = data[:data.rfind(b"\n") + 1]  # a line still being written is read next time
-        lines = whole.splitlines()
-        first = self._next_number
-        self._next_number, self._next_offset = first + len(lines), self._next_offset + len(whole)
-        return [json.loads(line) for number, line in enumerate(lines, start=first) if number >= log_number_from]
-
-    def append_logs(self, logs: list[dict]) -> None:
-        import fcntl
-
-        text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode("utf-8")
-        self._flock(self._lock, fcntl.LOCK_EX)
-        try:
-            view = memoryview(text)
-            while view:  # O_APPEND: at the end of the file, one writer at a time
-                view = view[os.write(self._append, view):]
-        finally:
-            self._flock(self._lock, fcntl.LOCK_UN)
+    try:
+        return optuna.storages.JournalStorage(JournalFile(str(path)))
+    except OSError as e:
+        where = "OPTUNA_STORAGE" if os.environ.get("OPTUNA_STORAGE") == url else str(path)
+        raise BadInput(where, f"cannot open the journal {path}: {e.strerror or e}") from None
 
 
 class RetryingStorage(optuna.storages.BaseStorage):
