@@ -13,7 +13,11 @@ import os
 import sys
 from pathlib import Path
 
-from pipelines.cli import ArgumentParser, run
+from pipelines.cli import ArgumentParser, directory, run
+
+# Each worker is a process with its own copy of numpy, scikit-learn, numba, Optuna and MLflow (about 300 MB) that
+# trains on one core with one BLAS thread: beyond a few per core they only wait for each other.
+WORKERS_PER_CORE = 4
 
 # study.* is imported inside the functions: a mistyped flag is reported in a tenth of a second, not after the two
 # seconds that importing numpy, scikit-learn, Optuna and MLflow takes.
@@ -23,7 +27,7 @@ def parse(argv):
     parser = ArgumentParser(prog="python -m pipelines.sweep", description=__doc__.split("\n\n")[0],
                             epilog="Profiles live in conf/sweep/; search spaces in conf/search_spaces.yaml.")
     parser.add_argument("--profile", default="default", help="smoke, default, full, or a path to a YAML profile")
-    parser.add_argument("--runs-dir", default="runs", help="where the stores live (default: runs/)")
+    parser.add_argument("--runs-dir", default="runs", type=directory, help="where the stores live (default: runs/)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="worker processes on this machine (default: the number of cores)")
     parser.add_argument("--worker", action="store_true",
@@ -34,6 +38,10 @@ def parse(argv):
     args = parser.parse_intermixed_args(argv)  # flags and key=value overrides in any order
     if args.workers < 1:
         parser.error(f"argument --workers: must be a positive integer, got {args.workers}")
+    most = WORKERS_PER_CORE * (os.cpu_count() or 1)
+    if args.workers > most:
+        parser.error(f"argument --workers: must be at most {most} ({WORKERS_PER_CORE} per core: each worker is a "
+                     f"process training on one core, and more only wait for each other), got {args.workers}")
     return args
 
 
@@ -51,6 +59,7 @@ def main(argv=None) -> int:
 
         services.load_env(args.runs_dir)
     cfg = config.load_sweep(args.profile, args.overrides)
+    check_memory(cfg, 1 if args.worker else args.workers)
     stores = sweep.open_stores(cfg, args.runs_dir)  # every store checked before any training
     storage = stores[0]
     pending = sweep.pending_cells(storage, cfg)
@@ -80,6 +89,16 @@ def main(argv=None) -> int:
         print("a worker failed; see the messages above. Run the same command again to resume.", file=sys.stderr)
         return 1
     return build_report(args, cfg) if args.report else 0
+
+
+def check_memory(cfg, workers: int) -> None:
+    """The largest cell fits in this machine's memory, and so do ``workers`` of them, or one line, before any
+    store is opened."""
+    from study.schema import loader
+    from study.sweep import memory
+
+    memory.refuse_if_too_large(cfg, loader.shown(cfg.source))
+    memory.refuse_too_many_workers(cfg, workers)
 
 
 def build_report(args, cfg) -> int:

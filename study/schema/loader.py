@@ -1,9 +1,11 @@
 """The one way a file under conf/ is read: YAML as data only, ``key=value`` overrides, then a frozen pydantic model.
 
 YAML is read with PyYAML's safe loader (no tags, no code), taught one YAML 1.2 rule that YAML 1.1 lacks: ``1e-8``
-(no dot) is a number, not the string "1e-8". Overrides are parsed by the same loader. A problem of any kind (the
-file unreadable, not YAML, of the wrong shape, a value out of range) is one ``BadInput`` line,
-``<file>: <dotted key>: <what is wrong>``, raised before anything is written.
+(no dot) is a number, not the string "1e-8", and one rule of its own: a key written twice in a mapping is refused
+(PyYAML keeps the last silently, so an edit lower in a file would quietly undo one above it). Files are UTF-8.
+Overrides are parsed by the same loader. A problem of any kind (the file unreadable, not UTF-8, not YAML, a key
+twice, of the wrong shape, a value out of range) is one ``BadInput`` line, ``<file>: <dotted key>: <what is
+wrong>``, raised before anything is written.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, ClassVar, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError
 
 from study.errors import BadInput
 
@@ -35,6 +37,16 @@ Count = Annotated[int, Strict(), Field(ge=1)]
 Natural = Annotated[int, Strict(), Field(ge=0)]
 Flag = Annotated[bool, Strict()]
 Name = Annotated[str, Strict(), Field(min_length=1)]
+
+
+def at_most(high: int | float, why: str, shown: str | None = None) -> AfterValidator:
+    """An upper bound that says why, for ``Annotated[..., at_most(...)]`` next to a field: "must be at most
+    10000 (why), got 20000". ``shown`` writes the bound another way (``"below 2**32"``)."""
+    def check(value):
+        if value > high:
+            raise ValueError(f"must be {shown or f'at most {high}'} ({why}), got {value!r}")
+        return value
+    return AfterValidator(check)
 
 
 class KeyProblem(ValueError):
@@ -66,19 +78,58 @@ def read_yaml(path: Path, where: str | None = None) -> dict:
     """The file's top-level mapping; ``where`` is how the file is named in a message (default: ``shown``)."""
     where = where or shown(path)
     try:
-        text = Path(path).read_text()
+        raw = Path(path).read_bytes()
     except OSError as e:
         raise BadInput(where, f"cannot read: {e.strerror or e}") from None
     try:
-        loaded = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass: data only
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:  # the locale's codec would guess; a config means the same on every machine
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise BadInput(where, f"not UTF-8 text: byte {e.start} (line {line}) is 0x{raw[e.start]:02x}, which "
+                              f"UTF-8 cannot decode; save the file as UTF-8") from None
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            _refuse_duplicate_keys(node, where)
+        loaded = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
         problem = " ".join(str(getattr(e, "problem", None) or e).split())
         raise BadInput(where, f"not valid YAML (malformed{at}): {problem}") from None
+    except RecursionError:  # PyYAML composes nested nodes recursively; no config of ours nests more than a few
+        raise BadInput(where, "not valid YAML for a config: nested too deeply") from None
+    finally:
+        loader.dispose()
     if not isinstance(loaded, dict):
         raise BadInput(where, f"expected a mapping of keys, got {type(loaded).__name__}")
     return loaded
+
+
+def _refuse_duplicate_keys(node: yaml.Node, where: str, path: tuple = (), seen_nodes: set | None = None) -> None:
+    """A key written twice in any mapping of the document, at any depth, is one line naming it and both lines.
+    Keys merged in with ``<<: *anchor`` may be overridden (that is what a merge is for); only keys written out count.
+    An alias is walked once (``seen_nodes``): a node shared by many aliases is not walked again and again."""
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if id(node) in seen_nodes:
+        return
+    seen_nodes.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first_line = {}
+        for key, value in node.value:
+            name = str(key.value) if isinstance(key, yaml.ScalarNode) else "?"
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                line = key.start_mark.line + 1
+                if (key.tag, key.value) in first_line:
+                    raise BadInput(f"{where}: {'.'.join((*path, name))}",
+                                   f"written twice in one mapping (lines {first_line[key.tag, key.value]} and "
+                                   f"{line}); keep one")
+                first_line[key.tag, key.value] = line
+            _refuse_duplicate_keys(value, where, (*path, name), seen_nodes)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, where, (*path, str(i)), seen_nodes)
 
 
 def scalar(text: str):

@@ -1,20 +1,55 @@
 """The shapes of a sweep profile (``conf/sweep/<name>.yaml``) and of ``conf/search_spaces.yaml``.
 
-Checks that need no data live here; the one that does (a batch size larger than every training set) is made by
-``study.sweep.config`` once the datasets are known. Names are checked against the numeric core's registries
-(datasets, optimizers), so a new optimizer or dataset needs no change here.
+Checks that need no data live here; those that do (a batch size larger than every training set, a split too small
+for a dataset's classes, the memory the largest cell needs) are made by ``study.sweep.config`` once the datasets
+are known. Names are checked against the numeric core's registries (datasets, optimizers), so a new optimizer or
+dataset needs no change here.
+
+Every count has an upper bound next to its field, with its reason: large enough for any study of small networks
+on small datasets (the shipped profiles sit far below each), small enough that a typo (``trials=1000000000000``)
+is refused in one line instead of running for ever or running out of memory after the stores were created. What
+the bounds cannot see (a product of counts, each within its bound) the memory estimate does.
 """
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
+import re
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import create_model, field_validator, model_validator
+from pydantic import Strict, create_model, field_validator, model_validator
 
 from study.core import batches, data, nn, optim
-from study.schema.loader import Count, Flag, Frozen, KeyProblem, Name, Natural, Number, Positive
+from study.schema.loader import Count, Flag, Frozen, KeyProblem, Natural, Number, Positive, at_most
 
 LIST_KEYS = {"datasets", "optimizers", "batch_sizes", "network.hidden"}
+
+# --- the bounds, each with its reason -------------------------------------------------------------------------
+MAX_TRIALS = 10_000  # per cell and arm
+MAX_EPOCHS = 10_000
+MAX_NAME = 100
+SEED_LIMIT = 2**32  # numpy's legacy RandomState, which scikit-learn's random_state seeds, takes 0 <= seed < 2**32
+SAMPLER_SEED_LIMIT = 2**31  # study.sweep.tuning.studies derives each cell's sampler seed modulo 2**31
+Trials = Annotated[Count, at_most(MAX_TRIALS, "each trial is an Optuna record and an MLflow run; the shipped "
+                                              "profiles ask 4 to 50 per cell")]
+Epochs = Annotated[Count, at_most(MAX_EPOCHS, "30 times the longest the shipped profiles train (300); every epoch "
+                                              "is a point on every logged curve")]
+Population = Annotated[Count, at_most(1024, "K networks train in one stacked pass; make bench measures the gain "
+                                            "levelling off by K = 16, and TPE hears nothing until all K end")]
+Width = Annotated[Count, at_most(4096, "the study's scope is small networks on small tabular sets")]
+EvalSeeds = Annotated[Count, at_most(1000, "each evaluation seed retrains both tracks of every cell; the shipped "
+                                           "profiles use 2 to 10")]
+TuningSeed = Annotated[Natural, at_most(SEED_LIMIT - 1, "it seeds scikit-learn's split, whose seeds are 32-bit",
+                                        "below 2**32")]
+SamplerSeed = Annotated[Natural, at_most(SAMPLER_SEED_LIMIT - 1, "each cell's sampler seed is derived from it modulo "
+                                                                 "2**31, so larger seeds would repeat smaller ones",
+                                         "below 2**31")]
+StartupTrials = Annotated[Natural, at_most(MAX_TRIALS, "no cell has more trials than that")]
+WarmupEpochs = Annotated[Natural, at_most(MAX_EPOCHS, "no trial trains more epochs than that")]
+LeaseSeconds = Annotated[Positive, at_most(86_400, "a dead worker's cell waits this long before another worker "
+                                                   "takes it over: a day at most")]
+# A sweep's name names a directory (reports/<name>/), the journal file runs/optuna/<name>.journal, the MLflow
+# experiment and every Optuna study: only characters that are safe in all of them, never "." or "..".
+SAFE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 
 
 def names_from(value, known, what: str) -> tuple[str, ...]:
@@ -46,13 +81,22 @@ def _as_default(value):
 
 
 class Network(Frozen):
-    hidden: tuple[Count, ...] = (32,)
+    hidden: tuple[Width, ...] = (32,)
     activation: str = "relu"  # one of the network's (study.core.nn.ACTIVATIONS)
+    MAX_LAYERS: ClassVar[int] = 16  # small networks: the lecture's chain rule needs one hidden layer, a study a few
 
     @field_validator("hidden", mode="before")
     @classmethod
     def _one_layer_alone(cls, value):
         return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("hidden")
+    @classmethod
+    def _few_layers(cls, value):
+        if len(value) > cls.MAX_LAYERS:
+            raise ValueError(f"must have at most {cls.MAX_LAYERS} hidden layers (the study's scope is small "
+                             f"networks on small tabular sets), got {len(value)}")
+        return value
 
     @field_validator("activation")
     @classmethod
@@ -64,14 +108,14 @@ class Network(Frozen):
 
 class Sampler(Frozen):
     name: Literal["tpe", "random"] = "tpe"
-    seed: Natural = 0
-    n_startup_trials: Natural = 5
+    seed: SamplerSeed = 0
+    n_startup_trials: StartupTrials = 5
 
 
 class Pruner(Frozen):
     name: Literal["median", "none"] = "median"
-    n_startup_trials: Natural = 5
-    n_warmup_steps: Natural = 5
+    n_startup_trials: StartupTrials = 5
+    n_warmup_steps: WarmupEpochs = 5
 
 
 class Split(Frozen):
@@ -87,29 +131,32 @@ class Split(Frozen):
 
 class Profile(Frozen):
     """A sweep: the grid (datasets x optimizers x batch sizes), the budget and the protocol."""
-    name: Name
+    name: Annotated[str, Strict()]  # path-safe: see SAFE_NAME
     datasets: tuple[str, ...]
     optimizers: tuple[str, ...]
     batch_sizes: tuple[str, ...]  # "full" or the number as text: the MLflow tag's spelling
-    trials: Count
-    epochs: dict[str, Count]  # dataset (or "default") -> epochs; one number is every dataset's
-    seeds: Count  # evaluation seeds 0..seeds-1
-    tuning_seed: Natural = 10_000
-    population: dict[str, Count] = {"default": 1}  # batch size (or "default") -> networks trained together
+    trials: Trials
+    epochs: dict[str, Epochs]  # dataset (or "default") -> epochs; one number is every dataset's
+    seeds: EvalSeeds  # evaluation seeds 0..seeds-1
+    tuning_seed: TuningSeed = 10_000
+    population: dict[str, Population] = {"default": 1}  # batch size (or "default") -> networks trained together
     network: Network = Network()
     sampler: Sampler = Sampler()
     pruner: Pruner = Pruner()
     random_arm: Flag = False
     tune_eps: Flag = False
     split: Split = Split()
-    lease_seconds: Positive = 120.0
+    lease_seconds: LeaseSeconds = 120.0
 
     @field_validator("name")
     @classmethod
-    def _no_slash(cls, value: str):
-        if not value.strip() or "/" in value:
-            raise ValueError(f"must be a non-empty name without '/', got {value!r}")
-        return value.strip()
+    def _path_safe(cls, value: str):
+        value = value.strip()
+        if len(value) > MAX_NAME or not SAFE_NAME.fullmatch(value):
+            shown = repr(value) if len(value) <= 40 else f"{value[:20]!r}... ({len(value)} characters)"
+            raise ValueError(f"must be 1 to {MAX_NAME} letters, digits, '-', '_' or '.', beginning and ending with "
+                             f"a letter or digit (it names reports/<name>/ and the stores' records), got {shown}")
+        return value
 
     @field_validator("datasets", mode="before")
     @classmethod

@@ -4,7 +4,10 @@ A profile ``conf/sweep/<name>.yaml`` names the grid and the protocol; ``conf/sea
 per optimizer (its tuning ranges with their sources); the defaults of the untuned track are the registry's
 (``study.core.optim``). Command-line overrides ``key=value`` (lists comma-separated, nested keys dotted:
 ``epochs.digits=10``, ``sampler.name=random``) are applied before validation. Every problem is a ``BadInput``
-naming the file and key: one line, nothing written.
+naming the file and key: one line, nothing written. Besides the schema's checks, two need the datasets: every
+batch size fits some training set, and every part of every dataset's split holds each of its classes. Whether the
+sweep fits in this machine's memory is the run's question, not the config's: ``study.sweep.memory``, asked by
+``pipelines.sweep`` before any store is opened.
 """
 from __future__ import annotations
 
@@ -14,10 +17,13 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from study.core import batches, data, optim
 from study.errors import BadInput
 from study.schema import loader
 from study.schema.sweep import LIST_KEYS, Profile, search_spaces_model
+from study.sweep import memory
 
 CONF = loader.CONF
 PROFILE_KEYS = set(Profile.model_fields)
@@ -115,6 +121,61 @@ def _fits_a_training_set(where: str, sizes: tuple[str, ...], n_train: dict) -> N
                                                     f"({n_train[largest]} samples in {largest}, the largest)")
 
 
+def split_sizes(n: int, val_fraction: float, test_fraction: float) -> dict:
+    """{part: samples} of ``data.load``'s two splits of n samples, as scikit-learn sizes them (the test part
+    ``ceil(test * n)``, then validation ``ceil(val / (1 - test) * rest)`` of the rest)."""
+    n_test = math.ceil(test_fraction * n)
+    n_val = math.ceil(val_fraction / (1.0 - test_fraction) * (n - n_test))
+    return {"train": n - n_test - n_val, "val": n_val, "test": n_test}
+
+
+def fewest_of_a_class(count: int, n: int, val_fraction: float, test_fraction: float) -> dict:
+    """{part: the fewest samples of a class of ``count`` samples that each part can get}, whatever the seed.
+
+    scikit-learn's stratified split gives each class the floor or the ceiling of its share of a part; the second
+    split draws from what the first left. So a class of c samples gets at least floor(c * test / n) test samples
+    and at least floor(c * rest / n) in the rest, which the second split shares out the same way.
+    """
+    sizes = split_sizes(n, val_fraction, test_fraction)
+    rest = sizes["train"] + sizes["val"]
+    in_rest = count * rest // n
+    return {"train": in_rest * sizes["train"] // rest, "val": in_rest * sizes["val"] // rest,
+            "test": count * sizes["test"] // n}
+
+
+SPLIT_KEYS = {"train": "split", "val": "split.val", "test": "split.test"}  # the key that makes a part small
+PART_NAMES = {"train": "training", "val": "validation", "test": "test"}
+
+
+def _split_holds_every_class(where: str, dataset: str, val_fraction: float, test_fraction: float) -> None:
+    """Every part of the split holds at least one sample of every class (two samples of a regression set: a
+    loss on one sample says little, and the target is scaled by the training part's spread), for every seed."""
+    spec = data.DATASETS[dataset]
+    _, y = spec.load()
+    n = len(y)
+    if spec.task == "classification":
+        counts = np.unique(y, return_counts=True)[1]
+        smallest, need = int(counts.min()), 1
+        least = lambda val, test: fewest_of_a_class(smallest, n, val, test)  # noqa: E731
+        why = f"too few to hold a sample of each of its {len(counts)} classes (the smallest has {smallest} of {n})"
+    else:
+        need = 2
+        least = lambda val, test: split_sizes(n, val, test)  # noqa: E731
+        why = f"too few: each part of a regression set needs at least 2 of its {n} samples"
+    for part in ("val", "test", "train"):
+        if least(val_fraction, test_fraction)[part] < need:
+            got = split_sizes(n, val_fraction, test_fraction)[part]
+            hint = ""
+            if part != "train":  # the smallest fraction, in thousandths, that would do with the other one kept
+                for k in range(1, 1000):
+                    val, test = (k / 1000, test_fraction) if part == "val" else (val_fraction, k / 1000)
+                    if val + test < 0.9 and min(least(val, test).values()) >= need:
+                        hint = f"; {SPLIT_KEYS[part]}={k / 1000:g} would do"
+                        break
+            raise BadInput(f"{where}: {SPLIT_KEYS[part]}", f"on {dataset} the {PART_NAMES[part]} part gets {got} "
+                                                           f"sample{'s' * (got != 1)}, {why}{hint}")
+
+
 def load_sweep(profile: str | Path, overrides: list[str] = ()) -> SweepConfig:
     """A profile name (``smoke``, ``default``, ``full``) or a path to a YAML file, with overrides applied."""
     path = Path(profile)
@@ -125,8 +186,10 @@ def load_sweep(profile: str | Path, overrides: list[str] = ()) -> SweepConfig:
             raise BadInput("--profile", f"unknown profile {str(profile)!r}; choose from {', '.join(known)}")
     where = loader.shown(path)
     p = loader.load(Profile, path, where, list(overrides), LIST_KEYS)
-    n_train = {d: data.load(d, 0, p.split.val, p.split.test).X_train.shape[0] for d in p.datasets}
-    _fits_a_training_set(where, p.batch_sizes, n_train)
+    for d in p.datasets:
+        _split_holds_every_class(where, d, p.split.val, p.split.test)
+    shapes = {d: memory.dataset_shape(d, p.split.val, p.split.test) for d in p.datasets}
+    _fits_a_training_set(where, p.batch_sizes, {d: shape.n_train for d, shape in shapes.items()})
     spaces, defaults = load_search_spaces(tune_eps=p.tune_eps)
     for o in p.optimizers:
         if o not in spaces:
