@@ -29,19 +29,27 @@ eps sits outside the square root, as on the slides.
 
 One source of truth: each rule is written once, below, as an elementwise function of one parameter's gradient,
 state and hyperparameters (``momentum_rule(g, v, eta, gamma) -> (update, v)``), and each optimizer is declared once
-in ``OPTIMIZERS``: its rule and the names of its state, hyperparameters and per-step terms. numpy runs the rule on
+in ``OPTIMIZERS``, whole: its rule, the names of its state and per-step terms, its hyperparameters (meaning, valid
+range, default, whether it is an averaging constant searched as 1 - x, a fallback search range: ``hyperparams``),
+and its label, colour and family (adaptive or not) for the report and the lecture. numpy runs the rule on
 whole arrays (``Optimizer.update``: the readable path); ``study.core.kernels`` compiles the very same function with
 numba into its fused epoch loop (the fast path), reading the same declaration. Adding an optimizer is its rule, its
-entry here and its search space (conf/search_spaces.yaml); it then trains compiled. Only +, -, *, / and sqrt appear
+entry here and its search space (conf/search_spaces.yaml, where the entry's ranges are the fallback); it then trains
+compiled, whatever its number of state arrays. Only +, -, *, / and sqrt appear
 in the rules, all correctly rounded in IEEE arithmetic, so both evaluate every element to the same bits
 (tests/test_kernels.py checks it). Adam's 1 - beta^t is computed once per step outside the rule (its per-step terms,
 ``adam_step_terms``): pow is not correctly rounded and numpy's and numba's differ in the last bit.
 """
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 import numpy as np
+
+from study.core import hyperparams as hp
+from study.core.hyperparams import Hyperparameter, SearchRange
 
 Params = dict[str, np.ndarray]
 Hyper = dict[str, float | np.ndarray]
@@ -133,26 +141,68 @@ def state_type(fields: tuple[str, ...]) -> type:
     return _STATE_TYPES[fields]
 
 
-class Optimizer(NamedTuple):
-    """An optimizer: its elementwise rule and the names of what the rule reads. The numpy path below and the
-    compiled kernels (``study.core.kernels``) are both built from these fields; nothing else names an optimizer.
+@dataclass(frozen=True)
+class Optimizer:
+    """An optimizer, whole: its elementwise rule and the names of what the rule reads, and how people see it. The
+    numpy path below and the compiled kernels (``study.core.kernels``) are both built from these fields, the tuning,
+    the report and the lecture read the rest; nothing else names an optimizer.
 
+    name        the registry key (the MLflow tag, the conf block)
+    label       the display name (the lecture's: "Momentum GD")
+    color       its colour in every figure (matplotlib's hex)
+    adaptive    the family: a per-parameter step from the gradients' history (AdaGrad, RMSProp, Adam), or not
     rule        rule(g, *state, *hyper, *terms) -> (update, *new state), elementwise
-    state       its state arrays (zeros at the start), in the rule's argument order
-    hyper       its hyperparameters, in the rule's argument order
-    defaults    the usual default values, under the lecture's names
-    lookahead   lookahead(w, *state, *hyper) -> the point where the gradient is taken (None: the parameters)
+    state       its state arrays (zeros at the start), in the rule's argument order; any number of them
+    hyperparameters  one ``hyperparams.Hyperparameter`` each, in the rule's argument order
+    lookahead_rule   lookahead(w, *state, *hyper) -> the point where the gradient is taken (None: the parameters)
     terms       numbers the rule takes per step after its hyperparameters, by name (Adam's bias corrections)
     step_terms  step_terms(t, hyper) -> those terms at step t = 1, 2, ... (t and hyper broadcast together)
     """
     name: str
+    label: str
+    color: str
+    adaptive: bool
     rule: Callable
     state: tuple[str, ...]
-    hyper: tuple[str, ...]
-    defaults: dict[str, float]
+    hyperparameters: tuple[Hyperparameter, ...]
     lookahead_rule: Callable | None = None
     terms: tuple[str, ...] = ()
     step_terms: Callable | None = None
+
+    def __post_init__(self):
+        """A declaration the rule cannot be called with is an error here, at import, not deep inside a compile."""
+        arguments = len(inspect.signature(self.rule).parameters)
+        wanted = 1 + len(self.state) + len(self.hyper) + len(self.terms)
+        if arguments != wanted:
+            raise TypeError(f"{self.name}: {self.rule.__name__} takes {arguments} arguments; the declaration gives "
+                            f"{wanted} (g, state {self.state}, hyperparameters {self.hyper}, terms {self.terms})")
+        if len(set(self.hyper)) != len(self.hyper) or bool(self.terms) != (self.step_terms is not None):
+            raise TypeError(f"{self.name}: hyperparameter names repeat, or terms come without step_terms")
+
+    @property
+    def hyper(self) -> tuple[str, ...]:
+        """The hyperparameters' names, in the rule's argument order."""
+        return tuple(h.name for h in self.hyperparameters)
+
+    @property
+    def defaults(self) -> dict[str, float]:
+        """The untuned values under the lecture's names (a new dict: changing it changes no registry entry)."""
+        return {h.name: h.default for h in self.hyperparameters}
+
+    @property
+    def averaging(self) -> tuple[str, ...]:
+        """The averaging constants (searched as 1 - x by default): momentum's gamma, Adam's beta1 and beta2."""
+        return tuple(h.name for h in self.hyperparameters if h.averaging)
+
+    def hyperparameter(self, name: str) -> Hyperparameter:
+        for h in self.hyperparameters:
+            if h.name == name:
+                return h
+        raise KeyError(f"{self.name} has no hyperparameter {name!r}; it takes {', '.join(self.hyper)}")
+
+    def search_space(self) -> dict[str, SearchRange]:
+        """The fallback search space: each hyperparameter's registry range (conf/search_spaces.yaml wins)."""
+        return {h.name: h.search for h in self.hyperparameters}
 
     def init(self, params: Params):
         return state_type(self.state)(0, *(_zeros_like(params) for _ in self.state))
@@ -160,9 +210,10 @@ class Optimizer(NamedTuple):
     def update(self, grads: Params, state, hyper: Hyper):
         """The rule applied to every array of ``grads``: (updates, the new state)."""
         t = state.count + 1
+        names = self.hyper
         updates, new = {}, {name: {} for name in self.state}
         for key, g in grads.items():
-            h = {name: _per_member(hyper[name], g) for name in self.hyper}
+            h = {name: _per_member(hyper[name], g) for name in names}
             terms = self.step_terms(t, h) if self.step_terms else ()
             update, *after = self.rule(g, *(getattr(state, s)[key] for s in self.state), *h.values(), *terms)
             updates[key] = update
@@ -173,25 +224,48 @@ class Optimizer(NamedTuple):
     def lookahead(self, params: Params, state, hyper: Hyper) -> Params:
         if self.lookahead_rule is None:
             return params
+        names = self.hyper
         return {k: self.lookahead_rule(p, *(getattr(state, s)[k] for s in self.state),
-                                       *(_per_member(hyper[name], p) for name in self.hyper))
+                                       *(_per_member(hyper[name], p) for name in names))
                 for k, p in params.items()}
 
 
-# ``defaults`` are the values practitioners start from, the untuned (default) track of the sweep and the one place
+# The defaults are the values practitioners start from, the untuned (default) track of the sweep and the one place
 # they are written: PyTorch / Keras defaults, Kingma & Ba 2015 for Adam, Hinton's Coursera lecture 6e for RMSProp.
+# The fallback search ranges are conf/search_spaces.yaml's (whose comments give their sources); x = 1 - value for
+# the averaging constants. Colours: matplotlib's tab10 (the report's palette, one colour per optimizer everywhere).
+_GAMMA = "momentum: the share of the previous step carried into the next one"
+_NAG_GAMMA = _GAMMA + " (and how far ahead the gradient is taken)"
+_EPS = hp.epsilon(1e-8)
 OPTIMIZERS: dict[str, Optimizer] = {o.name: o for o in (
-    Optimizer("gd", gd_rule, (), ("eta",), {"eta": 0.01}),
-    Optimizer("momentum", momentum_rule, ("v",), ("eta", "gamma"), {"eta": 0.01, "gamma": 0.9}),
+    Optimizer("gd", "GD", "#7f7f7f", False, gd_rule, (), (hp.learning_rate(0.01, 1e-4, 10.0),)),
+    Optimizer("momentum", "Momentum GD", "#1f77b4", False, momentum_rule, ("v",),
+              (hp.learning_rate(0.01, 1e-6, 10.0), hp.averaging("gamma", "γ", _GAMMA, 0.9, 1e-4))),
     # NAG's history and update are momentum's; only the point where the gradient is taken differs:
     # w_{t+1} = w_look - eta g(w_look) = w_t - (gamma v_{t-1} + eta g(w_look)) = w_t - v_t.
-    Optimizer("nag", momentum_rule, ("v",), ("eta", "gamma"), {"eta": 0.01, "gamma": 0.9}, nag_lookahead_rule),
-    Optimizer("adagrad", adagrad_rule, ("v",), ("eta", "eps"), {"eta": 0.01, "eps": 1e-8}),
-    Optimizer("rmsprop", rmsprop_rule, ("v",), ("eta", "beta", "eps"), {"eta": 0.001, "beta": 0.9, "eps": 1e-8}),
-    Optimizer("adam", adam_rule, ("m", "v"), ("eta", "beta1", "beta2", "eps"),
-              {"eta": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+    Optimizer("nag", "NAG", "#17becf", False, momentum_rule, ("v",),
+              (hp.learning_rate(0.01, 1e-6, 10.0), hp.averaging("gamma", "γ", _NAG_GAMMA, 0.9, 1e-4)),
+              lookahead_rule=nag_lookahead_rule),
+    Optimizer("adagrad", "AdaGrad", "#2ca02c", True, adagrad_rule, ("v",),
+              (hp.learning_rate(0.01, 1e-4, 10.0), _EPS)),
+    Optimizer("rmsprop", "RMSProp", "#ff7f0e", True, rmsprop_rule, ("v",),
+              (hp.learning_rate(0.001, 1e-5, 1.0),
+               hp.averaging("beta", "β", "the decay of the running average of squared gradients", 0.9, 1e-5, 0.5),
+               _EPS)),
+    Optimizer("adam", "Adam", "#d62728", True, adam_rule, ("m", "v"),
+              (hp.learning_rate(0.001, 1e-5, 3.0),
+               hp.averaging("beta1", "β1", "the decay of the first moment, the running average of gradients",
+                            0.9, 1e-5),
+               hp.averaging("beta2", "β2", "the decay of the second moment, the running average of squared "
+                                           "gradients", 0.999, 1e-6),
+               _EPS),
               terms=("correction1", "correction2"), step_terms=adam_step_terms),
 )}
+
+
+def adaptive() -> tuple[str, ...]:
+    """The adaptive family's names, in registry order (the lecture's "AdaGrad, RMSProp, Adam")."""
+    return tuple(name for name, o in OPTIMIZERS.items() if o.adaptive)
 
 
 def hyperparameters(name: str, **overrides) -> Hyper:
