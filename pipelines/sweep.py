@@ -59,7 +59,7 @@ def main(argv=None) -> int:
 
         services.load_env(args.runs_dir)
     cfg = config.load_sweep(args.profile, args.overrides)
-    check_memory(cfg, 1 if args.worker else args.workers)
+    check_memory(cfg, 1 if args.worker else args.workers, args.runs_dir)
     stores = sweep.open_stores(cfg, args.runs_dir)  # every store checked before any training
     storage = stores[0]
     pending = sweep.pending_cells(storage, cfg)
@@ -91,14 +91,16 @@ def main(argv=None) -> int:
     return build_report(args, cfg) if args.report else 0
 
 
-def check_memory(cfg, workers: int) -> None:
+def check_memory(cfg, workers: int, runs_dir) -> None:
     """The largest cell fits in this machine's memory, and so do ``workers`` of them, or one line, before any
-    store is opened."""
+    store is opened. Optuna's journal file (the default storage, under ``runs_dir``) is counted in every worker,
+    which replays it whole; a database (``OPTUNA_STORAGE``) is not."""
     from study.schema import loader
-    from study.sweep import memory
+    from study.sweep import memory, tuning
 
-    memory.refuse_if_too_large(cfg, loader.shown(cfg.source))
-    memory.refuse_too_many_workers(cfg, workers)
+    journal = tuning.journal_path(tuning.storage_url(runs_dir, cfg.name)) is not None
+    memory.refuse_if_too_large(cfg, loader.shown(cfg.source), journal=journal)
+    memory.refuse_too_many_workers(cfg, workers, journal=journal)
 
 
 def build_report(args, cfg) -> int:

@@ -107,10 +107,15 @@ CASES = {
     "sampler-seed-2**31": Case([f"sampler.seed={2**31}"], ["smoke.yaml: sampler.seed: ", "below 2**31"]),
     "sampler-seed-negative": Case(["sampler.seed=-1"], ["smoke.yaml: sampler.seed: "]),
     # item 10: a file that is not UTF-8, a key twice (at the top, nested, deeper; in a profile and under conf/)
-    "not-utf8": Case(["--profile", "{tmp}/latin1.yaml"], ["latin1.yaml: not UTF-8", f"byte {BAD_BYTE} (line {BAD_LINE})", "0xe9"],
+    "not-utf8": Case(["--profile", "{tmp}/latin1.yaml"],
+                     ["latin1.yaml: not UTF-8", f"byte {BAD_BYTE} (line {BAD_LINE})", "0xe9"],
                      files={"latin1.yaml": NOT_UTF8}, sub=True),
-    "key-twice": Case(["--profile", "{tmp}/twice.yaml"], ["twice.yaml: trials: written twice",
-                                                          _lines(TWICE_TOP, "trials")], files={"twice.yaml": TWICE_TOP}),
+    "key-twice": Case(["--profile", "{tmp}/twice.yaml"],
+                      ["twice.yaml: trials: written twice", _lines(TWICE_TOP, "trials")],
+                      files={"twice.yaml": TWICE_TOP}),
+    "key-twice-in-an-override": Case(["split={val: 0.1, val: 0.3}"],
+                                     ["override 'split={val: 0.1, val: 0.3}': split.val: written twice",
+                                      "columns 2 and 12"]),
     "key-twice-nested": Case(["--profile", "{tmp}/nested.yaml"], ["nested.yaml: sampler.seed: written twice",
                                                                  _lines(TWICE_NESTED, "seed")],
                              files={"nested.yaml": TWICE_NESTED}),
@@ -316,6 +321,21 @@ def test_the_largest_cell_is_the_one_that_needs_most():
                <= estimate.total for c in cfg.cells())
 
 
+def test_the_journal_counts_only_when_the_storage_is_a_journal_file():
+    """Every worker replays Optuna's journal file whole; a database is read one study at a time. A grid of 120
+    cells of 1,000 trials and epochs each is 144 GB of journal, but one cell alone needs less than a gigabyte."""
+    grid = ["datasets=iris,moons,wine,digits", "optimizers=gd,momentum,nag,adagrad,rmsprop,adam",
+            "batch_sizes=full,128,64,32,1", "trials=1000", "epochs=1000"]
+    cfg = config.load_sweep("smoke", grid)
+    with_journal, without = memory.largest_cell(cfg), memory.largest_cell(cfg, journal=False)
+    assert with_journal.parts["journal"] == 120 * 1000 * 2 * 1000 * 600 and without.parts["journal"] == 0
+    assert without.total < 2**30 and with_journal.total - without.total == with_journal.parts["journal"]
+    if memory.available()[0] < with_journal.total:  # else this machine holds even the journal
+        with pytest.raises(BadInput, match=r"smoke.yaml: trials, epochs: .*\(journal "):
+            memory.refuse_if_too_large(cfg, "smoke.yaml")
+    memory.refuse_if_too_large(cfg, "smoke.yaml", journal=False)
+
+
 def test_the_machines_memory_is_read():
     have, source = memory.available()
     physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -379,7 +399,8 @@ def test_merged_keys_and_aliases_are_not_duplicates(tmp_path):
 
 def test_the_shipped_profiles_hash_as_before():
     """The hash names a sweep's records: these are the hashes the code computed before the checks of issue 16
-    (``cd /work/base && .venv/bin/python -c "from study.sweep import config; print(config.load_sweep('default').hash)"``)."""
+    (in a checkout of that code, ``.venv/bin/python -c "from study.sweep import config;
+    print(config.load_sweep('default').hash)"``, and the same for smoke and full)."""
     assert {p: config.load_sweep(p).hash for p in ("smoke", "default", "full")} == {
         "smoke": "b7192bbcdad7", "default": "f00140f4bd16", "full": "952723b3696c"}
     assert yaml.safe_load(SMOKE)["name"] == "smoke"

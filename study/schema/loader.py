@@ -87,12 +87,8 @@ def read_yaml(path: Path, where: str | None = None) -> dict:
         line = raw.count(b"\n", 0, e.start) + 1
         raise BadInput(where, f"not UTF-8 text: byte {e.start} (line {line}) is 0x{raw[e.start]:02x}, which "
                               f"UTF-8 cannot decode; save the file as UTF-8") from None
-    loader = _Loader(text)
     try:
-        node = loader.get_single_node()
-        if node is not None:
-            _refuse_duplicate_keys(node, where)
-        loaded = loader.construct_document(node) if node is not None else None
+        loaded = _document(text, where)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
@@ -100,15 +96,29 @@ def read_yaml(path: Path, where: str | None = None) -> dict:
         raise BadInput(where, f"not valid YAML (malformed{at}): {problem}") from None
     except RecursionError:  # PyYAML composes nested nodes recursively; no config of ours nests more than a few
         raise BadInput(where, "not valid YAML for a config: nested too deeply") from None
-    finally:
-        loader.dispose()
     if not isinstance(loaded, dict):
         raise BadInput(where, f"expected a mapping of keys, got {type(loaded).__name__}")
     return loaded
 
 
-def _refuse_duplicate_keys(node: yaml.Node, where: str, path: tuple = (), seen_nodes: set | None = None) -> None:
-    """A key written twice in any mapping of the document, at any depth, is one line naming it and both lines.
+def _document(text: str, where: str, path: tuple = (), one_line: bool = False):
+    """The YAML document in ``text`` as Python data, once no mapping in it has a key twice (``_refuse_duplicate_keys``;
+    ``path`` and ``one_line`` as there). yaml.YAMLError for text that is not YAML."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_duplicate_keys(node, where, path, one_line)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _refuse_duplicate_keys(node: yaml.Node, where: str, path: tuple = (), one_line: bool = False,
+                           seen_nodes: set | None = None) -> None:
+    """A key written twice in any mapping of the document, at any depth, is one line naming it and both lines
+    (both columns for ``one_line`` text: an override's value). ``path`` is the dotted key the document sits under.
     Keys merged in with ``<<: *anchor`` may be overridden (that is what a merge is for); only keys written out count.
     An alias is walked once (``seen_nodes``): a node shared by many aliases is not walked again and again."""
     seen_nodes = set() if seen_nodes is None else seen_nodes
@@ -116,27 +126,29 @@ def _refuse_duplicate_keys(node: yaml.Node, where: str, path: tuple = (), seen_n
         return
     seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
-        first_line = {}
+        first_at = {}
         for key, value in node.value:
             name = str(key.value) if isinstance(key, yaml.ScalarNode) else "?"
             if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
-                line = key.start_mark.line + 1
-                if (key.tag, key.value) in first_line:
+                at = key.start_mark.column + 1 if one_line else key.start_mark.line + 1
+                if (key.tag, key.value) in first_at:
                     raise BadInput(f"{where}: {'.'.join((*path, name))}",
-                                   f"written twice in one mapping (lines {first_line[key.tag, key.value]} and "
-                                   f"{line}); keep one")
-                first_line[key.tag, key.value] = line
-            _refuse_duplicate_keys(value, where, (*path, name), seen_nodes)
+                                   f"written twice in one mapping ({'columns' if one_line else 'lines'} "
+                                   f"{first_at[key.tag, key.value]} and {at}); keep one")
+                first_at[key.tag, key.value] = at
+            _refuse_duplicate_keys(value, where, (*path, name), one_line, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _refuse_duplicate_keys(item, where, (*path, str(i)), seen_nodes)
+            _refuse_duplicate_keys(item, where, (*path, str(i)), one_line, seen_nodes)
 
 
-def scalar(text: str):
-    """An override's value as the file would read it (``3`` a number, ``1e-3`` too, ``iris`` text)."""
+def scalar(text: str, where: str = "override", key: str = ""):
+    """An override's value as the file would read it (``3`` a number, ``1e-3`` too, ``iris`` text); a mapping
+    written in it (``split={val: 0.1, test: 0.1}``) may not repeat a key either (``where``, ``key``: for the
+    message)."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506
-    except yaml.YAMLError:
+        return _document(text, where, tuple(key.split(".")) if key else (), one_line=True)
+    except (yaml.YAMLError, RecursionError):
         return text
 
 
@@ -151,7 +163,8 @@ def apply_overrides(raw: dict, overrides, keys, list_keys=()) -> dict:
             raise BadInput(f"override {item!r}", "expected key=value")
         if key.split(".")[0] not in keys:
             raise BadInput(f"override {item!r}", f"unknown key {key.split('.')[0]!r}; keys: {', '.join(sorted(keys))}")
-        parsed = [scalar(v) for v in value.split(",")] if key in list_keys else scalar(value)
+        where = f"override {item!r}"
+        parsed = [scalar(v, where, key) for v in value.split(",")] if key in list_keys else scalar(value, where, key)
         node, parts = raw, key.split(".")
         for part in parts[:-1]:
             if not isinstance(node.get(part), dict):

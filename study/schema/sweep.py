@@ -31,8 +31,8 @@ SEED_LIMIT = 2**32  # numpy's legacy RandomState, which scikit-learn's random_st
 SAMPLER_SEED_LIMIT = 2**31  # study.sweep.tuning.studies derives each cell's sampler seed modulo 2**31
 Trials = Annotated[Count, at_most(MAX_TRIALS, "each trial is an Optuna record and an MLflow run; the shipped "
                                               "profiles ask 4 to 50 per cell")]
-Epochs = Annotated[Count, at_most(MAX_EPOCHS, "30 times the longest the shipped profiles train (300); every epoch "
-                                              "is a point on every logged curve")]
+Epochs = Annotated[Count, at_most(MAX_EPOCHS, "over 30 times the longest the shipped profiles train (300); every "
+                                              "epoch is a point on every logged curve")]
 Population = Annotated[Count, at_most(1024, "K networks train in one stacked pass; make bench measures the gain "
                                             "levelling off by K = 16, and TPE hears nothing until all K end")]
 Width = Annotated[Count, at_most(4096, "the study's scope is small networks on small tabular sets")]

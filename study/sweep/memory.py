@@ -19,7 +19,7 @@ A worker running a cell holds (every number float64, 8 bytes, unless said otherw
 - ``journal``: Optuna's journal storage replays the whole sweep into memory: every trial of every cell, with its
   pruning reports and its validation curve (its MLflow payload), ``JOURNAL_TRIAL_EPOCH`` bytes per trial and
   epoch (measured: the file's text, its parsed lines and the replayed trials, all held while a worker first reads
-  it);
+  it); nothing for a database (``OPTUNA_STORAGE``), which a worker reads one study at a time;
 - ``dataset``: the dataset, ``DATASET_COPIES`` times (as loaded, split, scaled, and the compiled path's copy);
 - ``process``: the interpreter with numpy, scikit-learn, numba, Optuna and MLflow loaded.
 
@@ -102,8 +102,9 @@ def n_params(sizes: tuple) -> int:
     return sum(fan_in * fan_out + fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:]))
 
 
-def cell_estimate(cfg, cell: tuple, shapes: dict) -> Estimate:
-    """What one worker holds while it runs ``cell`` of the sweep ``cfg`` (a study.sweep.config.SweepConfig)."""
+def cell_estimate(cfg, cell: tuple, shapes: dict, journal: bool = True) -> Estimate:
+    """What one worker holds while it runs ``cell`` of the sweep ``cfg`` (a study.sweep.config.SweepConfig);
+    ``journal``: whether the Optuna storage is a journal file (see the module's docstring)."""
     dataset, optimizer, batch = cell
     shape = shapes[dataset]
     k, epochs = cfg.population[batch], cfg.epochs[dataset]
@@ -117,18 +118,18 @@ def cell_estimate(cfg, cell: tuple, shapes: dict) -> Estimate:
         "activations": k * shape.n_train * sum(sizes[1:]) * FLOAT * ACTIVATION_COPIES,
         "history": k * epochs * HISTORY_METRICS * FLOAT,
         "curves": runs * epochs * HISTORY_METRICS * (PY_FLOAT + FLOAT),
-        "journal": sweep_trial_epochs * JOURNAL_TRIAL_EPOCH,
+        "journal": sweep_trial_epochs * JOURNAL_TRIAL_EPOCH if journal else 0,
         "dataset": shape.n_samples * (shape.n_features + shape.n_outputs) * FLOAT * DATASET_COPIES,
         "process": PROCESS,
     }
     return Estimate(cell, parts)
 
 
-def largest_cell(cfg, shapes: dict | None = None) -> Estimate:
+def largest_cell(cfg, shapes: dict | None = None, journal: bool = True) -> Estimate:
     """The cell of the sweep that needs the most memory, and what it needs."""
     if shapes is None:
         shapes = {d: dataset_shape(d, cfg.val_fraction, cfg.test_fraction) for d in cfg.datasets}
-    return max((cell_estimate(cfg, cell, shapes) for cell in cfg.cells()), key=lambda e: e.total)
+    return max((cell_estimate(cfg, cell, shapes, journal) for cell in cfg.cells()), key=lambda e: e.total)
 
 
 def available() -> tuple[int, str]:
@@ -163,9 +164,9 @@ def size(n: float) -> str:
     return f"{n:.1f} PB"
 
 
-def refuse_if_too_large(cfg, where: str, shapes: dict | None = None) -> Estimate:
+def refuse_if_too_large(cfg, where: str, shapes: dict | None = None, journal: bool = True) -> Estimate:
     """The largest cell's estimate, or one BadInput line naming the keys that drive it when it does not fit."""
-    estimate = largest_cell(cfg, shapes)
+    estimate = largest_cell(cfg, shapes, journal)
     have, source = available()
     if estimate.total > have:
         keys = DRIVERS[estimate.largest]
@@ -175,13 +176,13 @@ def refuse_if_too_large(cfg, where: str, shapes: dict | None = None) -> Estimate
     return estimate
 
 
-def refuse_too_many_workers(cfg, workers: int, flag: str = "--workers") -> None:
+def refuse_too_many_workers(cfg, workers: int, flag: str = "--workers", journal: bool = True) -> None:
     """``workers`` processes each running a cell as large as the largest, beside the parent: refused in one line
     naming ``flag`` when they would not fit together (one worker alone is the profile's check)."""
     workers = min(workers, len(cfg.cells()))  # a second worker for one cell only starts and stops
     if workers <= 1:
         return
-    estimate = largest_cell(cfg)
+    estimate = largest_cell(cfg, journal=journal)
     have, source = available()
     need = workers * estimate.total + PROCESS + estimate.parts["journal"]  # the parent reads the journal too
     if need > have:
