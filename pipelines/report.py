@@ -6,6 +6,12 @@ Reads the sweep's MLflow and Optuna stores (never earlier reports) and writes re
 page), report.md, figures/*.png and tables/*.csv into --out (default reports/<sweep>/), then logs the same files
 as the artifacts of a run tagged role=report in the sweep's experiment, replacing the previous report run.
 Building twice from the same stores gives byte-identical files.
+
+The report writes only into a directory it made: --out must not exist yet, be empty, or be an earlier report's
+directory (marked by the file .optstudy-report, which lists what the report wrote there and is not logged to
+MLflow); anything else is refused untouched. A rebuild deletes only the files that marker lists. On a partial
+sweep (interrupted, or an MLflow store missing cells) the report rests on the finished cells and says near its
+top what is missing.
 """
 from __future__ import annotations
 
@@ -17,7 +23,8 @@ def parse(argv):
                             epilog="Judging rules: conf/report.yaml; the lecture's claims: conf/claims.yaml.")
     parser.add_argument("--runs-dir", default="runs", help="where the sweep's stores live (default: runs/)")
     parser.add_argument("--sweep", help="the sweep's name (default: the newest sweep in the store)")
-    parser.add_argument("--out", help="output directory (default: reports/<sweep>/)")
+    parser.add_argument("--out", help="output directory: new, empty or an earlier report's (default: "
+                                      "reports/<sweep>/)")
     parser.add_argument("--no-log", action="store_true", help="do not log the report to MLflow")
     return parser.parse_args(argv)
 

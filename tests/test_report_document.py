@@ -135,18 +135,59 @@ def test_two_builds_are_byte_identical(tmp_path):
 
 
 def test_a_failed_build_leaves_the_previous_report_whole(tmp_path, monkeypatch):
+    """A build that fails while analysing, or after its staging directory was made, leaves the previous report
+    byte for byte and nothing beside it (the staging directory is cleaned by the list of what it wrote)."""
+    import hashlib
+
+    from study.report import render_html
+
     out = tmp_path / "report"
-    out.mkdir()
-    (out / "report.md").write_text("previous")
+    results = make_results(datasets=("iris", "wine"), optimizers=("gd", "adam"), batch_sizes=("full",), seeds=2,
+                           epochs=3, trials=2, random_arm=False, diverged_evals=0)
+    document.write(results, out, SETTINGS)
+    before = {str(p): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir" for p in out.rglob("*")}
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(document, "analyse", broken)
-    with pytest.raises(RuntimeError):
-        document.write(make_results(datasets=("iris",), seeds=2, epochs=3, trials=2), out, SETTINGS)
-    assert (out / "report.md").read_text() == "previous"
-    assert [p.name for p in tmp_path.iterdir()] == ["report"]
+    for module, name in ((document, "analyse"), (render_html, "render")):
+        with monkeypatch.context() as patched:
+            patched.setattr(module, name, broken)
+            with pytest.raises(RuntimeError):
+                document.write(results, out, SETTINGS)
+        assert {str(p): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+                for p in out.rglob("*")} == before
+        assert [p.name for p in tmp_path.iterdir()] == ["report"]
+
+
+def test_degenerate_sweeps_build_and_say_what_is_not_measured(tmp_path):
+    """Complete sweeps the report used to crash on: one mini-batch size and no full batch (a log axis of no data:
+    "Data cannot be log-scaled"), and one recorded before test curves were kept (no performance profile at all).
+    Each builds; the second says which budgets it could not measure. The first also lacks one cell's cost per
+    epoch, as the default sweep does for two cells: a complete sweep whose every budget is measured for most cells
+    keeps the report it had, with no note (and no tables/coverage.csv)."""
+    import dataclasses
+    import math
+
+    no_full = make_results(datasets=("iris", "wine"), optimizers=("gd", "adam"), batch_sizes=("32",), seeds=2,
+                           epochs=3, trials=2, random_arm=False, diverged_evals=0)
+    no_cost = (no_full.cells["dataset"] == "wine") & (no_full.cells["optimizer"] == "gd")
+    no_full = dataclasses.replace(no_full, cells=no_full.cells.assign(
+        seconds_per_epoch=no_full.cells["seconds_per_epoch"].mask(no_cost)))
+    document.write(no_full, tmp_path / "no_full", SETTINGS)
+    assert "## What this report rests on" not in (tmp_path / "no_full" / "report.md").read_text()
+    assert not (tmp_path / "no_full" / "tables" / "coverage.csv").exists()
+    old = make_results(datasets=("iris", "wine"), optimizers=("gd", "adam"), batch_sizes=("full", "32"), seeds=2,
+                       epochs=3, trials=2, random_arm=False, diverged_evals=0)
+    old = dataclasses.replace(old, curves=old.curves.assign(test_loss=math.nan, test_accuracy=math.nan))
+    document.write(old, tmp_path / "old", SETTINGS)
+    markdown = (tmp_path / "old" / "report.md").read_text()
+    note = markdown.split("## What this report rests on", 1)[1].split("\n## ", 1)[0]
+    assert "Every cell of the sweep finished (8 of 8)" in note
+    assert "At equal updates: not measured at all (the sweep recorded no test-loss curves" in note
+    assert "At equal wall time (this machine): not measured at all" in note
+    profiles = markdown.split("## Performance profiles", 1)[1].split("\n## ", 1)[0]
+    assert "Not measured: performance profiles need the test-loss curves" in profiles
 
 
 def _chromium():

@@ -50,10 +50,16 @@ class Judgement:
     unresolved: list = field(default_factory=list)  # neither: the data cannot separate them
     ahead: list = field(default_factory=list)  # significantly better on test than the chosen one
     too_few: int = 0  # so few datasets that no corrected pairwise test could reach alpha (their number)
+    why: str = ""  # what a "not measured" lacks, when it is not the sweep's records (one dataset, one treatment)
 
 
 def judge(family: stats.FamilyResult, chosen: str | None, alpha: float, sure: float) -> Judgement:
-    if chosen is None or family.n_blocks < 2 or family.scores.shape[1] < 2:
+    if chosen is not None and family.scores.shape[1] < 2:
+        return Judgement(NOT_MEASURED, chosen, why=f"{chosen} is the only one here, nothing to compare it with.")
+    if chosen is not None and family.n_blocks < 2:
+        return Judgement(NOT_MEASURED, chosen, why=f"{family.n_blocks} complete dataset(s): a test compares over "
+                                                   f"at least two.")
+    if chosen is None:
         return Judgement(NOT_MEASURED, chosen)
     j = Judgement(UNRESOLVED, chosen)
     n, pairs = family.n_blocks, len(family.pairs)

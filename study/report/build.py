@@ -26,9 +26,13 @@ def build(runs_dir: str | Path, sweep: str | None = None, out: str | Path | None
     """The report of ``sweep`` (default: the newest in the stores) into ``out`` (default: reports/<sweep>/), then
     (``log``) as the artifacts of a run tagged role=report in the sweep's experiment. Every check comes before the
     stores are opened for writing: bad input is one line and nothing written."""
-    from study.report import document, inputs, settings
+    from study.report import document, inputs, output, settings
     from study.sweep import tracking
 
+    if str(runs_dir) == "":  # Path("") is the working directory: never what an empty flag meant
+        raise BadInput("--runs-dir", "empty: give the directory of the sweep's stores (default runs/)")
+    if out is not None:
+        out = output.check(out)
     runs_dir = Path(runs_dir)
     if not os.environ.get("MLFLOW_TRACKING_URI") and not (runs_dir / "mlflow.db").exists():
         raise BadInput("--runs-dir", f"no MLflow store at {runs_dir / 'mlflow.db'} (run `make sweep` first)")
@@ -41,10 +45,10 @@ def build(runs_dir: str | Path, sweep: str | None = None, out: str | Path | None
         sweeps = ", ".join(n for n in known if n not in ("Default", "lecture")) or "none"
         raise BadInput("--sweep", f"no sweep {sweep!r} in {tracking.mask_url(tracking.tracking_uri(runs_dir))} "
                                   f"(sweeps there: {sweeps})")
+    out = output.check(out if out is not None else output.default_dir(sweep))
     results = inputs.load(runs_dir, sweep)
-    if results.evals.empty:
+    if results.evals.empty:  # nothing to build a report on: one line (a partial sweep gets a partial report)
         raise BadInput("--sweep", f"sweep {sweep!r} has no finished evaluation runs yet")
-    out = Path(out) if out else Path("reports") / sweep
     files = document.write(results, out, report_settings, code_commit())
     say(f"report: {out / 'report.html'} and {out / 'report.md'} ({len(files)} files)")
     if log:

@@ -3,20 +3,20 @@
 ``write(results, out_dir, settings, report_commit)`` is the one entry point. It is deterministic: the same results,
 settings and commit give byte-identical files (no timestamps, stable ordering, seeded draws, PNGs without version
 stamps, fixed float formats). Files are written to a temporary directory beside ``out_dir`` and moved into place
-at the end, so a failed build leaves the previous report whole.
+at the end, so a failed build leaves the previous report whole; ``out_dir`` must be new, empty or a report's own
+directory (study.report.output). On partial data (an interrupted sweep, a store missing cells) the report rests on
+the largest complete grid of finished cells and says near its top what is missing (study.report.coverage).
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from study.report import figures, render_html, render_md
+from study.report import coverage as coverage_, figures, output, render_html, render_md
 from study.report.analysis import Analysis, analyse
 from study.report.blocks import Figure, Heading, Paragraph, walk
 from study.report.inputs import SweepResults
 from study.report.sections_claims import claims_section, footer_section
+from study.report.sections_coverage import coverage_section
 from study.report.sections_literature import generalisation_section, literature_section
 from study.report.sections_results import batch_modes_section, datasets_section, profiles_section
 from study.report.sections_tuning import tuning_section
@@ -36,9 +36,11 @@ def _intro(a: Analysis) -> list:
                       f"`tables/`.")]
 
 
-def build(a: Analysis, report_commit: str = "") -> tuple[list, Tables]:
+def build(a: Analysis, report_commit: str = "", coverage: coverage_.Coverage | None = None) -> tuple[list, Tables]:
     tables = Tables()
     blocks = _intro(a)
+    if coverage is not None:
+        blocks += coverage_section(a, coverage, tables)
     for section in (verdict_section, stability_section, statistics_section, datasets_section, tuning_section,
                     batch_modes_section, profiles_section, generalisation_section, literature_section,
                     claims_section):
@@ -48,35 +50,28 @@ def build(a: Analysis, report_commit: str = "") -> tuple[list, Tables]:
 
 
 def write(results: SweepResults, out_dir: str | Path, settings: Settings, report_commit: str = "") -> list[Path]:
-    """Build the report and write it into ``out_dir`` (replacing what was there); returns the files written."""
-    analysis = analyse(results, settings)
+    """Build the report and write it into ``out_dir`` (replacing the report there); returns the files written,
+    the directory's marker aside."""
+    out_dir = output.check(out_dir)  # before the work: a path the report may not replace is refused at once
+    used, coverage = coverage_.restrict(results)
+    analysis = analyse(used, settings)
     with figures.own_style():  # whatever an earlier caller did to matplotlib's global style (Optuna sets ggplot)
-        blocks, tables = build(analysis, report_commit)
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+        blocks, tables = build(analysis, report_commit, coverage)
+    staging = output.Staging(out_dir, folders=("figures", "tables"))
     try:
-        (staging / "figures").mkdir()
-        (staging / "tables").mkdir()
         names = set()
         for block in walk(blocks):
             if isinstance(block, Figure):
                 if block.name in names:
                     raise ValueError(f"figure {block.name!r} drawn twice")
                 names.add(block.name)
-                (staging / "figures" / f"{block.name}.png").write_bytes(block.png)
+                staging.write(f"figures/{block.name}.png", block.png)
         for name in sorted(tables.frames):
-            (staging / "tables" / f"{name}.csv").write_bytes(tables.to_csv(name))
-        (staging / "report.md").write_text(render_md.render(blocks), encoding="utf-8")
+            staging.write(f"tables/{name}.csv", tables.to_csv(name))
+        staging.write("report.md", render_md.render(blocks).encode("utf-8"))
         title = f"Optimizer study — {results.name}"
-        (staging / "report.html").write_text(render_html.render(blocks, title), encoding="utf-8")
-        for path in staging.rglob("*"):
-            os.chmod(path, 0o755 if path.is_dir() else 0o644)
-        os.chmod(staging, 0o755)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
+        staging.write("report.html", render_html.render(blocks, title).encode("utf-8"))
+        return sorted(staging.publish())
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        staging.discard()
         raise
-    return sorted(p for p in out_dir.rglob("*") if p.is_file())

@@ -221,11 +221,12 @@ def batch_modes(noise_runs: pd.DataFrame, mean_ranks: pd.DataFrame, batches: lis
     which validation loss rose, and the batch size's mean rank of test loss (tuned) within each optimizer."""
     fig, axes = _grid(3, 3, width=3.2, height=2.6, right=1.1)
     x = np.arange(len(batches))
+    ratios = []
     for i, optimizer in enumerate(optimizers):
         r = noise_runs[noise_runs["optimizer"] == optimizer].groupby("batch_size")
         c = color(optimizer, i)
-        axes[0].plot(x, r["grad_norm_vs_full"].median().reindex(batches).to_numpy(), "o-", color=c, ms=3,
-                     label=optimizer)
+        ratios.append(r["grad_norm_vs_full"].median().reindex(batches).to_numpy(float))
+        axes[0].plot(x, ratios[-1], "o-", color=c, ms=3, label=optimizer)
         axes[1].plot(x, r["val_rise_share"].median().reindex(batches).to_numpy(), "o-", color=c, ms=3)
         if optimizer in mean_ranks.index:
             axes[2].plot(x, mean_ranks.loc[optimizer].reindex(batches).to_numpy(), "o-", color=c, ms=3)
@@ -235,7 +236,11 @@ def batch_modes(noise_runs: pd.DataFrame, mean_ranks: pd.DataFrame, batches: lis
         ax.set_xticklabels(batches)
         ax.set_xlabel("batch size")
         ax.set_title(title)
-    axes[0].set_yscale("log")
+    if any((np.isfinite(v) & (v > 0)).any() for v in ratios):
+        axes[0].set_yscale("log")
+    else:  # a log axis of nothing cannot be drawn; without a full-batch run there is no ratio to show
+        axes[0].text(0.5, 0.5, "not measured:\nno full-batch run to compare with", ha="center", va="center",
+                     transform=axes[0].transAxes)
     axes[2].invert_yaxis()
     _legend_right(fig, axes[0])
     return fig

@@ -108,6 +108,11 @@ def batch_modes_section(a: Analysis, tables: Tables) -> list:
 
 
 def profiles_section(a: Analysis, tables: Tables) -> list:
+    if not a.profiles:  # no budget has a test curve to reach the target on (an old sweep, or none recorded)
+        tables.add("performance_profiles", pd.DataFrame(columns=["tau", "solver", "rho", "profile"]))
+        return [Heading("Performance profiles"), Paragraph(
+            "Not measured: performance profiles need the test-loss curves of the evaluation runs (the cost to "
+            "reach the target on test), and the sweep recorded none for the cells this report rests on.")]
     long = pd.concat([p.reset_index().melt(id_vars="tau", var_name="solver", value_name="rho").assign(profile=name)
                       for name, _, p in a.profiles], ignore_index=True)
     tables.add("performance_profiles", long)

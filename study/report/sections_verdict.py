@@ -31,13 +31,19 @@ def _p_best(a: Analysis, budget: str, track: str, optimizer: str) -> float:
     return float(row["p_best"].iloc[0]) if len(row) else math.nan
 
 
+def _tested(ans) -> bool:
+    """Whether a test ran: measured, and more than one dataset and treatment (a Friedman p of one block is no
+    test's)."""
+    return ans.measured and not ans.judgement.why
+
+
 def verdict_rows(a: Analysis) -> pd.DataFrame:
     rows = []
     for (budget, track), ans in a.answers.items():
         j = ans.judgement
         rows.append({"budget": budget, "track": track, "status": j.status, "recommended": ans.recommended,
-                     "batch_size": ans.batch, "p_value": ans.family.omnibus.pvalue if ans.measured else math.nan,
-                     "omnibus": ans.family.omnibus.test if ans.measured else "",
+                     "batch_size": ans.batch, "p_value": ans.family.omnibus.pvalue if _tested(ans) else math.nan,
+                     "omnibus": ans.family.omnibus.test if _tested(ans) else "",
                      "p_best": _p_best(a, budget, track, ans.recommended),
                      "p_same_headline": a.same_headline.get((budget, track), math.nan),
                      "equivalent": " ".join(j.equivalent), "cannot_separate": " ".join(j.unresolved),
@@ -83,7 +89,8 @@ def _answer_table(a: Analysis) -> pd.DataFrame:
     for (budget, track), ans in a.answers.items():
         rows.append({"budget": BUDGET_NAMES[budget], "track": track, "use": ans.recommended or "",
                      "batch size": ans.batch or "", "on test": short_status(ans.judgement),
-                     "omnibus": fmt.p(ans.family.omnibus.pvalue) if ans.measured else "",
+                     "omnibus": fmt.p(ans.family.omnibus.pvalue) if _tested(ans) else
+                                ("no test" if ans.judgement.why else ""),
                      "P(picked)": fmt.share(_p_best(a, budget, track, ans.recommended)),
                      "same headline": fmt.share(a.same_headline.get((budget, track), math.nan)),
                      "diverged": fmt.share(ans.failures.get(ans.recommended, math.nan))})
@@ -247,18 +254,25 @@ def statistics_section(a: Analysis, tables: Tables) -> list:
             continue
         r = ans.family
         blocks.append(Heading(f"{BUDGET_NAMES[budget].capitalize()}, {track} track", 3))
-        blocks.append(Paragraph(f"{r.omnibus.test}: statistic {fmt.num(r.omnibus.statistic)}, "
-                                f"{fmt.p(r.omnibus.pvalue)} over {r.n_blocks} datasets. Recommended (validation): "
-                                f"{ans.recommended} at batch size {ans.batch}. "
-                                + status_sentence(ans.judgement, {}, p_value=r.omnibus.pvalue)
-                                + f" ROPE: {rope_words(ans)}."))
-        blocks.append(Table(_pairs_shown(ans), "All pairs, a ranked above b on test; median paired difference "
-                                               "> 0 means a is better.", csv_pairs))
+        if ans.judgement.why:  # one dataset or one optimizer: no test ran, so no statistic to show
+            blocks.append(Paragraph(f"Recommended (validation): {ans.recommended} at batch size {ans.batch}. "
+                                    + status_sentence(ans.judgement, {})))
+        else:
+            blocks.append(Paragraph(f"{r.omnibus.test}: statistic {fmt.num(r.omnibus.statistic)}, "
+                                    f"{fmt.p(r.omnibus.pvalue)} over {r.n_blocks} datasets. Recommended "
+                                    f"(validation): {ans.recommended} at batch size {ans.batch}. "
+                                    + status_sentence(ans.judgement, {}, p_value=r.omnibus.pvalue)
+                                    + f" ROPE: {rope_words(ans)}."))
+        if len(r.pairs) and not ans.judgement.why:  # untested: p-values on one dataset would read as a test
+            blocks.append(Table(_pairs_shown(ans), "All pairs, a ranked above b on test; median paired difference "
+                                                   "> 0 means a is better.", csv_pairs))
         if budget == "epochs":
             e = effects(ans, a.cell_scores, a.spread, a.settings)
             effect_rows.append(e)
-            blocks.append(Table(_effects_shown(e), f"Effect sizes, {track}: {ans.recommended} against each other "
-                                                   f"optimizer (each at its chosen batch size).", "effects"))
+            if len(e):
+                blocks.append(Table(_effects_shown(e), f"Effect sizes, {track}: {ans.recommended} against each "
+                                                       f"other optimizer (each at its chosen batch size).",
+                                    "effects"))
         panels.append((f"{budget}, {track}", r, {o: f"{o} ({b})" for o, b in ans.chosen_batch.items()},
                        set(ans.judgement.behind)))
     tables.add("effects", pd.concat(effect_rows, ignore_index=True) if effect_rows else pd.DataFrame())

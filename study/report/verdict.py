@@ -30,7 +30,7 @@ def status_sentence(j: Judgement, labels: dict, what: str = "optimizer", p_value
     chosen = name(j.chosen)
     omnibus = f" (Iman-Davenport {fmt.p(p_value)})" if not math.isnan(p_value) else ""
     if j.status == NOT_MEASURED:
-        return "Not measured: the sweep did not record what this budget needs."
+        return f"Not tested: {j.why}" if j.why else "Not measured: the sweep did not record what this budget needs."
     if j.status == WINNER:
         return f"On test, every other {what} is significantly behind {chosen}{omnibus}."
     parts = []
@@ -101,6 +101,6 @@ def short_status(j: Judgement) -> str:
         return f"validation picks {j.chosen}, test prefers {'/'.join(j.ahead)}"
     if j.status == UNRESOLVED:
         return f"{j.chosen} leads; cannot separate {'/'.join(j.unresolved)}"
-    return "not measured"
+    return "not tested" if j.why else "not measured"
 
 
