@@ -263,6 +263,18 @@ def test_the_kernel_takes_every_optimizer_of_the_registry():
     assert {len(o.state) for o in optim.OPTIMIZERS.values()} >= {0, 1, 2}
 
 
+def test_two_entries_sharing_a_rule_must_declare_its_arguments_alike(monkeypatch):
+    """momentum and nag share momentum_rule; an entry reading the same rule's gamma as a per-step term would get
+    the other entry's generated loop (gamma read from H, not C): refused, not run with the wrong numbers."""
+    assert kernels._declarations()[optim.momentum_rule].name == "momentum"
+    momentum = optim.OPTIMIZERS["momentum"]
+    odd = optim.Optimizer("odd", "Odd", "#000000", False, optim.momentum_rule, ("v",), momentum.hyperparameters[:1],
+                          terms=("gamma",), step_terms=lambda t, hyper: (0.9 + 0.0 * t,))
+    monkeypatch.setitem(optim.OPTIMIZERS, "odd", odd)
+    with pytest.raises(TypeError, match="momentum and odd share momentum_rule"):
+        kernels._declarations()
+
+
 def test_an_optimizer_without_a_compiled_rule_trains_on_the_readable_path(splits, monkeypatch):
     """An optimizer the kernel cannot take (here: gd taken out of RULES) trains on the readable path, the same bits."""
     assert set(kernels.RULES) <= set(optim.OPTIMIZERS)

@@ -62,9 +62,22 @@ TASKS = {"classification": 0, "regression": 1}
 RULES = {name: i for i, name in enumerate(optim.OPTIMIZERS)}
 _COMPILED = tuple((RULES[name], inline(o.rule), inline(o.lookahead_rule) if o.lookahead_rule else None)
                   for name, o in optim.OPTIMIZERS.items())
-# what each compiled function reads, by function (entries that share a rule, momentum and nag, declare it alike)
-_DECLARED = {o.rule: o for o in optim.OPTIMIZERS.values()} | \
-    {o.lookahead_rule: o for o in optim.OPTIMIZERS.values() if o.lookahead_rule}
+
+
+def _declarations() -> dict:
+    """What each compiled function reads, by function: its registry entry. Entries may share a function (momentum
+    and nag share momentum_rule) only if they declare its arguments alike, since the loop that calls it is generated
+    once per function from the counts of one declaration."""
+    declared = {}
+    for o in optim.OPTIMIZERS.values():
+        for f in filter(None, (o.rule, o.lookahead_rule)):
+            first = declared.setdefault(f, o)
+            if (len(first.state), len(first.hyper), len(first.terms)) != (len(o.state), len(o.hyper), len(o.terms)):
+                raise TypeError(f"{first.name} and {o.name} share {f.__name__} but declare its arguments differently")
+    return declared
+
+
+_DECLARED = _declarations()
 HYPER_WIDTH = max(len(o.hyper) for o in optim.OPTIMIZERS.values())
 
 
