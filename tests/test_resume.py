@@ -1,0 +1,168 @@
+"""Resume equals uninterrupted: a small sweep (population 4, as the default profile trains) interrupted with SIGINT at
+three moments and resumed each time to the end gives the trials, the tuned hyperparameters, the evaluations and the
+report's tables of a sweep never interrupted.
+
+What is compared:
+  - every finished tuning trial of every cell and arm, in the order asked: parameters, value, state (and a random-arm
+    trial's test loss); a trial failed by the interruption and asked again is its retry, so trial numbers are not
+    compared (the failed one took a number);
+  - every evaluation's hyperparameters and final values (``seconds`` aside);
+  - every table of the report (``python -m pipelines.report ... --no-log``: tables/*.csv), cell for cell as text,
+    apart from what measured time decides, the same between two uninterrupted sweeps: columns named ``seconds*``,
+    rows of the equal-wall-time budget (``budget`` or ``profile`` = ``seconds``: each cell's measured
+    ``seconds_per_epoch`` sets them), and profile_times_seconds.csv (times to target at that budget); the sweep's
+    own directory, which reproducibility.csv names, is replaced by a placeholder.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from test_sweep import REPO, config_of, journal, run_sweep, start_sweep, sweep_env, tail
+
+pytestmark = pytest.mark.slow
+
+RESUME = ["--profile", "smoke", "name=resume", "datasets=iris,moons", "optimizers=momentum,adam",
+          "batch_sizes=full,32", "trials=8", "epochs=8", "seeds=3", "population=4"]
+WALL_TIME = "seconds"  # the equal-wall-time budget's name in the report's tables
+TIMED_TABLES = ("profile_times_seconds.csv",)
+
+
+# --- where a sweep is ----------------------------------------------------------------------------------------
+def state(runs_dir: Path, cfg) -> dict:
+    """Per cell: finished and RUNNING tuning trials (both arms), evaluations kept, done; None before the journal."""
+    import optuna
+    from optuna.trial import TrialState
+    from study.sweep import ledger, tuning
+
+    if not (runs_dir / "optuna" / f"{cfg.name}.journal").is_file():
+        return {}
+    storage = journal(runs_dir, cfg.name)
+    names = {s.study_name for s in storage.get_all_studies()}
+    out = {}
+    for cell in cfg.cells():
+        finished = running = 0
+        for arm in tuning.ARMS:
+            name = tuning.study_name(cfg.name, cell, arm)
+            if name not in names:
+                continue
+            trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+            finished += sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+            running += sum(t.state == TrialState.RUNNING for t in trials)
+        attrs = {}
+        if tuning.study_name(cfg.name, cell) in names:
+            attrs = optuna.load_study(study_name=tuning.study_name(cfg.name, cell), storage=storage).user_attrs
+        out[cell] = {"finished": finished, "running": running, "evals": len(ledger.evaluations(attrs)),
+                     "done": ledger.read(attrs).done}
+    return out
+
+
+def inside_tuning(cells: dict, cfg) -> bool:
+    return any(s["running"] and 0 < s["finished"] for s in cells.values())
+
+
+def among_evaluations(cells: dict, cfg) -> bool:
+    return any(s["evals"] and not s["done"] for s in cells.values())
+
+
+def finishing_cells(cells: dict, cfg) -> bool:
+    return sum(s["done"] for s in cells.values()) >= len(cfg.cells()) // 2
+
+
+def interrupt(runs_dir: Path, args: list, moment, log: Path) -> dict:
+    """Start the sweep, SIGINT its whole process group (Ctrl-C) at ``moment``; the sweep's state then."""
+    cfg = config_of(args)
+    proc = start_sweep(runs_dir, args, 2, log)
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            assert proc.poll() is None, f"the sweep ended before {moment.__name__}:\n{tail(log.read_text())}"
+            assert time.monotonic() < deadline, f"never {moment.__name__}"
+            try:
+                cells = state(runs_dir, cfg)
+            except (ValueError, KeyError):  # a line being written as we read: look again
+                cells = {}
+            if cells and moment(cells, cfg):
+                break
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert proc.returncode == 130, tail(log.read_text())
+    return cells
+
+
+# --- what a sweep gave -----------------------------------------------------------------------------------------
+def outcomes(runs_dir: Path, cfg) -> dict:
+    """Trials (in the order asked, per cell and arm, without their numbers), tuned hyperparameters and evaluations."""
+    import optuna
+    from study.sweep import ledger, tuning
+
+    storage = journal(runs_dir, cfg.name)
+    trials, _, _ = tuning.read_trials(storage, cfg.name, cfg.as_dict())
+    evals = {}
+    for cell in cfg.cells():
+        study = optuna.load_study(study_name=tuning.study_name(cfg.name, cell), storage=storage)
+        book = ledger.Ledger(study)
+        for (track, seed), payload in book.eval_payloads().items():
+            evals[(cell, track, seed)] = ({k: v for k, v in payload["final"].items() if k != "seconds"},
+                                          payload["hyper"])
+        assert book.record.done and book.record.mirrored, cell
+    return {"trials": [{k: v for k, v in t.items() if k != "number"} for t in trials], "evals": evals}
+
+
+def report_tables(runs_dir: Path, out: Path) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "pipelines.report", "--runs-dir", str(runs_dir), "--out", str(out),
+                           "--no-log"], cwd=REPO, env=sweep_env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, tail(proc.stderr + proc.stdout)
+    tables = {}
+    for path in sorted((out / "tables").glob("*.csv")):
+        if path.name in TIMED_TABLES:
+            continue
+        rows = list(csv.reader(io.StringIO(path.read_text().replace(str(runs_dir), "<runs-dir>"))))
+        header, body = rows[0], rows[1:]
+        keep = [i for i, name in enumerate(header) if "seconds" not in name]
+        budget = [i for i, name in enumerate(header) if name in ("budget", "profile")]
+        tables[path.name] = [[header[i] for i in keep]] + [[row[i] for i in keep] for row in body
+                                                           if not any(row[i] == WALL_TIME for i in budget)]
+    return tables
+
+
+def test_a_sweep_interrupted_three_times_and_resumed_equals_one_never_interrupted(tmp_path):
+    cfg = config_of(RESUME)
+    reference = tmp_path / "uninterrupted"
+    proc = run_sweep(reference, RESUME, 2)
+    assert proc.returncode == 0, tail(proc.stderr)
+    expected = outcomes(reference, cfg)
+    expected_tables = report_tables(reference, tmp_path / "report-uninterrupted")
+    assert len(expected_tables) > 25 and expected["trials"] and expected["evals"]
+
+    seen = []
+    for moment in (inside_tuning, among_evaluations, finishing_cells):
+        runs_dir = tmp_path / moment.__name__
+        at = interrupt(runs_dir, RESUME, moment, tmp_path / f"{moment.__name__}.log")
+        resumed = run_sweep(runs_dir, RESUME, 2)
+        assert resumed.returncode == 0, tail(resumed.stderr)
+        got = outcomes(runs_dir, cfg)
+        assert got["trials"] == expected["trials"], f"{moment.__name__}: the trials differ"
+        assert got["evals"] == expected["evals"], f"{moment.__name__}: the evaluations differ"
+        tables = report_tables(runs_dir, tmp_path / f"report-{moment.__name__}")
+        assert tables.keys() == expected_tables.keys()
+        different = [name for name in tables if tables[name] != expected_tables[name]]
+        assert not different, f"{moment.__name__}: tables differ: {different}"
+        failed = sum(v["running"] for v in at.values())
+        seen.append(f"{moment.__name__}: {sum(v['finished'] for v in at.values())} trials finished, {failed} "
+                    f"running, {sum(v['evals'] for v in at.values())} evaluations kept, "
+                    f"{sum(v['done'] for v in at.values())} cells done at the interrupt")
+    print("\n".join(seen))
