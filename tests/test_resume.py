@@ -28,8 +28,6 @@ import pytest
 
 from test_sweep import REPO, config_of, journal, run_sweep, start_sweep, sweep_env, tail
 
-pytestmark = pytest.mark.slow
-
 RESUME = ["--profile", "smoke", "name=resume", "datasets=iris,moons", "optimizers=momentum,adam",
           "batch_sizes=full,32", "trials=8", "epochs=8", "seeds=3", "population=4"]
 WALL_TIME = "seconds"  # the equal-wall-time budget's name in the report's tables
@@ -139,6 +137,7 @@ def report_tables(runs_dir: Path, out: Path) -> dict:
     return tables
 
 
+@pytest.mark.slow
 def test_a_sweep_interrupted_three_times_and_resumed_equals_one_never_interrupted(tmp_path):
     cfg = config_of(RESUME)
     reference = tmp_path / "uninterrupted"
@@ -166,3 +165,26 @@ def test_a_sweep_interrupted_three_times_and_resumed_equals_one_never_interrupte
                     f"running, {sum(v['evals'] for v in at.values())} evaluations kept, "
                     f"{sum(v['done'] for v in at.values())} cells done at the interrupt")
     print("\n".join(seen))
+
+
+@pytest.mark.parametrize("optimizer, hyper", [
+    ("adam", {"eta": [1e-3, 3e-3, 1e-2, 3e-2], "beta1": [0.9] * 4, "beta2": [0.999] * 4, "eps": [1e-8] * 4}),
+    ("momentum", {"eta": [0.01, 0.1, 0.5, 50.0], "gamma": [0.9, 0.5, 0.99, 0.9]})])  # the last one diverges
+@pytest.mark.parametrize("batch", ["full", "32"])
+def test_members_give_bit_for_bit_what_they_give_in_a_smaller_population(optimizer, hyper, batch):
+    """What makes retrying part of a population exact: after a worker died with two of four trials told, the other
+    two are trained as a population of two, and must give what they would have given among four."""
+    import numpy as np
+    from study.core import data, nn, train
+
+    split = data.load("moons", 10000, 0.2, 0.2)
+    net = nn.MLP((split.n_features, 16, split.n_outputs), "relu", split.task)
+    four = train.train(net, split, optimizer, {k: np.array(v) for k, v in hyper.items()}, batch, 10, 10000,
+                       net.init(10000, 4))
+    two = train.train(net, split, optimizer, {k: np.array(v[2:]) for k, v in hyper.items()}, batch, 10, 10000,
+                      net.init(10000, 2))
+    for name in four.history:
+        if name != "seconds":
+            assert four.history[name][2:].tobytes() == two.history[name].tobytes(), name
+    assert four.theta[2:].tobytes() == two.theta.tobytes()
+    assert four.diverged[2:].tolist() == two.diverged.tolist()

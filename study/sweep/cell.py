@@ -15,6 +15,7 @@ as it is done, and one stopped half-way is run again from its start.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import signal
@@ -56,23 +57,17 @@ class Context:
     backlog: object = None  # what this worker still owes MLflow (study.sweep.backlog.Backlog)
     lost: set = field(default_factory=set)  # done cells whose MLflow runs were found missing (study.sweep.sweep)
 
+    @contextlib.contextmanager
     def timed(self, what: str):
-        return _Timer(self.seconds, what)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[what] += time.perf_counter() - started
 
     def check_stop(self) -> None:
         if self.stop_requested:
             raise Interrupted()
-
-
-class _Timer:
-    def __init__(self, seconds: dict, what: str):
-        self.seconds, self.what = seconds, what
-
-    def __enter__(self):
-        self.started = time.perf_counter()
-
-    def __exit__(self, *exc):
-        self.seconds[self.what] += time.perf_counter() - self.started
 
 
 def install_signal_handlers(ctx: Context) -> None:
