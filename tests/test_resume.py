@@ -188,3 +188,39 @@ def test_members_give_bit_for_bit_what_they_give_in_a_smaller_population(optimiz
             assert four.history[name][2:].tobytes() == two.history[name].tobytes(), name
     assert four.theta[2:].tobytes() == two.theta.tobytes()
     assert four.diverged[2:].tolist() == two.diverged.tolist()
+
+
+ASKING = ["--profile", "smoke", "name=asking", "datasets=iris", "optimizers=adam", "batch_sizes=full", "trials=200",
+          "population=200", "epochs=2", "seeds=1", "random_arm=false"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_is_honoured_between_asks_and_what_was_asked_is_asked_again(tmp_path):
+    """A large population is asked one trial at a time: SIGINT in the middle stops before the next ask; the trials
+    asked so far are failed and queued again (nothing left RUNNING), and the rerun asks them first, at their places,
+    then finishes with exact counts."""
+    from optuna.trial import TrialState
+
+    cfg = config_of(ASKING)
+    log = tmp_path / "first.log"
+    at = interrupt(tmp_path, ASKING, lambda cells, cfg: any(s["running"] for s in cells.values()), log)
+    assert "Traceback" not in log.read_text(), tail(log.read_text())
+    import optuna
+    from study.sweep import tuning
+
+    study = optuna.load_study(study_name=tuning.study_name(cfg.name, cfg.cells()[0]),
+                              storage=journal(tmp_path, cfg.name))
+    trials = study.get_trials(deepcopy=False)
+    states = {s: [t for t in trials if t.state == s] for s in TrialState}
+    assert not states[TrialState.RUNNING] and not states[TrialState.COMPLETE], {s: len(v) for s, v in states.items()}
+    asked = states[TrialState.FAIL]
+    assert 0 < len(asked) < cfg.trials and len(states[TrialState.WAITING]) == len(asked)
+    queued = sorted(states[TrialState.WAITING], key=lambda t: t.number)
+    assert [t.user_attrs["retry_of"] for t in queued] == [t.number for t in sorted(asked, key=lambda t: t.number)]
+    resumed = run_sweep(tmp_path, ASKING, 1)
+    assert resumed.returncode == 0, tail(resumed.stderr)
+    after = study.get_trials(deepcopy=False)
+    finished = [t for t in after if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == cfg.trials and not [t for t in after if t.state == TrialState.WAITING]
+    print(f"interrupted with {len(asked)} of {cfg.trials} trials asked ({at[cfg.cells()[0]]['running']} RUNNING at "
+          f"the last look); the rerun took {resumed.seconds:.1f} s")
