@@ -123,6 +123,13 @@ def delete_mlflow_store(runs_dir: Path) -> None:
     shutil.rmtree(runs_dir / "artifacts")
 
 
+def trouble(stderr: str) -> str:
+    """What went wrong in a sweep's stderr: every traceback, error and warning line, then its end."""
+    lines = [line for line in stderr.splitlines() if line.strip() and "trial/s" not in line and "s/trial" not in line]
+    start = next((i for i, line in enumerate(lines) if line.startswith(("Traceback", "error", "warning"))), None)
+    return "\n".join(lines[start:start + 80] if start is not None else []) + "\n...\n" + tail(stderr, 20)
+
+
 def summary_line(stderr: str) -> str:
     return next((line for line in stderr.splitlines() if "in MLflow:" in line), "")
 
@@ -132,21 +139,21 @@ def summary_line(stderr: str) -> str:
 def test_a_finished_sweeps_lost_mlflow_store_is_written_again_run_for_run(tmp_path):
     cfg = config_of(MIRROR)
     first = run_sweep(tmp_path, MIRROR, 2)
-    assert first.returncode == 0, tail(first.stderr)
+    assert first.returncode == 0, trouble(first.stderr)
     original = fresh(run_table, tmp_path, cfg)
     cells = len(cfg.cells())
     assert len([k for k in original if k[0] == "cell"]) == cells
-    assert f"{cells}/{cells} cell runs FINISHED" in summary_line(first.stderr), tail(first.stderr)
+    assert f"{cells}/{cells} cell runs FINISHED" in summary_line(first.stderr), trouble(first.stderr)
 
     again = run_sweep(tmp_path, MIRROR, 2, timeout=120)  # all there: nothing to do, and quickly
     assert again.returncode == 0 and "nothing to run" in again.stderr, tail(again.stderr)
 
     delete_mlflow_store(tmp_path)
     rebuilt = run_sweep(tmp_path, MIRROR, 2)
-    assert rebuilt.returncode == 0, tail(rebuilt.stderr)
-    assert "nothing to run" not in rebuilt.stderr, tail(rebuilt.stderr)
-    assert f"{cells}/{cells} cell runs FINISHED" in summary_line(rebuilt.stderr), tail(rebuilt.stderr)
-    assert "lacks runs" not in rebuilt.stderr, tail(rebuilt.stderr)
+    assert rebuilt.returncode == 0, trouble(rebuilt.stderr)
+    assert "nothing to run" not in rebuilt.stderr, trouble(rebuilt.stderr)
+    assert f"{cells}/{cells} cell runs FINISHED" in summary_line(rebuilt.stderr), trouble(rebuilt.stderr)
+    assert "lacks runs" not in rebuilt.stderr, trouble(rebuilt.stderr)
     assert_same(original, fresh(run_table, tmp_path, cfg))
     fresh(counts_are_exact, tmp_path, cfg)
 
@@ -162,12 +169,12 @@ def test_deleted_runs_of_a_finished_cell_are_written_again(tmp_path):
     writes the two again under the same cell run, which keeps its one dataset input."""
     cfg = config_of(MIRROR)
     first = run_sweep(tmp_path, MIRROR, 2)
-    assert first.returncode == 0, tail(first.stderr)
+    assert first.returncode == 0, trouble(first.stderr)
     original = fresh(run_table, tmp_path, cfg)
     cell = cfg.cells()[1]
     parent, victims = fresh(delete_two_children, tmp_path, cfg, cell)
     rerun = run_sweep(tmp_path, MIRROR, 2)
-    assert rerun.returncode == 0 and "nothing to run" not in rerun.stderr, tail(rerun.stderr)
+    assert rerun.returncode == 0 and "nothing to run" not in rerun.stderr, trouble(rerun.stderr)
     assert_same(original, fresh(run_table, tmp_path, cfg))
     assert fresh(cell_run_and_stages, tmp_path, cfg, cell, victims) == (parent, ["deleted", "deleted"])
 
@@ -226,9 +233,9 @@ def test_a_half_finished_sweeps_lost_mlflow_store_is_written_again_and_the_sweep
     delete_mlflow_store(tmp_path)
 
     rerun = run_sweep(tmp_path, MIRROR, 2)
-    assert rerun.returncode == 0, tail(rerun.stderr)
+    assert rerun.returncode == 0, trouble(rerun.stderr)
     cells = len(cfg.cells())
-    assert f"{cells}/{cells} cell runs FINISHED" in summary_line(rerun.stderr), tail(rerun.stderr)
+    assert f"{cells}/{cells} cell runs FINISHED" in summary_line(rerun.stderr), trouble(rerun.stderr)
     after = fresh(run_table, tmp_path, cfg)
     for cell in finished:
         assert_same(family(before, cell), family(after, cell))

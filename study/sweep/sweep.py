@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,9 +28,11 @@ def open_stores(cfg: SweepConfig, runs_dir: str | Path):
     runs_dir = Path(runs_dir)
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
-        probe = runs_dir / ".write-test"
-        probe.touch()
-        probe.unlink()
+        # a probe of this process's own: two workers starting together once unlinked each other's shared one
+        # (FileNotFoundError), and the second stopped as if the directory were not writable
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=runs_dir)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as e:
         raise BadInput("--runs-dir", f"{runs_dir} is not writable: {e.strerror or e}") from None
     # Bad settings fail before anything is written: the tracking server is asked first (a read), then a database
