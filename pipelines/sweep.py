@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     check_memory(cfg, 1 if args.worker else args.workers, args.runs_dir)
     stores = sweep.open_stores(cfg, args.runs_dir)  # every store checked before any training
     storage = stores[0]
-    pending = sweep.pending_cells(storage, cfg)
+    pending = sweep.pending_cells(storage, cfg, stores)  # and done cells whose MLflow runs are missing
     if not pending:
         print(f"sweep {cfg.name!r}: all {len(cfg.cells())} cells already done; nothing to run.", file=sys.stderr)
         existing = Path("reports") / cfg.name / "report.html"

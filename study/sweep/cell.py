@@ -6,9 +6,16 @@ reports each member to its own trial (a pruned or diverged member stops, the oth
 Evaluation retrains the best hyperparameters (tuned track) and the defaults (default track) with every evaluation
 seed and scores them on the test split. The cell's ledger records what is done, so resuming a cell redoes only what
 is missing; MLflow mirrors it (study.sweep.record).
+
+A resumed cell gives what an uninterrupted one gives: Ctrl-C is honoured between asks and between epochs, and what
+it stops half-way is failed and asked again at the same place; a population always ends where an uninterrupted
+run's would (a population cut short by a dead worker is completed alone before the next one starts); suggestions
+depend only on the seed and the trials in the storage (study.sweep.tuning.studies); an evaluation is kept as soon
+as it is done, and one stopped half-way is run again from its start.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import signal
@@ -48,24 +55,19 @@ class Context:
     network_epochs: int = 0  # epochs trained, summed over networks
     cells_done: int = 0
     backlog: object = None  # what this worker still owes MLflow (study.sweep.backlog.Backlog)
+    lost: set = field(default_factory=set)  # done cells whose MLflow runs were found missing (study.sweep.sweep)
 
+    @contextlib.contextmanager
     def timed(self, what: str):
-        return _Timer(self.seconds, what)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[what] += time.perf_counter() - started
 
     def check_stop(self) -> None:
         if self.stop_requested:
             raise Interrupted()
-
-
-class _Timer:
-    def __init__(self, seconds: dict, what: str):
-        self.seconds, self.what = seconds, what
-
-    def __enter__(self):
-        self.started = time.perf_counter()
-
-    def __exit__(self, *exc):
-        self.seconds[self.what] += time.perf_counter() - self.started
 
 
 def install_signal_handlers(ctx: Context) -> None:
@@ -101,7 +103,8 @@ def run_cell(ctx: Context, cell: tuple, claim: tuning.Claim, studies: dict, book
         book.update(owner=claim.token, recovered_trials=book.record.recovered_trials + recovered)
     mirror = record.Mirror(ctx, cell, studies, book)
     resumed = bool(book.record.cell_run_id) or any(tuning.finished(s) for s in studies.values())
-    if resumed:  # what an earlier worker left: its trials go to MLflow, its orphans are failed at the end
+    if resumed:  # what an earlier worker left: its trials go to MLflow (again, if MLflow lost them), its orphans
+        mirror.verify()  # are failed at the end
         mirror.queue_missing()
     if book.record.seconds_per_epoch is None:
         book.update(seconds_per_epoch=seconds_per_epoch(ctx.cfg, cell))
@@ -121,9 +124,13 @@ def run_cell(ctx: Context, cell: tuple, claim: tuning.Claim, studies: dict, book
     ctx.backlog.close(entry, prepare_finish(ctx, cell, studies, mirror, recovered > 0 or resumed))
 
 
-def mirror_done_cell(ctx: Context, cell: tuple, claim: tuning.Claim, studies: dict, book: ledger.Ledger) -> None:
-    """A cell done while MLflow was away: write what MLflow is missing, then its cell run's end."""
+def mirror_done_cell(ctx: Context, cell: tuple, claim: tuning.Claim, studies: dict, book: ledger.Ledger,
+                     check: bool = False) -> None:
+    """A cell done while MLflow was away, or (``check``) one whose MLflow runs the sweep found missing: write what
+    MLflow is missing, then its cell run's end."""
     mirror = record.Mirror(ctx, cell, studies, book)
+    if check:
+        mirror.verify()
     if mirror.reconcile() and not book.record.mlflow_finished:
         finishing = prepare_finish(ctx, cell, studies, mirror)
         with tracking.writer_turn(ctx.mlflow):
@@ -148,22 +155,16 @@ def _tune(ctx: Context, cell, study, arm: str, mirror: record.Mirror, claim: tun
     dataset, optimizer, batch = cell
     split = load_split(dataset, cfg.tuning_seed, cfg.val_fraction, cfg.test_fraction)
     net = network(cfg, split)
-    space = cfg.search_spaces[optimizer]
     prunes = arm == "tpe" and cfg.pruner != "none"
     while True:
         ctx.check_stop()  # do not ask for trials we would only fail
         claim.check()
         with ctx.timed("optuna"):
-            remaining = cfg.trials - len(tuning.finished(study))
-            if remaining <= 0:
+            done = len(tuning.finished(study))
+            if done >= cfg.trials:
                 tuning.fail_orphans(study)  # none of ours is running now: any RUNNING trial is nobody's
                 return
-            trials, hypers = [], []
-            for _ in range(min(cfg.population[batch], remaining)):  # ask and suggest in turn: the liar sees each
-                trial = study.ask()
-                ledger.mark_trial_worker(trial, ctx.worker)
-                trials.append(trial)
-                hypers.append(tuning.suggest(trial, space))
+        trials, hypers = _ask_population(ctx, cell, study, arm, done, claim)
 
         def report(epoch, metrics, members):
             ctx.check_stop()
@@ -202,6 +203,30 @@ def _tune(ctx: Context, cell, study, arm: str, mirror: record.Mirror, claim: tun
                 tuning.tell(study, trial, state, value)
             ctx.progress("trial", {"cell": cell, "state": state, "value": value})
         ctx.backlog.work()
+
+
+def _ask_population(ctx: Context, cell, study, arm: str, done: int, claim: tuning.Claim) -> tuple[list, list]:
+    """The next population's trials and their hyperparameters, asked and suggested in turn (the liar sees each).
+    Populations end where an uninterrupted run's end, at multiples of K: after a worker died with part of one
+    told, the rest (queued again) is trained alone. Ctrl-C is honoured before each ask; the trials asked by then
+    are failed and queued again, to be asked first, at the same places, on resume."""
+    population = ctx.cfg.population[cell[2]]
+    size = min(population - done % population, ctx.cfg.trials - done)
+    space = ctx.cfg.search_spaces[cell[1]]
+    trials, hypers = [], []
+    try:
+        for position in range(size):
+            ctx.check_stop()
+            with ctx.timed("optuna"):
+                trial = tuning.ask(study, ctx.cfg, cell, arm, done + position)
+                ledger.mark_trial_worker(trial, ctx.worker)
+                trials.append(trial)
+                hypers.append(tuning.suggest(trial, space))
+    except Interrupted:
+        with ctx.timed("optuna"), tuning.our_trials(claim):
+            tuning.requeue(study, trials)
+        raise
+    return trials, hypers
 
 
 def _trial_outcome(result: train.TrainResult, m: int) -> tuple[str, float | None]:
@@ -248,9 +273,13 @@ def _evaluate(ctx: Context, cell, study, mirror: record.Mirror, claim: tuning.Cl
     defaults = dict(cfg.defaults[optimizer])
     tracks = {"tuned": tuning.hyper_from_params(best.params, cfg.search_spaces[optimizer]) if best else defaults,
               "default": defaults}
-    queued = {key for kind, key, _ in mirror.queue if kind == "eval"}
+
+    def between_epochs(epoch, metrics, members):
+        ctx.check_stop()  # an evaluation stopped half-way is simply run again on resume: it is deterministic
+        ctx.backlog.work()
+
     for seed in cfg.seeds:
-        missing = [t for t in tracks if not mirror.book.record.has_eval(t, seed) and (t, seed) not in queued]
+        missing = [t for t in tracks if not mirror.book.has_eval(t, seed)]
         if not missing:
             continue
         ctx.check_stop()
@@ -260,7 +289,7 @@ def _evaluate(ctx: Context, cell, study, mirror: record.Mirror, claim: tuning.Cl
         theta0 = net.init(seed, len(missing))
         hyper = {name: np.array([tracks[t][name] for t in missing]) for name in defaults}
         result = train.train(net, split, optimizer, hyper, batch, cfg.epochs[dataset], seed, theta0,
-                             callbacks=(lambda epoch, metrics, members: ctx.backlog.work(),), watch=("test",))
+                             callbacks=(between_epochs,), watch=("test",))
         ctx.network_epochs += int(result.epochs_run.sum())
         scores = held_out_scores(net, result, theta0, split, ("test", "train"))
         for m, track in enumerate(missing):
@@ -285,8 +314,10 @@ def cell_summary(studies: dict, book: ledger.Ledger) -> dict:
     best = tuning.best_trial(studies["tpe"])
     if best is not None:
         summary["best_val_loss"] = best.value
+    evals = {key: payload["final"] for key, payload in book.eval_payloads().items()}
+    evals.update({key: s for key, s in book.record.eval_scores().items() if key not in evals})  # older sweeps'
     for track in ("tuned", "default"):
-        scores = [s for (t, _), s in sorted(book.record.eval_scores().items()) if t == track]
+        scores = [s for (t, _), s in sorted(evals.items()) if t == track]
         for name in ("test_loss", "test_accuracy"):
             values = [s[name] for s in scores if name in s]
             if values:
@@ -344,7 +375,10 @@ def complete(ctx: Context, studies: dict, mirror: record.Mirror, finishing: Fini
     out = Path(finishing.directory.name)
     with ctx.timed("mlflow"):
         mirror.curve_table().to_parquet(out / "curves.parquet", index=False)
-        finished = mirror.finish(out, cell_summary(studies, book), finishing.dataset_input, finishing.params)
+        # how many children MLflow holds now: what a later run checks the store against (study.sweep.sweep)
+        held = {"trial_runs": len(book.record.trial_runs), "eval_runs": len(book.record.eval_runs())}
+        finished = mirror.finish(out, {**cell_summary(studies, book), **held}, finishing.dataset_input,
+                                 finishing.params)
     if finished:
         with ctx.timed("optuna"):
             book.update(done=True, mlflow_finished=True, mlflow_pending=False)

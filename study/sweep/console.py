@@ -30,6 +30,9 @@ class Progress:
             self.cells_done += 1
             self._postfix(f" | {cell} done")
             self.bar.refresh()
+        elif event == "mirrored":  # a cell done earlier whose MLflow runs were written (again)
+            self._postfix(f" | {cell} written to MLflow")
+            self.bar.refresh()
 
     def close(self):
         self.bar.close()
@@ -42,14 +45,16 @@ def summary(cfg, runs_dir, storage, timing) -> str:
     mlflow_uri = tracking.mask_url(tracking.tracking_uri(runs_dir))
     served = mlflow_uri.startswith(("http://", "https://"))
     worker_seconds = max(timing["wall"] * timing["workers"], 1e-9)
-    found = tracking.client(runs_dir).get_experiment_by_name(cfg.name)
+    mlflow_client = tracking.client(runs_dir)
+    found = mlflow_client.get_experiment_by_name(cfg.name)
     cells_url = tracking.runs_table_url(mlflow_uri if served else "http://127.0.0.1:5000", found.experiment_id,
                                         record.cell_filter()) if found else ""
     lines = [
         f"sweep {cfg.name!r} (config {cfg.hash}): {counted['cells_done']}/{counted['cells']} cells done",
         "  trials: " + ", ".join(f"{k} {v}" for k, v in sorted(counted["trials"].items())) if counted["trials"]
         else "  trials: none",
-        f"  evaluation runs: {counted['evals']}",
+        f"  evaluations: {counted['evals']}",
+        *mlflow_lines(counted, sweep.mlflow_counts(mlflow_client, found.experiment_id) if found else None),
         f"  wall time: {timing['wall']:.1f} s with {timing['workers']} worker(s); "
         f"share in MLflow {timing['seconds']['mlflow'] / worker_seconds:.1%}, "
         f"in Optuna {timing['seconds']['optuna'] / worker_seconds:.1%}; "
@@ -61,3 +66,19 @@ def summary(cfg, runs_dir, storage, timing) -> str:
         f"  report:        make report  ->  reports/{cfg.name}/report.html",
     ]
     return "\n".join(lines)
+
+
+def mlflow_lines(counted: dict, held: dict | None) -> list[str]:
+    """What MLflow holds, from MLflow itself, beside what the Optuna storage holds: a loss shows."""
+    if held is None:
+        return ["  in MLflow: no experiment for this sweep; run the same command again to write it"]
+    cells = held["cells"]
+    others = ", ".join(f"{n} {status}" for status, n in sorted(cells.items()) if status != "FINISHED")
+    lines = [f"  in MLflow: {cells.get('FINISHED', 0)}/{counted['cells']} cell runs FINISHED"
+             + (f" ({others})" if others else "")
+             + f"; {held['trial_runs']} trial runs and {held['eval_runs']} evaluation runs in them"
+             + (f" ({held['uncounted']} cell runs of an older version not counted)" if held.get("uncounted") else "")]
+    if cells.get("FINISHED", 0) < counted["cells_done"] or held["trial_runs"] < counted["trial_runs"] \
+            or held["eval_runs"] < counted["eval_runs"]:
+        lines.append("  MLflow lacks runs the Optuna storage holds: run the same command again to write them")
+    return lines

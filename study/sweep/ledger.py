@@ -6,22 +6,33 @@ waiting for MLflow, how many trials were recovered from dead workers, its measur
 module reads and writes these through this one; none knows an attribute's key.
 
 Where it lives (Optuna user attributes, plain JSON):
-  - the cell study (``<sweep>/<dataset>/<optimizer>/<batch>``): ``record`` holds the ``CellRecord``; a payload
-    that could not reach MLflow waits under ``pending:<kind>:<key>`` until ``reconcile`` logs it;
+  - the cell study (``<sweep>/<dataset>/<optimizer>/<batch>``): ``record`` holds the ``CellRecord``; every
+    evaluation's payload is kept under ``eval:<track>:<seed>`` the moment it is done, whether MLflow has it or not;
   - each trial: ``worker`` (who ran it), ``state`` (the MLflow tag's spelling: DIVERGED is an Optuna COMPLETE),
-    ``mlflow_payload`` (what its MLflow run holds, kept before the trial is told), ``retry_of`` (the trial whose
-    parameters it retries). A finished trial cannot be changed, so its run id goes into the cell's record.
+    ``mlflow_payload`` (what its MLflow run and the cell's curves.parquet hold, kept before the trial is told),
+    ``retry_of`` (the trial whose parameters it retries). A finished trial cannot be changed, so its run id goes
+    into the cell's record.
+
+A payload is everything MLflow is given of a run: hyperparameters, tags, final values, and every per-epoch column
+of curves.parquet (``pack_curves``: float64 at full precision, compressed). So the MLflow mirror can always be
+written again from the storage alone: after the tracking server was away, after a worker died, or after the
+MLflow database was lost.
 
 This module works on the study and trial objects the tuning package hands it (duck-typed: ``user_attrs``,
 ``set_user_attr``), so it imports no Optuna itself: ``study.sweep.tuning`` stays the only door.
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
+import zlib
 from dataclasses import dataclass, field
 
+import numpy as np
+
 RECORD = "record"
-PENDING = "pending:"
+EVAL = "eval:"
+LEGACY_PENDING = "pending:eval:"  # where sweeps before payloads were kept kept an evaluation MLflow had not taken
 TRIAL_WORKER, TRIAL_STATE, RETRY_OF, TRIAL_PAYLOAD = "worker", "state", "retry_of", "mlflow_payload"
 
 
@@ -34,7 +45,7 @@ class CellRecord:
     mlflow_finished: bool = False  # the cell run has its artifacts and summary and is FINISHED
     mlflow_pending: bool = False  # some trial or evaluation waits for MLflow (its payload is in the storage)
     recovered_trials: int = 0  # trials of dead workers failed and retried (a param of the cell run)
-    evals: dict = field(default_factory=dict)  # "track:seed" -> MLflow run id, or "" while it waits for MLflow
+    evals: dict = field(default_factory=dict)  # "track:seed" -> MLflow run id of an evaluation MLflow holds
     scores: dict = field(default_factory=dict)  # "track:seed" -> the evaluation's final values and "hyper"
     trial_runs: dict = field(default_factory=dict)  # "arm:number" -> MLflow run id of a finished trial
     seconds_per_epoch: float | None = None  # one network alone (K = 1), measured before tuning
@@ -45,11 +56,8 @@ class CellRecord:
         """MLflow holds everything the storage records of the cell, and its cell run is finished."""
         return self.mlflow_finished and not self.mlflow_pending
 
-    def has_eval(self, track: str, seed: int) -> bool:
-        return _eval_key(track, seed) in self.evals
-
     def eval_runs(self) -> dict[tuple[str, int], str]:
-        """(track, seed) -> run id of every evaluation MLflow holds."""
+        """(track, seed) -> run id of every evaluation MLflow holds (as far as the storage knows)."""
         return {_parse_eval_key(k): v for k, v in self.evals.items() if v}
 
     def eval_scores(self) -> dict[tuple[str, int], dict]:
@@ -81,20 +89,40 @@ class Ledger:
 
     def __init__(self, study):
         self.study = study
-        self.record = read(study.user_attrs)
+        self.refresh()
 
     def refresh(self) -> CellRecord:
-        self.record = read(self.study.user_attrs)
+        attrs = self.study.user_attrs
+        self.record = read(attrs)
+        self.kept = _eval_payloads(attrs)
         return self.record
 
     def update(self, **changes) -> None:
         self.record = dataclasses.replace(self.record, **changes)
         self.study.set_user_attr(RECORD, dataclasses.asdict(self.record))
 
+    # --- evaluations: kept when done, mirrored when MLflow can take them ------------------------------------
+    def keep_eval(self, track: str, seed: int, payload: dict) -> None:
+        """An evaluation is done: its payload goes into the storage at once, before MLflow sees it (one write)."""
+        self.study.set_user_attr(EVAL + _eval_key(track, seed), payload)
+        self.kept[(track, int(seed))] = payload
+
+    def has_eval(self, track: str, seed: int) -> bool:
+        return (track, int(seed)) in self.kept or _eval_key(track, seed) in self.record.evals
+
+    def eval_payloads(self) -> dict[tuple[str, int], dict]:
+        """(track, seed) -> payload of every evaluation the storage keeps."""
+        return dict(self.kept)
+
+    def pending_evals(self) -> dict[tuple[str, int], dict]:
+        """(track, seed) -> payload of every evaluation MLflow does not hold yet."""
+        held = self.record.eval_runs()
+        return {k: p for k, p in self.kept.items() if k not in held}
+
     # --- what MLflow holds ------------------------------------------------------------------------------------
     def logged(self, trials: dict | None = None, evals: dict | None = None) -> None:
         """Runs MLflow now holds, in one write: ``trials`` (arm, number) -> run id; ``evals`` (track, seed) ->
-        (run id, final scores). An evaluation counts as done from here on."""
+        (run id, final scores)."""
         trials, evals = trials or {}, evals or {}
         if not trials and not evals:
             return
@@ -102,21 +130,63 @@ class Ledger:
                     evals={**self.record.evals, **{_eval_key(*k): r for k, (r, _) in evals.items()}},
                     scores={**self.record.scores, **{_eval_key(*k): s for k, (_, s) in evals.items()}})
 
-    def keep_pending_eval(self, track: str, seed: int, scores: dict, payload: dict) -> None:
-        """An evaluation MLflow could not take (the server is away): done, its payload kept to log later."""
-        key = _eval_key(track, seed)
-        self.study.set_user_attr(f"{PENDING}eval:{key}", payload)
-        self.update(evals={**self.record.evals, key: ""}, scores={**self.record.scores, key: scores})
-
-    def pending_evals(self) -> dict[tuple[str, int], dict]:
-        """(track, seed) -> payload of every evaluation MLflow does not hold yet."""
-        attrs = self.study.user_attrs
-        return {_parse_eval_key(k): attrs[f"{PENDING}eval:{k}"] for k, v in self.record.evals.items()
-                if not v and f"{PENDING}eval:{k}" in attrs}
+    def forget_runs(self, present: set | None = None) -> bool:
+        """MLflow lost runs the storage records (its database was deleted or replaced, runs were deleted): forget
+        their ids, so that they are written again. ``present``: the run ids MLflow still holds among the cell run's
+        children; None when the cell run itself is gone (then every id goes). True if anything was forgotten."""
+        keep = (lambda run_id: False) if present is None else (lambda run_id: run_id in present)
+        trial_runs = {k: v for k, v in self.record.trial_runs.items() if keep(v)}
+        evals = {k: v for k, v in self.record.evals.items() if v and keep(v)}
+        cell_run_id = None if present is None else self.record.cell_run_id
+        if (trial_runs, evals, cell_run_id) == (self.record.trial_runs, self.record.evals, self.record.cell_run_id):
+            return False
+        self.update(trial_runs=trial_runs, evals=evals, cell_run_id=cell_run_id, mlflow_finished=False,
+                    mlflow_pending=self.record.done)
+        return True
 
     def trial_run_id(self, trial, arm: str) -> str | None:
         """The MLflow run of a finished trial, once MLflow holds it."""
         return self.record.trial_runs.get(f"{arm}:{trial.number}")
+
+
+def evaluations(user_attrs: dict) -> set[tuple[str, int]]:
+    """(track, seed) of every evaluation a cell study's attributes record as done."""
+    return set(_eval_payloads(user_attrs)) | {_parse_eval_key(k) for k in read(user_attrs).evals}
+
+
+def _eval_payloads(attrs: dict) -> dict[tuple[str, int], dict]:
+    kept = {}
+    for key, payload in attrs.items():
+        for prefix in (LEGACY_PENDING, EVAL):
+            if key.startswith(prefix):
+                kept[_parse_eval_key(key[len(prefix):])] = payload
+    return kept
+
+
+# --- per-epoch columns, compactly -----------------------------------------------------------------------------
+def pack_curves(curves: dict) -> dict:
+    """Per-epoch columns at full precision, compactly: their float64 bytes grouped by byte position (signs and
+    exponents together, then the mantissas), zlib-compressed, base64 text. Measured on a default sweep's
+    curves.parquet: 6.2 characters a value, against 10.7 for plain base64 and 17.9 for JSON's shortest repr; NaN
+    and inf are kept as they are (JSON has no spelling for them)."""
+    names = sorted(curves)
+    lengths = [len(curves[n]) for n in names]
+    values = np.concatenate([np.asarray(curves[n], "<f8").ravel() for n in names]) if names else np.zeros(0)
+    shuffled = values.view(np.uint8).reshape(-1, 8).T.tobytes()
+    return {"columns": names, "lengths": lengths, "float64": base64.b64encode(zlib.compress(shuffled, 6)).decode()}
+
+
+def unpack_curves(packed: dict) -> dict[str, list[float]]:
+    """``pack_curves``' columns back, bit for bit; a payload written before packing (plain lists) as it is."""
+    if "float64" not in packed:
+        return {k: list(v) for k, v in packed.items()}
+    shuffled = np.frombuffer(zlib.decompress(base64.b64decode(packed["float64"])), np.uint8)
+    values = shuffled.reshape(8, -1).T.copy().view("<f8").ravel()
+    out, start = {}, 0
+    for name, n in zip(packed["columns"], packed["lengths"]):
+        out[name] = values[start:start + n].tolist()
+        start += n
+    return out
 
 
 # --- trials, for everyone who reads or writes them ------------------------------------------------------------

@@ -1,13 +1,14 @@
 """The MLflow mirror of a cell. The Optuna storage is the source of truth; MLflow is what people browse.
 
-Every trial and evaluation is queued for MLflow as it finishes and written as soon as the store can take it: at
-once when no other worker is writing to the SQLite store, else after this worker's next batch of training (waiting
-for the other writer would idle a core), and at the latest when the cell finishes. A trial's payload is kept in
-its Optuna record before it is told, and its run id in the cell's ledger once MLflow holds it; an evaluation counts
-as done once MLflow holds it (one lost with a killed worker is simply run again). If the tracking server cannot be
-reached, what is queued stays in the Optuna storage and the sweep goes on; ``reconcile`` later writes what is
-missing and marks FAILED any MLflow run the storage does not record (written by a worker that died before
-recording it), so that MLflow's counts always match Optuna's.
+Every trial and evaluation is kept in the Optuna storage with its whole payload as it finishes (a trial before it
+is told, an evaluation at once), queued for MLflow, and written as soon as the store can take it: at once when no
+other worker is writing to the SQLite store, else after this worker's next batch of training (waiting for the
+other writer would idle a core), and at the latest when the cell finishes; its run id goes into the cell's ledger
+once MLflow holds it. If the tracking server cannot be reached, what is queued stays in the Optuna storage and the
+sweep goes on; ``reconcile`` later writes what is missing and marks FAILED any MLflow run the storage does not
+record (written by a worker that died before recording it), so that MLflow's counts always match Optuna's. If
+MLflow lost runs the storage records (its database deleted or replaced), ``verify`` finds out and they are written
+again from their payloads: the mirror can always be rebuilt from the storage alone.
 
 What each run carries (DESIGN §3): a trial its validation loss per epoch (the curve its pruning acted on; Optuna's
 dashboard draws the same intermediate values) and final values; an evaluation its four curves per epoch and its
@@ -70,6 +71,7 @@ class Mirror:
         # a write that failed half-way (the server or its database went away between creating a run and ending it)
         # may have left a run that the retry wrote again: the cell is reconciled before it finishes
         self.write_failed = False
+        self.seen_cell_run = None  # the cell run as ``verify`` found it in MLflow, if it did
 
     # --- writing as we go -----------------------------------------------------------------------------------
     def _write(self, what: str, write):
@@ -105,19 +107,24 @@ class Mirror:
                                   {"role": "cell", **self.tags})
 
     def trial(self, trial, arm: str, state: str, hyper: dict, curves: dict, final: dict) -> None:
-        """Before the trial is told: its payload goes into its record, and into the queue for MLflow."""
-        curves = {k: [float(x) for x in v] for k, v in curves.items()}
+        """Before the trial is told: its payload (every per-epoch column) goes into its record, and into the queue
+        for MLflow."""
+        curves = _columns(curves)
         self.curves[("trial", arm, trial.number)] = curves
         payload = {"arm": arm, "number": trial.number, "state": state, "hyper": hyper,
-                   "curves": {k: curves[k] for k in TRIAL_CURVES if k in curves}, "final": final}
+                   "curves": ledger.pack_curves(curves), "final": final}
         ledger.keep_trial_payload(trial, payload)
         self.queue.append(("trial", (arm, trial.number), payload))
 
     def evaluation(self, track: str, seed: int, hyper: dict, curves: dict, final: dict, tags: dict) -> None:
-        curves = {k: [float(x) for x in v] for k, v in curves.items()}
+        """A finished evaluation: its payload (every per-epoch column, the test curve included) into the storage,
+        then into the queue for MLflow. From here on it is done, whatever happens to MLflow or to this worker."""
+        curves = _columns(curves)
         self.curves[("eval", track, seed)] = curves
         payload = {"track": track, "seed": seed, "hyper": hyper, "final": final, "tags": tags,
-                   "curves": {k: curves[k] for k in EVAL_CURVES if k in curves}}
+                   "curves": ledger.pack_curves(curves)}
+        with self.ctx.timed("optuna"):
+            self.book.keep_eval(track, seed, payload)
         self.queue.append(("eval", (track, seed), payload))
 
     def flush(self, wait: bool = True, deadline: float | None = None) -> bool:
@@ -144,12 +151,8 @@ class Mirror:
         return not self.queue
 
     def keep_unlogged(self) -> None:
-        """MLflow is away at the cell's end: its evaluations wait in the storage with their payloads (its trials'
-        payloads are there already)."""
-        with self.ctx.timed("optuna"):
-            for kind, (track, seed), payload in [q for q in self.queue if q[0] == "eval"]:
-                self.book.keep_pending_eval(track, seed, _scores(payload), payload)
-            self.queue = []
+        """MLflow is away at the cell's end: what is queued waits in the storage, where every payload is already."""
+        self.queue = []
 
     def _log_trial(self, p: dict) -> str:
         parent = self.cell_run()
@@ -159,7 +162,7 @@ class Mirror:
             self.ctx.mlflow, self.ctx.experiment, f"trial-{p['number']}" + ("-random" if p["arm"] == "random" else ""),
             {"role": "trial", **self.tags, "trial_number": p["number"], "state": p["state"], "arm": p["arm"],
              **({"scored_on_test": "true"} if "test_loss" in p["final"] else {})},
-            params=p["hyper"], curves=p["curves"], final=p["final"], parent_run_id=parent)
+            params=p["hyper"], curves=_logged(p["curves"], TRIAL_CURVES), final=p["final"], parent_run_id=parent)
 
     def _log_eval(self, p: dict) -> str:
         parent = self.cell_run()
@@ -168,11 +171,18 @@ class Mirror:
         return tracking.log_run(
             self.ctx.mlflow, self.ctx.experiment, f"eval-{p['track']}-{p['seed']}",
             {"role": "eval", **self.tags, "track": p["track"], "seed": p["seed"], **p["tags"]},
-            params=p["hyper"], curves=p["curves"], final=p["final"], parent_run_id=parent)
+            params=p["hyper"], curves=_logged(p["curves"], EVAL_CURVES), final=p["final"], parent_run_id=parent)
 
     def finish(self, artifact_dir: Path, summary: dict, dataset_input: dict, params: dict) -> bool:
-        """The cell run's artifacts and summary, then FINISHED; False if MLflow could not take them."""
+        """The cell run's artifacts and summary, then FINISHED; False if MLflow could not take them. A cell run
+        finished before (some of its children were written again) gets only what it lacks: its metrics' histories
+        and its inputs stay as they were."""
         parent = self.cell_run()
+        seen = self.seen_cell_run if self.seen_cell_run and self.seen_cell_run.info.run_id == parent else None
+        if seen is not None:
+            summary = {k: v for k, v in summary.items() if seen.data.metrics.get(k) != v}
+            params = {k: v for k, v in params.items() if k not in seen.data.params}
+            dataset_input = None if seen.inputs.dataset_inputs else dataset_input
         return parent is not None and bool(self._write("the cell's artifacts", lambda: tracking.finish_cell_run(
             self.ctx.mlflow, parent, artifact_dir, summary, dataset_input, params) or True))
 
@@ -207,6 +217,30 @@ class Mirror:
         self.queue += [("eval", key, payload) for key, payload in pending.items()
                        if not any(q[0] == "eval" and q[1] == key for q in self.queue)]
 
+    def verify(self) -> bool:
+        """Does MLflow still hold the runs the storage records of this cell (its cell run, and each child as a
+        FINISHED run)? Two searches. Whatever it lost is forgotten in the ledger, to be written again from the
+        payloads; True if anything was (False too when MLflow cannot be asked now: then nothing changes)."""
+        run_id = self.book.record.cell_run_id
+        if run_id is None:
+            return False
+        found = self._write("a look at the cell's runs",
+                            lambda: tracking.run_family(self.ctx.mlflow, self.ctx.experiment, run_id))
+        if found is None:
+            return False
+        cell_run, children = found
+        self.seen_cell_run = cell_run
+        if cell_run is None or cell_run.info.status == "FAILED":  # gone, or failed as an orphan: a new one
+            present = None
+        else:
+            present = {r.info.run_id for r in children if r.info.status == "FINISHED"}
+        with self.ctx.timed("optuna"):
+            forgot = self.book.forget_runs(present)
+            if not forgot and self.book.record.mlflow_finished and cell_run.info.status != "FINISHED":
+                self.book.update(mlflow_finished=False, mlflow_pending=self.book.record.done)
+                forgot = True
+        return forgot
+
     def reconcile(self) -> bool:
         """Write what MLflow is missing, fail its orphans; True when MLflow now matches the storage."""
         if self.cell_run() is None:
@@ -223,27 +257,26 @@ class Mirror:
     # --- curves.parquet -----------------------------------------------------------------------------------
     def _runs(self) -> dict:
         """(role, arm or track, number or seed) -> MLflow run id ("" until MLflow holds it) of every finished trial
-        and every evaluation of the cell, queued ones included."""
+        and every evaluation of the cell."""
         runs = {("trial", arm, t.number): self.book.trial_run_id(t, arm) or ""
                 for arm, study in self.studies.items() for t in tuning.finished(study)}
-        for (track, seed) in {**self.book.record.eval_runs(), **self.book.pending_evals()}:
-            runs[("eval", track, seed)] = self.book.record.eval_runs().get((track, seed), "")
-        for kind, key, _ in self.queue:
-            if kind == "eval":
-                runs.setdefault(("eval", *key), "")
+        held = self.book.record.eval_runs()
+        for track, seed in {**held, **self.book.eval_payloads()}:
+            runs[("eval", track, seed)] = held.get((track, seed), "")
         return runs
 
     def gather_curves(self, updates_per_epoch: int) -> None:
         """Every run's per-epoch values in memory: this process's own, and a resumed cell's earlier runs from
-        their payloads or from MLflow (there they have only what MLflow holds per epoch: no per-epoch seconds, and
-        a trial no train loss)."""
+        their payloads in the storage. Only a sweep recorded before payloads held every column reads MLflow (which
+        has no per-epoch seconds, and no test curve)."""
         runs = self._runs()
         for arm, study in self.studies.items():
             for t in tuning.finished(study):
                 if ("trial", arm, t.number) not in self.curves and ledger.trial_payload(t):
-                    self.curves[("trial", arm, t.number)] = ledger.trial_payload(t)["curves"]
-        for (track, seed), payload in self.book.pending_evals().items():
-            self.curves.setdefault(("eval", track, seed), payload["curves"])
+                    self.curves[("trial", arm, t.number)] = ledger.unpack_curves(ledger.trial_payload(t)["curves"])
+        for (track, seed), payload in self.book.eval_payloads().items():
+            if ("eval", track, seed) not in self.curves:
+                self.curves[("eval", track, seed)] = ledger.unpack_curves(payload["curves"])
         missing = {k: run_id for k, run_id in runs.items() if k not in self.curves and run_id}
         if missing:
             self.curves.update(self._curves_from_mlflow(missing, updates_per_epoch))
@@ -290,3 +323,13 @@ class Mirror:
         except tracking.UNAVAILABLE:
             pass
         return out
+
+
+def _columns(curves: dict) -> dict[str, list[float]]:
+    return {k: [float(x) for x in v] for k, v in curves.items()}
+
+
+def _logged(packed: dict, names: tuple) -> dict:
+    """The per-epoch columns of a payload that MLflow shows as curves."""
+    curves = ledger.unpack_curves(packed)
+    return {k: curves[k] for k in names if k in curves}

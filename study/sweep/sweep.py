@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,9 +28,11 @@ def open_stores(cfg: SweepConfig, runs_dir: str | Path):
     runs_dir = Path(runs_dir)
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
-        probe = runs_dir / ".write-test"
-        probe.touch()
-        probe.unlink()
+        # a probe of this process's own: two workers starting together once unlinked each other's shared one
+        # (FileNotFoundError), and the second stopped as if the directory were not writable
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=runs_dir)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as e:
         raise BadInput("--runs-dir", f"{runs_dir} is not writable: {e.strerror or e}") from None
     # Bad settings fail before anything is written: the tracking server is asked first (a read), then a database
@@ -53,6 +56,7 @@ def new_context(cfg: SweepConfig, runs_dir: str | Path, progress=lambda event, i
     locks = tuning.cell_locks(tuning.storage_url(runs_dir, cfg.name), cfg.lease_seconds)
     ctx = Context(cfg, storage, mlflow_client, experiment, tuning.new_worker_id(), locks, progress=progress)
     ctx.backlog = Backlog(ctx)
+    ctx.lost = unmirrored(cell_records(storage, cfg), mlflow_client, experiment)
     return ctx
 
 
@@ -69,10 +73,43 @@ def cell_records(storage, cfg: SweepConfig) -> dict[tuple, ledger.CellRecord]:
     return {c: ledger.read(attrs.get(tuning.study_name(cfg.name, c), {})) for c in cfg.cells()}
 
 
-def pending_cells(storage, cfg: SweepConfig) -> list[tuple]:
-    """Cells not done, then done cells whose MLflow mirror is incomplete (the tracking server was away)."""
+def pending_cells(storage, cfg: SweepConfig, stores: tuple | None = None, lost=frozenset()) -> list[tuple]:
+    """Cells not done, then done cells whose MLflow mirror is incomplete: the tracking server was away, or MLflow
+    no longer holds what the storage says it does (cells found ``lost`` already, or looked for in the ``stores``
+    that ``open_stores`` returned)."""
     records = cell_records(storage, cfg)
-    return [c for c, r in records.items() if not r.done] + [c for c, r in records.items() if r.done and not r.mirrored]
+    if stores is not None:
+        lost = set(lost) | unmirrored(records, stores[1], stores[2])
+    return [c for c, r in records.items() if not r.done] + \
+        [c for c, r in records.items() if r.done and (not r.mirrored or c in lost)]
+
+
+def unmirrored(records: dict, mlflow_client, experiment: str) -> set[tuple]:
+    """Done cells that the storage records as mirrored but MLflow does not hold: their cell run missing, deleted,
+    or not FINISHED, a child of it deleted, or a count of children that differs from the ledger's (the cell run
+    carries the counts it was finished with, once MLflow held all of them). Two searches, whatever the number of
+    cells: the cell runs, and the deleted runs. (Searching every child instead would take a second per thousand
+    runs, half a minute on a default sweep; a child removed for good behind a FINISHED cell run goes unseen.)"""
+    mirrored = {c: r for c, r in records.items() if r.done and r.mirrored}
+    if not mirrored:
+        return set()
+    try:
+        cell_runs = {r.info.run_id: r for r in tracking.runs(mlflow_client, experiment, record.cell_filter())}
+        deleted = {r.data.tags.get("mlflow.parentRunId") for r in tracking.runs(mlflow_client, experiment,
+                                                                                deleted=True)}
+    except tracking.UNAVAILABLE as e:
+        print(f"warning: could not check what MLflow holds ({type(e).__name__}); checked again on the next run",
+              file=sys.stderr)
+        return set()
+    lost = set()
+    for cell, r in mirrored.items():
+        run = cell_runs.get(r.cell_run_id)
+        held = run.data.metrics if run is not None else {}
+        if run is None or run.info.status != "FINISHED" or r.cell_run_id in deleted \
+                or held.get("trial_runs", len(r.trial_runs)) != len(r.trial_runs) \
+                or held.get("eval_runs", len(r.eval_runs())) != len(r.eval_runs()):
+            lost.add(cell)
+    return lost
 
 
 def _run_or_mirror(ctx: Context, cell: tuple, claim: tuning.Claim) -> bool:
@@ -84,9 +121,10 @@ def _run_or_mirror(ctx: Context, cell: tuple, claim: tuning.Claim) -> bool:
     if not book.record.done:
         run_cell(ctx, cell, claim, studies, book)
         return True
-    if not book.record.mirrored:  # done, but MLflow missed some of it: write what is missing
-        mirror_done_cell(ctx, cell, claim, studies, book)
-        ctx.progress("cell", {"cell": cell})
+    if not book.record.mirrored or cell in ctx.lost:  # done, but MLflow missed or lost some of it: write it
+        mirror_done_cell(ctx, cell, claim, studies, book, check=cell in ctx.lost)
+        ctx.lost.discard(cell)  # what is still missing now is in the ledger (not mirrored), retried from there
+        ctx.progress("mirrored", {"cell": cell})
     return False
 
 
@@ -104,7 +142,7 @@ def _loop(ctx: Context, wait_for_others: bool, poll_seconds: float, tracking_pat
     waited_for_tracking = 0.0
     while True:
         ctx.backlog.make_room()
-        pending = [c for c in pending_cells(ctx.storage, ctx.cfg) if c not in ctx.backlog]
+        pending = [c for c in pending_cells(ctx.storage, ctx.cfg, lost=ctx.lost) if c not in ctx.backlog]
         if not pending:
             if ctx.backlog.finishing():
                 ctx.backlog.drain()
@@ -254,8 +292,35 @@ def run_in_process(cfg: SweepConfig, runs_dir: str | Path, progress, wait_for_ot
 
 
 def counts(cfg: SweepConfig, storage) -> dict:
-    """What the storage holds for this sweep: cells done, trials by state, evaluation runs."""
-    records = cell_records(storage, cfg)
-    return {"cells": len(records), "cells_done": sum(r.done for r in records.values()),
+    """What the storage holds for this sweep: cells done, trials by state, evaluations, and the runs its ledger
+    records as held by MLflow."""
+    attrs = tuning.study_attrs(storage, cfg.name)
+    records = {c: attrs.get(tuning.study_name(cfg.name, c), {}) for c in cfg.cells()}
+    ledgers = {c: ledger.read(a) for c, a in records.items()}
+    return {"cells": len(records), "cells_done": sum(r.done for r in ledgers.values()),
             "trials": tuning.trial_state_counts(storage, cfg.name),
-            "evals": sum(len(r.evals) for r in records.values())}
+            "evals": sum(len(ledger.evaluations(a)) for a in records.values()),
+            "trial_runs": sum(len(r.trial_runs) for r in ledgers.values()),
+            "eval_runs": sum(len(r.eval_runs()) for r in ledgers.values())}
+
+
+def mlflow_counts(mlflow_client, experiment: str) -> dict:
+    """What MLflow holds of a sweep, by its own records: cell runs by status (one search); their trial and eval
+    runs as each FINISHED cell run counted them when it finished (a search each for the few that are not)."""
+    found = {"cells": {}, "trial_runs": 0, "eval_runs": 0}
+    for run in tracking.runs(mlflow_client, experiment, record.cell_filter()):
+        status = run.info.status
+        found["cells"][status] = found["cells"].get(status, 0) + 1
+        if status == "FAILED":  # an orphan: never counted
+            continue
+        if status == "FINISHED":
+            if "trial_runs" not in run.data.metrics:  # finished before cell runs counted their children
+                found["uncounted"] = found.get("uncounted", 0) + 1
+            found["trial_runs"] += int(run.data.metrics.get("trial_runs", 0))
+            found["eval_runs"] += int(run.data.metrics.get("eval_runs", 0))
+            continue
+        for child in tracking.run_family(mlflow_client, experiment, run.info.run_id)[1]:
+            role = child.data.tags.get("role")
+            if child.info.status == "FINISHED" and role in ("trial", "eval"):
+                found[f"{role}_runs"] += 1
+    return found

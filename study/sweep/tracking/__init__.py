@@ -145,16 +145,26 @@ def log_run(mlflow_client: MlflowClient, experiment: str, run_name: str, tags: M
 
 
 def runs(mlflow_client: MlflowClient, experiment: str, filter_string: str = "",
-         max_results: int | None = None) -> list:
-    """Every run of an experiment matching the filter (all pages, or the first ``max_results``)."""
+         max_results: int | None = None, deleted: bool = False) -> list:
+    """Every run of an experiment matching the filter (all pages, or the first ``max_results``); the deleted ones
+    instead, with ``deleted``."""
+    from mlflow.entities import ViewType
+
+    view = ViewType.DELETED_ONLY if deleted else ViewType.ACTIVE_ONLY
     found, token = [], None
     while True:
-        page = mlflow_client.search_runs([experiment], filter_string=filter_string,
+        page = mlflow_client.search_runs([experiment], filter_string=filter_string, run_view_type=view,
                                          max_results=min(1000, max_results or 1000), page_token=token)
         found += list(page)
         token = page.token
         if not token or (max_results and len(found) >= max_results):
             return found
+
+
+def run_family(mlflow_client: MlflowClient, experiment: str, run_id: str) -> tuple:
+    """(the run, or None if the store has no such active run; its active children): two searches."""
+    found = runs(mlflow_client, experiment, f"attributes.run_id = '{run_id}'", max_results=1)
+    return (found[0] if found else None), runs(mlflow_client, experiment, f"tags.mlflow.parentRunId = '{run_id}'")
 
 
 def newest_sweep(runs_dir: str | Path = "runs") -> str | None:

@@ -12,11 +12,11 @@ from study.sweep.tuning.claims import Claim, ClaimLost, cell_locks, new_worker_i
 from study.sweep.tuning.spaces import hyper_from_params, param_name, suggest
 from study.sweep.tuning.storage import (journal_path, open_storage, record_sweep, record_timing, storage_url,
                                         study_attrs, sweep_meta)
-from study.sweep.tuning.studies import (ARMS, best_trial, cell_study, fail_orphans, finished, importances,
+from study.sweep.tuning.studies import (ARMS, ask, best_trial, cell_study, fail_orphans, finished, importances,
                                         our_trials, read_trials, recover_abandoned, requeue, running_numbers,
                                         study_name, tell, trial_rows, trial_state_counts)
 
-__all__ = ["ARMS", "Claim", "ClaimLost", "best_trial", "cell_locks", "cell_study", "fail_orphans", "finished",
+__all__ = ["ARMS", "Claim", "ask", "ClaimLost", "best_trial", "cell_locks", "cell_study", "fail_orphans", "finished",
            "hyper_from_params",
            "importances", "journal_path", "new_worker_id", "open_storage", "our_trials", "param_name", "read_trials",
            "record_sweep", "record_timing", "recover_abandoned", "requeue", "running_numbers", "storage_url",

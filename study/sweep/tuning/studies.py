@@ -1,8 +1,19 @@
 """The per-cell studies: names, samplers and pruners, ask and tell, and reading the trials back.
 
 A study per cell and arm, named ``<sweep>/<dataset>/<optimizer>/<batch>`` (``.../random`` for the unpruned
-random-search arm). The sampler's seed is fixed by the config and the cell, so a cell samples the same way in
-every run, whichever worker runs it.
+random-search arm).
+
+What a trial is suggested depends only on the config and the trials already in the storage: every ask gets a
+sampler of its own, seeded from the cell's seed and the trial's place in the cell (``ask``). A sampler keeps its
+random state in memory, so one sampler per study would start over on every resume (TPE's later suggestions
+changed, and the random arm repeated its first draws); it would also advance on draws made for trials that were
+then interrupted. With a seed per place, a resumed cell asks exactly what an uninterrupted one asks:
+  - TPE and random search read only COMPLETE and PRUNED trials (and, TPE's constant liar, the RUNNING members of
+    the population being asked); FAIL trials are invisible to both, and TPE orders trials by number only to weight
+    them, which failing and retrying leaves in the same order;
+  - an interrupted trial is failed and its parameters queued again (``requeue``, ``recover_abandoned``); a queued
+    trial takes its fixed parameters and never calls the sampler;
+  - the pruner compares a trial with the COMPLETE trials at the same epoch only.
 """
 from __future__ import annotations
 
@@ -10,6 +21,7 @@ import contextlib
 import math
 import warnings
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
@@ -31,19 +43,33 @@ def _cell_seed(cfg: SweepConfig, cell: tuple, arm: str) -> int:
     return (cfg.sampler_seed * 1_000_003 + cfg.cells().index(cell) * 2 + (arm == "random")) % (2**31)
 
 
-def cell_study(storage, cfg: SweepConfig, cell: tuple, arm: str = "tpe") -> optuna.Study:
-    seed = _cell_seed(cfg, cell, arm)
+def sampler(cfg: SweepConfig, cell: tuple, arm: str, place: int):
+    """The sampler of the trial asked at ``place`` (0-based: the trials of the cell and arm that count before its
+    population, plus its position in the population), seeded from the cell's seed and the place alone."""
+    seed = int(np.random.SeedSequence((_cell_seed(cfg, cell, arm), place)).generate_state(1)[0])
     if arm == "random" or cfg.sampler == "random":
-        sampler = optuna.samplers.RandomSampler(seed=seed)
-    else:  # constant_liar keeps the K trials of a population apart while they run
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.n_startup_trials, constant_liar=True)
+        return optuna.samplers.RandomSampler(seed=seed)
+    # constant_liar keeps the K trials of a population apart while they run
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.n_startup_trials, constant_liar=True)
+
+
+def ask(study: optuna.Study, cfg: SweepConfig, cell: tuple, arm: str, place: int) -> optuna.Trial:
+    """A trial at ``place`` (see ``sampler``): a queued retry if there is one (its parameters fixed), else a new
+    trial whose suggestions come from the place's own sampler."""
+    study.sampler = sampler(cfg, cell, arm, place)
+    return study.ask()
+
+
+def cell_study(storage, cfg: SweepConfig, cell: tuple, arm: str = "tpe") -> optuna.Study:
+    """The study of a cell and arm (created on first use). Its sampler is replaced at every ``ask``."""
     if arm == "random" or cfg.pruner == "none":
         pruner = optuna.pruners.NopPruner()
     else:
         pruner = optuna.pruners.MedianPruner(n_startup_trials=cfg.pruner_startup_trials,
                                              n_warmup_steps=cfg.pruner_warmup_epochs)
-    return optuna.create_study(storage=storage, study_name=study_name(cfg.name, cell, arm), sampler=sampler,
-                               pruner=pruner, direction="minimize", load_if_exists=True)
+    return optuna.create_study(storage=storage, study_name=study_name(cfg.name, cell, arm),
+                               sampler=sampler(cfg, cell, arm, 0), pruner=pruner, direction="minimize",
+                               load_if_exists=True)
 
 
 def finished(study: optuna.Study) -> list:
@@ -80,7 +106,8 @@ def our_trials(claim: Claim):
 
 
 def requeue(study: optuna.Study, trials) -> None:
-    """Fail trials that were stopped half-way (Ctrl-C) and queue their parameters again."""
+    """Fail trials that were stopped half-way (Ctrl-C) and queue their parameters again, in the order they were
+    asked: the next population takes them first, at the places they had."""
     for trial in trials:
         tell(study, trial, "FAIL", None)
         study.enqueue_trial(trial.params, user_attrs=ledger.retry_marker(trial.number))
@@ -148,6 +175,8 @@ def read_trials(storage, sweep: str, config: dict) -> tuple[list[dict], list[dic
     spaces = {o: {p: Range(**r) for p, r in s.items()} for o, s in config["search_spaces"].items()}
     attrs = study_attrs(storage, sweep)
     trials, importance_rows, cells = [], [], {}
+    # A trial failed by an interruption and queued again is not an outcome of the sweep: its retry is. Leaving it
+    # out makes a resumed sweep's trials those of an uninterrupted one (its own failures would still count).
     for dataset in config["datasets"]:
         for optimizer in config["optimizers"]:
             for batch in config["batch_sizes"]:
@@ -163,7 +192,10 @@ def read_trials(storage, sweep: str, config: dict) -> tuple[list[dict], list[dic
                         importance_rows += [{**keys, "param": p, "importance": v}
                                             for p, v in sorted(record.importances.items())]
                     study = optuna.load_study(study_name=name, storage=storage)
-                    done = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+                    everything = study.get_trials(deepcopy=False)
+                    retried = {ledger.retry_of(t) for t in everything} - {None}
+                    done = [t for t in everything if t.state.is_finished()
+                            and not (t.state == TrialState.FAIL and t.number in retried)]
                     for t in sorted(done, key=lambda t: t.number):
                         hyper = hyper_from_params(t.params, spaces[optimizer]) if t.params else {}
                         state = ledger.trial_state(t)
