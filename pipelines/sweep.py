@@ -47,12 +47,13 @@ def parse(argv):
 
 def main(argv=None) -> int:
     args = parse(argv)
-    from study.sweep import config, console, sweep, tracking
+    from study import provenance
+    from study.sweep import config, console, names, sweep, tracking
 
     # For the workers it spawns. Set, not setdefault: a value inherited from whatever launched us (or left in the
     # environment by an earlier in-process call, as in the tests) is some other command's.
-    os.environ.pop(tracking.COMMAND_VARIABLE, None)
-    os.environ[tracking.COMMAND_VARIABLE] = tracking.mask_url(tracking.command_line())
+    os.environ.pop(names.OPTSTUDY_COMMAND, None)
+    os.environ[names.OPTSTUDY_COMMAND] = tracking.mask_url(provenance.command_line())
 
     if args.worker:
         from study.tools import services
