@@ -72,7 +72,7 @@ def main(argv=None) -> int:
             return 0
         return build_report(args, cfg) if args.report else 0
     before = sweep.counts(cfg, storage)
-    done_trials = sum(v for k, v in before["trials"].items() if k != "FAIL")
+    done_trials = sum(v for k, v in before["trials"].items() if k != names.FAIL)
     progress = console.Progress(cfg, done_trials, before["cells_done"])
     try:
         workers = min(args.workers, len(pending))  # a second worker for one cell would only start and stop

@@ -228,10 +228,9 @@ def _evaluate(ctx: Context, cell, study, mirror: record.Mirror, claim: tuning.Cl
     """Both tracks, every evaluation seed; seed s fixes split, initial weights and data order for both."""
     cfg = ctx.cfg
     dataset, optimizer, batch = cell
-    best = tuning.best_trial(study)
+    best = tuning.best(study, cfg.spaces[optimizer])
     defaults = cfg.defaults(optimizer)
-    tracks = {names.TUNED: tuning.hyper_from_params(best.params, cfg.spaces[optimizer]) if best else defaults,
-              names.DEFAULT: defaults}
+    tracks = {names.TUNED: best.hyper if best else defaults, names.DEFAULT: defaults}
 
     def between_epochs(epoch, metrics, members):
         ctx.check_stop()  # an evaluation stopped half-way is simply run again on resume: it is deterministic
@@ -267,10 +266,11 @@ def _evaluate(ctx: Context, cell, study, mirror: record.Mirror, claim: tuning.Cl
         ctx.progress("eval", {"cell": cell, "seed": seed})
 
 
-def cell_summary(studies: dict, book: ledger.Ledger) -> dict:
-    """The cell run's sortable metrics: best validation loss, mean test scores per track, diverged share, cost."""
+def cell_summary(studies: dict, book: ledger.Ledger, space: dict) -> dict:
+    """The cell run's sortable metrics: best validation loss, mean test scores per track, diverged share, cost
+    (``space``: the cell's search space)."""
     summary = {}
-    best = tuning.best_trial(studies[names.TPE])
+    best = tuning.best(studies[names.TPE], space)
     if best is not None:
         summary["best_val_loss"] = best.value
     evals = {key: payload["final"] for key, payload in book.eval_payloads().items()}
@@ -336,7 +336,8 @@ def complete(ctx: Context, studies: dict, mirror: record.Mirror, finishing: Fini
         mirror.curve_table().to_parquet(out / "curves.parquet", index=False)
         # how many children MLflow holds now: what a later run checks the store against (study.sweep.sweep)
         held = {"trial_runs": len(book.record.trial_runs), "eval_runs": len(book.record.eval_runs())}
-        finished = mirror.finish(out, {**cell_summary(studies, book), **held}, finishing.dataset_input,
+        summary = cell_summary(studies, book, ctx.cfg.spaces[mirror.cell[1]])
+        finished = mirror.finish(out, {**summary, **held}, finishing.dataset_input,
                                  finishing.params)
     if finished:
         with ctx.timed("optuna"):

@@ -7,7 +7,6 @@ reached through the ``Outbox`` protocol below, since it calls back into the cell
 from __future__ import annotations
 
 import contextlib
-import signal
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Protocol
@@ -75,10 +74,3 @@ class Context:
     def check_stop(self) -> None:
         if self.stop_requested:
             raise Interrupted()
-
-
-def install_signal_handlers(ctx: Context) -> None:
-    def ask_to_stop(signum, frame):
-        ctx.stop_requested = True
-    signal.signal(signal.SIGINT, ask_to_stop)
-    signal.signal(signal.SIGTERM, ask_to_stop)

@@ -19,7 +19,7 @@ from study.schema.sweep import Sweep
 from study.sweep import names, record, tracking, tuning
 from study.sweep.backlog import Backlog
 from study.sweep.cell import complete, mirror_done_cell, open_studies, park, run_cell
-from study.sweep.context import Context, Interrupted, install_signal_handlers
+from study.sweep.context import Context, Interrupted
 from study.sweep.tuning import ledger
 
 
@@ -58,6 +58,14 @@ def new_context(cfg: Sweep, runs_dir: str | Path, progress=lambda event, info: N
     ctx.backlog = Backlog(ctx, complete=complete, park=park)
     ctx.lost = unmirrored(cell_records(storage, cfg), mlflow_client, experiment)
     return ctx
+
+
+def install_signal_handlers(ctx: Context) -> None:
+    """SIGINT and SIGTERM ask the worker to stop at the end of its epoch (``Context.check_stop``)."""
+    def ask_to_stop(signum, frame):
+        ctx.stop_requested = True
+    signal.signal(signal.SIGINT, ask_to_stop)
+    signal.signal(signal.SIGTERM, ask_to_stop)
 
 
 def machine_description() -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import optuna
@@ -88,11 +89,27 @@ def finished(study: optuna.Study) -> list:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
 
 
-def best_trial(study: optuna.Study):
+def _best_trial(study: optuna.Study):
     """The best COMPLETE trial that did not diverge, or None."""
     ok = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
           if ledger.trial_state(t) != names.DIVERGED and t.value is not None and math.isfinite(t.value)]
     return min(ok, key=lambda t: (t.value, t.number)) if ok else None
+
+
+@dataclass(frozen=True)
+class Best:
+    """The best trial of a cell, as the rest of the sweep reads it: its number, its value (validation loss) and its
+    hyperparameters under their lecture names."""
+    number: int
+    value: float
+    hyper: dict
+
+
+def best(study: optuna.Study, space: dict) -> Best | None:
+    """The best trial that did not diverge: its number, value and hyperparameters (``space``: the optimizer's
+    search space), or None."""
+    trial = _best_trial(study)
+    return None if trial is None else Best(trial.number, trial.value, hyper_from_params(trial.params, space))
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, state: str, value: float | None) -> None:
