@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from report_fixtures import SEARCH_SPACES
-from study.report import batchmodes, budget, claims, progress, scoring, toy
+from study.report.judge import batchmodes, trials as budget, progress, scoring
+from study.report.checks import claims, toy
 
 
 def test_a_diverged_run_scores_the_untrained_network_and_never_reaches_a_target():

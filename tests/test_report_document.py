@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from report_fixtures import make_results
-from study.report import document, settings
+from study.report.document import compose as document
+from study.report import settings
 
 SECTIONS = ["The verdict", "How stable the answer is", "Statistics", "Per dataset", "Tuning", "Batch modes",
             "Performance profiles", "Optimisation and generalisation", "The published findings, checked",
@@ -139,7 +140,7 @@ def test_a_failed_build_leaves_the_previous_report_whole(tmp_path, monkeypatch):
     byte for byte and nothing beside it (the staging directory is cleaned by the list of what it wrote)."""
     import hashlib
 
-    from study.report import render_html
+    from study.report.document import render_html
 
     out = tmp_path / "report"
     results = make_results(datasets=("iris", "wine"), optimizers=("gd", "adam"), batch_sizes=("full",), seeds=2,

@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 
 from report_fixtures import make_results
-from study.report import analysis, literature, settings, tuning_value
-from study.report.sections_literature import generalisation_rows
+from study.report import analysis, settings
+from study.report.checks import literature
+from study.report.judge import tuning_value
+from study.report.document.literature import generalisation_rows
 
 SETTINGS = dataclasses.replace(settings.load(), bayes_samples=4000, stability_resamples=100, band_resamples=50)
 

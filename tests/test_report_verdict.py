@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from report_fixtures import make_results
-from study.report import answer, scoring, settings, stability, verdict
+from study.report.judge import answer, scoring, stability
+from study.report import settings
+from study.report.document import sentences as verdict
 
 # fewer posterior draws and resamples: fast, the same verdicts on planted effects this large
 SETTINGS = dataclasses.replace(settings.load(), bayes_samples=4000, stability_resamples=400)

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from study.report import batchmodes, budget, claims, literature, progress, scoring, stability, stats, tuning_value
-from study.report.answer import TRACKS, Answer, answers, ordered, rope_sensitivity
-from study.report.families import Family, compare, secondary
+from study.report.judge import batchmodes, trials as budget, progress, scoring, stability, stats, tuning_value
+from study.report.checks import claims, literature
+from study.report.judge.answer import TRACKS, Answer, answers, ordered, rope_sensitivity
+from study.report.judge.families import Family, compare, secondary
 from study.report.inputs import SweepResults
 from study.report.settings import Settings
 
@@ -141,7 +142,7 @@ def canonical(results: SweepResults) -> SweepResults:
 def _defaults_enough(cells: pd.DataFrame, answers_: dict, spread: pd.Series, settings: Settings) -> dict:
     """Per budget: the recommended optimizer at its chosen batch size, tuned against its defaults (test, paired by
     dataset): are the defaults practically as good?"""
-    from study.report.answer import differences, score_table
+    from study.report.judge.answer import differences, score_table
 
     out = {}
     for cost in scoring.BUDGETS:

@@ -26,7 +26,8 @@ def build(runs_dir: str | Path, sweep: str | None = None, out: str | Path | None
     """The report of ``sweep`` (default: the newest in the stores) into ``out`` (default: reports/<sweep>/), then
     (``log``) as the artifacts of a run tagged role=report in the sweep's experiment. Every check comes before the
     stores are opened for writing: bad input is one line and nothing written."""
-    from study.report import document, inputs, output, settings
+    from study.report.document import compose as document, output
+    from study.report import inputs, settings
     from study.sweep import tracking
 
     if str(runs_dir) == "":  # Path("") is the working directory: never what an empty flag meant

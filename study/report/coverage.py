@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from study.errors import BadInput
-from study.report.answer import TRACKS
+from study.report.judge.answer import TRACKS
 from study.report.inputs import SweepResults
 
 CELL = ["dataset", "optimizer", "batch_size"]

@@ -9,11 +9,11 @@ import pandas as pd
 
 from study.report import fmt
 from study.report.analysis import Analysis
-from study.report.blocks import Bullets, Heading, Paragraph
+from study.report.document.blocks import Bullets, Heading, Paragraph
 from study.report.coverage import NOT_FINISHED, NOT_RECORDED, SET_ASIDE, USED, Coverage
-from study.report.scoring import BUDGETS
-from study.report.tables import Tables
-from study.report.verdict import BUDGET_WORDS
+from study.report.judge.scoring import BUDGETS
+from study.report.document.tables import Tables
+from study.report.document.sentences import BUDGET_WORDS
 
 LISTED = 12  # cells named in a bullet before "and N more"
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from study.report import stats
-from study.report.scoring import BUDGETS, measured
+from study.report.judge import stats
+from study.report.judge.scoring import BUDGETS, measured
 from study.report.settings import Settings
 
 WINNER, EQUIVALENT, UNRESOLVED, DISAGREE, NOT_MEASURED = (

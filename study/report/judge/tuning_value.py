@@ -17,9 +17,9 @@ import functools
 import numpy as np
 import pandas as pd
 
-from study.report import stats
-from study.report.answer import differences, judge, score_table
-from study.report.families import Family, compare
+from study.report.judge import stats
+from study.report.judge.answer import differences, judge, score_table
+from study.report.judge.families import Family, compare
 
 CELL = ["dataset", "optimizer", "batch_size"]
 SCORED = ("COMPLETE", "DIVERGED")  # a diverged trial counts at its penalty: no better than not training

@@ -4,10 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from study.report import fmt, stats
+from study.report import fmt
+from study.report.judge import stats
 from study.report.analysis import Analysis
-from study.report.blocks import Heading, Paragraph, Table
-from study.report.tables import Tables
+from study.report.document.blocks import Heading, Paragraph, Table
+from study.report.document.tables import Tables
 
 
 def generalisation_rows(a: Analysis) -> pd.DataFrame:

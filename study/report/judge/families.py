@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from study.report import stats
-from study.report.answer import Judgement, differences, judge, score_table
+from study.report.judge import stats
+from study.report.judge.answer import Judgement, differences, judge, score_table
 from study.report.settings import Settings
 
 

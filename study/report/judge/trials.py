@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from study.report import stats
+from study.report.judge import stats
 
 CELL = ["dataset", "optimizer", "batch_size"]
 RANDOM_METHOD = "expected best-of-k (random search)"

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from study.report import coverage as coverage_, figures, output, render_html, render_md
+from study.report import coverage as coverage_
+from study.report.document import figures, output, render_html, render_md
 from study.report.analysis import Analysis, analyse
-from study.report.blocks import Figure, Heading, Paragraph, walk
+from study.report.document.blocks import Figure, Heading, Paragraph, walk
 from study.report.inputs import SweepResults
-from study.report.sections_claims import claims_section, footer_section
-from study.report.sections_coverage import coverage_section
-from study.report.sections_literature import generalisation_section, literature_section
-from study.report.sections_results import batch_modes_section, datasets_section, profiles_section
-from study.report.sections_tuning import tuning_section
-from study.report.sections_verdict import stability_section, statistics_section, verdict_section
+from study.report.document.claims import claims_section, footer_section
+from study.report.document.coverage import coverage_section
+from study.report.document.literature import generalisation_section, literature_section
+from study.report.document.results import batch_modes_section, datasets_section, profiles_section
+from study.report.document.tuning import tuning_section
+from study.report.document.verdict import stability_section, statistics_section, verdict_section
 from study.report.settings import Settings
-from study.report.tables import Tables
+from study.report.document.tables import Tables
 
 
 def _intro(a: Analysis) -> list:

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from study.report import figures, fmt
+from study.report.document import figures
+from study.report import fmt
 from study.report.analysis import Analysis
-from study.report.blocks import Figure, Heading, Paragraph, Table
-from study.report.tables import Tables
-from study.report.verdict import short_status, status_sentence
+from study.report.document.blocks import Figure, Heading, Paragraph, Table
+from study.report.document.tables import Tables
+from study.report.document.sentences import short_status, status_sentence
 
 AVERAGING = {"momentum": ["gamma"], "nag": ["gamma"], "rmsprop": ["beta"], "adam": ["beta1", "beta2"]}
 

@@ -11,8 +11,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from study.report import fmt, stats
-from study.report.answer import EQUIVALENT, WINNER, score_table
+from study.report import fmt
+from study.report.judge import stats
+from study.report.judge.answer import EQUIVALENT, WINNER, score_table
 
 AGREES, DISAGREES, CANNOT_TELL = "agrees", "disagrees", "cannot tell"
 

@@ -10,7 +10,7 @@ import math
 import pandas as pd
 
 from study.report import fmt
-from study.report.answer import DISAGREE, EQUIVALENT, NOT_MEASURED, UNRESOLVED, WINNER, Answer, Judgement
+from study.report.judge.answer import DISAGREE, EQUIVALENT, NOT_MEASURED, UNRESOLVED, WINNER, Answer, Judgement
 
 SCOPE = ("Scope: small MLPs (one hidden layer) on small tabular and 2-D datasets, 60 to 1,100 training samples; "
          "not deep networks, large data or long training.")

@@ -6,13 +6,14 @@ import math
 import numpy as np
 import pandas as pd
 
-from study.report import figures, fmt
+from study.report.document import figures
+from study.report import fmt
 from study.report.analysis import Analysis
-from study.report.answer import effects
-from study.report.blocks import Bullets, Details, Figure, Heading, Paragraph, Table
-from study.report.scoring import BUDGET_NAMES, BUDGETS
-from study.report.tables import Tables
-from study.report.verdict import BUDGET_WORDS, SCOPE, rope_words, short_status, status_sentence, what_to_do
+from study.report.judge.answer import effects
+from study.report.document.blocks import Bullets, Details, Figure, Heading, Paragraph, Table
+from study.report.judge.scoring import BUDGET_NAMES, BUDGETS
+from study.report.document.tables import Tables
+from study.report.document.sentences import BUDGET_WORDS, SCOPE, rope_words, short_status, status_sentence, what_to_do
 
 CHOICES = ("**How each choice was made.** Every choice is made on the validation split; test only scores what was "
            "chosen. Each optimizer's batch size is the one with the best mean rank over the datasets of its "

@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from study.report import fmt, toy
-from study.report.answer import WINNER
+from study.report import fmt
+from study.report.checks import toy
+from study.report.judge.answer import WINNER
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 # a claim that holds by how the code is built: checked as a sanity check of the code, not evidence about optimizers

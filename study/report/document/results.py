@@ -4,10 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from study.report import figures, fmt
+from study.report.document import figures
+from study.report import fmt
 from study.report.analysis import Analysis
-from study.report.blocks import Details, Figure, Heading, Paragraph, Table
-from study.report.tables import Tables, matrix
+from study.report.document.blocks import Details, Figure, Heading, Paragraph, Table
+from study.report.document.tables import Tables, matrix
 
 
 def _to_target(row) -> str:

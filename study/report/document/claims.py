@@ -8,10 +8,11 @@ from importlib import metadata
 import pandas as pd
 import yaml
 
-from study.report import claims, figures
+from study.report.checks import claims
+from study.report.document import figures
 from study.report.analysis import Analysis
-from study.report.blocks import Code, Figure, Heading, Paragraph, Table
-from study.report.tables import Tables
+from study.report.document.blocks import Code, Figure, Heading, Paragraph, Table
+from study.report.document.tables import Tables
 
 REPORT_PACKAGES = ("numpy", "scipy", "pandas", "matplotlib", "scikit-posthocs", "baycomp")
 
