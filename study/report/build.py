@@ -1,4 +1,10 @@
-"""Build a sweep's report from its stores and log it to MLflow: what ``make report`` and ``make sweep`` run."""
+"""Build a sweep's report from its stores and log it to MLflow: what ``make report`` and ``make sweep`` run.
+
+The way through: ``inputs.load`` reads the stores, ``coverage.restrict`` keeps the largest complete grid of finished
+cells, ``analysis.analyse`` computes everything the report says (the judge's and the checks' rooms), and
+``document.compose.write`` writes it. The heavy modules are imported when a report is built, not when this one is:
+``--help`` and a mistyped flag need no numpy.
+"""
 from __future__ import annotations
 
 import os
@@ -50,7 +56,7 @@ def build(runs_dir: str | Path, sweep: str | None = None, out: str | Path | None
     results = inputs.load(runs_dir, sweep)
     if results.evals.empty:  # nothing to build a report on: one line (a partial sweep gets a partial report)
         raise BadInput("--sweep", f"sweep {sweep!r} has no finished evaluation runs yet")
-    files = document.write(results, out, report_settings, code_commit())
+    files = write(results, out, report_settings, code_commit())
     say(f"report: {out / 'report.html'} and {out / 'report.md'} ({len(files)} files)")
     if log:
         client = tracking.client(runs_dir)
@@ -58,3 +64,15 @@ def build(runs_dir: str | Path, sweep: str | None = None, out: str | Path | None
         run_id = tracking.log_report_run(client, experiment, out, ("report.html", "report.md"), ("figures", "tables"))
         say(f"logged as MLflow run {run_id} (role=report) in experiment {sweep!r}")
     return out
+
+
+def write(results, out_dir: str | Path, settings, report_commit: str = "") -> list[Path]:
+    """The report of ``results`` (a ``study.report.inputs.SweepResults``) with ``settings``
+    (``study.report.settings.Settings``) into ``out_dir``, replacing the report there; returns the files written,
+    the directory's marker aside."""
+    from study.report import analysis, coverage
+    from study.report.document import compose, output
+
+    out_dir = output.check(out_dir)  # before the work: a path the report may not replace is refused at once
+    used, covered = coverage.restrict(results)
+    return compose.write(analysis.analyse(used, settings), out_dir, report_commit, covered)

@@ -194,7 +194,7 @@ def bootstrap_median_ci(values, level: float = 0.95, n_resamples: int = 2000, se
     return float(np.quantile(medians, (1 - level) / 2)), float(np.quantile(medians, (1 + level) / 2))
 
 
-@dataclass
+@dataclass(frozen=True)
 class FamilyResult:
     """Everything the report says about one family of treatments compared over the datasets."""
 
