@@ -31,7 +31,7 @@ def test_random_arm_curves_score_what_validation_picks_and_never_read_tpe_trials
                            "arm": ["random"] * 4 + ["tpe"] * 2, "number": [0, 1, 2, 3, 0, 1],
                            "state": ["COMPLETE", "DIVERGED", "COMPLETE", "PRUNED", "COMPLETE", "COMPLETE"],
                            "value": [0.5, 2.0, 0.3, np.nan, 0.01, 0.02], "test_loss": [0.6, 2.5, 0.45, 9.0, 0.0, 0.0]})
-    curves = tuning_value.random_arm_curves(trials, 4, resamples=50, seed=0)
+    curves = tuning_value.random_arm_curves(trials, 4, resamples=50, seed=0, level=0.9)
     assert curves["trials"].iloc[0] == 3  # the pruned trial has no score; TPE's are not the random arm
     _, expected = tuning_value.expected_best_of_k(np.array([0.5, 2.0, 0.3]), np.array([0.6, 2.5, 0.45]), [1, 2, 3, 4])
     assert curves["test"].to_numpy() == pytest.approx(expected)
@@ -44,7 +44,7 @@ def test_tunability_by_hand():
     trials = pd.DataFrame({"dataset": "d", "optimizer": "gd", "batch_size": "full", "arm": ["tpe"] + ["random"] * 4,
                            "number": range(5), "state": ["COMPLETE", "COMPLETE", "COMPLETE", "PRUNED", "DIVERGED"],
                            "value": [1.0, 1.04, 1.09, np.nan, 5.0]})
-    t = tuning_value.tunability(trials, ["gd"]).iloc[0]
+    t = tuning_value.tunability(trials, ["gd"], margins=(0.05, 0.10)).iloc[0]
     assert t["trials"] == 4 and t["within_5pct"] == 0.25 and t["within_10pct"] == 0.5
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from study.core import data, optim
 from study.schema.lecture import Lecture
@@ -60,6 +60,19 @@ class Rope(Frozen):
 class Stability(Frozen):
     resamples: Count
     band_resamples: Count
+    band_level: Unit
+    survives: Unit
+    mostly_survives: Unit
+
+    @model_validator(mode="after")
+    def _tiers(self):
+        if self.mostly_survives > self.survives:
+            raise ValueError(f"mostly_survives ({self.mostly_survives}) must not exceed survives ({self.survives})")
+        return self
+
+
+class Tunability(Frozen):
+    margins: Annotated[tuple[Unit, ...], Field(min_length=1)]  # relative margins of a cell's best validation loss
 
 
 class Target(Frozen):
@@ -84,6 +97,7 @@ class Report(Frozen):
     stability: Stability
     target: Target
     budgets: Annotated[tuple[Count, ...], Field(min_length=1)]  # tuning budgets (trials per cell)
+    tunability: Tunability
     edge: Edge
     profile: PerformanceProfile
     figures: Figures

@@ -26,7 +26,8 @@ def claims_section(a: Analysis, tables: Tables) -> list:
     shown = pd.DataFrame([{"#": i + 1, "the lecture says": r["claim"], "verdict": f"**{r['verdict']}**",
                            "the number": r["measured"], "criterion": r["criterion"], "evidence": r["evidence"]}
                           for i, r in enumerate(rows)])
-    picture = figures.claims_toy(a.checks.toy, float(a.settings.toy.lecture_eta))
+    toy = a.settings.toy
+    picture = figures.claims_toy(a.checks.toy, float(toy.lecture_eta), toy.criteria.target_fraction)
     return [Heading("The lecture's claims, checked"), Paragraph(
         f"One row per claim. Each criterion and threshold was written into `conf/claims.yaml` before the claims "
         f"were evaluated, and each is checked over a grid of learning rates (or over the sweep's cells), never at "
@@ -39,7 +40,8 @@ def claims_section(a: Analysis, tables: Tables) -> list:
         f"the sweep. A u-turn is a sign change of the update along one parameter."),
         Table(shown, "The lecture's claims.", csv),
         Figure("claims_toy", figures.png_bytes(picture, a.settings.report.figures.dpi),
-               "Toy evidence: loss on the lecture's problem at its learning rate; epochs to 1% of the starting loss "
+               f"Toy evidence: loss on the lecture's problem at its learning rate; epochs to "
+               f"{toy.criteria.target_fraction:.0%} of the starting loss "
                "and u-turns against the learning rate; the error of mini-batch gradients against batch size "
                "(softmax regression, a line per learning rate).")]
 

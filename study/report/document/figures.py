@@ -272,7 +272,7 @@ def performance_profiles(profiles: list[tuple[str, pd.DataFrame]]):
 
 
 # --- the lecture's claims ------------------------------------------------------------------------------------------
-def claims_toy(raw: dict, lecture_eta: float):
+def claims_toy(raw: dict, lecture_eta: float, target_fraction: float):
     """The toy evidence: loss against epoch at the lecture's learning rate; epochs to target and u-turns against
     the learning rate; mini-batch gradient error and u-turn rate against batch size."""
     runs, mb = raw["toy"], raw["minibatch"]
@@ -287,7 +287,7 @@ def claims_toy(raw: dict, lecture_eta: float):
                 title=f"toy problem, eta = {runs['etas'][at]:g}")
     axes[0].set_ylim(bottom=1e-8)  # below this the runs are converged; momentum's tail reaches 1e-32
     _legend_right(fig, axes[0])
-    axes[1].set(xscale="log", yscale="log", xlabel="eta", title="epochs to 1% of the start loss")
+    axes[1].set(xscale="log", yscale="log", xlabel="eta", title=f"epochs to {target_fraction:.0%} of the start loss")
     axes[2].set(xscale="log", yscale="log", xlabel="eta", title="u-turns (+0.5)")
     sizes = [b for b in mb["sizes"] if b in mb["gradient_error"]]
     for j, eta in enumerate(mb["etas"]):

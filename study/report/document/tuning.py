@@ -11,11 +11,13 @@ from study.report.analysis import Analysis
 from study.report.document.blocks import Figure, Heading, Paragraph, Table
 from study.report.document.tables import Tables
 from study.report.document.sentences import short_status, status_sentence
+from study.report.judge.tuning_value import within
 
 
 
 def _budget_blocks(a: Analysis, tables: Tables) -> list:
     curves, dpi = a.tuning.best_after_k, a.settings.report.figures.dpi
+    band = f"{a.settings.report.stability.band_level:.0%}"
     tables.add("budget_curves", curves)
     tables.add("best_of_k", a.tuning.random_curves)
     epochs = a.verdict.answer("epochs", "tuned")
@@ -26,12 +28,12 @@ def _budget_blocks(a: Analysis, tables: Tables) -> list:
             "**What k trials buy.** Every cell also ran an unpruned random search with the same number of trials, "
             "each trial scored on test too (tag `scored_on_test=true`; no choice reads it). The expected best-of-k "
             "(Dodge et al. 2019; Sivaprasad et al. 2020): the expected test loss of the trial that validation would "
-            "pick among k drawn at random, computed exactly over all draws with replacement, with a 90% band from "
-            "resampling the arm's trials. Shown above the dataset's best value in seed-to-seed spreads, median "
-            "over datasets; each optimizer at the batch size chosen for it at equal epochs."),
+            "pick among k drawn at random, computed exactly over all draws with replacement, with a " + band +
+            " band from resampling the arm's trials. Shown above the dataset's best value in seed-to-seed spreads, "
+            "median over datasets; each optimizer at the batch size chosen for it at equal epochs."),
             Figure("best_of_k", figures.png_bytes(picture, dpi),
                    "Expected test loss of validation's pick among k random trials (median over datasets, band: "
-                   "median of the cells' 90% bands).")]
+                   f"median of the cells' {band} bands).")]
         how = "the expected test loss of validation's pick among k random trials (chosen by the expected best-of-k " \
               "validation loss)"
     else:
@@ -59,15 +61,15 @@ def _budget_blocks(a: Analysis, tables: Tables) -> list:
 def _value_blocks(a: Analysis, tables: Tables) -> list:
     """Tunability, tuning gain, several defaults against one tuned."""
     blocks = []
-    t = a.tuning.tunability
+    t, margins = a.tuning.tunability, a.settings.report.tunability.margins
     csv = tables.add("tunability", t)
     if len(t):
-        blocks.append(Table(pd.DataFrame({"optimizer": t["optimizer"], "random trials": t["trials"],
-                                          "within 5% of the cell's best": [fmt.share(v) for v in t["within_5pct"]],
-                                          "within 10%": [fmt.share(v) for v in t["within_10pct"]]}),
-                            "Tunability: the share of an optimizer's random trials whose validation loss is within 5% "
-                            "and 10% of its cell's best (both arms): how forgiving it is of hyperparameters drawn at "
-                            "random.", csv))
+        shares = {f"within {m:.0%}" + (" of the cell's best" if i == 0 else ""): [fmt.share(v) for v in t[within(m)]]
+                  for i, m in enumerate(margins)}
+        blocks.append(Table(pd.DataFrame({"optimizer": t["optimizer"], "random trials": t["trials"], **shares}),
+                            f"Tunability: the share of an optimizer's random trials whose validation loss is within "
+                            f"{fmt.names(f'{m:.0%}' for m in margins)} of its cell's best (both arms): how forgiving "
+                            f"it is of hyperparameters drawn at random.", csv))
     g = a.tuning.gain
     csv = tables.add("tuning_gain", g)
     if len(g):

@@ -10,6 +10,7 @@ from study.report.document import figures
 from study.report import fmt
 from study.report.analysis import Analysis
 from study.report.judge.answer import effects
+from study.report.judge.decide import survival
 from study.report.document.blocks import Bullets, Details, Figure, Heading, Paragraph, Table
 from study.report.judge.scoring import BUDGET_NAMES, BUDGETS
 from study.report.document.tables import Tables
@@ -132,6 +133,7 @@ def stability_section(a: Analysis, tables: Tables) -> list:
         mine = s[(s["budget"] == budget) & (s["track"] == track)]
         optimizers = mine[mine["kind"] == "optimizer"].sort_values("p_best", ascending=False, kind="stable")
         batches = mine[mine["kind"] == "batch_size"].sort_values("p_best", ascending=False, kind="stable")
+        # those that print as 0% are left out (the table lists optimizers with P > 0)
         listed = lambda names, ps: ", ".join(f"{n} {fmt.share(p)}" for n, p in zip(names, ps) if p >= 0.005)  # noqa
         rows.append({"budget": BUDGET_NAMES[budget], "track": track, "recommended": ans.recommended or "",
                      "P(validation picks it)": listed(optimizers["optimizer"], optimizers["p_best"]),
@@ -143,7 +145,7 @@ def stability_section(a: Analysis, tables: Tables) -> list:
         same = a.verdict.same_headline.get((budget, track), math.nan)
         if track != "tuned" or math.isnan(same):
             continue
-        word = "survives" if same >= 0.8 else ("mostly survives" if same >= 0.5 else "does not survive")
+        word = survival(same, a.settings.report.stability)
         statements.append(f"{BUDGET_WORDS[budget]}, \"{ans.recommended} at batch size {ans.batch}\" {word} "
                           f"resampling ({fmt.share(same)} of resamples; {ans.recommended} alone "
                           f"{fmt.share(_p_best(a, budget, track, ans.recommended))}).")

@@ -78,7 +78,7 @@ def differences(budget: str, spread: pd.Series, never: pd.Series):
 def family_tests(scores: pd.DataFrame, differences, rope: float, st: Statistics, focus: str | None = None):
     """The declared tests of a family (``stats.compare_family``) with conf/report.yaml's statistics."""
     return stats.compare_family(scores, differences, rope=rope, alpha=st.alpha, nsamples=st.bayes_samples,
-                                seed=st.seed, confidence=st.confidence, focus=focus)
+                                seed=st.seed, confidence=st.confidence, focus=focus, resamples=st.bootstrap_resamples)
 
 
 def mean_ranks(table: pd.DataFrame) -> pd.Series:
@@ -215,10 +215,10 @@ def effects(a: Answer, cells: pd.DataFrame, spread: pd.Series, report: Report) -
                                           st.seed)[1] if len(acc) else math.nan
         rows.append({"budget": a.budget, "track": a.track, "optimizer": other,
                      "rel_median": float(np.nanmedian(rel)) if np.isfinite(rel).any() else math.nan,
-                     **dict(zip(("rel_low", "rel_high"), stats.bootstrap_median_ci(rel, st.confidence,
-                                                                                  seed=st.seed))),
+                     **dict(zip(("rel_low", "rel_high"), stats.bootstrap_median_ci(
+                         rel, st.confidence, st.bootstrap_resamples, st.seed))),
                      "acc_median": float(np.median(acc)) if len(acc) else math.nan,
-                     **dict(zip(("acc_low", "acc_high"), stats.bootstrap_median_ci(acc, st.confidence,
-                                                                                  seed=st.seed))),
+                     **dict(zip(("acc_low", "acc_high"), stats.bootstrap_median_ci(
+                         acc, st.confidence, st.bootstrap_resamples, st.seed))),
                      "acc_p_equivalent": p_eq, "acc_datasets": len(acc)})
     return pd.DataFrame(rows, columns=columns)

@@ -14,6 +14,9 @@ Three kinds of verdict share three decisions:
 - **Evidence from a share of cases** (``by_share``): True at a share >= support, False at <= contradict, None in
   between or with fewer than min_cases (conf/claims.yaml's verdict block).
 
+- **Whether a headline survives resampling** (``survival``): the share of bootstrap resamples that pick the same
+  optimizer at the same batch size, against conf/report.yaml's ``stability.survives`` and ``mostly_survives``.
+
 A check's verdict needs evidence both ways: True is "supported" / "agrees", False "contradicted" / "disagrees", None
 "inconclusive" / "cannot tell" (``CLAIM.word``, ``FINDING.word``).
 """
@@ -23,6 +26,7 @@ import math
 from dataclasses import dataclass
 
 from study.report.judge import stats
+from study.schema.report import Stability
 
 # where one treatment stands against the chosen one
 BEHIND, AHEAD, SAME, UNSEPARATED = "behind", "ahead", "equivalent", "unresolved"
@@ -48,6 +52,8 @@ CLAIM = Words("supported", "contradicted", "inconclusive")  # the lecture's clai
 FINDING = Words("agrees", "disagrees", "cannot tell")  # the published findings
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = CLAIM.holds, CLAIM.fails, CLAIM.neither
 AGREES, DISAGREES, CANNOT_TELL = FINDING.holds, FINDING.fails, FINDING.neither
+# how the verdict words its stability under resampling
+SURVIVES, MOSTLY_SURVIVES, DOES_NOT_SURVIVE = "survives", "mostly survives", "does not survive"
 
 
 @dataclass(frozen=True)
@@ -126,3 +132,10 @@ def by_share(share: float, cases: int, rules) -> bool | None:
     if share <= rules.contradict:
         return False
     return None
+
+
+def survival(share: float, stability: Stability) -> str:
+    """How far a headline (an optimizer at a batch size) survives resampling: the share of resamples that pick it."""
+    if share >= stability.survives:
+        return SURVIVES
+    return MOSTLY_SURVIVES if share >= stability.mostly_survives else DOES_NOT_SURVIVE

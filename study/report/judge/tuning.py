@@ -49,7 +49,7 @@ def tuning(results: SweepResults, scores: Scores, verdict: Verdict, grid: Grid, 
     ks = sorted({min(k, max_trials) for k in report.budgets if max_trials})
     curves_k = trials_.best_after_k(trials, max_trials, spread) if max_trials else pd.DataFrame()
     random_curves = tuning_value.random_arm_curves(trials, max_trials, report.stability.band_resamples,
-                                                   report.statistics.seed) \
+                                                   report.statistics.seed, report.stability.band_level) \
         if max_trials and "test_loss" in trials else pd.DataFrame()
     tuned, default = verdict.answer("epochs", "tuned"), verdict.answer("epochs", "default")
     winners = _winners(curves_k, random_curves, tuned.chosen_batch, ks, grid, spread, report) \
@@ -57,7 +57,8 @@ def tuning(results: SweepResults, scores: Scores, verdict: Verdict, grid: Grid, 
     margin = report.edge.margin
     return Tuning(
         trial_budgets=ks, best_after_k=curves_k, winners=winners, random_curves=random_curves,
-        tunability=tuning_value.tunability(trials, grid.optimizers) if len(trials) else pd.DataFrame(),
+        tunability=tuning_value.tunability(trials, grid.optimizers, report.tunability.margins)
+        if len(trials) else pd.DataFrame(),
         gain=tuning_value.tuning_gain(scores.cells, tuned.chosen_batch, grid.datasets, spread, report)
         if tuned is not None and "default" in grid.tracks else pd.DataFrame(),
         several_defaults=tuning_value.several_defaults(scores.cells, tuned.chosen_batch, default.chosen_batch,

@@ -50,8 +50,7 @@ def expected_best_of_k(val: np.ndarray, test: np.ndarray, ks) -> tuple[np.ndarra
     return weights @ v, weights @ t
 
 
-def random_arm_curves(trials: pd.DataFrame, max_k: int, resamples: int, seed: int,
-                      level: float = 0.9) -> pd.DataFrame:
+def random_arm_curves(trials: pd.DataFrame, max_k: int, resamples: int, seed: int, level: float) -> pd.DataFrame:
     """Per cell with a random arm and k = 1..max_k: expected best-of-k validation loss, expected test loss of
     validation's pick, and a bootstrap band of the latter (the arm's trials resampled with replacement)."""
     rng = np.random.default_rng(seed)
@@ -91,7 +90,12 @@ def winners_at_k(curves: pd.DataFrame, chosen_batch: dict, ks, datasets, spread,
     return out
 
 
-def tunability(trials: pd.DataFrame, optimizers, margins=(0.05, 0.10)) -> pd.DataFrame:
+def within(margin: float) -> str:
+    """The tunability table's column for a margin: within_5pct."""
+    return f"within_{round(100 * margin)}pct"
+
+
+def tunability(trials: pd.DataFrame, optimizers, margins) -> pd.DataFrame:
     """Per optimizer: the share of its random trials (over all its cells) within each margin of the cell's best
     validation loss (the best over both arms), and how many trials and cells that rests on."""
     scored = trials[trials["state"].isin(SCORED) & np.isfinite(trials["value"].astype(float))]
@@ -105,7 +109,7 @@ def tunability(trials: pd.DataFrame, optimizers, margins=(0.05, 0.10)) -> pd.Dat
                "cells": int(arm.loc[mine, CELL].drop_duplicates().shape[0])}
         for margin in margins:
             close = value[mine] <= (1 + margin) * arm.loc[mine, "best"].to_numpy(float)
-            row[f"within_{round(100 * margin)}pct"] = float(close.mean()) if mine.any() else np.nan
+            row[within(margin)] = float(close.mean()) if mine.any() else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -123,7 +127,7 @@ def tuning_gain(cells: pd.DataFrame, chosen_batch: dict, datasets, spread, repor
             continue
         d = np.asarray(diff(default[(optimizer, batch)], tuned[(optimizer, batch)]), float)
         d = d[np.isfinite(d)]
-        low, high = stats.bootstrap_median_ci(d, st.confidence, seed=st.seed)
+        low, high = stats.bootstrap_median_ci(d, st.confidence, st.bootstrap_resamples, st.seed)
         worse, same, better = stats.bayesian_signed_rank(d, report.rope.on_scale("epochs"), st.bayes_samples,
                                                          st.seed) if len(d) else (np.nan,) * 3
         rows.append({"optimizer": optimizer, "batch_size": batch, "median_gain": float(np.median(d)) if len(d)
