@@ -20,8 +20,8 @@ from study.report import settings
 from study.report.inputs import SweepResults
 
 # the values a test may lower, and where conf/report.yaml declares them: (block, key)
-FAST = {"bayes_samples": ("statistics", "bayes_samples"),
-        "bootstrap_resamples": ("statistics", "bootstrap_resamples"), "stability_resamples": ("stability", "resamples"), "band_resamples": ("stability", "band_resamples"),
+FAST = {"bayes_samples": ("statistics", "bayes_samples"), "bootstrap_resamples": ("statistics", "bootstrap_resamples"),
+        "stability_resamples": ("stability", "resamples"), "band_resamples": ("stability", "band_resamples"),
         "target_factor": ("target", "factor")}
 
 

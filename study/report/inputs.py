@@ -29,7 +29,8 @@ class SweepResults:
     config: dict
     # One row per evaluation run: dataset, optimizer, batch_size ("full", "128", ..., "1"), track ("tuned" |
     # "default"), seed, test_loss, test_accuracy (NaN for regression), diverged (0/1), seconds, n_train, and the
-    # hyperparameters used (eta, gamma, beta, beta1, beta2, eps; NaN where the optimizer has none), and
+    # hyperparameters used (every one the registry declares, ``hyperparameter_names()``; NaN where the optimizer
+    # has none), and
     # initial_val_loss (the untrained network's validation loss: what a diverged run scores on validation).
     evals: pd.DataFrame
     # One row per evaluation run and epoch (from the cell runs' curves.parquet): dataset, optimizer, batch_size,
@@ -39,7 +40,7 @@ class SweepResults:
     # One row per tuning trial that finished: dataset, optimizer, batch_size, arm ("tpe" | "random"), number
     # (0-based, in the order the trials were asked within cell and arm), state (COMPLETE | PRUNED | FAIL |
     # DIVERGED), value (final validation loss; the finite penalty for DIVERGED; NaN for PRUNED and FAIL),
-    # eta, gamma, beta, beta1, beta2, eps; test_loss (random arm only, scored on test for the expected best-of-k
+    # the hyperparameters (as in evals); test_loss (random arm only, scored on test for the expected best-of-k
     # curves; NaN elsewhere).
     trials: pd.DataFrame
     # Parameter importances per cell (Optuna's default evaluator): dataset, optimizer, batch_size, param, importance.
@@ -133,8 +134,9 @@ def canonical(results: SweepResults) -> SweepResults:
     return dataclasses.replace(results, **frames)
 
 
-# every hyperparameter the registry declares, under its lecture name: one column each in evals and trials
-HYPER = tuple(dict.fromkeys(h for opt in OPTIMIZERS.values() for h in opt.hyper))
+def hyperparameter_names() -> tuple[str, ...]:
+    """Every hyperparameter the registry declares, under its lecture name: one column each in evals and trials."""
+    return tuple(dict.fromkeys(h for opt in OPTIMIZERS.values() for h in opt.hyper))
 CURVE_METRICS = ("train_loss", "val_loss", "val_accuracy", "grad_norm", "updates", "seconds", "test_loss",
                  "test_accuracy")
 CELL_COLUMNS = ["dataset", "optimizer", "batch_size", "seconds_per_epoch", "diverged_share"]
@@ -190,7 +192,7 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
     config = meta["config"]
     n_train = {d: data.load(d, 0, config["val_fraction"], config["test_fraction"]).X_train.shape[0]
                for d in config["datasets"]}
-    eval_rows = []
+    eval_rows, hyper_names = [], hyperparameter_names()
     for (dataset, optimizer, batch), record in records.items():
         scores = record.eval_scores()
         for (track, seed), run_id in sorted(record.eval_runs().items()):  # what MLflow holds, orphans aside
@@ -200,7 +202,7 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
                               "seed": seed, "test_loss": final.get("test_loss", np.nan),
                               "test_accuracy": final.get("test_accuracy", np.nan),
                               "diverged": int(final.get("diverged", 0)), "seconds": final.get("seconds", np.nan),
-                              "n_train": n_train[dataset], **{h: float(hyper.get(h, np.nan)) for h in HYPER},
+                              "n_train": n_train[dataset], **{h: float(hyper.get(h, np.nan)) for h in hyper_names},
                               "initial_val_loss": final.get("initial_val_loss", np.nan),
                               "final_train_loss": final.get("final_train_loss", np.nan)})
     recorded_cells = {r.cell_run_id for r in records.values() if r.cell_run_id}
@@ -210,7 +212,7 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
     return SweepResults(
         name=sweep, config=config,
         evals=pd.DataFrame(eval_rows, columns=[*EVAL_KEYS, "test_loss", "test_accuracy", "diverged", "seconds",
-                                               "n_train", *HYPER, "initial_val_loss", "final_train_loss"]),
+                                               "n_train", *hyper_names, "initial_val_loss", "final_train_loss"]),
         cells=pd.DataFrame([{"dataset": r.data.tags.get("dataset"), "optimizer": r.data.tags.get("optimizer"),
                              "batch_size": r.data.tags.get("batch_size"),
                              "seconds_per_epoch": r.data.metrics.get("seconds_per_epoch", np.nan),
@@ -219,7 +221,7 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
                            columns=CELL_COLUMNS),
         curves=curves,
         trials=pd.DataFrame(trials, columns=["dataset", "optimizer", "batch_size", "arm", "number", "state", "value",
-                                             *HYPER, "test_loss"]),
+                                             *hyper_names, "test_loss"]),
         importances=pd.DataFrame(importance_rows, columns=["dataset", "optimizer", "batch_size", "param",
                                                            "importance"]),
         meta={"git_commit": sample.get("git_commit", "unknown"),

@@ -15,7 +15,6 @@ from study.report.judge.verdict import Verdict
 from study.schema.report import Claims, Report, ToyProblem
 
 
-
 @dataclass(frozen=True)
 class Checks:
     claims: tuple[ClaimCheck, ...]  # one per claim, in the lecture's order

@@ -16,7 +16,8 @@ from study.report import fmt
 from study.report.inputs import Grid, SweepResults
 from study.report.judge import stats
 from study.report.judge.answer import score_table
-from study.report.judge.decide import AHEAD, CANNOT_TELL, FINDING, UNSEPARATED, by_share, is_the_pick, standing
+from study.report.judge.decide import (AHEAD, BEHIND, CANNOT_TELL, FINDING, SAME, UNRESOLVED, UNSEPARATED, by_share,
+                                       is_the_pick, standing)
 from study.report.judge.scoring import Scores
 from study.report.judge.tuning import Tuning
 from study.report.judge.verdict import Verdict
@@ -49,9 +50,9 @@ def schmidt(epochs, several, scope: str, st: Statistics) -> list[dict]:
                          "at equal epochs, tuned: Adam (at its chosen batch size) is validation's pick or practically "
                          "equivalent to it on test; significantly behind it disagrees",
                          "Adam is the pick" if epochs.recommended == "adam" else
-                         f"Adam against {epochs.recommended}: " + ("behind" if "adam" in j.behind else
-                                                                   "equivalent" if "adam" in j.equivalent else
-                                                                   "cannot separate"), competitive, scope))
+                         f"Adam against {epochs.recommended}: " + (BEHIND if "adam" in j.behind else
+                                                                   SAME if "adam" in j.equivalent else
+                                                                   UNRESOLVED), competitive, scope))
     if several is not None:
         s, chosen = several.judgement, "several defaults"
         best = several.result.mean_ranks.index[0]

@@ -8,9 +8,9 @@ from importlib import metadata
 import pandas as pd
 import yaml
 
+from study.report.analysis import Analysis
 from study.report.checks import claims
 from study.report.document import figures
-from study.report.analysis import Analysis
 from study.report.document.blocks import Code, Figure, Heading, Paragraph, Table
 from study.report.document.tables import Tables
 

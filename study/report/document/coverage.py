@@ -9,11 +9,11 @@ import pandas as pd
 
 from study.report import fmt
 from study.report.analysis import Analysis
-from study.report.document.blocks import Bullets, Heading, Paragraph
 from study.report.coverage import NOT_FINISHED, NOT_RECORDED, SET_ASIDE, USED, Coverage
-from study.report.judge.scoring import BUDGETS
-from study.report.document.tables import Tables
+from study.report.document.blocks import Bullets, Heading, Paragraph
 from study.report.document.sentences import BUDGET_WORDS
+from study.report.document.tables import Tables
+from study.report.judge.scoring import BUDGETS
 
 LISTED = 12  # cells named in a bullet before "and N more"
 
@@ -47,7 +47,8 @@ def unmeasured(a: Analysis) -> tuple[list[str], list[str]]:
                        else "test-loss curves")  # a cost to the target is counted on the test curve
             wholly.append(f"{BUDGET_WORDS[budget]}: not measured at all (the sweep recorded no {lacking} for the "
                          f"cells this report rests on).")
-    measured = [b for b in BUDGETS if a.verdict.answer(b, "tuned") is not None and a.verdict.answer(b, "tuned").measured]
+    tuned = {b: a.verdict.answer(b, "tuned") for b in BUDGETS}
+    measured = [b for b, ans in tuned.items() if ans is not None and ans.measured]
     if no_test and len(no_test) < len(keys) and {"updates", "seconds"} & set(measured):
         partly.append(f"Equal updates and equal wall time: not measured for {len(no_test)} cell(s) without a "
                      f"test-loss curve ({_cells(no_test)}); they rank last there.")

@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 
 from study.report import fmt
-from study.report.judge import stats
 from study.report.analysis import Analysis
 from study.report.document.blocks import Heading, Paragraph, Table
 from study.report.document.tables import Tables
+from study.report.judge import stats
 
 
 def generalisation_rows(a: Analysis) -> pd.DataFrame:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from study.report.document import figures
 from study.report import fmt
 from study.report.analysis import Analysis
+from study.report.document import figures
 from study.report.document.blocks import Details, Figure, Heading, Paragraph, Table
 from study.report.document.tables import Tables, matrix
 

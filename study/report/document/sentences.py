@@ -1,4 +1,4 @@
-"""The verdict in words: what to do at each budget, how sure, and what the tests allow, from study.report.answer.
+"""The verdict in words: what to do at each budget, how sure, and what the tests allow (study.report.judge.answer).
 
 Absence of evidence is worded as such ("the data cannot separate them"); practical equivalence is an answer ("are
 practically equivalent"); neither is ever "within what chance produces".
@@ -12,7 +12,7 @@ import pandas as pd
 from study.core.hyperparams import search_value, searched_as
 from study.report import fmt
 from study.report.judge.answer import Answer
-from study.report.judge.decide import DISAGREE, EQUIVALENT, NOT_MEASURED, UNRESOLVED, WINNER, Judgement
+from study.report.judge.decide import DISAGREE, EQUIVALENT, NOT_MEASURED, NOT_TESTED, UNRESOLVED, WINNER, Judgement
 
 SCOPE = ("Scope: small MLPs (one hidden layer) on small tabular and 2-D datasets, 60 to 1,100 training samples; "
          "not deep networks, large data or long training.")
@@ -100,6 +100,6 @@ def short_status(j: Judgement) -> str:
         return f"validation picks {j.chosen}, test prefers {'/'.join(j.ahead)}"
     if j.status == UNRESOLVED:
         return f"{j.chosen} leads; cannot separate {'/'.join(j.unresolved)}"
-    return "not tested" if j.why else "not measured"
+    return NOT_TESTED if j.why else NOT_MEASURED
 
 

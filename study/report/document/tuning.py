@@ -5,14 +5,13 @@ import pandas as pd
 
 from study.core.hyperparams import lecture_name, searched_as
 from study.core.optim import OPTIMIZERS
-from study.report.document import figures
 from study.report import fmt
 from study.report.analysis import Analysis
+from study.report.document import figures
 from study.report.document.blocks import Figure, Heading, Paragraph, Table
-from study.report.document.tables import Tables
 from study.report.document.sentences import short_status, status_sentence
+from study.report.document.tables import Tables
 from study.report.judge.tuning_value import within
-
 
 
 def _budget_blocks(a: Analysis, tables: Tables) -> list:
@@ -144,7 +143,8 @@ def tuning_section(a: Analysis, tables: Tables) -> list:
     if len(edges):
         blocks.append(Paragraph(f"**Warning: {len(edges)} tuned value(s) lie on the edge of their search range** "
                                 f"(within {a.settings.report.edge.margin:.0%} of its width; log width for log "
-                                f"ranges). The best value there may lie outside the range, so those cells may be under-tuned."))
+                                f"ranges). The best value there may lie outside the range, so those cells may be "
+                                f"under-tuned."))
         blocks.append(Table(_edge_table(edges), "Tuned values on the edge of the search range.", csv))
     else:
         blocks.append(Paragraph("No tuned value lies on the edge of its search range."))

@@ -6,15 +6,15 @@ import math
 import numpy as np
 import pandas as pd
 
-from study.report.document import figures
 from study.report import fmt
 from study.report.analysis import Analysis
+from study.report.document import figures
+from study.report.document.blocks import Bullets, Details, Figure, Heading, Paragraph, Table
+from study.report.document.sentences import BUDGET_WORDS, SCOPE, rope_words, short_status, status_sentence, what_to_do
+from study.report.document.tables import Tables
 from study.report.judge.answer import effects
 from study.report.judge.decide import survival
-from study.report.document.blocks import Bullets, Details, Figure, Heading, Paragraph, Table
 from study.report.judge.scoring import BUDGET_NAMES, BUDGETS
-from study.report.document.tables import Tables
-from study.report.document.sentences import BUDGET_WORDS, SCOPE, rope_words, short_status, status_sentence, what_to_do
 
 CHOICES = ("**How each choice was made.** Every choice is made on the validation split; test only scores what was "
            "chosen. Each optimizer's batch size is the one with the best mean rank over the datasets of its "
@@ -152,10 +152,9 @@ def stability_section(a: Analysis, tables: Tables) -> list:
     fig = figures.stability(s, a.grid.optimizers, [b for b in BUDGETS if any(k[0] == b for k in a.verdict.answers)])
     return [Heading("How stable the answer is"), Paragraph(
         f"The verdict's choices recomputed on {a.settings.report.stability.resamples:,} bootstrap resamples: the "
-        f"datasets "
-        f"drawn with replacement, and within each the evaluation seeds drawn with replacement (Sivaprasad et al. "
-        f"2020 report the probability that each optimizer ranks first). In each resample, exactly as above: each "
-        f"optimizer's batch size and the recommended optimizer by validation mean ranks; and, for comparison, "
+        f"datasets drawn with replacement, and within each the evaluation seeds drawn with replacement (Sivaprasad "
+        f"et al. 2020 report the probability that each optimizer ranks first). In each resample, exactly as above: "
+        f"each optimizer's batch size and the recommended optimizer by validation mean ranks; and, for comparison, "
         f"which optimizer ranks first on test among the chosen cells. One sweep's details move with floating-"
         f"point noise between machines; a statement that holds in most resamples of its own datasets and seeds "
         f"is one to lean on, one that holds in half of them is not."), Bullets(statements),
@@ -167,11 +166,12 @@ def stability_section(a: Analysis, tables: Tables) -> list:
 # --- statistics ----------------------------------------------------------------------------------------------------
 def method(a: Analysis) -> str:
     s, rope = a.settings.report.statistics, a.settings.report.rope
+    pairs = len(a.grid.optimizers) * (len(a.grid.optimizers) - 1) // 2
     return (
         f"Declared in `conf/report.yaml` before looking. Blocks are datasets; a cell's score is the mean over its "
         f"evaluation seeds (losses) or the median (costs). Per budget and track: the omnibus **Friedman test in "
         f"Iman and Davenport's F form** (Demšar 2006), then **all pairs** by the **Wilcoxon signed-rank test** "
-        f"with **Holm's** correction over the {len(a.grid.optimizers) * (len(a.grid.optimizers) - 1) // 2} pairs (García & "
+        f"with **Holm's** correction over the {pairs} pairs (García & "
         f"Herrera 2008), read only if the omnibus test is significant (alpha = {s.alpha}). The paired differences "
         f"are on a scale comparable across datasets, so that no test, table or figure divides by a loss near "
         f"zero: a loss difference in units of the dataset's **seed-to-seed spread** (the median over its tuned "

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from study.report.judge import stats
 from study.report.inputs import TRACKS
+from study.report.judge import stats
 from study.report.judge.decide import NOT_MEASURED, Judgement, judge, status
 from study.report.judge.scoring import BUDGETS, measured
 from study.schema.report import Report, Statistics

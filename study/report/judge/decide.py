@@ -33,6 +33,7 @@ BEHIND, AHEAD, SAME, UNSEPARATED = "behind", "ahead", "equivalent", "unresolved"
 # the answer's statuses
 WINNER, EQUIVALENT, UNRESOLVED, DISAGREE, NOT_MEASURED = (
     "winner", "practically equivalent", "cannot separate", "validation and test disagree", "not measured")
+NOT_TESTED = "not tested"  # not measured, for a reason other than the sweep's records (one dataset, one treatment)
 # a claim that holds by how the code is built: checked as a sanity check of the code, not evidence about optimizers
 BY_CONSTRUCTION = "by construction"
 

@@ -1,7 +1,7 @@
 """The secondary comparisons, at equal epochs: the optimizers at each batch size, the batch sizes of each optimizer,
-and which optimizer wins after k tuning trials. The verdict rests on study.report.answer; these say when the answer
-changes. Each is judged the same way: the treatment with the best validation mean rank is the chosen one, test
-scores it against the others (Iman-Davenport, Wilcoxon-Holm over all pairs, the Bayesian ROPE).
+and which optimizer wins after k tuning trials. The verdict rests on study.report.judge.answer; these say when the
+answer changes. Each is judged the same way: the treatment with the best validation mean rank is the chosen one,
+test scores it against the others (Iman-Davenport, Wilcoxon-Holm over all pairs, the Bayesian ROPE).
 """
 from __future__ import annotations
 

@@ -152,7 +152,7 @@ class Scores:
     runs: pd.DataFrame  # per evaluation run: every split's score at every budget (``run_scores``)
     cells: pd.DataFrame  # per cell: the same over seeds (``cell_scores``)
     spread: pd.Series  # per dataset: the seed-to-seed spread of test loss (the loss ROPE's unit)
-    summary: pd.DataFrame  # per cell: test loss and accuracy, means and bootstrap intervals over seeds (``cell_summary``)
+    summary: pd.DataFrame  # per cell: test loss and accuracy, mean and bootstrap interval over seeds
 
 
 def score(results: SweepResults, grid: Grid, report: Report) -> Scores:

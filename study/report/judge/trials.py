@@ -1,4 +1,4 @@
-"""Tuning trials: what a tuning budget of k trials buys, which optimizer wins at small budgets, and where tuning went wrong.
+"""Tuning trials: what a tuning budget of k trials buys, and where tuning went wrong (edges, divergence).
 
 Best validation loss after k trials, per cell:
   - where the sweep has an unpruned random-search arm ("random"): the expected best-of-k over its trials
