@@ -13,8 +13,8 @@ from pathlib import Path
 from study.errors import BadInput
 
 # the files a report's own code lives in: a report says when they differ from the commit it names
-REPORT_CODE = ("study/report", "pipelines/report.py", "conf/report.yaml", "conf/claims.yaml",
-               "conf/lecture.yaml")  # the claims' toy problem
+REPORT_CODE = ("study/report", "study/schema/report.py", "pipelines/report.py", "conf/report.yaml",
+               "conf/claims.yaml", "conf/lecture.yaml")  # the lecture's: the claims' toy problem
 
 
 def code_commit() -> str:
@@ -32,8 +32,8 @@ def build(runs_dir: str | Path, sweep: str | None = None, out: str | Path | None
     """The report of ``sweep`` (default: the newest in the stores) into ``out`` (default: reports/<sweep>/), then
     (``log``) as the artifacts of a run tagged role=report in the sweep's experiment. Every check comes before the
     stores are opened for writing: bad input is one line and nothing written."""
-    from study.report.document import compose as document, output
     from study.report import inputs, settings
+    from study.report.document import output
     from study.sweep import tracking
 
     if str(runs_dir) == "":  # Path("") is the working directory: never what an empty flag meant

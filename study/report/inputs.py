@@ -54,6 +54,11 @@ class SweepResults:
 
     # --- the sweep's config, read here only ---------------------------------------------------------------------
     @property
+    def config_as_logged(self) -> dict:
+        """The whole config as the sweep logged it (the report's provenance hashes it and shows it)."""
+        return self.config
+
+    @property
     def datasets(self) -> tuple[str, ...]:
         """The config's datasets, in its order."""
         return tuple(self.config.get("datasets", []))
@@ -137,6 +142,8 @@ def canonical(results: SweepResults) -> SweepResults:
 def hyperparameter_names() -> tuple[str, ...]:
     """Every hyperparameter the registry declares, under its lecture name: one column each in evals and trials."""
     return tuple(dict.fromkeys(h for opt in OPTIMIZERS.values() for h in opt.hyper))
+
+
 CURVE_METRICS = ("train_loss", "val_loss", "val_accuracy", "grad_norm", "updates", "seconds", "test_loss",
                  "test_accuracy")
 CELL_COLUMNS = ["dataset", "optimizer", "batch_size", "seconds_per_epoch", "diverged_share"]

@@ -60,7 +60,7 @@ def _version(package: str) -> str:
 
 def footer_section(a: Analysis, tables: Tables, report_commit: str) -> list:
     r, meta = a.results, a.results.meta
-    config = r.config  # the whole of it, as the sweep wrote it: hashed and shown below
+    config = r.config_as_logged
     versions = dict(sorted((meta.get("versions") or {}).items()))
     report_versions = {p: _version(p) for p in REPORT_PACKAGES}
     rows = [("sweep", r.name), ("sweep config hash (sweep's)", meta.get("config_hash", "")),

@@ -1,19 +1,18 @@
 """Every verdict the report gives, and the words for it, written once.
 
-Three kinds of verdict share three decisions:
+The answer, the lecture's claims and the published findings share these decisions:
 
 - **Where a treatment stands against the chosen one** (``standing``): *behind* (significantly worse on test,
   Holm-corrected, after a significant omnibus test), *ahead* (significantly better), *equivalent* (P(within the
   ROPE) >= sure) or *unresolved*. The answer's ``judge`` asks it of every other treatment and names the status
   (winner, practically equivalent, cannot separate, validation and test disagree, or not measured); Choi's
-  inclusion hierarchy asks it of each pair, Schmidt's "several defaults" of the best tuned.
-- **Is X the pick?** (``is_the_pick``): True when the tests make X validation's choice and every other treatment
-  significantly behind it (or, ``alone=False``, X is the choice or practically equivalent to it), False when X is
-  significantly behind the choice, None when the data cannot tell. The answer's words, the claim "Adam is the best
-  default", and the literature's Sivaprasad, Schmidt and Choi rows all ask it.
+  inclusion hierarchy asks it of each pair, Schmidt's "several defaults" of the best tuned optimizer.
+- **Is X the pick?** (``is_the_pick``, on the answer's judgement): True when validation chose X and every other
+  treatment is significantly behind it (or, ``alone=False``, X is the choice or practically equivalent to it),
+  False when X is significantly behind the choice, None when the data cannot tell. The claim "Adam is the best
+  default" and Sivaprasad's and Schmidt's findings ask it.
 - **Evidence from a share of cases** (``by_share``): True at a share >= support, False at <= contradict, None in
-  between or with fewer than min_cases (conf/claims.yaml's verdict block).
-
+  between or with fewer than min_cases (conf/claims.yaml's verdict block): the claims and Shallue's finding.
 - **Whether a headline survives resampling** (``survival``): the share of bootstrap resamples that pick the same
   optimizer at the same batch size, against conf/report.yaml's ``stability.survives`` and ``mostly_survives``.
 
@@ -26,7 +25,7 @@ import math
 from dataclasses import dataclass
 
 from study.report.judge import stats
-from study.schema.report import Stability
+from study.schema.report import Stability, Verdict
 
 # where one treatment stands against the chosen one
 BEHIND, AHEAD, SAME, UNSEPARATED = "behind", "ahead", "equivalent", "unresolved"
@@ -123,7 +122,7 @@ def is_the_pick(j: Judgement, treatment: str, alone: bool = True) -> bool | None
     return True if j.chosen == treatment or treatment in j.equivalent else None
 
 
-def by_share(share: float, cases: int, rules) -> bool | None:
+def by_share(share: float, cases: int, rules: Verdict) -> bool | None:
     """Evidence from the share of comparable cases on which a criterion holds, with conf/claims.yaml's verdict
     thresholds (``rules``: support, contradict, min_cases)."""
     if cases < rules.min_cases or math.isnan(share):
