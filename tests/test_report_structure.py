@@ -192,7 +192,7 @@ def test_a_seventh_optimizer_gets_its_colour_name_and_1_minus_x_panel_from_its_e
     assert figures.png_bytes(fig).startswith(b"\x89PNG")
 
 
-def test_importing_and_drawing_the_report_chooses_no_backend():
+def test_importing_and_drawing_the_report_chooses_no_backend(tmp_path):
     """No matplotlib.use and no pyplot in the report: the caller's backend (here svg, from MPLBACKEND) stays its own
     while the report imports and draws; the figures draw on their own Agg canvas. (scikit-posthocs imports pyplot
     for its own plots; importing pyplot chooses no backend.)"""
@@ -209,7 +209,7 @@ def test_importing_and_drawing_the_report_chooses_no_backend():
             "profile = pd.DataFrame({'gd': [0.5, 1.0]}, index=pd.Index([1.0, 2.0], name='tau'))\n"
             "png = figures.png_bytes(figures.performance_profiles([('epochs', profile)]))\n"
             "print(png.startswith(b'\\x89PNG'), matplotlib.get_backend())\n")
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "MPLBACKEND": "svg", "HOME": str(ROOT)}
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "MPLBACKEND": "svg", "MPLCONFIGDIR": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
