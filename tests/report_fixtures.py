@@ -4,15 +4,35 @@
 runs, per-epoch curves, tuning trials (TPE and, optionally, a random arm), importances, config and meta. Test loss
 is a product of a dataset scale, planted multiplicative effects per optimizer and per batch size, a per-(dataset,
 treatment) interaction and seed noise, so a test knows which answer the statistics should find.
+
+``fast_settings(...)`` is the shipped configuration with fewer posterior draws and resamples (conf/report.yaml's
+models, copied with the few values changed).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pandas as pd
 
+from study.report import settings
 from study.report.inputs import SweepResults
+
+# the values a test may lower, and where conf/report.yaml declares them: (block, key)
+FAST = {"bayes_samples": ("statistics", "bayes_samples"), "bootstrap_resamples": ("statistics", "bootstrap_resamples"),
+        "stability_resamples": ("stability", "resamples"), "band_resamples": ("stability", "band_resamples"),
+        "target_factor": ("target", "factor")}
+
+
+def fast_settings(**values) -> settings.Settings:
+    """conf/'s settings with ``values`` (names of FAST) in place of the declared ones."""
+    loaded = settings.load()
+    report = loaded.report
+    for name, value in values.items():
+        block, key = FAST[name]
+        report = report.model_copy(update={block: getattr(report, block).model_copy(update={key: value})})
+    return dataclasses.replace(loaded, report=report)
 
 OPTIMIZERS = ("gd", "momentum", "nag", "adagrad", "rmsprop", "adam")
 BATCH_SIZES = ("full", "128", "64", "32", "1")
@@ -24,7 +44,7 @@ REGRESSION = {"diabetes"}
 HYPER = ("eta", "gamma", "beta", "beta1", "beta2", "eps")
 
 def _range(low, high, one_minus=False):
-    """A search range in the shape the sweep records it (study.sweep.config.Range as a dict)."""
+    """A search range in the shape the sweep records it (a search space's range as a dict)."""
     return {"low": low, "high": high, "log": True, "one_minus": one_minus, "fixed": None}
 
 

@@ -158,9 +158,9 @@ def test_the_toy_problem_is_written_once_the_claims_read_the_lectures(tmp_path):
     assert not {"start", "epochs", "gamma", "beta", "eps", "lecture_eta"} & set(
         yaml.safe_load((CONF / "claims.yaml").read_text())["toy"])
     shipped = lecture.load_settings(CONF / "lecture.yaml")
-    toy = settings.load().claims["toy"]
-    assert toy["start"] == [shipped["start"]["w"], shipped["start"]["b"]] and toy["epochs"] == shipped["epochs"]
-    assert (toy["lecture_eta"], toy["gamma"], toy["beta"], toy["eps"]) == (
+    toy = settings.load().toy
+    assert toy.start == (shipped["start"]["w"], shipped["start"]["b"]) and toy.epochs == shipped["epochs"]
+    assert (toy.lecture_eta, toy.gamma, toy.beta, toy.eps) == (
         shipped["optimizers"]["gd"]["eta"], shipped["optimizers"]["momentum"]["gamma"],
         shipped["optimizers"]["rmsprop"]["beta"], shipped["optimizers"]["rmsprop"]["eps"])
     for name in ("report.yaml", "claims.yaml"):
@@ -168,7 +168,7 @@ def test_the_toy_problem_is_written_once_the_claims_read_the_lectures(tmp_path):
     text = (CONF / "lecture.yaml").read_text()
     assert "start: {w: -2.0, b: -2.0}" in text
     (tmp_path / "lecture.yaml").write_text(text.replace("start: {w: -2.0, b: -2.0}", "start: {w: 1.5, b: -0.5}"))
-    assert settings.load(tmp_path).claims["toy"]["start"] == [1.5, -0.5]
+    assert settings.load(tmp_path).toy.start == (1.5, -0.5)
 
 
 def test_other_settings_files_load_through_their_loaders():

@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from report_fixtures import SEARCH_SPACES
-from study.report import batchmodes, budget, claims, progress, scoring, toy
+from study.report.checks import claims, toy
+from study.report.judge import batchmodes, decide, progress, scoring, trials
+from study.schema.report import Verdict
 
 
 def test_a_diverged_run_scores_the_untrained_network_and_never_reaches_a_target():
@@ -76,15 +78,15 @@ def test_measured_updates_per_epoch_against_the_lecture_table():
 
 
 def test_budget_curves_use_the_random_arm_when_there_is_one():
-    trials = pd.DataFrame({"dataset": "d", "optimizer": "gd", "batch_size": "full",
-                           "arm": ["tpe"] * 3 + ["random"] * 3, "number": [0, 1, 2, 0, 1, 2],
-                           "state": ["COMPLETE", "PRUNED", "COMPLETE", "COMPLETE", "DIVERGED", "COMPLETE"],
-                           "value": [3.0, np.nan, 1.0, 1.0, 9.0, 2.0]})
-    curves = budget.budget_curves(trials, 3)
-    assert set(curves["method"]) == {budget.RANDOM_METHOD}
+    tried = pd.DataFrame({"dataset": "d", "optimizer": "gd", "batch_size": "full",
+                          "arm": ["tpe"] * 3 + ["random"] * 3, "number": [0, 1, 2, 0, 1, 2],
+                          "state": ["COMPLETE", "PRUNED", "COMPLETE", "COMPLETE", "DIVERGED", "COMPLETE"],
+                          "value": [3.0, np.nan, 1.0, 1.0, 9.0, 2.0]})
+    curves = trials.best_after_k(tried, 3)
+    assert set(curves["method"]) == {trials.RANDOM_METHOD}
     assert curves["best_val_loss"].iloc[0] == pytest.approx(4.0)  # mean of 1, 9, 2 (the diverged at its penalty)
-    tpe_only = budget.budget_curves(trials[trials["arm"] == "tpe"], 3)
-    assert set(tpe_only["method"]) == {budget.TPE_METHOD}
+    tpe_only = trials.best_after_k(tried[tried["arm"] == "tpe"], 3)
+    assert set(tpe_only["method"]) == {trials.TPE_METHOD}
     assert tpe_only["best_val_loss"].tolist() == [3.0, 3.0, 1.0]
 
 
@@ -93,7 +95,7 @@ def test_edge_warnings_flag_values_at_the_ends_of_their_ranges():
                           "track": "tuned", "eta": [9.5, 0.01, 0.01], "gamma": [np.nan, 0.9995, np.nan],
                           "beta1": [np.nan, np.nan, 0.9], "beta2": [np.nan, np.nan, 0.999],
                           "eps": [np.nan, np.nan, 1e-8]})
-    edges = budget.edge_warnings(evals, SEARCH_SPACES, 0.05)
+    edges = trials.edge_warnings(evals, SEARCH_SPACES, 0.05)
     found = {(r.optimizer, r.param, r.edge) for r in edges.itertuples()}
     # gd's eta 9.5 is near 10 (log scale); momentum's 1 - gamma = 5e-4 is below 1e-3; adam's values are inside
     assert found == {("gd", "eta", "high"), ("momentum", "gamma", "low")}
@@ -108,12 +110,12 @@ def test_a_value_at_its_natural_limit_is_no_edge_warning():
                                  "gamma": {"low": 1e-4, "high": 1.0, "log": True, "one_minus": True}}}
     short = {"momentum": {**to_the_limit["momentum"],
                           "gamma": {"low": 1e-4, "high": 0.99, "log": True, "one_minus": True}}}
-    assert budget.edge_warnings(evals, to_the_limit, 0.05).empty
-    natural = budget.edge_warnings(evals, to_the_limit, 0.05, natural=True)
+    assert trials.edge_warnings(evals, to_the_limit, 0.05).empty
+    natural = trials.edge_warnings(evals, to_the_limit, 0.05, natural=True)
     assert natural[["batch_size", "param", "edge"]].values.tolist() == [["32", "gamma", "high"]]
-    warned = budget.edge_warnings(evals, short, 0.05)
+    warned = trials.edge_warnings(evals, short, 0.05)
     assert warned[["batch_size", "param", "edge"]].values.tolist() == [["32", "gamma", "high"]]
-    assert budget.edge_warnings(evals, short, 0.05, natural=True).empty
+    assert trials.edge_warnings(evals, short, 0.05, natural=True).empty
 
 
 def test_u_turns_count_sign_changes_of_the_update_along_each_parameter():
@@ -124,8 +126,8 @@ def test_u_turns_count_sign_changes_of_the_update_along_each_parameter():
 
 
 def test_claim_verdict_rule():
-    rules = {"support": 0.8, "contradict": 0.2, "min_cases": 3}
-    assert claims._verdict(0.9, 10, rules) == claims.SUPPORTED
-    assert claims._verdict(0.1, 10, rules) == claims.CONTRADICTED
-    assert claims._verdict(0.5, 10, rules) == claims.INCONCLUSIVE
-    assert claims._verdict(1.0, 2, rules) == claims.INCONCLUSIVE  # too few cases to say anything
+    rules = Verdict(support=0.8, contradict=0.2, min_cases=3)
+    assert claims._verdict(0.9, 10, rules) == decide.SUPPORTED
+    assert claims._verdict(0.1, 10, rules) == decide.CONTRADICTED
+    assert claims._verdict(0.5, 10, rules) == decide.INCONCLUSIVE
+    assert claims._verdict(1.0, 2, rules) == decide.INCONCLUSIVE  # too few cases to say anything

@@ -1,6 +1,5 @@
 """The report document: every section in order, every optimizer, files that exist, byte-identical rebuilds, and a
 page that opens in a real browser with every image loaded and nothing fetched."""
-import dataclasses
 import os
 import re
 import shutil
@@ -10,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from report_fixtures import make_results
-from study.report import document, settings
+from report_fixtures import fast_settings, make_results
+from study.report import analysis, build
 
 SECTIONS = ["The verdict", "How stable the answer is", "Statistics", "Per dataset", "Tuning", "Batch modes",
             "Performance profiles", "Optimisation and generalisation", "The published findings, checked",
             "The lecture's claims, checked", "Reproducibility"]
 OPTIMIZERS = ("gd", "momentum", "nag", "adagrad", "rmsprop", "adam")
-SETTINGS = dataclasses.replace(settings.load(), bayes_samples=2000, bootstrap_resamples=500, stability_resamples=300)
+SETTINGS = fast_settings(bayes_samples=2000, bootstrap_resamples=500, stability_resamples=300)
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,7 +26,7 @@ def full_report(tmp_path_factory):
     Adam and batch size 32 planted as better."""
     out = tmp_path_factory.mktemp("report") / "fixture"
     results = make_results(optimizer_effect={"adam": -0.15}, batch_effect={"32": -0.08})
-    document.write(results, out, SETTINGS, "0" * 40)
+    build.write(results, out, SETTINGS, "0" * 40)
     return out
 
 
@@ -94,7 +93,7 @@ def test_smoke_shaped_sweep_report_has_every_section_and_optimizer(tmp_path):
     """The smoke profile's shape: 3 datasets, 2 batch sizes, 2 seeds, 4 trials, no random-search arm."""
     results = make_results(datasets=("iris", "moons", "diabetes"), batch_sizes=("full", "32"), seeds=2, epochs=8,
                            trials=4, random_arm=False, diverged_evals=1, name="smoke")
-    document.write(results, tmp_path / "smoke", SETTINGS)
+    build.write(results, tmp_path / "smoke", SETTINGS)
     markdown = (tmp_path / "smoke" / "report.md").read_text()
     assert headings(markdown) == SECTIONS
     verdict = markdown.split("## How stable")[0]
@@ -108,15 +107,15 @@ def test_two_builds_are_byte_identical(tmp_path):
     """One build here, one in a fresh interpreter with another hash seed and shuffled input rows (neither set
     order nor the order a store returns runs in may leak into the files, nor matplotlib's global style)."""
     code = ("import sys, dataclasses; sys.path.insert(0, 'tests')\n"
-            "from report_fixtures import make_results\n"
-            "from study.report import document, settings\n"
-            "s = dataclasses.replace(settings.load(), bayes_samples=2000, bootstrap_resamples=500)\n"
+            "from report_fixtures import fast_settings, make_results\n"
+            "from study.report import build\n"
+            "s = fast_settings(bayes_samples=2000, bootstrap_resamples=500)\n"
             "r = make_results(datasets=('iris', 'moons', 'digits', 'diabetes'), batch_sizes=('full', '1'),"
             " seeds=3, epochs=8, trials=5)\n"
             "if len(sys.argv) > 1:  # the second build gets every table's rows shuffled, as another store might\n"
             "    r = dataclasses.replace(r, **{n: getattr(r, n).sample(frac=1, random_state=7)\n"
             "                                  for n in ('evals', 'curves', 'trials', 'importances')})\n"
-            f"document.write(r, OUT, s, '{'1' * 40}')\n")
+            f"build.write(r, OUT, s, '{'1' * 40}')\n")
     first, second = tmp_path / "first", tmp_path / "second"
     env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(ROOT)}
     other = subprocess.Popen([sys.executable, "-c", code.replace("OUT", "sys.argv[1]"), str(second)], cwd=ROOT,
@@ -139,22 +138,22 @@ def test_a_failed_build_leaves_the_previous_report_whole(tmp_path, monkeypatch):
     byte for byte and nothing beside it (the staging directory is cleaned by the list of what it wrote)."""
     import hashlib
 
-    from study.report import render_html
+    from study.report.document import render_html
 
     out = tmp_path / "report"
     results = make_results(datasets=("iris", "wine"), optimizers=("gd", "adam"), batch_sizes=("full",), seeds=2,
                            epochs=3, trials=2, random_arm=False, diverged_evals=0)
-    document.write(results, out, SETTINGS)
+    build.write(results, out, SETTINGS)
     before = {str(p): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir" for p in out.rglob("*")}
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    for module, name in ((document, "analyse"), (render_html, "render")):
+    for module, name in ((analysis, "analyse"), (render_html, "render")):
         with monkeypatch.context() as patched:
             patched.setattr(module, name, broken)
             with pytest.raises(RuntimeError):
-                document.write(results, out, SETTINGS)
+                build.write(results, out, SETTINGS)
         assert {str(p): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
                 for p in out.rglob("*")} == before
         assert [p.name for p in tmp_path.iterdir()] == ["report"]
@@ -174,13 +173,13 @@ def test_degenerate_sweeps_build_and_say_what_is_not_measured(tmp_path):
     no_cost = (no_full.cells["dataset"] == "wine") & (no_full.cells["optimizer"] == "gd")
     no_full = dataclasses.replace(no_full, cells=no_full.cells.assign(
         seconds_per_epoch=no_full.cells["seconds_per_epoch"].mask(no_cost)))
-    document.write(no_full, tmp_path / "no_full", SETTINGS)
+    build.write(no_full, tmp_path / "no_full", SETTINGS)
     assert "## What this report rests on" not in (tmp_path / "no_full" / "report.md").read_text()
     assert not (tmp_path / "no_full" / "tables" / "coverage.csv").exists()
     old = make_results(datasets=("iris", "wine"), optimizers=("gd", "adam"), batch_sizes=("full", "32"), seeds=2,
                        epochs=3, trials=2, random_arm=False, diverged_evals=0)
     old = dataclasses.replace(old, curves=old.curves.assign(test_loss=math.nan, test_accuracy=math.nan))
-    document.write(old, tmp_path / "old", SETTINGS)
+    build.write(old, tmp_path / "old", SETTINGS)
     markdown = (tmp_path / "old" / "report.md").read_text()
     note = markdown.split("## What this report rests on", 1)[1].split("\n## ", 1)[0]
     assert "Every cell of the sweep finished (8 of 8)" in note

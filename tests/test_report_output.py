@@ -12,7 +12,7 @@ import pytest
 from pipelines import report
 from pipelines.cli import run
 from study.errors import BadInput
-from study.report import output
+from study.report.document import output
 from study.sweep import tracking
 
 

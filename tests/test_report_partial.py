@@ -19,7 +19,7 @@ import pytest
 
 from pipelines import report
 from pipelines.cli import run
-from study.report import output
+from study.report.document import output
 from study.sweep import tracking
 
 pytestmark = pytest.mark.slow

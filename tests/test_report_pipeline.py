@@ -71,8 +71,10 @@ def test_report_settings_load_and_reject_bad_values(tmp_path):
     from study.report import settings
 
     loaded = settings.load()
-    assert (loaded.alpha, loaded.rope_loss[0], loaded.rope_accuracy[0], loaded.target_factor) == (0.05, 0.5, 1.0, 1.1)
-    assert loaded.claims["verdict"]["support"] > loaded.claims["verdict"]["contradict"]
+    report = loaded.report
+    assert (report.statistics.alpha, report.rope.loss_spread[0], report.rope.accuracy_points[0],
+            report.target.factor) == (0.05, 0.5, 1.0, 1.1)
+    assert loaded.claims.verdict.support > loaded.claims.verdict.contradict
     for name in ("claims.yaml", "lecture.yaml"):
         (tmp_path / name).write_text((settings.CONF / name).read_text())
     text = (settings.CONF / "report.yaml").read_text()

@@ -1,18 +1,18 @@
 """Tuning measured the way practitioners meet it, and the published findings checked, on planted fixtures: the
 expected best-of-k against closed forms and brute force, tunability by hand, a planted inclusion violation, a
 planted generalisation gap."""
-import dataclasses
 import itertools
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from report_fixtures import make_results
-from study.report import analysis, literature, settings, tuning_value
-from study.report.sections_literature import generalisation_rows
+from report_fixtures import fast_settings, make_results
+from study.report import analysis
+from study.report.document.literature import generalisation_rows
+from study.report.judge import decide, tuning_value
 
-SETTINGS = dataclasses.replace(settings.load(), bayes_samples=4000, stability_resamples=100, band_resamples=50)
+SETTINGS = fast_settings(bayes_samples=4000, stability_resamples=100, band_resamples=50)
 
 
 def test_expected_best_of_k_by_hand_and_by_enumerating_every_draw():
@@ -31,7 +31,7 @@ def test_random_arm_curves_score_what_validation_picks_and_never_read_tpe_trials
                            "arm": ["random"] * 4 + ["tpe"] * 2, "number": [0, 1, 2, 3, 0, 1],
                            "state": ["COMPLETE", "DIVERGED", "COMPLETE", "PRUNED", "COMPLETE", "COMPLETE"],
                            "value": [0.5, 2.0, 0.3, np.nan, 0.01, 0.02], "test_loss": [0.6, 2.5, 0.45, 9.0, 0.0, 0.0]})
-    curves = tuning_value.random_arm_curves(trials, 4, resamples=50, seed=0)
+    curves = tuning_value.random_arm_curves(trials, 4, resamples=50, seed=0, level=0.9)
     assert curves["trials"].iloc[0] == 3  # the pruned trial has no score; TPE's are not the random arm
     _, expected = tuning_value.expected_best_of_k(np.array([0.5, 2.0, 0.3]), np.array([0.6, 2.5, 0.45]), [1, 2, 3, 4])
     assert curves["test"].to_numpy() == pytest.approx(expected)
@@ -44,7 +44,7 @@ def test_tunability_by_hand():
     trials = pd.DataFrame({"dataset": "d", "optimizer": "gd", "batch_size": "full", "arm": ["tpe"] + ["random"] * 4,
                            "number": range(5), "state": ["COMPLETE", "COMPLETE", "COMPLETE", "PRUNED", "DIVERGED"],
                            "value": [1.0, 1.04, 1.09, np.nan, 5.0]})
-    t = tuning_value.tunability(trials, ["gd"]).iloc[0]
+    t = tuning_value.tunability(trials, ["gd"], margins=(0.05, 0.10)).iloc[0]
     assert t["trials"] == 4 and t["within_5pct"] == 0.25 and t["within_10pct"] == 0.5
 
 
@@ -55,41 +55,41 @@ def violated():
 
 
 def test_a_planted_inclusion_violation_is_found(violated):
-    row = violated.literature.set_index("source").loc["Choi et al. 2019"]
-    assert row["verdict"] == literature.DISAGREES
+    row = violated.checks.literature.set_index("source").loc["Choi et al. 2019"]
+    assert row["verdict"] == decide.DISAGREES
     assert "gd better than momentum" in row["number"] and "gd better than nag" in row["number"]
 
 
 def test_the_hierarchy_holds_when_nothing_violates_it():
     a = analysis.analyse(make_results(optimizer_effect={"gd": 0.3}, default_gap=False), SETTINGS)
-    assert a.literature.set_index("source").loc["Choi et al. 2019", "verdict"] == literature.AGREES
+    assert a.checks.literature.set_index("source").loc["Choi et al. 2019", "verdict"] == decide.AGREES
 
 
 def test_a_planted_generalisation_gap_agrees_with_wilson():
     """Adaptive methods fit the training set 40% better, with the same test loss."""
     gap = make_results(train_effect={"adagrad": -0.4, "rmsprop": -0.4, "adam": -0.4}, default_gap=False)
     a = analysis.analyse(gap, SETTINGS)
-    assert a.literature.set_index("source").loc["Wilson et al. 2017", "verdict"] == literature.AGREES
+    assert a.checks.literature.set_index("source").loc["Wilson et al. 2017", "verdict"] == decide.AGREES
     rows = generalisation_rows(a).set_index("optimizer")
     assert rows.loc[["adagrad", "rmsprop", "adam"], "train_mean_rank"].max() < \
         rows.loc[["gd", "momentum", "nag"], "train_mean_rank"].min()
 
 
 def test_without_a_gap_wilson_does_not_agree(violated):
-    assert violated.literature.set_index("source").loc["Wilson et al. 2017", "verdict"] != literature.AGREES
+    assert violated.checks.literature.set_index("source").loc["Wilson et al. 2017", "verdict"] != decide.AGREES
 
 
 def test_claims_that_hold_by_construction_say_so(violated):
-    verdicts = {c.claim: c.verdict for c in violated.claims}
+    verdicts = {c.claim: c.verdict for c in violated.checks.claims}
     assert verdicts["Stochastic GD makes N updates per epoch"] == "by construction"
     assert verdicts["Larger batches estimate the gradient more accurately"] == "by construction"
     assert "Momentum moves faster than GD on gentle slopes (at the same effective step)" in verdicts
 
 
 def test_every_literature_row_states_its_scope_and_a_verdict(violated):
-    lit = violated.literature
+    lit = violated.checks.literature
     assert {"source", "finding", "criterion", "number", "verdict"} <= set(lit.columns)
-    assert set(lit["verdict"]) <= {literature.AGREES, literature.DISAGREES, literature.CANNOT_TELL}
+    assert set(lit["verdict"]) <= {decide.AGREES, decide.DISAGREES, decide.CANNOT_TELL}
     assert lit["scope"].str.contains("small MLPs").all()
     assert set(lit["source"]) == {"Schmidt et al. 2021", "Sivaprasad et al. 2020", "Choi et al. 2019",
                                   "Wilson et al. 2017", "Shallue et al. 2019"}

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from study.report import stats
+from study.report.judge import stats
 
 
 def test_mean_ranks_rank_lowest_loss_first_and_share_ties():

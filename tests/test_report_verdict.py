@@ -6,25 +6,26 @@ import dataclasses
 import numpy as np
 import pytest
 
-from report_fixtures import make_results
-from study.report import answer, scoring, settings, stability, verdict
+from report_fixtures import fast_settings, make_results
+from study.report.document import sentences as verdict
+from study.report.judge import answer, decide, scoring, stability
 
 # fewer posterior draws and resamples: fast, the same verdicts on planted effects this large
-SETTINGS = dataclasses.replace(settings.load(), bayes_samples=4000, stability_resamples=400)
+SETTINGS = fast_settings(bayes_samples=4000, stability_resamples=400)
 
 
 def answered(results, s=SETTINGS):
-    runs = scoring.run_scores(results.evals, results.curves, results.cells, s.target_factor)
+    runs = scoring.run_scores(results.evals, results.curves, results.cells, s.report.target.factor)
     cells = scoring.cell_scores(runs)
     spread = scoring.loss_spread(runs)
     c = results.config
-    found = answer.answers(cells, runs, spread, c["datasets"], c["optimizers"], c["batch_sizes"], s)
+    found = answer.answers(cells, runs, spread, c["datasets"], c["optimizers"], c["batch_sizes"], s.report)
     return found, runs, cells, spread
 
 
 def p_best(a, runs, config, s=SETTINGS):
     table, same = stability.stability(a, runs, config["datasets"], config["optimizers"], config["batch_sizes"],
-                                      s.stability_resamples, s.seed)
+                                      s.report.stability.resamples, s.report.statistics.seed)
     optimizers = table[table["kind"] == "optimizer"].set_index("optimizer")["p_best"]
     return optimizers, same
 
@@ -34,7 +35,7 @@ def per_budget():
     """momentum: the lowest loss (wins at equal epochs); rmsprop: its curves come down in a third of the epochs
     (fewest updates); adam: the slowest per epoch (1.7 times the epochs) but a twentieth of the cost per epoch
     (fastest in seconds). A wider target so that every optimizer can reach it."""
-    s = dataclasses.replace(SETTINGS, target_factor=1.6)
+    s = fast_settings(bayes_samples=4000, stability_resamples=400, target_factor=1.6)
     results = make_results(optimizer_effect={"momentum": -0.15}, speed_effect={"rmsprop": 0.3, "adam": 1.7},
                            cost_effect={"adam": 0.05}, default_gap=False, epochs=30)
     return results, s, *answered(results, s)
@@ -45,7 +46,7 @@ def test_a_different_winner_at_each_budget(per_budget, budget, winner):
     results, s, found, runs, _, _ = per_budget
     a = found[(budget, "tuned")]
     assert a.recommended == winner, (budget, a.val_ranks)
-    assert a.judgement.status == answer.WINNER, (budget, a.judgement)
+    assert a.judgement.status == decide.WINNER, (budget, a.judgement)
     assert set(a.judgement.behind) == set(results.config["optimizers"]) - {winner}
     probabilities, same = p_best(a, runs, results.config, s)
     assert probabilities[winner] >= 0.9 and probabilities.sum() == pytest.approx(1.0)
@@ -67,7 +68,7 @@ def test_validation_and_test_disagree_and_the_verdict_follows_validation():
     found, *_ = answered(results)
     a = found[("epochs", "tuned")]
     assert a.recommended == "adam"  # validation chose it: the verdict follows validation
-    assert a.judgement.status == answer.DISAGREE and a.judgement.ahead == ["nag"]
+    assert a.judgement.status == decide.DISAGREE and a.judgement.ahead == ("nag",)
     text = verdict.status_sentence(a.judgement, {}, p_value=a.family.omnibus.pvalue)
     assert "Validation and test disagree" in text and "nag is significantly better than adam" in text
 
@@ -78,7 +79,7 @@ def test_a_practically_equivalent_top_group_is_said_as_an_answer():
                            seed_sd=0.05, seeds=30, default_gap=False, diverged_evals=0)
     found, *_ = answered(results)
     j = found[("epochs", "tuned")].judgement
-    assert j.status == answer.EQUIVALENT, j
+    assert j.status == decide.EQUIVALENT, j
     assert {j.chosen, *j.equivalent} == {"adam", "nag", "rmsprop"}
     assert set(j.behind) == {"gd", "momentum", "adagrad"}
     text = verdict.status_sentence(j, {})
@@ -93,7 +94,7 @@ def test_no_difference_is_worded_as_absence_of_evidence_and_its_stability_is_spr
     results = make_results(default_gap=False, seed=seed, interaction_sd=0.05)
     found, runs, *_ = answered(results)
     a = found[("epochs", "tuned")]
-    assert a.judgement.status == answer.UNRESOLVED, a.judgement
+    assert a.judgement.status == decide.UNRESOLVED, a.judgement
     text = verdict.status_sentence(a.judgement, {}, p_value=a.family.omnibus.pvalue)
     assert "the data cannot separate" in text and "chance" not in text
     probabilities, same = p_best(a, runs, results.config)
@@ -114,7 +115,7 @@ def test_every_choice_is_made_on_validation_test_data_only_scores():
 
 def test_a_diverged_run_scores_the_untrained_network_on_each_split():
     results = make_results(diverged_evals=3, seed=2)
-    runs = scoring.run_scores(results.evals, results.curves, results.cells, SETTINGS.target_factor)
+    runs = scoring.run_scores(results.evals, results.curves, results.cells, SETTINGS.report.target.factor)
     bad = runs[runs["diverged"]]
     assert len(bad) == 3
     evals = results.evals.set_index(["dataset", "optimizer", "batch_size", "track", "seed"])
@@ -128,7 +129,7 @@ def test_rope_sensitivity_reports_every_declared_width():
     results = make_results(default_gap=False, seed=3)
     found, *_ = answered(results)
     a = found[("epochs", "tuned")]
-    table = answer.rope_sensitivity(a, SETTINGS.rope_loss, SETTINGS)
-    assert sorted(table["width"].unique()) == sorted(SETTINGS.rope_loss)
+    table = answer.rope_sensitivity(a, SETTINGS.report)
+    assert sorted(table["width"].unique()) == sorted(SETTINGS.report.rope.loss_spread)
     wider = table.groupby("width")["p_equivalent"].mean()
     assert wider.is_monotonic_increasing  # a wider region can only hold more of the posterior

@@ -1,4 +1,10 @@
-"""Build a sweep's report from its stores and log it to MLflow: what ``make report`` and ``make sweep`` run."""
+"""Build a sweep's report from its stores and log it to MLflow: what ``make report`` and ``make sweep`` run.
+
+The way through: ``inputs.load`` reads the stores, ``coverage.restrict`` keeps the largest complete grid of finished
+cells, ``analysis.analyse`` computes everything the report says (the judge's and the checks' rooms), and
+``document.compose.write`` writes it. The heavy modules are imported when a report is built, not when this one is:
+``--help`` and a mistyped flag need no numpy.
+"""
 from __future__ import annotations
 
 import os
@@ -7,8 +13,8 @@ from pathlib import Path
 from study.errors import BadInput
 
 # the files a report's own code lives in: a report says when they differ from the commit it names
-REPORT_CODE = ("study/report", "pipelines/report.py", "conf/report.yaml", "conf/claims.yaml",
-               "conf/lecture.yaml")  # the claims' toy problem
+REPORT_CODE = ("study/report", "study/schema/report.py", "pipelines/report.py", "conf/report.yaml",
+               "conf/claims.yaml", "conf/lecture.yaml")  # the lecture's: the claims' toy problem
 
 
 def code_commit() -> str:
@@ -26,7 +32,8 @@ def build(runs_dir: str | Path, sweep: str | None = None, out: str | Path | None
     """The report of ``sweep`` (default: the newest in the stores) into ``out`` (default: reports/<sweep>/), then
     (``log``) as the artifacts of a run tagged role=report in the sweep's experiment. Every check comes before the
     stores are opened for writing: bad input is one line and nothing written."""
-    from study.report import document, inputs, output, settings
+    from study.report import inputs, settings
+    from study.report.document import output
     from study.sweep import tracking
 
     if str(runs_dir) == "":  # Path("") is the working directory: never what an empty flag meant
@@ -49,7 +56,7 @@ def build(runs_dir: str | Path, sweep: str | None = None, out: str | Path | None
     results = inputs.load(runs_dir, sweep)
     if results.evals.empty:  # nothing to build a report on: one line (a partial sweep gets a partial report)
         raise BadInput("--sweep", f"sweep {sweep!r} has no finished evaluation runs yet")
-    files = document.write(results, out, report_settings, code_commit())
+    files = write(results, out, report_settings, code_commit())
     say(f"report: {out / 'report.html'} and {out / 'report.md'} ({len(files)} files)")
     if log:
         client = tracking.client(runs_dir)
@@ -57,3 +64,15 @@ def build(runs_dir: str | Path, sweep: str | None = None, out: str | Path | None
         run_id = tracking.log_report_run(client, experiment, out, ("report.html", "report.md"), ("figures", "tables"))
         say(f"logged as MLflow run {run_id} (role=report) in experiment {sweep!r}")
     return out
+
+
+def write(results, out_dir: str | Path, settings, report_commit: str = "") -> list[Path]:
+    """The report of ``results`` (a ``study.report.inputs.SweepResults``) with ``settings``
+    (``study.report.settings.Settings``) into ``out_dir``, replacing the report there; returns the files written,
+    the directory's marker aside."""
+    from study.report import analysis, coverage
+    from study.report.document import compose, output
+
+    out_dir = output.check(out_dir)  # before the work: a path the report may not replace is refused at once
+    used, covered = coverage.restrict(results)
+    return compose.write(analysis.analyse(used, settings), out_dir, report_commit, covered)

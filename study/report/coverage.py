@@ -20,8 +20,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from study.errors import BadInput
-from study.report.answer import TRACKS
-from study.report.inputs import SweepResults
+from study.report.inputs import TRACKS, SweepResults
 
 CELL = ["dataset", "optimizer", "batch_size"]
 NOT_FINISHED, NOT_RECORDED, SET_ASIDE, USED = "not finished", "curves missing", "set aside", "in the report"
@@ -57,7 +56,7 @@ def _why_not_finished(results: SweepResults, cell: tuple, evals: set, expected: 
     t = results.trials
     mine = t[(t["dataset"] == cell[0]) & (t["optimizer"] == cell[1]) & (t["batch_size"].astype(str) == cell[2])
              & (t["arm"] == "tpe")] if len(t) else t
-    trials = results.config.get("trials")
+    trials = results.trials_per_cell
     if len(mine):
         return f"tuning: {len(mine)} of {trials} trials done" if trials else f"tuning: {len(mine)} trials done"
     return "not started"
@@ -99,13 +98,12 @@ def _listed(table: pd.DataFrame):
 def restrict(results: SweepResults) -> tuple[SweepResults, Coverage]:
     """The results the report can rest on (the largest complete grid of finished cells) and what was left out.
     Bad input if no cell is finished at all."""
-    config = results.config
     evals, curves = results.evals, results.curves
-    datasets = _with_extras(config.get("datasets", []), evals["dataset"])
-    optimizers = _with_extras(config.get("optimizers", []), evals["optimizer"])
-    batches = _with_extras(config.get("batch_sizes", []), evals["batch_size"])
+    datasets = _with_extras(results.datasets, evals["dataset"])
+    optimizers = _with_extras(results.optimizers, evals["optimizer"])
+    batches = _with_extras(results.batch_sizes, evals["batch_size"])
     tracks = [t for t in TRACKS if (evals["track"] == t).any()]
-    seeds = [int(s) for s in config.get("seeds", [])] or sorted(int(s) for s in evals["seed"].unique())
+    seeds = list(results.seeds) or sorted(int(s) for s in evals["seed"].unique())
     expected = {(t, s) for t in tracks for s in seeds}
     runs = {key: {(t, int(s)) for t, s in zip(g["track"], g["seed"])}
             for key, g in evals.assign(batch_size=evals["batch_size"].astype(str)).groupby(CELL, sort=False)}

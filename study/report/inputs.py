@@ -1,18 +1,25 @@
 """What the report reads: one sweep's results, gathered from the MLflow and Optuna stores.
 
 ``load(runs_dir, sweep)`` reads the stores through study.sweep.tracking and study.sweep.tuning (never earlier reports)
-and returns a ``SweepResults``; the report is a pure function of it.
+and returns a ``SweepResults``; the report is a pure function of it. The sweep's own config is the dict the sweep
+wrote into its Optuna store: only this module reads its keys (``SweepResults``' accessors below), so that it can
+become the sweep's model in one step.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from study.core.optim import OPTIMIZERS
 
-@dataclass
+TRACKS = ("tuned", "default")  # the evaluation tracks: the tuned hyperparameters, the registry's defaults
+
+
+@dataclass(frozen=True)
 class SweepResults:
     name: str
     # The resolved sweep config as the sweep logged it: datasets, optimizers, batch_sizes (strings), trials,
@@ -22,7 +29,8 @@ class SweepResults:
     config: dict
     # One row per evaluation run: dataset, optimizer, batch_size ("full", "128", ..., "1"), track ("tuned" |
     # "default"), seed, test_loss, test_accuracy (NaN for regression), diverged (0/1), seconds, n_train, and the
-    # hyperparameters used (eta, gamma, beta, beta1, beta2, eps; NaN where the optimizer has none), and
+    # hyperparameters used (every one the registry declares, ``hyperparameter_names()``; NaN where the optimizer
+    # has none), and
     # initial_val_loss (the untrained network's validation loss: what a diverged run scores on validation).
     evals: pd.DataFrame
     # One row per evaluation run and epoch (from the cell runs' curves.parquet): dataset, optimizer, batch_size,
@@ -32,7 +40,7 @@ class SweepResults:
     # One row per tuning trial that finished: dataset, optimizer, batch_size, arm ("tpe" | "random"), number
     # (0-based, in the order the trials were asked within cell and arm), state (COMPLETE | PRUNED | FAIL |
     # DIVERGED), value (final validation loss; the finite penalty for DIVERGED; NaN for PRUNED and FAIL),
-    # eta, gamma, beta, beta1, beta2, eps; test_loss (random arm only, scored on test for the expected best-of-k
+    # the hyperparameters (as in evals); test_loss (random arm only, scored on test for the expected best-of-k
     # curves; NaN elsewhere).
     trials: pd.DataFrame
     # Parameter importances per cell (Optuna's default evaluator): dataset, optimizer, batch_size, param, importance.
@@ -44,8 +52,98 @@ class SweepResults:
     # machine; NaN if not measured), diverged_share (of its tuning trials).
     cells: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CELL_COLUMNS))
 
+    # --- the sweep's config, read here only ---------------------------------------------------------------------
+    @property
+    def config_as_logged(self) -> dict:
+        """The whole config as the sweep logged it (the report's provenance hashes it and shows it)."""
+        return self.config
 
-HYPER = ("eta", "gamma", "beta", "beta1", "beta2", "eps")
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """The config's datasets, in its order."""
+        return tuple(self.config.get("datasets", []))
+
+    @property
+    def optimizers(self) -> tuple[str, ...]:
+        return tuple(self.config.get("optimizers", []))
+
+    @property
+    def batch_sizes(self) -> tuple[str, ...]:
+        """The config's batch sizes as text ("full", "128", ...), in its order."""
+        return tuple(str(b) for b in self.config.get("batch_sizes", []))
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The evaluation seeds."""
+        return tuple(int(s) for s in self.config.get("seeds", []))
+
+    @property
+    def trials_per_cell(self) -> int | None:
+        """TPE trials per cell (None in a config that does not say)."""
+        return self.config.get("trials")
+
+    @property
+    def tuning_seed(self) -> int | None:
+        return self.config.get("tuning_seed")
+
+    @property
+    def search_spaces(self) -> dict:
+        """optimizer -> {param: {"low", "high", "log", "one_minus"} or {"fixed": value}}."""
+        return self.config.get("search_spaces", {})
+
+    def epochs(self, dataset: str) -> int | str:
+        """The dataset's epochs ("n/a" when the config does not say)."""
+        epochs = self.config.get("epochs", {})
+        return epochs.get(dataset, "n/a") if isinstance(epochs, dict) else epochs
+
+
+@dataclass(frozen=True)
+class Grid:
+    """What the report compares, each in the config's order (then any extra the stores hold, sorted)."""
+    datasets: tuple[str, ...]
+    optimizers: tuple[str, ...]
+    batches: tuple[str, ...]  # batch sizes as text
+    tracks: tuple[str, ...]  # the evaluation tracks present, in TRACKS' order
+
+
+def ordered(values, order) -> tuple:
+    """``values`` in the config's order (then any extras, sorted), so tables and figures list them stably."""
+    present = list(dict.fromkeys(values))
+    return tuple([v for v in order if v in present] + sorted(v for v in present if v not in order))
+
+
+def grid(results: SweepResults) -> Grid:
+    evals = results.evals
+    return Grid(ordered(evals["dataset"], results.datasets), ordered(evals["optimizer"], results.optimizers),
+                ordered(evals["batch_size"].astype(str), results.batch_sizes),
+                tuple(t for t in TRACKS if (evals["track"] == t).any()))
+
+
+ROW_ORDER = {"evals": ["dataset", "optimizer", "batch_size", "track", "seed"],
+             "curves": ["dataset", "optimizer", "batch_size", "track", "seed", "epoch"],
+             "trials": ["dataset", "optimizer", "batch_size", "arm", "number"],
+             "importances": ["dataset", "optimizer", "batch_size", "param"],
+             "cells": ["dataset", "optimizer", "batch_size"]}
+
+
+def canonical(results: SweepResults) -> SweepResults:
+    """The same results with every table's rows in one fixed order and batch sizes as text: the report must not
+    depend on the order in which a store happens to return runs (bootstrap draws are assigned by row)."""
+    frames = {}
+    for name, keys in ROW_ORDER.items():
+        frame = getattr(results, name)
+        if "batch_size" in frame.columns:
+            frame = frame.assign(batch_size=frame["batch_size"].astype(str))
+        present = [k for k in keys if k in frame.columns]
+        frames[name] = frame.sort_values(present, kind="mergesort").reset_index(drop=True) if len(frame) else frame
+    return dataclasses.replace(results, **frames)
+
+
+def hyperparameter_names() -> tuple[str, ...]:
+    """Every hyperparameter the registry declares, under its lecture name: one column each in evals and trials."""
+    return tuple(dict.fromkeys(h for opt in OPTIMIZERS.values() for h in opt.hyper))
+
+
 CURVE_METRICS = ("train_loss", "val_loss", "val_accuracy", "grad_norm", "updates", "seconds", "test_loss",
                  "test_accuracy")
 CELL_COLUMNS = ["dataset", "optimizer", "batch_size", "seconds_per_epoch", "diverged_share"]
@@ -101,7 +199,7 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
     config = meta["config"]
     n_train = {d: data.load(d, 0, config["val_fraction"], config["test_fraction"]).X_train.shape[0]
                for d in config["datasets"]}
-    eval_rows = []
+    eval_rows, hyper_names = [], hyperparameter_names()
     for (dataset, optimizer, batch), record in records.items():
         scores = record.eval_scores()
         for (track, seed), run_id in sorted(record.eval_runs().items()):  # what MLflow holds, orphans aside
@@ -111,7 +209,7 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
                               "seed": seed, "test_loss": final.get("test_loss", np.nan),
                               "test_accuracy": final.get("test_accuracy", np.nan),
                               "diverged": int(final.get("diverged", 0)), "seconds": final.get("seconds", np.nan),
-                              "n_train": n_train[dataset], **{h: float(hyper.get(h, np.nan)) for h in HYPER},
+                              "n_train": n_train[dataset], **{h: float(hyper.get(h, np.nan)) for h in hyper_names},
                               "initial_val_loss": final.get("initial_val_loss", np.nan),
                               "final_train_loss": final.get("final_train_loss", np.nan)})
     recorded_cells = {r.cell_run_id for r in records.values() if r.cell_run_id}
@@ -121,7 +219,7 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
     return SweepResults(
         name=sweep, config=config,
         evals=pd.DataFrame(eval_rows, columns=[*EVAL_KEYS, "test_loss", "test_accuracy", "diverged", "seconds",
-                                               "n_train", *HYPER, "initial_val_loss", "final_train_loss"]),
+                                               "n_train", *hyper_names, "initial_val_loss", "final_train_loss"]),
         cells=pd.DataFrame([{"dataset": r.data.tags.get("dataset"), "optimizer": r.data.tags.get("optimizer"),
                              "batch_size": r.data.tags.get("batch_size"),
                              "seconds_per_epoch": r.data.metrics.get("seconds_per_epoch", np.nan),
@@ -130,7 +228,7 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
                            columns=CELL_COLUMNS),
         curves=curves,
         trials=pd.DataFrame(trials, columns=["dataset", "optimizer", "batch_size", "arm", "number", "state", "value",
-                                             *HYPER, "test_loss"]),
+                                             *hyper_names, "test_loss"]),
         importances=pd.DataFrame(importance_rows, columns=["dataset", "optimizer", "batch_size", "param",
                                                            "importance"]),
         meta={"git_commit": sample.get("git_commit", "unknown"),

@@ -3,11 +3,13 @@ lecture's claims). The toy problem the claims are checked on is the lecture's ow
 epochs and optimizer settings are read from there, not written twice."""
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from study.core import data, optim
+from study.schema.lecture import Lecture
 from study.schema.loader import Count, Frozen, Name, Natural, Number, Positive, Unit
 from study.schema.sweep import batch_sizes_from, names_from
 
@@ -44,10 +46,33 @@ class Rope(Frozen):
     accuracy_points: _three(0, "three positive widths")
     cost_ratio: _three(1, "three ratios above 1")
 
+    def widths(self, budget: str) -> tuple[float, ...]:
+        """The declared widths at a budget, as written: loss spreads at equal epochs, cost ratios at the others."""
+        return self.loss_spread if budget == "epochs" else self.cost_ratio
+
+    def on_scale(self, budget: str, width: float | None = None) -> float:
+        """A width (default: the verdict's, the first) on the scale the budget's paired differences are ranked on:
+        seed-to-seed spreads at equal epochs, the log2 of a cost ratio at the others."""
+        width = self.widths(budget)[0] if width is None else width
+        return width if budget == "epochs" else math.log2(width)
+
 
 class Stability(Frozen):
     resamples: Count
     band_resamples: Count
+    band_level: Unit
+    survives: Unit
+    mostly_survives: Unit
+
+    @model_validator(mode="after")
+    def _tiers(self):
+        if self.mostly_survives > self.survives:
+            raise ValueError(f"mostly_survives ({self.mostly_survives}) must not exceed survives ({self.survives})")
+        return self
+
+
+class Tunability(Frozen):
+    margins: Annotated[tuple[Unit, ...], Field(min_length=1)]  # relative margins of a cell's best validation loss
 
 
 class Target(Frozen):
@@ -72,6 +97,7 @@ class Report(Frozen):
     stability: Stability
     target: Target
     budgets: Annotated[tuple[Count, ...], Field(min_length=1)]  # tuning budgets (trials per cell)
+    tunability: Tunability
     edge: Edge
     profile: PerformanceProfile
     figures: Figures
@@ -152,15 +178,23 @@ class Claims(Frozen):
     practice: Practice = Practice()
     literature: Literature | None = None
 
-    def as_settings(self, lecture: dict) -> dict:
-        """Plain data for the report's claims, the toy problem filled in from the lecture's settings (``lecture``,
-        as ``study.lecture.toy.load_settings`` gives them): its start, epochs, and the lecture's learning rate,
-        momentum constant, RMSProp's beta and eps."""
-        settings = self.model_dump(exclude_none=True)
-        hyper = lecture["optimizers"]
-        settings["toy"].update(
-            start=[lecture["start"]["w"], lecture["start"]["b"]], epochs=lecture["epochs"],
-            lecture_eta=hyper["gd"]["eta"], gamma=hyper["momentum"]["gamma"], beta=hyper["rmsprop"]["beta"],
-            eps=hyper["rmsprop"]["eps"])
-        settings["minibatch"]["batch_sizes"] = list(self.minibatch.batch_sizes)
-        return settings
+    def toy_problem(self, lecture: Lecture) -> ToyProblem:
+        """The toy problem the trajectory claims are checked on: the lecture's (conf/lecture.yaml: its start,
+        epochs, GD's learning rate, momentum's gamma, RMSProp's beta and eps) with this file's grid and thresholds.
+        ``lecture`` must set gd, momentum and rmsprop (``study.report.settings.load`` says so, naming the file)."""
+        hyper = lecture.optimizers
+        return ToyProblem(criteria=self.toy, start=(lecture.start.w, lecture.start.b), epochs=lecture.epochs,
+                          lecture_eta=hyper.gd.eta, gamma=hyper.momentum.gamma, beta=hyper.rmsprop.beta,
+                          eps=hyper.rmsprop.eps)
+
+
+class ToyProblem(Frozen):
+    """The claims' toy problem: the lecture's settings and the claims' criteria side by side (made by
+    ``Claims.toy_problem``, never read from a file: the lecture's settings are written once, in its file)."""
+    criteria: ToyCriteria
+    start: tuple[Number, Number]  # (w, b)
+    epochs: Count
+    lecture_eta: Positive  # the lecture's learning rate (GD's)
+    gamma: Number  # momentum's (and NAG's)
+    beta: Number  # RMSProp's
+    eps: Positive  # RMSProp's (and AdaGrad's, on the toy problem)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from study.report.answer import Answer
+from study.report.judge.answer import Answer
 
 
 def _cube(runs: pd.DataFrame, column: str, track: str, datasets, optimizers, batches, seeds) -> np.ndarray:

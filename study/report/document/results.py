@@ -4,10 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from study.report import figures, fmt
+from study.report import fmt
 from study.report.analysis import Analysis
-from study.report.blocks import Details, Figure, Heading, Paragraph, Table
-from study.report.tables import Tables, matrix
+from study.report.document import figures
+from study.report.document.blocks import Details, Figure, Heading, Paragraph, Table
+from study.report.document.tables import Tables, matrix
 
 
 def _to_target(row) -> str:
@@ -18,34 +19,35 @@ def _to_target(row) -> str:
 
 
 def datasets_section(a: Analysis, tables: Tables) -> list:
-    level = a.settings.confidence
-    cells = a.cells.merge(a.to_target, on=["dataset", "optimizer", "batch_size", "track"], how="left")
+    level, factor = a.settings.report.statistics.confidence, a.settings.report.target.factor
+    optimizers, batches, targets = a.grid.optimizers, a.grid.batches, a.practice.targets
+    cells = a.scores.summary.merge(a.practice.to_target, on=["dataset", "optimizer", "batch_size", "track"],
+                                   how="left")
     csv = tables.add("cells", cells)
-    csv_targets = tables.add("targets", a.targets.reindex(a.datasets).reset_index())
-    tables.add("curves_median", a.curves_median)
+    csv_targets = tables.add("targets", targets.reindex(list(a.grid.datasets)).reset_index())
+    tables.add("curves_median", a.practice.curves_median)
     blocks = [Heading("Per dataset"), Paragraph(
         f"For every dataset: test loss and accuracy as the mean over seeds with a {level:.0%} bootstrap interval, "
         f"for every optimizer (rows) and batch size (columns); epochs and updates to reach the dataset's target "
         f"(median over seeds, from the per-epoch validation curves); seconds per evaluation run (median over seeds: "
         f"machine-dependent, shown only for orientation); and the validation-loss curves (median over seeds, band "
-        f"= 25th to 75th percentile, dashed line = target). Target = {a.settings.target_factor} x the dataset's best "
+        f"= 25th to 75th percentile, dashed line = target). Target = {factor} x the dataset's best "
         f"tuned final validation loss. With a handful of seeds the percentile intervals are rough (they tend to be "
         f"too narrow at small n); the verdict does not rest on them.")]
     n_train = a.results.evals.groupby("dataset")["n_train"].first()
-    epochs = a.results.config.get("epochs", {})
-    for dataset in a.datasets:
+    for dataset in a.grid.datasets:
         c = cells[cells["dataset"] == dataset]
         inner = []
-        if dataset in a.targets.index:
-            t = a.targets.loc[dataset]
+        if dataset in targets.index:
+            t = targets.loc[dataset]
             inner.append(Paragraph(
                 f"N = {fmt.count(n_train.get(dataset, np.nan))} training samples, "
-                f"{epochs.get(dataset, 'n/a') if isinstance(epochs, dict) else epochs} epochs. Target validation "
-                f"loss {fmt.num(t['target'])} = {a.settings.target_factor} x {fmt.num(t['best_final_val_loss'])}, "
+                f"{a.results.epochs(dataset)} epochs. Target validation "
+                f"loss {fmt.num(t['target'])} = {factor} x {fmt.num(t['best_final_val_loss'])}, "
                 f"the best tuned final validation loss ({t['optimizer']}, batch {t['batch_size']})."))
-        for track in a.tracks:
+        for track in a.grid.tracks:
             ct = c[c["track"] == track]
-            inner.append(Table(matrix(ct, a.optimizers, a.batches, lambda r: fmt.interval(
+            inner.append(Table(matrix(ct, optimizers, batches, lambda r: fmt.interval(
                 r["test_loss_mean"], r["test_loss_low"], r["test_loss_high"])),
                 f"{dataset}: test loss, {track} (mean [{level:.0%} CI] over seeds)", csv))
             failed = int(ct["failed"].sum())
@@ -54,16 +56,16 @@ def datasets_section(a: Analysis, tables: Tables) -> list:
                                        f"network's test loss."))
         tuned = c[c["track"] == "tuned"]
         if tuned["test_accuracy_mean"].notna().any():
-            inner.append(Table(matrix(tuned, a.optimizers, a.batches, lambda r: fmt.interval(
+            inner.append(Table(matrix(tuned, optimizers, batches, lambda r: fmt.interval(
                 r["test_accuracy_mean"], r["test_accuracy_low"], r["test_accuracy_high"])),
                 f"{dataset}: test accuracy, tuned", csv))
-        inner.append(Table(matrix(tuned, a.optimizers, a.batches, _to_target),
+        inner.append(Table(matrix(tuned, optimizers, batches, _to_target),
                            f"{dataset}: epochs / updates to the target, tuned", csv))
-        inner.append(Table(matrix(tuned, a.optimizers, a.batches, lambda r: fmt.cell(r["seconds_median"])),
+        inner.append(Table(matrix(tuned, optimizers, batches, lambda r: fmt.cell(r["seconds_median"])),
                            f"{dataset}: seconds per evaluation run, tuned (machine-dependent)", csv))
-        target = float(a.targets.loc[dataset, "target"]) if dataset in a.targets.index else np.nan
-        fig = figures.dataset_curves(a.curves_median, dataset, a.batches, a.optimizers, target)
-        inner.append(Figure(f"curves_{dataset}", figures.png_bytes(fig, a.settings.dpi),
+        target = float(targets.loc[dataset, "target"]) if dataset in targets.index else np.nan
+        fig = figures.dataset_curves(a.practice.curves_median, dataset, batches, optimizers, target)
+        inner.append(Figure(f"curves_{dataset}", figures.png_bytes(fig, a.settings.report.figures.dpi),
                             f"{dataset}: validation loss against epoch, tuned (median over seeds, 25-75% band)."))
         blocks.append(Details(dataset, inner))
     blocks.append(Paragraph(f"Targets: `tables/{csv_targets}.csv`; median curves: `tables/curves_median.csv`."))
@@ -71,12 +73,12 @@ def datasets_section(a: Analysis, tables: Tables) -> list:
 
 
 def batch_modes_section(a: Analysis, tables: Tables) -> list:
-    s = a.batch_summary.copy()
-    ranks = pd.DataFrame({o: a.families[("tuned", "batch_sizes", o)].result.mean_ranks
-                          for o in a.optimizers if ("tuned", "batch_sizes", o) in a.families}).T
+    s = a.practice.batch_summary.copy()
+    ranks = pd.DataFrame({o: a.verdict.families[("tuned", "batch_sizes", o)].result.mean_ranks
+                          for o in a.grid.optimizers if ("tuned", "batch_sizes", o) in a.verdict.families}).T
     s["mean_rank_tuned"] = [float(ranks[b].mean()) if b in ranks.columns else np.nan for b in s["batch_size"]]
-    tables.add("updates_per_epoch", a.updates)
-    tables.add("noise_per_run", a.noise)
+    tables.add("updates_per_epoch", a.practice.updates)
+    tables.add("noise_per_run", a.practice.noise)
     csv = tables.add("batch_modes", s)
 
     def span(lo, hi):
@@ -90,7 +92,8 @@ def batch_modes_section(a: Analysis, tables: Tables) -> list:
         "grad. RMS norm / full": [fmt.cell(v) for v in s["grad_norm_vs_full"]],
         "epochs val. loss rose": [fmt.share(v) for v in s["val_rise_share"]],
         "mean rank (tuned)": [fmt.cell(v) for v in s["mean_rank_tuned"]]})
-    fig = figures.batch_modes(a.noise[a.noise["track"] == "tuned"], ranks, a.batches, a.optimizers)
+    noise = a.practice.noise
+    fig = figures.batch_modes(noise[noise["track"] == "tuned"], ranks, a.grid.batches, a.grid.optimizers)
     return [Heading("Batch modes"), Paragraph(
         "The lecture's table: batch gradient descent makes 1 update per epoch, mini-batch N/B (rounded up: the "
         "last, smaller batch is kept), stochastic N. Measured below from the cumulative update counts of every "
@@ -102,34 +105,34 @@ def batch_modes_section(a: Analysis, tables: Tables) -> list:
         "Quality: each batch size's mean rank of test loss within each optimizer (tuned), averaged over optimizers."),
         Table(shown, "Batch modes: updates per epoch, noise and quality (medians over datasets, optimizers and "
                      "seeds).", csv),
-        Figure("batch_modes", figures.png_bytes(fig, a.settings.dpi),
+        Figure("batch_modes", figures.png_bytes(fig, a.settings.report.figures.dpi),
                "Against batch size, tuned track, a line per optimizer: gradient RMS norm relative to full batch, "
                "share of epochs with rising validation loss, mean rank of test loss (1 = best, at the top).")]
 
 
 def profiles_section(a: Analysis, tables: Tables) -> list:
-    if not a.profiles:  # no budget has a test curve to reach the target on (an old sweep, or none recorded)
+    if not a.practice.profiles:  # no budget has a test curve to reach the target on (an old sweep, or none)
         tables.add("performance_profiles", pd.DataFrame(columns=["tau", "solver", "rho", "profile"]))
         return [Heading("Performance profiles"), Paragraph(
             "Not measured: performance profiles need the test-loss curves of the evaluation runs (the cost to "
             "reach the target on test), and the sweep recorded none for the cells this report rests on.")]
     long = pd.concat([p.reset_index().melt(id_vars="tau", var_name="solver", value_name="rho").assign(profile=name)
-                      for name, _, p in a.profiles], ignore_index=True)
+                      for name, _, p in a.practice.profiles], ignore_index=True)
     tables.add("performance_profiles", long)
-    for name, times in a.profile_times.items():
+    for name, times in a.practice.profile_times.items():
         tables.add(f"profile_times_{name}", times.reset_index().rename(columns={"index": "dataset"}))
-    rows, shown = [], []
-    for name, title, p in a.profiles:
-        times = a.profile_times[name]
+    rows, shown, tau_max = [], [], a.settings.report.profile.tau_max
+    for name, title, p in a.practice.profiles:
+        times = a.practice.profile_times[name]
         for solver in p.columns:
             reached = float(np.isfinite(times[solver].astype(float)).mean()) if len(times) else np.nan
             rows.append({"profile": name, "solver": solver, "fastest_share": float(p[solver].iloc[0]),
                          "within_tau_max_share": float(p[solver].iloc[-1]), "reached_share": reached})
             shown.append({"comparison": title, "solver": solver, "fastest (tau = 1)": fmt.share(p[solver].iloc[0]),
-                          f"within {fmt.num(a.settings.tau_max)}x the fastest": fmt.share(p[solver].iloc[-1]),
+                          f"within {fmt.num(tau_max)}x the fastest": fmt.share(p[solver].iloc[-1]),
                           "reached the target": fmt.share(reached)})
     csv = tables.add("profile_summary", pd.DataFrame(rows))
-    fig = figures.performance_profiles([(title, p) for _, title, p in a.profiles])
+    fig = figures.performance_profiles([(title, p) for _, title, p in a.practice.profiles])
     return [Heading("Performance profiles"), Paragraph(
         "Dolan-Moré performance profiles of the cost to reach the dataset's target on the test curve (as AlgoPerf "
         "uses for time to target), one per budget a practitioner pays in: epochs, updates, and seconds (this "
@@ -137,7 +140,7 @@ def profiles_section(a: Analysis, tables: Tables) -> list:
         "datasets on which it reaches the target within tau times the cost of the fastest optimizer there. One "
         "that never reaches the target on a dataset counts as infinitely slow there. Higher and further left is "
         "better; the value at tau = 1 is the share of datasets on which it was the fastest. Tuned track."),
-        Figure("performance_profiles", figures.png_bytes(fig, a.settings.dpi),
+        Figure("performance_profiles", figures.png_bytes(fig, a.settings.report.figures.dpi),
                "Performance profiles of epochs, updates and seconds to the target (test curves), optimizers at the "
                "batch size chosen for each budget."),
         Table(pd.DataFrame(shown), "Performance profile summary.", csv)]

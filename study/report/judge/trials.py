@@ -1,4 +1,4 @@
-"""Tuning: what a budget of k trials buys, which optimizer wins at small budgets, and where tuning went wrong.
+"""Tuning trials: what a tuning budget of k trials buys, and where tuning went wrong (edges, divergence).
 
 Best validation loss after k trials, per cell:
   - where the sweep has an unpruned random-search arm ("random"): the expected best-of-k over its trials
@@ -13,14 +13,15 @@ import math
 import numpy as np
 import pandas as pd
 
-from study.report import stats
+from study.core.hyperparams import search_value, searched_as
+from study.report.judge import stats
 
 CELL = ["dataset", "optimizer", "batch_size"]
 RANDOM_METHOD = "expected best-of-k (random search)"
 TPE_METHOD = "best-so-far (TPE)"
 
 
-def budget_curves(trials: pd.DataFrame, max_k: int, spread: pd.Series | None = None) -> pd.DataFrame:
+def best_after_k(trials: pd.DataFrame, max_k: int, spread: pd.Series | None = None) -> pd.DataFrame:
     """Per cell and k = 1..max_k: the best validation loss after k trials and the method that gave it."""
     rows = []
     ks = np.arange(1, max_k + 1)
@@ -45,7 +46,7 @@ def budget_curves(trials: pd.DataFrame, max_k: int, spread: pd.Series | None = N
     return curves
 
 
-def budget_tables(curves: pd.DataFrame, best_batch: dict[str, str], budgets, datasets) -> dict[int, pd.DataFrame]:
+def tables_at_k(curves: pd.DataFrame, best_batch: dict[str, str], budgets, datasets) -> dict[int, pd.DataFrame]:
     """For each budget k: datasets x optimizers (each at its own best batch size) of the best-of-k validation
     loss, ready for the family comparison."""
     tables = {}
@@ -64,7 +65,7 @@ def _position(value: float, space: dict) -> float | None:
         return None
     if not (np.isfinite(float(space["low"])) and np.isfinite(float(space["high"]))):
         return None
-    x = 1.0 - value if space.get("one_minus") else value
+    x = search_value(value, bool(space.get("one_minus")))
     low, high = float(space["low"]), float(space["high"])
     if space.get("log"):
         if x <= 0:
@@ -91,13 +92,13 @@ def edge_warnings(evals: pd.DataFrame, search_spaces: dict, margin: float, natur
             position = _position(float(run[param]), space)
             if position is None or margin <= position <= 1 - margin:
                 continue
-            searched_as = "1 - " + param if space.get("one_minus") else param
             edge = "low" if position < margin else "high"
             if _natural_limit(space, edge) != natural:
                 continue
             bound = space["low"] if (edge == "low") else space["high"]
             rows.append({**{k: run[k] for k in CELL}, "param": param, "value": float(run[param]), "edge": edge,
-                         "searched_as": searched_as, "bound": float(bound), "position": float(position)})
+                         "searched_as": searched_as(param, bool(space.get("one_minus"))), "bound": float(bound),
+                         "position": float(position)})
     out = pd.DataFrame(rows, columns=CELL + ["param", "value", "edge", "searched_as", "bound", "position"])
     order = {o: i for i, o in enumerate(search_spaces)}
     return out.assign(_o=out["optimizer"].map(order)).sort_values(["_o", "param", "edge"], kind="stable").drop(

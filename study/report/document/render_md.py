@@ -1,7 +1,7 @@
 """Blocks to Markdown (GitHub flavour): figures as files beside the document, tables as pipe tables."""
 from __future__ import annotations
 
-from study.report.blocks import Bullets, Code, Details, Figure, Heading, Paragraph, Table, numeric_columns
+from study.report.document.blocks import Bullets, Code, Details, Figure, Heading, Paragraph, Table, numeric_columns
 
 
 def _cell(text) -> str:

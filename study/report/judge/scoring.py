@@ -17,8 +17,14 @@ seeds is never there). Lower is better everywhere.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+
+from study.report.inputs import TRACKS, Grid, SweepResults
+from study.report.judge import stats
+from study.schema.report import Report, Statistics
 
 BUDGETS = ("epochs", "updates", "seconds")
 BUDGET_NAMES = {"epochs": "equal epochs (samples processed)", "updates": "equal updates (to the target)",
@@ -109,3 +115,47 @@ def loss_spread(runs: pd.DataFrame) -> pd.Series:
 def measured(cells: pd.DataFrame, budget: str) -> bool:
     """Whether the sweep recorded what a budget needs (a test curve; a cost per epoch for seconds)."""
     return bool(cells[f"test_{budget}"].astype(float).notna().any()) if len(cells) else False
+
+
+def cell_summary(runs: pd.DataFrame, evals: pd.DataFrame, st: Statistics, grid: Grid) -> pd.DataFrame:
+    """Per cell: mean test loss and accuracy over seeds with bootstrap intervals, seeds, diverged runs, seconds."""
+    keys = ["dataset", "optimizer", "batch_size", "track"]
+    scored = runs.merge(evals[keys + ["seed", "seconds"]], on=keys + ["seed"], how="left")
+    groups = list(scored.groupby(keys, sort=False))
+    width = max(len(g) for _, g in groups)
+
+    def matrix(column):
+        m = np.full((len(groups), width), np.nan)
+        for i, (_, g) in enumerate(groups):
+            m[i, :len(g)] = g.sort_values("seed")[column].to_numpy(float)
+        return m
+
+    out = pd.DataFrame([dict(zip(keys, key)) for key, _ in groups])
+    for column, name in (("test_epochs", "test_loss"), ("test_accuracy", "test_accuracy")):
+        values = np.where(np.isfinite(matrix(column)), matrix(column), np.nan)
+        counts = np.sum(np.isfinite(values), axis=1)
+        out[f"{name}_mean"] = np.where(counts > 0, np.nansum(values, axis=1) / np.maximum(counts, 1), np.nan)
+        low, high = stats.bootstrap_mean_ci(values, st.confidence, st.bootstrap_resamples, st.seed)
+        out[f"{name}_low"], out[f"{name}_high"] = low, high
+    out["seeds"] = [len(g) for _, g in groups]
+    out["failed"] = [int(g["diverged"].sum()) for _, g in groups]
+    out["seconds_median"] = [float(g["seconds"].median()) for _, g in groups]
+    rank = {"dataset": grid.datasets, "optimizer": grid.optimizers, "batch_size": grid.batches, "track": TRACKS}
+    order = [out[k].map({v: i for i, v in enumerate(rank[k])}) for k in keys]
+    out = out.assign(_a=order[0], _b=order[1], _c=order[2], _d=order[3])
+    return out.sort_values(["_d", "_a", "_b", "_c"]).drop(columns=["_a", "_b", "_c", "_d"]).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Every evaluation run scored, and its cells."""
+    runs: pd.DataFrame  # per evaluation run: every split's score at every budget (``run_scores``)
+    cells: pd.DataFrame  # per cell: the same over seeds (``cell_scores``)
+    spread: pd.Series  # per dataset: the seed-to-seed spread of test loss (the loss ROPE's unit)
+    summary: pd.DataFrame  # per cell: test loss and accuracy, mean and bootstrap interval over seeds
+
+
+def score(results: SweepResults, grid: Grid, report: Report) -> Scores:
+    runs = run_scores(results.evals, results.curves, results.cells, report.target.factor)
+    return Scores(runs, cell_scores(runs), loss_spread(runs), cell_summary(runs, results.evals, report.statistics,
+                                                                          grid))

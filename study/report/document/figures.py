@@ -1,8 +1,11 @@
-"""The report's figures, drawn with matplotlib's Agg backend and saved byte-for-byte reproducibly.
+"""The report's figures, drawn on matplotlib's Agg canvas and saved byte-for-byte reproducibly.
 
-Every function returns a Figure; ``save`` writes it as PNG without the matplotlib version stamp (PNG has no date
-unless asked), so two builds from the same results give identical files. Colours are fixed per optimizer and per
-batch size so a reader can follow one optimizer from figure to figure.
+Every function returns a ``matplotlib.figure.Figure`` with its own Agg canvas: no pyplot, no global backend, so
+importing this module changes nothing in the process (a caller's interactive backend stays its own). ``png_bytes``
+writes a figure as PNG without the matplotlib version stamp (PNG has no date unless asked), so two builds from the
+same results give identical files. Colours are fixed per optimizer (its registry entry's, study.core.optim) and per
+batch size so a reader can follow one optimizer from figure to figure; an averaging constant is drawn as 1 - x, as
+it is searched (study.core.hyperparams).
 """
 from __future__ import annotations
 
@@ -10,18 +13,19 @@ import contextlib
 import io
 
 import matplotlib
+import matplotlib.style
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, LogFormatter, NullLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import FixedLocator, LogFormatter, NullLocator  # noqa: E402
+from study.core.hyperparams import search_value, searched_as
+from study.core.optim import OPTIMIZERS
 
 STYLE = {"figure.dpi": 90, "savefig.dpi": 90, "font.size": 9, "axes.titlesize": 10, "axes.grid": True,
          "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False, "legend.fontsize": 8,
          "legend.frameon": False, "path.simplify": False}
-OPTIMIZER_COLORS = {"gd": "#7f7f7f", "momentum": "#1f77b4", "nag": "#17becf", "adagrad": "#2ca02c",
-                    "rmsprop": "#ff7f0e", "adam": "#d62728"}
 BATCH_COLORS = {"full": "#08306b", "128": "#2171b5", "64": "#6baed6", "32": "#fd8d3c", "1": "#a50f15"}
 
 
@@ -29,12 +33,15 @@ BATCH_COLORS = {"full": "#08306b", "128": "#2171b5", "64": "#6baed6", "32": "#fd
 def own_style():
     """matplotlib's defaults plus STYLE, whatever the global style is: Optuna's figures switch the process to
     ggplot, and a report drawn after them in the same process must not change."""
-    with matplotlib.style.context("default"), plt.rc_context(STYLE):
+    with matplotlib.style.context("default"), matplotlib.rc_context(STYLE):
         yield
 
 
-def color(name: str, index: int = 0) -> str:
-    return OPTIMIZER_COLORS.get(name) or BATCH_COLORS.get(name) or plt.get_cmap("tab10")(index % 10)
+def color(name: str, index: int = 0):
+    """An optimizer's colour from its registry entry, a batch size's from BATCH_COLORS, else tab10's index-th."""
+    if name in OPTIMIZERS:
+        return OPTIMIZERS[name].color
+    return BATCH_COLORS.get(name) or matplotlib.colormaps["tab10"](index % 10)
 
 
 def _plain_log_labels(fig):
@@ -51,7 +58,6 @@ def png_bytes(fig, dpi: int = 90) -> bytes:
     _plain_log_labels(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
-    plt.close(fig)
     return buffer.getvalue()
 
 
@@ -62,8 +68,10 @@ def _grid(n: int, columns: int, width: float = 3.2, height: float = 2.6, left: f
     rows = max(1, int(np.ceil(n / columns)))
     columns = min(columns, max(n, 1))
     size = (width * columns, height * rows)
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(rows, columns, figsize=size, squeeze=False, **kwargs)
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=size)
+        FigureCanvasAgg(fig)  # the figure's own canvas: drawn without pyplot or a global backend
+        axes = fig.subplots(rows, columns, squeeze=False, **kwargs)
     # matplotlib's wspace / hspace are fractions of the mean panel width / height: convert from inches
     size = (size[0] + right, size[1])
     fig.set_size_inches(size)
@@ -198,17 +206,17 @@ def loss_against(trials: pd.DataFrame, panels: list[tuple[str, str, bool]], batc
         top = 1.0
         for batch in batches:
             b = t[t["batch_size"] == batch]
-            x = (1.0 - b[param]) if one_minus else b[param]
+            x = search_value(b[param], one_minus)
             y = (b["value"] - b["dataset"].map(best)) / b["dataset"].map(spread)
             ok = b["state"] == "COMPLETE"
             ax.scatter(x[ok], y[ok], s=5, alpha=0.5, color=color(batch), label=batch, lw=0)
             top = max(top, float(np.nanmax(y[ok])) if ok.any() else top)
         diverged = t[t["state"] == "DIVERGED"]
-        x = (1.0 - diverged[param]) if one_minus else diverged[param]
+        x = search_value(diverged[param], one_minus)
         ax.scatter(x, np.full(len(x), top * 1.5), marker="x", s=10, color="k", lw=0.6, label="diverged")
         ax.set_xscale("log")
         ax.set_yscale("symlog", linthresh=0.5)
-        ax.set_title(f"{optimizer}: {'1 - ' if one_minus else ''}{param}")
+        ax.set_title(f"{optimizer}: {searched_as(param, one_minus)}")
         ax.set_ylabel("above the best, spreads")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", frameon=False, markerscale=2.5)
@@ -264,7 +272,7 @@ def performance_profiles(profiles: list[tuple[str, pd.DataFrame]]):
 
 
 # --- the lecture's claims ------------------------------------------------------------------------------------------
-def claims_toy(raw: dict, lecture_eta: float):
+def claims_toy(raw: dict, lecture_eta: float, target_fraction: float):
     """The toy evidence: loss against epoch at the lecture's learning rate; epochs to target and u-turns against
     the learning rate; mini-batch gradient error and u-turn rate against batch size."""
     runs, mb = raw["toy"], raw["minibatch"]
@@ -279,11 +287,11 @@ def claims_toy(raw: dict, lecture_eta: float):
                 title=f"toy problem, eta = {runs['etas'][at]:g}")
     axes[0].set_ylim(bottom=1e-8)  # below this the runs are converged; momentum's tail reaches 1e-32
     _legend_right(fig, axes[0])
-    axes[1].set(xscale="log", yscale="log", xlabel="eta", title="epochs to 1% of the start loss")
+    axes[1].set(xscale="log", yscale="log", xlabel="eta", title=f"epochs to {target_fraction:.0%} of the start loss")
     axes[2].set(xscale="log", yscale="log", xlabel="eta", title="u-turns (+0.5)")
     sizes = [b for b in mb["sizes"] if b in mb["gradient_error"]]
     for j, eta in enumerate(mb["etas"]):
-        shade = plt.get_cmap("viridis")(j / max(len(mb["etas"]) - 1, 1))
+        shade = matplotlib.colormaps["viridis"](j / max(len(mb["etas"]) - 1, 1))
         axes[3].plot(range(len(sizes)), [mb["gradient_error"][b][j] for b in sizes], "o-", color=shade, ms=3,
                      label=f"eta {eta:g}")
     axes[3].set_xticks(range(len(sizes)))

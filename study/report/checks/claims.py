@@ -12,15 +12,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from study.report import fmt, toy
-from study.report.answer import WINNER
-
-SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
-# a claim that holds by how the code is built: checked as a sanity check of the code, not evidence about optimizers
-BY_CONSTRUCTION = "by construction"
+from study.report import fmt
+from study.report.checks import toy
+from study.report.judge.decide import BY_CONSTRUCTION, CLAIM, CONTRADICTED, SUPPORTED, by_share, is_the_pick
+from study.schema.report import Claims, MinibatchCriteria, SparseCriteria, ToyProblem, Verdict
 
 
-@dataclass
+@dataclass(frozen=True)
 class ClaimCheck:
     claim: str  # the lecture's statement
     source: str  # where the evidence comes from
@@ -31,20 +29,14 @@ class ClaimCheck:
     verdict: str
 
 
-def _by_construction(share: float, cases: int, rules: dict) -> str:
+def _by_construction(share: float, cases: int, rules: Verdict) -> str:
     """A claim the code guarantees (how the batches are cut, how a mini-batch gradient is formed): "by
     construction" when the check holds as often as a supported claim must, else contradicted (a bug to look at)."""
-    return BY_CONSTRUCTION if cases and share >= rules["support"] else CONTRADICTED
+    return BY_CONSTRUCTION if cases and share >= rules.support else CONTRADICTED
 
 
-def _verdict(share: float, cases: int, rules: dict) -> str:
-    if cases < rules.get("min_cases", 1) or np.isnan(share):
-        return INCONCLUSIVE
-    if share >= rules["support"]:
-        return SUPPORTED
-    if share <= rules["contradict"]:
-        return CONTRADICTED
-    return INCONCLUSIVE
+def _verdict(share: float, cases: int, rules: Verdict) -> str:
+    return CLAIM.word(by_share(share, cases, rules))
 
 
 def _share(holds: np.ndarray, comparable: np.ndarray) -> tuple[float, int]:
@@ -56,18 +48,18 @@ def _of(share: float, cases: int) -> str:
     return f"{int(round(share * cases)) if cases else 0}/{cases}"
 
 
-def _toy_checks(runs: dict, cfg: dict, rules: dict) -> list[ClaimCheck]:
+def _toy_checks(runs: dict, problem: ToyProblem, decay_ratio: float, rules: Verdict) -> list[ClaimCheck]:
     gd, mom, nag, ada, rms = (runs[o] for o in ("gd", "momentum", "nag", "adagrad", "rmsprop"))
     source = f"toy: lecture's sigmoid neuron, {len(runs['etas'])} learning rates {fmt.num(runs['etas'][0])}..." \
              f"{fmt.num(runs['etas'][-1])}"
     checks = []
-    esc = f"loss <= {cfg['escape_fraction']:.0%} of the start"
-    tgt = f"loss <= {cfg['target_fraction']:.0%} of the start"
+    esc = f"loss <= {problem.criteria.escape_fraction:.0%} of the start"
+    tgt = f"loss <= {problem.criteria.target_fraction:.0%} of the start"
 
     effective = runs["gd_effective"]
-    gamma = fmt.num(cfg["gamma"])
+    gamma = fmt.num(problem.gamma)
     for rival, where in ((gd, "at the same learning rate"),
-                         (effective, f"at GD's learning rate eta / (1 - gamma) = {fmt.num(1 / (1 - cfg['gamma']))} "
+                         (effective, f"at GD's learning rate eta / (1 - gamma) = {fmt.num(1 / (1 - problem.gamma))} "
                                      f"eta, the step momentum's velocity settles to on a constant slope")):
         comparable = np.isfinite(rival["escape"]) | np.isfinite(mom["escape"])
         share, cases = _share(mom["escape"] < rival["escape"], comparable)
@@ -97,28 +89,27 @@ def _toy_checks(runs: dict, cfg: dict, rules: dict) -> list[ClaimCheck]:
         f"{fmt.num(np.median(nag['u_turns']))}/{fmt.num(np.median(mom['u_turns']))}", share, cases,
         _verdict(share, cases, rules)))
 
-    stall_cfg = runs["stall"]
     off_plateau = np.isfinite(ada["escape"]) & ~ada["diverged"]
     # a stall of AdaGrad's own making: its effective step decayed, and GD at the same learning rate gets there
-    stalled = off_plateau & ~np.isfinite(ada["target"]) & (ada["b_step_decay"] < stall_cfg["decay_ratio"]) \
+    stalled = off_plateau & ~np.isfinite(ada["target"]) & (ada["b_step_decay"] < decay_ratio) \
         & np.isfinite(gd["target"])
     share, cases = _share(stalled, off_plateau)
     checks.append(ClaimCheck(
         "AdaGrad's learning rate decays until it stalls near the minimum", source,
-        f"off the plateau, AdaGrad misses {tgt} within {cfg['epochs']} epochs while its effective step on b fell "
-        f"below {fmt.num(stall_cfg['decay_ratio'])} of its first, and GD at the same learning rate reaches it",
+        f"off the plateau, AdaGrad misses {tgt} within {problem.epochs} epochs while its effective step on b fell "
+        f"below {fmt.num(decay_ratio)} of its first, and GD at the same learning rate reaches it",
         f"stalled at {_of(share, cases)} learning rates that left the plateau; effective step on b fell to median "
         f"{fmt.num(np.nanmedian(ada['b_step_decay']))} of its first", share, cases, _verdict(share, cases, rules)))
 
     share, cases = _share(np.isfinite(rms["target"]), stalled)
     checks.append(ClaimCheck(
         "RMSProp avoids AdaGrad's stall", source,
-        f"where AdaGrad stalled, RMSProp (beta {fmt.num(cfg['beta'])}) reaches {tgt}",
+        f"where AdaGrad stalled, RMSProp (beta {fmt.num(problem.beta)}) reaches {tgt}",
         f"reached at {_of(share, cases)} stalled learning rates" if cases
         else "AdaGrad never stalled: no stall to avoid",
         share, cases, _verdict(share, cases, rules)))
 
-    lecture = float(cfg["lecture_eta"])
+    lecture = float(problem.lecture_eta)
     raised = runs["gd_raised"]
     reference = mom["target"][np.argmin(np.abs(runs["etas"] - lecture))]
     fixed = (~raised["diverged"]) & (raised["target"] <= reference)  # u-turns allowed, as they are to momentum
@@ -135,18 +126,18 @@ def _toy_checks(runs: dict, cfg: dict, rules: dict) -> list[ClaimCheck]:
     return checks
 
 
-def _minibatch_checks(mb: dict, cfg: dict, rules: dict) -> list[ClaimCheck]:
-    source = f"toy: softmax regression on {cfg['dataset']}, plain GD, {len(mb['etas'])} learning rates"
+def _minibatch_checks(mb: dict, cfg: MinibatchCriteria, rules: Verdict) -> list[ClaimCheck]:
+    source = f"toy: softmax regression on {cfg.dataset}, plain GD, {len(mb['etas'])} learning rates"
     sizes = [mb["numeric"][b] for b in mb["sizes"]]
     rates = np.array([mb["u_turn_rate"][b] for b in mb["sizes"]])  # (batch sizes, etas)
     blown = np.array([mb["diverged"][b] for b in mb["sizes"]]).any(axis=0)
     rho = np.array([scipy_stats.spearmanr(sizes, rates[:, i]).statistic if not blown[i] else np.nan
                     for i in range(rates.shape[1])])
-    share, cases = _share(rho <= cfg["max_rho"], ~blown & np.isfinite(rho))
+    share, cases = _share(rho <= cfg.max_rho, ~blown & np.isfinite(rho))
     checks = [ClaimCheck(
         "Mini-batches reduce the oscillation of stochastic updates", source,
         f"the u-turn rate (u-turns per pair of consecutive updates) falls with batch size: Spearman rho <= "
-        f"{fmt.num(cfg['max_rho'])}",
+        f"{fmt.num(cfg.max_rho)}",
         f"falls at {_of(share, cases)} learning rates; median rate at batch 1 {fmt.num(np.median(rates[0]))}, "
         f"full {fmt.num(np.median(rates[-1]))}", share, cases, _verdict(share, cases, rules))]
     batches = list(mb["gradient_error"])
@@ -158,36 +149,31 @@ def _minibatch_checks(mb: dict, cfg: dict, rules: dict) -> list[ClaimCheck]:
         "Larger batches estimate the gradient more accurately", source + " (a mini-batch gradient is an average "
                                                                          "over the batch: this checks the code)",
         f"the relative error |g_B - g| / |g| falls strictly from batch {batches[0]} to {batches[-1]}, at the point "
-        f"full-batch GD reaches after {cfg['gradient_epochs']} epochs",
+        f"full-batch GD reaches after {cfg.gradient_epochs} epochs",
         f"falls at {_of(share, cases)} learning rates; median error {fmt.num(np.nanmedian(errors[0]))} at batch "
         f"{batches[0]}, {fmt.num(np.nanmedian(errors[-1]))} at {batches[-1]}", share, cases,
         _by_construction(share, cases, rules)))
     return checks
 
 
-def _sparse_check(sp: dict, cfg: dict, rules: dict) -> ClaimCheck:
+def _sparse_check(sp: dict, cfg: SparseCriteria, rules: Verdict) -> ClaimCheck:
     gain = sp["adagrad"]["ratio"] / sp["gd"]["ratio"]
-    share, cases = _share(gain >= cfg["min_gain"], np.isfinite(gain))
+    share, cases = _share(gain >= cfg.min_gain, np.isfinite(gain))
     return ClaimCheck(
         "AdaGrad gives the parameters of sparse features larger effective updates",
-        f"toy: softmax regression on {cfg['dataset']}, {len(sp['etas'])} learning rates",
-        f"(path length of rare-feature weights / common-feature weights) is at least {fmt.num(cfg['min_gain'])}x "
+        f"toy: softmax regression on {cfg.dataset}, {len(sp['etas'])} learning rates",
+        f"(path length of rare-feature weights / common-feature weights) is at least {fmt.num(cfg.min_gain)}x "
         f"larger for AdaGrad than for GD",
         f"holds at {_of(share, cases)} learning rates; rare/common ratio median GD "
         f"{fmt.num(np.nanmedian(sp['gd']['ratio']))}"
         f", AdaGrad {fmt.num(np.nanmedian(sp['adagrad']['ratio']))}", share, cases, _verdict(share, cases, rules))
 
 
-def _practice_checks(adam_answer, cells: pd.DataFrame, updates: pd.DataFrame, rules: dict) -> list[ClaimCheck]:
+def _practice_checks(adam_answer, cells: pd.DataFrame, updates: pd.DataFrame, rules: Verdict) -> list[ClaimCheck]:
     checks = []
     if adam_answer is not None and adam_answer.measured and "adam" in adam_answer.family.mean_ranks.index:
         a, j = adam_answer, adam_answer.judgement
-        if a.recommended == "adam" and j.status == WINNER:
-            verdict = SUPPORTED
-        elif a.recommended != "adam" and "adam" in j.behind:
-            verdict = CONTRADICTED
-        else:
-            verdict = INCONCLUSIVE
+        verdict = CLAIM.word(is_the_pick(j, "adam"))
         n = a.family.n_blocks
         rank = fmt.num(a.val_ranks.get("adam", np.nan))
         measured = (f"validation recommends {a.recommended} (Adam's mean rank {rank} of {len(a.val_ranks)}); on "
@@ -224,20 +210,19 @@ def _practice_checks(adam_answer, cells: pd.DataFrame, updates: pd.DataFrame, ru
     return checks
 
 
-def check_all(claims_cfg: dict, adam_answer=None, cells: pd.DataFrame | None = None,
-              updates: pd.DataFrame | None = None) -> tuple[list[ClaimCheck], dict]:
+def check_all(claims: Claims, problem: ToyProblem, adam_answer=None, cells: pd.DataFrame | None = None,
+              updates: pd.DataFrame | None = None) -> tuple[tuple[ClaimCheck, ...], dict]:
     """Every claim, in the lecture's order; and the raw toy measurements (for figures and tables)."""
-    rules = claims_cfg["verdict"]
-    runs = toy.lecture_toy(claims_cfg["toy"])
-    runs["stall"] = claims_cfg["adagrad_stall"]
-    sparse = toy.sparse_features(claims_cfg["sparse"])
-    mb = toy.minibatch(claims_cfg["minibatch"], float(claims_cfg["toy"]["min_update"]))
-    toy_rows = _toy_checks(runs, claims_cfg["toy"], rules)
-    checks = toy_rows[:3] + [_sparse_check(sparse, claims_cfg["sparse"], rules)] + toy_rows[3:]
-    checks += _minibatch_checks(mb, claims_cfg["minibatch"], rules)
+    rules = claims.verdict
+    runs = toy.lecture_toy(problem)
+    sparse = toy.sparse_features(claims.sparse)
+    mb = toy.minibatch(claims.minibatch, float(problem.criteria.min_update))
+    toy_rows = _toy_checks(runs, problem, claims.adagrad_stall.decay_ratio, rules)
+    checks = toy_rows[:3] + [_sparse_check(sparse, claims.sparse, rules)] + toy_rows[3:]
+    checks += _minibatch_checks(mb, claims.minibatch, rules)
     if cells is not None and updates is not None:
         checks += _practice_checks(adam_answer, cells, updates, rules)
-    return checks, {"toy": runs, "sparse": sparse, "minibatch": mb}
+    return tuple(checks), {"toy": runs, "sparse": sparse, "minibatch": mb}
 
 
 def toy_table(raw: dict) -> pd.DataFrame:

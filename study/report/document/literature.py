@@ -4,27 +4,28 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from study.report import fmt, stats
+from study.report import fmt
 from study.report.analysis import Analysis
-from study.report.blocks import Heading, Paragraph, Table
-from study.report.tables import Tables
+from study.report.document.blocks import Heading, Paragraph, Table
+from study.report.document.tables import Tables
+from study.report.judge import stats
 
 
 def generalisation_rows(a: Analysis) -> pd.DataFrame:
     """Per optimizer (equal epochs, tuned, at its chosen batch size): mean ranks of final training loss and of
     test loss over the datasets, and the median generalisation gap (test - train) in seed-to-seed spreads."""
-    ans = a.answer("epochs", "tuned")
+    ans = a.verdict.answer("epochs", "tuned")
     columns = ["optimizer", "batch_size", "train_mean_rank", "test_mean_rank", "median_gap", "datasets"]
-    if ans is None or a.runs["train_final"].isna().all():
+    if ans is None or a.scores.runs["train_final"].isna().all():
         return pd.DataFrame(columns=columns)
-    cells = a.cell_scores[a.cell_scores["track"] == "tuned"]
+    cells = a.scores.cells[a.scores.cells["track"] == "tuned"]
     chosen = cells[[ans.chosen_batch.get(o) == b for o, b in zip(cells["optimizer"], cells["batch_size"])]]
     train = chosen.pivot_table(index="dataset", columns="optimizer", values="train_final").dropna()
     test = chosen.pivot_table(index="dataset", columns="optimizer", values="test_epochs").reindex(train.index)
     train_ranks, test_ranks = stats.mean_ranks(train), stats.mean_ranks(test)
-    spread = a.spread.reindex(train.index)
+    spread = a.scores.spread.reindex(train.index)
     rows = []
-    for o in [o for o in a.optimizers if o in train.columns]:
+    for o in [o for o in a.grid.optimizers if o in train.columns]:
         gap = ((test[o] - train[o]) / spread).to_numpy(float)
         rows.append({"optimizer": o, "batch_size": ans.chosen_batch[o], "train_mean_rank": train_ranks[o],
                      "test_mean_rank": test_ranks[o], "median_gap": float(np.nanmedian(gap)),
@@ -51,7 +52,7 @@ def generalisation_section(a: Analysis, tables: Tables) -> list:
 
 
 def literature_section(a: Analysis, tables: Tables) -> list:
-    lit = a.literature
+    lit = a.checks.literature
     csv = tables.add("literature", lit)
     if lit.empty:
         return []

@@ -1,7 +1,7 @@
 """The secondary comparisons, at equal epochs: the optimizers at each batch size, the batch sizes of each optimizer,
-and which optimizer wins after k tuning trials. The verdict rests on study.report.answer; these say when the answer
-changes. Each is judged the same way: the treatment with the best validation mean rank is the chosen one, test
-scores it against the others (Iman-Davenport, Wilcoxon-Holm over all pairs, the Bayesian ROPE).
+and which optimizer wins after k tuning trials. The verdict rests on study.report.judge.answer; these say when the
+answer changes. Each is judged the same way: the treatment with the best validation mean rank is the chosen one,
+test scores it against the others (Iman-Davenport, Wilcoxon-Holm over all pairs, the Bayesian ROPE).
 """
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from study.report import stats
-from study.report.answer import Judgement, differences, judge, score_table
-from study.report.settings import Settings
+from study.report.judge import stats
+from study.report.judge.answer import differences, family_tests, score_table, validation_pick
+from study.report.judge.decide import Judgement, judge
+from study.schema.report import Report
 
 
-@dataclass
+@dataclass(frozen=True)
 class Family:
     kind: str  # "optimizers" (at a batch size), "batch_sizes" (of an optimizer), "budget" (after k trials)
     fixed: str  # the batch size, optimizer or number of trials held fixed
@@ -32,21 +33,18 @@ class Family:
         return f"optimizers after {self.fixed} trial(s)"
 
 
-def compare(val: pd.DataFrame, test: pd.DataFrame, spread: pd.Series, settings: Settings, kind: str, fixed: str,
+def compare(val: pd.DataFrame, test: pd.DataFrame, spread: pd.Series, report: Report, kind: str, fixed: str,
             track: str, labels: dict | None = None) -> Family:
     """A family whose treatment is chosen on ``val`` and judged on ``test`` (datasets x treatments, losses)."""
-    complete = val.dropna(axis=0, how="any")
-    ranks = stats.mean_ranks(complete) if len(complete) else pd.Series(dtype=float)
-    chosen = min(ranks.index, key=lambda t: (ranks[t], list(ranks.index).index(t))) if len(ranks.dropna()) else None
-    result = stats.compare_family(test, differences("epochs", spread, pd.Series(dtype=float)),
-                                  rope=settings.rope_loss[0], alpha=settings.alpha, nsamples=settings.bayes_samples,
-                                  seed=settings.seed, confidence=settings.confidence, focus=chosen)
-    return Family(kind, fixed, track, result, judge(result, chosen, settings.alpha, settings.sure),
-                  labels or {t: t for t in test.columns})
+    chosen = validation_pick(val)
+    result = family_tests(test, differences("epochs", spread, pd.Series(dtype=float)), report.rope.on_scale("epochs"),
+                          report.statistics, focus=chosen)
+    return Family(kind, fixed, track, result, judge(result, chosen, report.statistics.alpha,
+                                                     report.statistics.sure), labels or {t: t for t in test.columns})
 
 
 def secondary(cells: pd.DataFrame, spread: pd.Series, datasets, optimizers, batches, tracks,
-              settings: Settings) -> dict[tuple[str, str, str], Family]:
+              report: Report) -> dict[tuple[str, str, str], Family]:
     """Keyed (track, kind, fixed), in a stable order."""
     out = {}
     for track in tracks:
@@ -55,10 +53,10 @@ def secondary(cells: pd.DataFrame, spread: pd.Series, datasets, optimizers, batc
         for b in batches:
             cols = [(o, b) for o in optimizers if (o, b) in test.columns]
             pick = lambda t: pd.DataFrame({o: t[(o, b)] for o, _ in cols})  # noqa: E731
-            out[(track, "optimizers", b)] = compare(pick(val), pick(test), spread, settings, "optimizers", b, track)
+            out[(track, "optimizers", b)] = compare(pick(val), pick(test), spread, report, "optimizers", b, track)
         for o in optimizers:
             cols = [(o, b) for b in batches if (o, b) in test.columns]
             pick = lambda t: pd.DataFrame({b: t[(o, b)] for _, b in cols})  # noqa: E731
-            out[(track, "batch_sizes", o)] = compare(pick(val), pick(test), spread, settings, "batch_sizes", o,
+            out[(track, "batch_sizes", o)] = compare(pick(val), pick(test), spread, report, "batch_sizes", o,
                                                      track)
     return out

@@ -5,7 +5,7 @@ import base64
 import html
 import re
 
-from study.report.blocks import Bullets, Code, Details, Figure, Heading, Paragraph, Table, numeric_columns
+from study.report.document.blocks import Bullets, Code, Details, Figure, Heading, Paragraph, Table, numeric_columns
 
 CSS = """
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d1d1f; margin: 0; }

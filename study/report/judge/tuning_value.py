@@ -17,9 +17,11 @@ import functools
 import numpy as np
 import pandas as pd
 
-from study.report import stats
-from study.report.answer import differences, judge, score_table
-from study.report.families import Family, compare
+from study.report.judge import stats
+from study.report.judge.answer import differences, family_tests, score_table
+from study.report.judge.decide import judge
+from study.report.judge.families import Family, compare
+from study.schema.report import Report
 
 CELL = ["dataset", "optimizer", "batch_size"]
 SCORED = ("COMPLETE", "DIVERGED")  # a diverged trial counts at its penalty: no better than not training
@@ -48,8 +50,7 @@ def expected_best_of_k(val: np.ndarray, test: np.ndarray, ks) -> tuple[np.ndarra
     return weights @ v, weights @ t
 
 
-def random_arm_curves(trials: pd.DataFrame, max_k: int, resamples: int, seed: int,
-                      level: float = 0.9) -> pd.DataFrame:
+def random_arm_curves(trials: pd.DataFrame, max_k: int, resamples: int, seed: int, level: float) -> pd.DataFrame:
     """Per cell with a random arm and k = 1..max_k: expected best-of-k validation loss, expected test loss of
     validation's pick, and a bootstrap band of the latter (the arm's trials resampled with replacement)."""
     rng = np.random.default_rng(seed)
@@ -69,7 +70,7 @@ def random_arm_curves(trials: pd.DataFrame, max_k: int, resamples: int, seed: in
     return pd.concat(rows, ignore_index=True)[columns] if rows else pd.DataFrame(columns=columns)
 
 
-def budget_families(curves: pd.DataFrame, chosen_batch: dict, ks, datasets, spread, settings) -> dict:
+def winners_at_k(curves: pd.DataFrame, chosen_batch: dict, ks, datasets, spread, report: Report) -> dict:
     """Which optimizer wins with k random trials: each optimizer at its chosen batch size, chosen by expected
     best-of-k validation loss, judged on the expected test loss of validation's pick."""
     out = {}
@@ -84,12 +85,17 @@ def budget_families(curves: pd.DataFrame, chosen_batch: dict, ks, datasets, spre
         val, test = table("val"), table("test")
         if val.empty:
             continue
-        out[k] = compare(val, test, spread, settings, "budget", str(k), "tuned",
+        out[k] = compare(val, test, spread, report, "budget", str(k), "tuned",
                          {o: f"{o} ({b})" for o, b in chosen_batch.items()})
     return out
 
 
-def tunability(trials: pd.DataFrame, optimizers, margins=(0.05, 0.10)) -> pd.DataFrame:
+def within(margin: float) -> str:
+    """The tunability table's column for a margin: within_5pct."""
+    return f"within_{round(100 * margin)}pct"
+
+
+def tunability(trials: pd.DataFrame, optimizers, margins) -> pd.DataFrame:
     """Per optimizer: the share of its random trials (over all its cells) within each margin of the cell's best
     validation loss (the best over both arms), and how many trials and cells that rests on."""
     scored = trials[trials["state"].isin(SCORED) & np.isfinite(trials["value"].astype(float))]
@@ -103,33 +109,35 @@ def tunability(trials: pd.DataFrame, optimizers, margins=(0.05, 0.10)) -> pd.Dat
                "cells": int(arm.loc[mine, CELL].drop_duplicates().shape[0])}
         for margin in margins:
             close = value[mine] <= (1 + margin) * arm.loc[mine, "best"].to_numpy(float)
-            row[f"within_{round(100 * margin)}pct"] = float(close.mean()) if mine.any() else np.nan
+            row[within(margin)] = float(close.mean()) if mine.any() else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def tuning_gain(cells: pd.DataFrame, chosen_batch: dict, datasets, spread, settings) -> pd.DataFrame:
+def tuning_gain(cells: pd.DataFrame, chosen_batch: dict, datasets, spread, report: Report) -> pd.DataFrame:
     """Per optimizer at its tuned batch size: default minus tuned test loss per dataset in seed-to-seed spreads
     (> 0: tuning helps), the median with a bootstrap interval, and P(tuned better) / P(equivalent)."""
     tuned = score_table(cells, "test_epochs", "tuned", datasets)
     default = score_table(cells, "test_epochs", "default", datasets)
     diff = differences("epochs", spread, pd.Series(dtype=float))
+    st = report.statistics
     rows = []
     for optimizer, batch in chosen_batch.items():
         if (optimizer, batch) not in default.columns:
             continue
         d = np.asarray(diff(default[(optimizer, batch)], tuned[(optimizer, batch)]), float)
         d = d[np.isfinite(d)]
-        low, high = stats.bootstrap_median_ci(d, settings.confidence, seed=settings.seed)
-        worse, same, better = stats.bayesian_signed_rank(d, settings.rope_loss[0], settings.bayes_samples,
-                                                         settings.seed) if len(d) else (np.nan,) * 3
+        low, high = stats.bootstrap_median_ci(d, st.confidence, st.bootstrap_resamples, st.seed)
+        worse, same, better = stats.bayesian_signed_rank(d, report.rope.on_scale("epochs"), st.bayes_samples,
+                                                         st.seed) if len(d) else (np.nan,) * 3
         rows.append({"optimizer": optimizer, "batch_size": batch, "median_gain": float(np.median(d)) if len(d)
                      else np.nan, "low": low, "high": high, "p_tuned_better": better, "p_equivalent": same,
                      "p_default_better": worse, "datasets": len(d)})
     return pd.DataFrame(rows)
 
 
-def several_defaults(cells: pd.DataFrame, tuned_batch: dict, default_batch: dict, datasets, spread, settings):
+def several_defaults(cells: pd.DataFrame, tuned_batch: dict, default_batch: dict, datasets, spread,
+                     report: Report) -> Family | None:
     """Per dataset, "try the optimizers at their defaults and keep the best on validation" against each optimizer
     tuned (each at the batch size chosen for it): a family whose chosen treatment is the defaults' pick."""
     val_d = score_table(cells, "val_epochs", "default", datasets)
@@ -143,8 +151,8 @@ def several_defaults(cells: pd.DataFrame, tuned_batch: dict, default_batch: dict
     test = pd.DataFrame({"several defaults": several,
                          **{f"{o} tuned": test_t[(o, b)] for o, b in tuned_batch.items()}})
     # judged from the defaults' pick, whatever ranks first: "is trying the defaults as good as tuning one?"
-    result = stats.compare_family(test, differences("epochs", spread, pd.Series(dtype=float)),
-                                  rope=settings.rope_loss[0], alpha=settings.alpha, nsamples=settings.bayes_samples,
-                                  seed=settings.seed, confidence=settings.confidence, focus="several defaults")
+    result = family_tests(test, differences("epochs", spread, pd.Series(dtype=float)), report.rope.on_scale("epochs"),
+                          report.statistics, focus="several defaults")
     return Family("defaults", "several", "both", result,
-                  judge(result, "several defaults", settings.alpha, settings.sure), {t: t for t in test.columns})
+                  judge(result, "several defaults", report.statistics.alpha, report.statistics.sure),
+                  {t: t for t in test.columns})

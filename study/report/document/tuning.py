@@ -3,39 +3,42 @@ from __future__ import annotations
 
 import pandas as pd
 
-from study.report import figures, fmt
+from study.core.hyperparams import lecture_name, searched_as
+from study.core.optim import OPTIMIZERS
+from study.report import fmt
 from study.report.analysis import Analysis
-from study.report.blocks import Figure, Heading, Paragraph, Table
-from study.report.tables import Tables
-from study.report.verdict import short_status, status_sentence
-
-AVERAGING = {"momentum": ["gamma"], "nag": ["gamma"], "rmsprop": ["beta"], "adam": ["beta1", "beta2"]}
+from study.report.document import figures
+from study.report.document.blocks import Figure, Heading, Paragraph, Table
+from study.report.document.sentences import short_status, status_sentence
+from study.report.document.tables import Tables
+from study.report.judge.tuning_value import within
 
 
 def _budget_blocks(a: Analysis, tables: Tables) -> list:
-    curves = a.budget_curves
+    curves, dpi = a.tuning.best_after_k, a.settings.report.figures.dpi
+    band = f"{a.settings.report.stability.band_level:.0%}"
     tables.add("budget_curves", curves)
-    tables.add("best_of_k", a.random_curves)
-    epochs = a.answer("epochs", "tuned")
+    tables.add("best_of_k", a.tuning.random_curves)
+    epochs = a.verdict.answer("epochs", "tuned")
     blocks = []
-    if len(a.random_curves) and epochs is not None:
+    if a.tuning.random_arm and epochs is not None:
+        picture = figures.best_of_k(a.tuning.random_curves, epochs.chosen_batch, a.scores.spread, a.grid.optimizers)
         blocks += [Paragraph(
             "**What k trials buy.** Every cell also ran an unpruned random search with the same number of trials, "
             "each trial scored on test too (tag `scored_on_test=true`; no choice reads it). The expected best-of-k "
             "(Dodge et al. 2019; Sivaprasad et al. 2020): the expected test loss of the trial that validation would "
-            "pick among k drawn at random, computed exactly over all draws with replacement, with a 90% band from "
-            "resampling the arm's trials. Shown above the dataset's best value in seed-to-seed spreads, median "
-            "over datasets; each optimizer at the batch size chosen for it at equal epochs."),
-            Figure("best_of_k", figures.png_bytes(figures.best_of_k(a.random_curves, epochs.chosen_batch, a.spread,
-                                                                    a.optimizers), a.settings.dpi),
+            "pick among k drawn at random, computed exactly over all draws with replacement, with a " + band +
+            " band from resampling the arm's trials. Shown above the dataset's best value in seed-to-seed spreads, "
+            "median over datasets; each optimizer at the batch size chosen for it at equal epochs."),
+            Figure("best_of_k", figures.png_bytes(picture, dpi),
                    "Expected test loss of validation's pick among k random trials (median over datasets, band: "
-                   "median of the cells' 90% bands).")]
+                   f"median of the cells' {band} bands).")]
         how = "the expected test loss of validation's pick among k random trials (chosen by the expected best-of-k " \
               "validation loss)"
     else:
         how = "TPE's best validation loss after k trials: one realisation (this sweep has no random arm)"
     rows, shown = [], []
-    for k, family in a.budget_families.items():
+    for k, family in a.tuning.winners.items():
         j, r = family.judgement, family.result
         rows.append({"trials": k, "status": j.status, "best": j.chosen, "p": r.omnibus.pvalue,
                      "equivalent": " ".join(j.equivalent), "cannot_separate": " ".join(j.unresolved),
@@ -46,8 +49,8 @@ def _budget_blocks(a: Analysis, tables: Tables) -> list:
         blocks.append(Table(pd.DataFrame(shown), f"Which optimizer wins with a budget of k trials: {how}, each "
                                                  f"optimizer at its chosen batch size.",
                             tables.add("budget_winners", pd.DataFrame(rows))))
-    blocks.append(Figure("tuning_budget", figures.png_bytes(figures.budget_curves(curves, a.batches, a.optimizers),
-                                                            a.settings.dpi),
+    picture = figures.budget_curves(curves, a.grid.batches, a.grid.optimizers)
+    blocks.append(Figure("tuning_budget", figures.png_bytes(picture, dpi),
                          "Best validation loss after k trials above the dataset's best trial, in seed-to-seed "
                          "spreads, median over datasets, a panel per batch size (random arm: expected best-of-k; "
                          "else TPE's best so far)."))
@@ -57,16 +60,16 @@ def _budget_blocks(a: Analysis, tables: Tables) -> list:
 def _value_blocks(a: Analysis, tables: Tables) -> list:
     """Tunability, tuning gain, several defaults against one tuned."""
     blocks = []
-    t = a.tunability
+    t, margins = a.tuning.tunability, a.settings.report.tunability.margins
     csv = tables.add("tunability", t)
     if len(t):
-        blocks.append(Table(pd.DataFrame({"optimizer": t["optimizer"], "random trials": t["trials"],
-                                          "within 5% of the cell's best": [fmt.share(v) for v in t["within_5pct"]],
-                                          "within 10%": [fmt.share(v) for v in t["within_10pct"]]}),
-                            "Tunability: the share of an optimizer's random trials whose validation loss is within 5% "
-                            "and 10% of its cell's best (both arms): how forgiving it is of hyperparameters drawn at "
-                            "random.", csv))
-    g = a.tuning_gain
+        shares = {f"within {m:.0%}" + (" of the cell's best" if i == 0 else ""): [fmt.share(v) for v in t[within(m)]]
+                  for i, m in enumerate(margins)}
+        blocks.append(Table(pd.DataFrame({"optimizer": t["optimizer"], "random trials": t["trials"], **shares}),
+                            f"Tunability: the share of an optimizer's random trials whose validation loss is within "
+                            f"{fmt.names(f'{m:.0%}' for m in margins)} of its cell's best (both arms): how forgiving "
+                            f"it is of hyperparameters drawn at random.", csv))
+    g = a.tuning.gain
     csv = tables.add("tuning_gain", g)
     if len(g):
         blocks.append(Table(pd.DataFrame({
@@ -77,7 +80,7 @@ def _value_blocks(a: Analysis, tables: Tables) -> list:
             "P(equivalent)": [fmt.prob(p) for p in g["p_equivalent"]]}),
             "Tuning gain (Schmidt et al. 2021): the default track's test loss minus the tuned one's per dataset, in "
             "seed-to-seed spreads (median with its bootstrap interval; > 0: tuning helps).", csv))
-    f = a.several_defaults
+    f = a.tuning.several_defaults
     if f is not None:
         tables.add("defaults_vs_tuned", f.result.pairs)
         blocks.append(Paragraph("**Several defaults against one tuned** (Schmidt et al. 2021): per dataset, try "
@@ -96,52 +99,63 @@ def _edge_table(edges: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["optimizer", "parameter", "edge", "bound", "cells", "which (dataset/batch)"])
 
 
+def hyperparameter_panels(trials: pd.DataFrame, optimizers, averaging: bool) -> list[tuple[str, str, bool]]:
+    """(optimizer, hyperparameter, drawn as 1 - x) of every panel of the loss against a hyperparameter figures: the
+    learning rate, or each averaging constant of the optimizer's registry entry (drawn as 1 - x, as it is searched),
+    where the trials hold a value."""
+    def tried(o, p):
+        return p in trials.columns and trials.loc[trials["optimizer"] == o, p].notna().any()
+
+    wanted = [(o, p) for o in optimizers for p in (OPTIMIZERS[o].averaging if averaging else ("eta",))]
+    return [(o, p, averaging) for o, p in wanted if tried(o, p)]
+
+
 def tuning_section(a: Analysis, tables: Tables) -> list:
     blocks = [Heading("Tuning")]
-    trials = a.results.trials.assign(batch_size=a.results.trials["batch_size"].astype(str))
+    trials, dpi = a.results.trials, a.settings.report.figures.dpi
     if trials.empty:
         return blocks + [Paragraph("The sweep recorded no tuning trials.")]
     blocks += _budget_blocks(a, tables)
     blocks += _value_blocks(a, tables)
-    panels = [(o, "eta", False) for o in a.optimizers if trials.loc[trials["optimizer"] == o, "eta"].notna().any()]
-    blocks.append(Figure("tuning_eta", figures.png_bytes(figures.loss_against(trials, panels, a.batches, a.spread),
-                                                         a.settings.dpi),
+    picture = figures.loss_against(trials, hyperparameter_panels(trials, a.grid.optimizers, False), a.grid.batches,
+                                   a.scores.spread)
+    blocks.append(Figure("tuning_eta", figures.png_bytes(picture, dpi),
                          "Final validation loss of every trial above the dataset's best trial, in seed-to-seed "
                          "spreads, against eta; "
                          "colour = batch size, crosses at the top = diverged trials."))
-    panels = [(o, p, True) for o in a.optimizers for p in AVERAGING.get(o, [])
-              if p in trials.columns and trials.loc[trials["optimizer"] == o, p].notna().any()]
+    panels = hyperparameter_panels(trials, a.grid.optimizers, True)
     if panels:
-        picture = figures.loss_against(trials, panels, a.batches, a.spread)
-        blocks.append(Figure("tuning_averaging", figures.png_bytes(picture, a.settings.dpi),
+        picture = figures.loss_against(trials, panels, a.grid.batches, a.scores.spread)
+        blocks.append(Figure("tuning_averaging", figures.png_bytes(picture, dpi),
                              "The same against the averaging constants, drawn as 1 - value (searched log-uniformly "
                              "that way): 0.1 is 0.9, 0.01 is 0.99."))
-    importance = a.importance
+    importance = a.tuning.importance
     csv = tables.add("importances_mean", importance)
     tables.add("importances", a.results.importances)
     if len(importance):
-        names = [p.replace("one_minus_", "1 - ") for p in importance["param"]]  # Optuna's name for 1 - gamma
+        names = [searched_as(*lecture_name(p)) for p in importance["param"]]  # Optuna's one_minus_gamma: 1 - gamma
         blocks.append(Table(pd.DataFrame({"optimizer": importance["optimizer"], "parameter": names,
                                           "mean importance": [fmt.cell(v, 2) for v in importance["mean_importance"]],
                                           "cells": importance["cells"]}),
                             "Parameter importances (Optuna's default evaluator), mean over cells.", csv))
-    edges = a.edges
+    edges = a.tuning.edges
     csv = tables.add("edge_warnings", edges)
     if len(edges):
         blocks.append(Paragraph(f"**Warning: {len(edges)} tuned value(s) lie on the edge of their search range** "
-                                f"(within {a.settings.edge_margin:.0%} of its width; log width for log ranges). The "
-                                f"best value there may lie outside the range, so those cells may be under-tuned."))
+                                f"(within {a.settings.report.edge.margin:.0%} of its width; log width for log "
+                                f"ranges). The best value there may lie outside the range, so those cells may be "
+                                f"under-tuned."))
         blocks.append(Table(_edge_table(edges), "Tuned values on the edge of the search range.", csv))
     else:
         blocks.append(Paragraph("No tuned value lies on the edge of its search range."))
-    natural = a.natural_edges
+    natural = a.tuning.natural_edges
     if len(natural):
         counts = ", ".join(f"{o} {n}" for o, n in natural.groupby("optimizer", sort=False).size().items())
         blocks.append(Paragraph(f"{len(natural)} tuned value(s) sit near a natural limit of their range, an averaging "
                                 f"constant near 0 ({counts}): the optimizer did best with little or no momentum or "
                                 f"averaging there. No wider range could move them, so they are not counted as "
                                 f"warnings."))
-    d = a.divergence
+    d = a.tuning.divergence
     csv = tables.add("divergence", d)
     per_cell = trials.groupby(["optimizer", "batch_size"], sort=False)["state"].apply(
         lambda s: float((s == "DIVERGED").mean())).rename("diverged_share").reset_index()

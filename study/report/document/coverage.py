@@ -9,11 +9,11 @@ import pandas as pd
 
 from study.report import fmt
 from study.report.analysis import Analysis
-from study.report.blocks import Bullets, Heading, Paragraph
 from study.report.coverage import NOT_FINISHED, NOT_RECORDED, SET_ASIDE, USED, Coverage
-from study.report.scoring import BUDGETS
-from study.report.tables import Tables
-from study.report.verdict import BUDGET_WORDS
+from study.report.document.blocks import Bullets, Heading, Paragraph
+from study.report.document.sentences import BUDGET_WORDS
+from study.report.document.tables import Tables
+from study.report.judge.scoring import BUDGETS
 
 LISTED = 12  # cells named in a bullet before "and N more"
 
@@ -30,7 +30,7 @@ def _name(key) -> str:
 def unmeasured(a: Analysis) -> tuple[list[str], list[str]]:
     """The budgets the report could not measure at all, and those it could not measure for some cells, each with
     what the sweep did not record."""
-    grid = a.cell_scores[a.cell_scores["track"] == "tuned"][["dataset", "optimizer", "batch_size"]]
+    grid = a.scores.cells[a.scores.cells["track"] == "tuned"][["dataset", "optimizer", "batch_size"]]
     keys = list(grid.itertuples(index=False, name=None))
     cost = a.results.cells.assign(batch_size=a.results.cells["batch_size"].astype(str)).set_index(
         ["dataset", "optimizer", "batch_size"])["seconds_per_epoch"] if len(a.results.cells) else pd.Series()
@@ -41,13 +41,14 @@ def unmeasured(a: Analysis) -> tuple[list[str], list[str]]:
     no_test = [_name(k) for k in keys if k not in with_test]
     wholly, partly = [], []
     for budget in BUDGETS:
-        ans = a.answer(budget, "tuned")
+        ans = a.verdict.answer(budget, "tuned")
         if ans is not None and not ans.measured:
             lacking = ("cost per epoch (seconds_per_epoch)" if budget == "seconds" and len(no_test) < len(keys)
                        else "test-loss curves")  # a cost to the target is counted on the test curve
             wholly.append(f"{BUDGET_WORDS[budget]}: not measured at all (the sweep recorded no {lacking} for the "
                          f"cells this report rests on).")
-    measured = [b for b in BUDGETS if (a.answer(b, "tuned") is not None and a.answer(b, "tuned").measured)]
+    tuned = {b: a.verdict.answer(b, "tuned") for b in BUDGETS}
+    measured = [b for b, ans in tuned.items() if ans is not None and ans.measured]
     if no_test and len(no_test) < len(keys) and {"updates", "seconds"} & set(measured):
         partly.append(f"Equal updates and equal wall time: not measured for {len(no_test)} cell(s) without a "
                      f"test-loss curve ({_cells(no_test)}); they rank last there.")
@@ -59,18 +60,19 @@ def unmeasured(a: Analysis) -> tuple[list[str], list[str]]:
 
 def _too_small(a: Analysis) -> list[str]:
     """What a grid this small cannot compare."""
-    if len(a.datasets) * len(a.optimizers) * len(a.batches) == 1:
-        return [f"One cell only ({a.datasets[0]}/{a.optimizers[0]}/{a.batches[0]}): there is nothing to compare "
+    g = a.grid
+    if len(g.datasets) * len(g.optimizers) * len(g.batches) == 1:
+        return [f"One cell only ({g.datasets[0]}/{g.optimizers[0]}/{g.batches[0]}): there is nothing to compare "
                 f"it with, so every verdict below is that cell, and no test was run; the tables describe it."]
     items = []
-    if len(a.datasets) == 1:
-        items.append(f"One dataset only ({a.datasets[0]}): every test compares treatments over at least two "
+    if len(a.grid.datasets) == 1:
+        items.append(f"One dataset only ({a.grid.datasets[0]}): every test compares treatments over at least two "
                      f"datasets, so the verdicts below are validation's choices, untested.")
-    if len(a.optimizers) == 1:
-        items.append(f"One optimizer only ({a.optimizers[0]}): no optimizer comparison; the batch sizes are "
+    if len(a.grid.optimizers) == 1:
+        items.append(f"One optimizer only ({a.grid.optimizers[0]}): no optimizer comparison; the batch sizes are "
                      f"compared for it.")
-    if len(a.batches) == 1:
-        items.append(f"One batch size only ({a.batches[0]}): no batch-size comparison.")
+    if len(a.grid.batches) == 1:
+        items.append(f"One batch size only ({a.grid.batches[0]}): no batch-size comparison.")
     return items
 
 
@@ -79,7 +81,7 @@ def coverage_section(a: Analysis, coverage: Coverage, tables: Tables) -> list:
     without a cost (a complete sweep's odd cell: they rank last at that budget, as the tables show) are named
     here only when the section is there anyway: a complete sweep's report stays what it was."""
     wholly, partly = unmeasured(a)
-    one_cell = len(a.datasets) * len(a.optimizers) * len(a.batches) == 1
+    one_cell = len(a.grid.datasets) * len(a.grid.optimizers) * len(a.grid.batches) == 1
     if coverage.complete and not wholly and not one_cell:
         return []
     csv = tables.add("coverage", coverage.cells)

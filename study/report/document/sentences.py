@@ -1,4 +1,4 @@
-"""The verdict in words: what to do at each budget, how sure, and what the tests allow, from study.report.answer.
+"""The verdict in words: what to do at each budget, how sure, and what the tests allow (study.report.judge.answer).
 
 Absence of evidence is worded as such ("the data cannot separate them"); practical equivalence is an answer ("are
 practically equivalent"); neither is ever "within what chance produces".
@@ -9,8 +9,10 @@ import math
 
 import pandas as pd
 
+from study.core.hyperparams import search_value, searched_as
 from study.report import fmt
-from study.report.answer import DISAGREE, EQUIVALENT, NOT_MEASURED, UNRESOLVED, WINNER, Answer, Judgement
+from study.report.judge.answer import Answer
+from study.report.judge.decide import DISAGREE, EQUIVALENT, NOT_MEASURED, NOT_TESTED, UNRESOLVED, WINNER, Judgement
 
 SCOPE = ("Scope: small MLPs (one hidden layer) on small tabular and 2-D datasets, 60 to 1,100 training samples; "
          "not deep networks, large data or long training.")
@@ -47,30 +49,27 @@ def status_sentence(j: Judgement, labels: dict, what: str = "optimizer", p_value
                      f"significantly behind")
     text = "; ".join(parts)
     if j.too_few:
-        text += (f" (with {j.too_few} datasets no Holm-corrected signed-rank test can reach p < 0.05 at all: run "
-                 f"more datasets to separate them)")
+        text += (f" (with {j.too_few} datasets no Holm-corrected signed-rank test can reach p < {fmt.num(j.alpha)} "
+                 f"at all: run more datasets to separate them)")
     return f"On test{omnibus}: {text}."
 
 
-def hyper_ranges(evals: pd.DataFrame, config: dict, optimizer: str, batch: str) -> str:
+def hyper_ranges(evals: pd.DataFrame, search_spaces: dict, optimizer: str, batch: str) -> str:
     """The tuned values that worked for an optimizer at a batch size, over the datasets ("eta 0.0012-0.031")."""
     rows = evals[(evals["track"] == "tuned") & (evals["optimizer"] == optimizer) & (evals["batch_size"] == batch)]
     rows = rows.drop_duplicates("dataset")
     parts = []
-    for param, space in config.get("search_spaces", {}).get(optimizer, {}).items():
+    for param, space in search_spaces.get(optimizer, {}).items():
         if space.get("fixed") is not None or param not in rows or rows[param].isna().all():
             continue
-        values = rows[param].astype(float)
-        if space.get("one_minus"):
-            values, shown = 1.0 - values, f"1 - {param}"
-        else:
-            shown = param
+        one_minus = bool(space.get("one_minus"))
+        values, shown = search_value(rows[param].astype(float), one_minus), searched_as(param, one_minus)
         parts.append(f"{shown} {fmt.num(values.min(), 2)}-{fmt.num(values.max(), 2)} "
                      f"(median {fmt.num(values.median(), 2)})")
     return "; ".join(parts)
 
 
-def what_to_do(a: Answer, evals: pd.DataFrame, config: dict, defaults: dict | None, p_best: float,
+def what_to_do(a: Answer, evals: pd.DataFrame, search_spaces: dict, defaults: dict | None, p_best: float,
                same: float, resamples: int) -> str:
     """The first lines of the verdict for one budget (tuned track): what to use, what to tune, how sure."""
     if a.recommended is None:
@@ -82,7 +81,7 @@ def what_to_do(a: Answer, evals: pd.DataFrame, config: dict, defaults: dict | No
         tune = (f"The defaults of {a.recommended} are enough: tuned and default are practically equivalent on test "
                 f"(P = {fmt.prob(defaults['p_equivalent'])} within {rope_words(a)}).")
     else:
-        ranges = hyper_ranges(evals, config, a.recommended, a.batch)
+        ranges = hyper_ranges(evals, search_spaces, a.recommended, a.batch)
         gain = f" (tuning beats its defaults: P = {fmt.prob(defaults['p_a_better'])})" if defaults else ""
         tune = f"Tune it{gain}; the tuned values that worked: {ranges}." if ranges else f"Tune it{gain}."
     sure = (f"How sure: validation picks {a.recommended} in {fmt.share(p_best)} of {resamples:,} bootstrap "
@@ -96,11 +95,11 @@ def short_status(j: Judgement) -> str:
     if j.status == WINNER:
         return f"{j.chosen} wins"
     if j.status == EQUIVALENT:
-        return f"{'/'.join([j.chosen] + j.equivalent)} practically equivalent"
+        return f"{'/'.join([j.chosen, *j.equivalent])} practically equivalent"
     if j.status == DISAGREE:
         return f"validation picks {j.chosen}, test prefers {'/'.join(j.ahead)}"
     if j.status == UNRESOLVED:
         return f"{j.chosen} leads; cannot separate {'/'.join(j.unresolved)}"
-    return "not tested" if j.why else "not measured"
+    return NOT_TESTED if j.why else NOT_MEASURED
 
 

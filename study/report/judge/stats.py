@@ -194,7 +194,7 @@ def bootstrap_median_ci(values, level: float = 0.95, n_resamples: int = 2000, se
     return float(np.quantile(medians, (1 - level) / 2)), float(np.quantile(medians, (1 + level) / 2))
 
 
-@dataclass
+@dataclass(frozen=True)
 class FamilyResult:
     """Everything the report says about one family of treatments compared over the datasets."""
 
@@ -224,7 +224,8 @@ class FamilyResult:
 
 
 def compare_family(scores: pd.DataFrame, differences, rope: float, alpha: float = 0.05, nsamples: int = 50000,
-                   seed: int = 0, confidence: float = 0.95, focus: str | None = None) -> FamilyResult:
+                   seed: int = 0, confidence: float = 0.95, focus: str | None = None,
+                   resamples: int = 2000) -> FamilyResult:
     """Iman-Davenport, then every pair: Wilcoxon with Holm's correction over all pairs, a bootstrap interval of
     the median paired difference, the Bayesian signed-rank test with ``rope``. ``differences(b_column,
     a_column)`` gives the paired differences on a scale comparable across datasets (> 0: a is better). With
@@ -243,7 +244,7 @@ def compare_family(scores: pd.DataFrame, differences, rope: float, alpha: float 
         for b in names[i + 1:]:
             d = np.asarray(differences(scores[b], scores[a]), float)
             statistic, p = wilcoxon_signed_rank(d)
-            low, high = bootstrap_median_ci(d, confidence, seed=seed)
+            low, high = bootstrap_median_ci(d, confidence, resamples, seed)
             wanted = len(d) and (focus is None or focus in (a, b))
             b_better, equivalent, a_better = bayesian_signed_rank(d, rope, nsamples, seed) if wanted \
                 else (float("nan"),) * 3

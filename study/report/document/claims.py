@@ -8,37 +8,40 @@ from importlib import metadata
 import pandas as pd
 import yaml
 
-from study.report import claims, figures
 from study.report.analysis import Analysis
-from study.report.blocks import Code, Figure, Heading, Paragraph, Table
-from study.report.tables import Tables
+from study.report.checks import claims
+from study.report.document import figures
+from study.report.document.blocks import Code, Figure, Heading, Paragraph, Table
+from study.report.document.tables import Tables
 
 REPORT_PACKAGES = ("numpy", "scipy", "pandas", "matplotlib", "scikit-posthocs", "baycomp")
 
 
 def claims_section(a: Analysis, tables: Tables) -> list:
     rows = [{"claim": c.claim, "verdict": c.verdict, "measured": c.measured, "criterion": c.criterion,
-             "evidence": c.source, "share": c.share, "cases": c.cases} for c in a.claims]
+             "evidence": c.source, "share": c.share, "cases": c.cases} for c in a.checks.claims]
     csv = tables.add("claims", pd.DataFrame(rows))
-    tables.add("claims_toy", claims.toy_table(a.claims_raw))
-    rules = a.settings.claims["verdict"]
+    tables.add("claims_toy", claims.toy_table(a.checks.toy))
+    rules = a.settings.claims.verdict
     shown = pd.DataFrame([{"#": i + 1, "the lecture says": r["claim"], "verdict": f"**{r['verdict']}**",
                            "the number": r["measured"], "criterion": r["criterion"], "evidence": r["evidence"]}
                           for i, r in enumerate(rows)])
-    lecture_eta = float(a.settings.claims["toy"]["lecture_eta"])
+    toy = a.settings.toy
+    picture = figures.claims_toy(a.checks.toy, float(toy.lecture_eta), toy.criteria.target_fraction)
     return [Heading("The lecture's claims, checked"), Paragraph(
         f"One row per claim. Each criterion and threshold was written into `conf/claims.yaml` before the claims "
         f"were evaluated, and each is checked over a grid of learning rates (or over the sweep's cells), never at "
         f"one hand-picked value: a claim is **supported** when its criterion holds in at least "
-        f"{rules['support']:.0%} of the comparable cases, **contradicted** at {rules['contradict']:.0%} or less, "
-        f"and **inconclusive** in between or with fewer than {rules.get('min_cases', 1)} comparable cases. A claim "
+        f"{rules.support:.0%} of the comparable cases, **contradicted** at {rules.contradict:.0%} or less, "
+        f"and **inconclusive** in between or with fewer than {rules.min_cases} comparable cases. A claim "
         f"that holds by how the code is built (how batches are cut, what a mini-batch gradient is) is checked as "
         f"a sanity check of the code: **by construction**, never \"supported\". "
         f"Trajectory claims are recomputed here with the numeric core on toy problems; practice claims come from "
         f"the sweep. A u-turn is a sign change of the update along one parameter."),
         Table(shown, "The lecture's claims.", csv),
-        Figure("claims_toy", figures.png_bytes(figures.claims_toy(a.claims_raw, lecture_eta), a.settings.dpi),
-               "Toy evidence: loss on the lecture's problem at its learning rate; epochs to 1% of the starting loss "
+        Figure("claims_toy", figures.png_bytes(picture, a.settings.report.figures.dpi),
+               f"Toy evidence: loss on the lecture's problem at its learning rate; epochs to "
+               f"{toy.criteria.target_fraction:.0%} of the starting loss "
                "and u-turns against the learning rate; the error of mini-batch gradients against batch size "
                "(softmax regression, a line per learning rate).")]
 
@@ -56,16 +59,17 @@ def _version(package: str) -> str:
 
 
 def footer_section(a: Analysis, tables: Tables, report_commit: str) -> list:
-    r, meta, s = a.results, a.results.meta, a.settings
-    config = r.config
+    r, meta = a.results, a.results.meta
+    config = r.config_as_logged
     versions = dict(sorted((meta.get("versions") or {}).items()))
     report_versions = {p: _version(p) for p in REPORT_PACKAGES}
     rows = [("sweep", r.name), ("sweep config hash (sweep's)", meta.get("config_hash", "")),
             ("sweep config hash (sha256 of the config below)", config_hash(config)),
             ("sweep git commit", meta.get("git_commit", "")), ("report git commit", report_commit),
             ("sweep command", meta.get("command", "")), ("machine", meta.get("machine", "")),
-            ("evaluation seeds", " ".join(str(x) for x in config.get("seeds", []))),
-            ("tuning seed", str(config.get("tuning_seed", ""))), ("report seed", str(s.seed)),
+            ("evaluation seeds", " ".join(str(x) for x in r.seeds)),
+            ("tuning seed", "" if r.tuning_seed is None else str(r.tuning_seed)),
+            ("report seed", str(a.settings.report.statistics.seed)),
             ("MLflow store", meta.get("tracking_uri", "")), ("Optuna store", meta.get("optuna_storage", "")),
             ("sweep packages", ", ".join(f"{k} {v}" for k, v in versions.items())),
             ("report packages", ", ".join(f"{k} {v}" for k, v in report_versions.items()))]

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from study.report.progress import RUN
+from study.report.judge.progress import RUN
 
 
 def expected_updates(n_train: int, batch_size: str) -> int:

@@ -15,7 +15,8 @@ For a budget (epochs, updates, seconds) and a track (tuned, default):
    - *cannot separate*: some are neither behind nor shown equivalent: the data cannot tell them apart;
    - *validation and test disagree*: some optimizer is significantly better on test than the one validation chose
      (the verdict still follows validation, and says so).
-The batch-size answer is the same procedure over the recommended optimizer's batch sizes.
+The batch-size answer is the same procedure over the recommended optimizer's batch sizes. The statuses and the rule
+that gives them: study.report.judge.decide.
 """
 from __future__ import annotations
 
@@ -25,65 +26,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from study.report import stats
-from study.report.scoring import BUDGETS, measured
-from study.report.settings import Settings
-
-WINNER, EQUIVALENT, UNRESOLVED, DISAGREE, NOT_MEASURED = (
-    "winner", "practically equivalent", "cannot separate", "validation and test disagree", "not measured")
-TRACKS = ("tuned", "default")
+from study.report.inputs import TRACKS
+from study.report.judge import stats
+from study.report.judge.decide import NOT_MEASURED, Judgement, judge, status
+from study.report.judge.scoring import BUDGETS, measured
+from study.schema.report import Report, Statistics
 
 
-def ordered(values, order) -> list:
-    """``values`` in the config's order (then any extras, sorted), so tables and figures list them stably."""
-    present = list(dict.fromkeys(values))
-    return [v for v in order if v in present] + sorted(v for v in present if v not in order)
-
-
-@dataclass
-class Judgement:
-    """What one family's tests say about the treatment chosen on validation."""
-    status: str
-    chosen: str | None
-    behind: list = field(default_factory=list)  # significantly worse on test than the chosen one
-    equivalent: list = field(default_factory=list)  # practically the same (P(ROPE) >= sure), not behind
-    unresolved: list = field(default_factory=list)  # neither: the data cannot separate them
-    ahead: list = field(default_factory=list)  # significantly better on test than the chosen one
-    too_few: int = 0  # so few datasets that no corrected pairwise test could reach alpha (their number)
-    why: str = ""  # what a "not measured" lacks, when it is not the sweep's records (one dataset, one treatment)
-
-
-def judge(family: stats.FamilyResult, chosen: str | None, alpha: float, sure: float) -> Judgement:
-    if chosen is not None and family.scores.shape[1] < 2:
-        return Judgement(NOT_MEASURED, chosen, why=f"{chosen} is the only one here, nothing to compare it with.")
-    if chosen is not None and family.n_blocks < 2:
-        return Judgement(NOT_MEASURED, chosen, why=f"{family.n_blocks} complete dataset(s): a test compares over "
-                                                   f"at least two.")
-    if chosen is None:
-        return Judgement(NOT_MEASURED, chosen)
-    j = Judgement(UNRESOLVED, chosen)
-    n, pairs = family.n_blocks, len(family.pairs)
-    if 2.0 / 2.0 ** n * max(pairs, 1) >= alpha:  # the smallest exact signed-rank p, times Holm's first factor
-        j.too_few = n
-    significant = family.omnibus.pvalue < alpha  # pairs are read only after the omnibus test (Demšar 2006)
-    for other in family.mean_ranks.index:
-        if other == chosen:
-            continue
-        pair = family.pair(chosen, other)
-        if significant and pair["holm_p"] < alpha:
-            (j.behind if pair["median"] > 0 else j.ahead).append(other)
-        elif pair["p_equivalent"] >= sure:
-            j.equivalent.append(other)
-        else:
-            j.unresolved.append(other)
-    if j.ahead:
-        j.status = DISAGREE
-    elif not j.unresolved:
-        j.status = EQUIVALENT if j.equivalent else WINNER
-    return j
-
-
-@dataclass
+@dataclass(frozen=True)
 class Answer:
     """One budget and track: the choices (validation), the test family and what it says."""
     budget: str
@@ -125,15 +75,27 @@ def differences(budget: str, spread: pd.Series, never: pd.Series):
     return lambda other, reference: stats.log2_ratio(other, reference, never.reindex(other.index))
 
 
-def _mean_ranks(table: pd.DataFrame) -> pd.Series:
+def family_tests(scores: pd.DataFrame, differences, rope: float, st: Statistics, focus: str | None = None):
+    """The declared tests of a family (``stats.compare_family``) with conf/report.yaml's statistics."""
+    return stats.compare_family(scores, differences, rope=rope, alpha=st.alpha, nsamples=st.bayes_samples,
+                                seed=st.seed, confidence=st.confidence, focus=focus, resamples=st.bootstrap_resamples)
+
+
+def mean_ranks(table: pd.DataFrame) -> pd.Series:
+    """Mean ranks over the datasets with every treatment scored (NaN for all when there is none)."""
     complete = table.dropna(axis=0, how="any")
     return stats.mean_ranks(complete) if len(complete) else pd.Series(np.nan, index=table.columns)
 
 
-def _best(ranks: pd.Series) -> str | None:
+def best(ranks: pd.Series) -> str | None:
     """The best mean rank; ties to the first listed."""
     finite = ranks.dropna()
     return None if finite.empty else min(finite.index, key=lambda t: (finite[t], list(ranks.index).index(t)))
+
+
+def validation_pick(val: pd.DataFrame) -> str | None:
+    """What validation chooses among a family's treatments (datasets x treatments): the best mean rank."""
+    return best(mean_ranks(val))
 
 
 def choose(val: pd.DataFrame, optimizers, batches) -> tuple[dict, pd.DataFrame]:
@@ -141,24 +103,25 @@ def choose(val: pd.DataFrame, optimizers, batches) -> tuple[dict, pd.DataFrame]:
     chosen, rows = {}, {}
     for o in optimizers:
         sub = pd.DataFrame({b: val[(o, b)] for b in batches if (o, b) in val.columns})
-        ranks = _mean_ranks(sub)
+        ranks = mean_ranks(sub)
         rows[o] = ranks
-        best = _best(ranks)
-        if best is not None:
-            chosen[o] = best
+        pick = best(ranks)
+        if pick is not None:
+            chosen[o] = pick
     return chosen, pd.DataFrame(rows).T.reindex(columns=list(batches))
 
 
 def answer(cells: pd.DataFrame, budget: str, track: str, datasets, optimizers, batches, spread: pd.Series,
-           settings: Settings, runs: pd.DataFrame | None = None) -> Answer:
-    rope = settings.rope_loss[0] if budget == "epochs" else math.log2(settings.rope_cost[0])
+           report: Report, runs: pd.DataFrame | None = None) -> Answer:
+    rope = report.rope.on_scale(budget)
+    st = report.statistics
     scale = "spreads" if budget == "epochs" else "log2 ratio"
     val = score_table(cells, f"val_{budget}", track, datasets)
     test = score_table(cells, f"test_{budget}", track, datasets)
     chosen, batch_ranks = choose(val, optimizers, batches)
     val_at = pd.DataFrame({o: val[(o, b)] for o, b in chosen.items()})
-    val_ranks = _mean_ranks(val_at).sort_values(kind="stable") if len(val_at.columns) else pd.Series(dtype=float)
-    recommended = _best(_mean_ranks(val_at)) if len(val_at.columns) else None
+    val_ranks = mean_ranks(val_at).sort_values(kind="stable") if len(val_at.columns) else pd.Series(dtype=float)
+    recommended = validation_pick(val_at) if len(val_at.columns) else None
     empty = Judgement(NOT_MEASURED, recommended)
     if not measured(cells[cells["track"] == track], budget) or recommended is None:
         return Answer(budget, track, chosen, batch_ranks, val_ranks, recommended, None, empty, None,
@@ -166,13 +129,11 @@ def answer(cells: pd.DataFrame, budget: str, track: str, datasets, optimizers, b
     never = 2 * test.replace(np.inf, np.nan).max(axis=1)
     diff = differences(budget, spread, never)
     test_at = pd.DataFrame({o: test[(o, b)] for o, b in chosen.items()})
-    compare = dict(rope=rope, alpha=settings.alpha, nsamples=settings.bayes_samples, seed=settings.seed,
-                   confidence=settings.confidence)
-    family = stats.compare_family(test_at, diff, focus=recommended, **compare)
-    judgement = judge(family, recommended, settings.alpha, settings.sure)
+    family = family_tests(test_at, diff, rope, st, focus=recommended)
+    judgement = judge(family, recommended, st.alpha, st.sure)
     test_batches = pd.DataFrame({b: test[(recommended, b)] for b in batches if (recommended, b) in test.columns})
-    batch_family = stats.compare_family(test_batches, diff, focus=chosen[recommended], **compare)
-    batch_judgement = judge(batch_family, chosen[recommended], settings.alpha, settings.sure)
+    batch_family = family_tests(test_batches, diff, rope, st, focus=chosen[recommended])
+    batch_judgement = judge(batch_family, chosen[recommended], st.alpha, st.sure)
     failures = {}
     if runs is not None:
         rows = runs[runs["track"] == track]
@@ -184,33 +145,34 @@ def answer(cells: pd.DataFrame, budget: str, track: str, datasets, optimizers, b
 
 
 def answers(cells: pd.DataFrame, runs: pd.DataFrame, spread: pd.Series, datasets, optimizers, batches,
-            settings: Settings) -> dict[tuple[str, str], Answer]:
+            report: Report) -> dict[tuple[str, str], Answer]:
     """Every budget and track, keyed (budget, track), in a stable order."""
     tracks = [t for t in TRACKS if (cells["track"] == t).any()]
-    return {(b, t): answer(cells, b, t, datasets, optimizers, batches, spread, settings, runs)
+    return {(b, t): answer(cells, b, t, datasets, optimizers, batches, spread, report, runs)
             for b in BUDGETS for t in tracks}
 
 
-def rope_sensitivity(a: Answer, widths, settings: Settings) -> pd.DataFrame:
+def rope_sensitivity(a: Answer, report: Report) -> pd.DataFrame:
     """P(practically equivalent) of the recommended optimizer against each other at each declared ROPE width,
     and the status that width gives (the tests other than the ROPE do not change)."""
     if not a.measured:
         return pd.DataFrame(columns=["budget", "track", "width", "optimizer", "p_equivalent", "status"])
     rows = []
     scores = a.family.scores
-    for width in widths:
-        rope = width if a.budget == "epochs" else math.log2(width)
+    st = report.statistics
+    for width in report.rope.widths(a.budget):
+        rope = report.rope.on_scale(a.budget, width)
         probabilities = {}
         for other in scores.columns:
             if other == a.recommended:
                 continue
             d = pair_differences(a, other)
-            probabilities[other] = stats.bayesian_signed_rank(d, rope, settings.bayes_samples, settings.seed)[1] \
+            probabilities[other] = stats.bayesian_signed_rank(d, rope, st.bayes_samples, st.seed)[1] \
                 if len(d) else math.nan
-        status = _status_with(a, probabilities, settings)
+        at_width = _status_with(a, probabilities, st.sure)
         for other, p in probabilities.items():
             rows.append({"budget": a.budget, "track": a.track, "width": width, "optimizer": other,
-                         "p_equivalent": p, "status": status})
+                         "p_equivalent": p, "status": at_width})
     return pd.DataFrame(rows)
 
 
@@ -219,18 +181,15 @@ def pair_differences(a: Answer, other: str) -> np.ndarray:
     return np.asarray(a.family.differences(a.family.scores[other], a.family.scores[a.recommended]), float)
 
 
-def _status_with(a: Answer, p_equivalent: dict, settings: Settings) -> str:
+def _status_with(a: Answer, p_equivalent: dict, sure: float) -> str:
+    """The answer's status had the ROPE been another width (the tests other than the ROPE do not change)."""
     j = a.judgement
-    equivalent = [o for o in j.equivalent + j.unresolved if p_equivalent.get(o, 0) >= settings.sure]
-    unresolved = [o for o in j.equivalent + j.unresolved if o not in equivalent]
-    if j.ahead:
-        return DISAGREE
-    if not unresolved:
-        return EQUIVALENT if equivalent else WINNER
-    return UNRESOLVED
+    undecided = j.equivalent + j.unresolved
+    equivalent = [o for o in undecided if p_equivalent.get(o, 0) >= sure]
+    return status(j.behind, equivalent, [o for o in undecided if o not in equivalent], j.ahead)
 
 
-def effects(a: Answer, cells: pd.DataFrame, spread: pd.Series, settings: Settings) -> pd.DataFrame:
+def effects(a: Answer, cells: pd.DataFrame, spread: pd.Series, report: Report) -> pd.DataFrame:
     """At equal epochs, the recommended optimizer against each other one (each at its chosen cell), per dataset:
     the relative difference of test loss, (other - recommended) / max(recommended, seed-to-seed spread), so that a
     loss near zero never makes it explode; and on classification sets the difference of test accuracy in points
@@ -244,6 +203,7 @@ def effects(a: Answer, cells: pd.DataFrame, spread: pd.Series, settings: Setting
     loss = score_table(cells, "test_epochs", a.track, datasets)
     accuracy = score_table(cells, "test_accuracy", a.track, datasets)
     rec = (a.recommended, a.batch)
+    st = report.statistics
     rows = []
     for other, batch in a.chosen_batch.items():
         if other == a.recommended:
@@ -251,14 +211,14 @@ def effects(a: Answer, cells: pd.DataFrame, spread: pd.Series, settings: Setting
         denominator = np.maximum(loss[rec].abs(), spread.reindex(datasets).fillna(0.0))
         rel = ((loss[(other, batch)] - loss[rec]) / denominator).to_numpy(float)
         acc = (100 * (accuracy[rec] - accuracy[(other, batch)])).dropna().to_numpy(float)
-        p_eq = stats.bayesian_signed_rank(acc, settings.rope_accuracy[0], settings.bayes_samples,
-                                          settings.seed)[1] if len(acc) else math.nan
+        p_eq = stats.bayesian_signed_rank(acc, report.rope.accuracy_points[0], st.bayes_samples,
+                                          st.seed)[1] if len(acc) else math.nan
         rows.append({"budget": a.budget, "track": a.track, "optimizer": other,
                      "rel_median": float(np.nanmedian(rel)) if np.isfinite(rel).any() else math.nan,
-                     **dict(zip(("rel_low", "rel_high"), stats.bootstrap_median_ci(rel, settings.confidence,
-                                                                                  seed=settings.seed))),
+                     **dict(zip(("rel_low", "rel_high"), stats.bootstrap_median_ci(
+                         rel, st.confidence, st.bootstrap_resamples, st.seed))),
                      "acc_median": float(np.median(acc)) if len(acc) else math.nan,
-                     **dict(zip(("acc_low", "acc_high"), stats.bootstrap_median_ci(acc, settings.confidence,
-                                                                                  seed=settings.seed))),
+                     **dict(zip(("acc_low", "acc_high"), stats.bootstrap_median_ci(
+                         acc, st.confidence, st.bootstrap_resamples, st.seed))),
                      "acc_p_equivalent": p_eq, "acc_datasets": len(acc)})
     return pd.DataFrame(rows, columns=columns)
