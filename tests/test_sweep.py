@@ -744,3 +744,66 @@ def test_sigint_stops_cleanly_says_how_to_resume_and_a_rerun_completes(tmp_path)
     check_counts(read_store(tmp_path, cfg))
     print(f"interrupted with {done}/{total} trials done after {stopped - started:.1f} s, exit took "
           f"{exited - stopped:.1f} s; rerun took {proc2.seconds:.1f} s; left in optuna/: {left}")
+
+
+# --- The sweep's ties, read from its code (no sweep runs) -----------------------------------------------------
+def _code(path: Path):
+    import ast
+
+    return ast.parse(path.read_text())
+
+
+def _strings(tree) -> set[str]:
+    """Every string constant of a module but its docstrings."""
+    import ast
+
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            and id(n) not in docstrings}
+
+
+SWEEP_CODE = sorted([*(REPO / "study" / "sweep").rglob("*.py"), *(REPO / "study" / "tools").glob("*.py"),
+                     *(REPO / "pipelines").glob("*.py")])
+
+
+def test_the_sweeps_ties_are_typed_and_visible():
+    """Optuna and MLflow each behind their door; the backlog handed the cell's functions rather than importing
+    them; the cell asking, reporting and telling through the door; no claim given a lambda; the context's parts
+    typed; tag keys and environment variables written in study/sweep/names.py only."""
+    import ast
+    import dataclasses
+    import typing
+
+    from study.sweep import context
+
+    for path in [*(REPO / "study").rglob("*.py"), *(REPO / "pipelines").glob("*.py")]:
+        imported = {alias.name.split(".")[0] for node in ast.walk(_code(path))
+                    if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(_code(path))
+                     if isinstance(node, ast.ImportFrom) and node.module}
+        where = path.relative_to(REPO).as_posix()
+        assert "optuna" not in imported or where.startswith("study/sweep/tuning/"), where
+        assert "mlflow" not in imported or where.startswith("study/sweep/tracking/"), where
+    backlog = _code(REPO / "study" / "sweep" / "backlog.py")
+    assert not [n for n in ast.walk(backlog) if isinstance(n, ast.ImportFrom) and n.module == "study.sweep.cell"]
+    cell = _code(REPO / "study" / "sweep" / "cell.py")
+    past_the_door = [n.func.attr for n in ast.walk(cell) if isinstance(n, ast.Call)
+                     and isinstance(n.func, ast.Attribute) and n.func.attr in ("ask", "tell", "report", "should_prune")
+                     and not (isinstance(n.func.value, ast.Name) and n.func.value.id == "tuning")]
+    assert not past_the_door, past_the_door
+    for path in SWEEP_CODE:
+        lambdas = [n.lineno for n in ast.walk(_code(path)) if isinstance(n, ast.Assign)
+                   and isinstance(n.value, ast.Lambda) and any(isinstance(t, ast.Attribute) for t in n.targets)]
+        assert not lambdas, (path, lambdas)
+    hints = typing.get_type_hints(context.Context)
+    for f in dataclasses.fields(context.Context):
+        assert hints[f.name] is not object, f.name
+    written_once = {"role", "trial_number", "scored_on_test", "tuned_from", "orphaned", "mlflow.parentRunId",
+                    "mlflow.note.content", "mlflow.source.git.commit", "OPTUNA_STORAGE", "MLFLOW_TRACKING_URI",
+                    "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "OPTSTUDY_COMMAND",
+                    "OPTSTUDY_MLFLOW_RETRY_SECONDS", "OMP_NUM_THREADS", "tags.role = 'cell'"}
+    for path in SWEEP_CODE:
+        if path.name != "names.py":
+            assert not written_once & _strings(_code(path)), (path, written_once & _strings(_code(path)))
