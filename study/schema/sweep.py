@@ -312,6 +312,7 @@ class Sweep(Frozen):
         return [(d, o, b) for d in p.datasets for o in p.optimizers for b in p.batch_sizes]
 
     def epochs_of(self, dataset: str) -> int:
+        """The epochs every run of this dataset trains."""
         given = self.profile.epochs
         return given.get(dataset, given.get("default"))
 
@@ -325,7 +326,11 @@ class Sweep(Frozen):
         return {name: float(value) for name, value in optim.OPTIMIZERS[optimizer].defaults.items()}
 
     def stored(self) -> dict:
-        """The mapping the stores keep (plain JSON types; keys in the order the sweep has always written them)."""
+        """The mapping the stores keep (plain JSON types; keys in the order the sweep has always written them).
+
+        Its flat keys (``pruner_warmup_epochs`` for ``pruner.n_warmup_steps``, ``val_fraction`` for ``split.val``,
+        ...) exist here only: earlier sweeps' stores hold them, the report reads them, and the hash that names a
+        sweep (pinned per profile in tests/test_profile_input.py) is computed from them."""
         p = self.profile
         flat = {"name": p.name, "datasets": p.datasets, "optimizers": p.optimizers, "batch_sizes": p.batch_sizes,
                 "trials": p.trials, "epochs": p.per_name("epochs"), "seeds": self.seeds, "tuning_seed": p.tuning_seed,
