@@ -246,11 +246,10 @@ def test_the_readable_path_serves_what_the_kernel_does_not(splits):
         train(neuron, split, "gd", {"eta": 0.1}, 8, 1, seed=0, theta0=neuron.init(np.zeros(5), 0.0),
               engine="compiled")
     net = nn.MLP((split.n_features, 4, split.n_outputs), task="regression")
-    seen = []
     res = train(net, split, "momentum", optim.hyperparameters("momentum"), 16, 2, seed=0, theta0=net.init(0),
-                on_step=lambda theta: seen.append(theta.copy()))  # an observer of every step: the readable path
-    assert len(seen) == 2 * 4
-    np.testing.assert_array_equal(seen[-1], res.theta)
+                record_steps=True)  # a record of every step: the readable path
+    assert res.steps.update.shape[1] == 2 * 4
+    np.testing.assert_array_equal(res.steps.theta[:, -1], res.theta)
     with pytest.raises(ValueError, match="engine"):
         train(net, split, "gd", {"eta": 0.1}, 8, 1, seed=0, theta0=net.init(0), engine="fast")
 

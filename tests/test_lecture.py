@@ -1,11 +1,14 @@
 """The lecture pipeline end to end: its CSV against an independent plain-Python reading of the lecture's equations,
-its figures, its MLflow runs, and its refusal of bad input (one line, exit 2, nothing written).
+its figures (the registry's colours and names, no backend chosen), the claims' numbers it records, its MLflow runs,
+and its refusal of bad input (one line, exit 2, nothing written).
 
 The pipeline runs once per session in a subprocess (about 15-25 s); the other tests read what it wrote.
 """
 from __future__ import annotations
 
+import ast
 import csv
+import json
 import math
 import os
 import subprocess
@@ -17,8 +20,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from study.lecture import toy as lecture
+from study.core import optim
 from study.errors import BadInput
+from study.lecture import evidence, toy as lecture
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "conf" / "lecture.yaml"
@@ -214,7 +218,20 @@ def test_mlflow_has_one_run_per_optimizer_and_batch_mode(lecture_run, rows):
         end_of_epoch = [float(r[6]) for r in group if int(r[3]) > 0 and int(r[3]) % (1 if mode == "full" else 2) == 0]
         np.testing.assert_allclose([m.value for m in history], end_of_epoch, rtol=1e-12, atol=0)
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"trajectory.csv", "trajectories.gif", *FIGURES} <= artifacts
+        assert {"trajectory.csv", "trajectories.gif", "claims.json", *FIGURES} <= artifacts
+
+
+@pytest.mark.slow
+def test_the_claims_numbers_are_recorded_with_the_lectures_outputs(lecture_run):
+    """claims.json holds what the report judges: the rows ``evidence.table`` makes of ``evidence.measure`` at the
+    shipped settings (strict JSON: a never-reached epoch is null)."""
+    from study.report import settings
+
+    record = json.loads((lecture_run[0] / "claims.json").read_text(),
+                        parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    conf = settings.load()
+    assert record == json.loads(evidence.as_json(conf.toy, conf.claims, evidence.measure(conf.toy, conf.claims)))
+    assert {r["problem"] for r in record["rows"]} == {"lecture_toy", "lecture_toy_raised", "sparse", "minibatch"}
 
 
 @pytest.mark.slow
@@ -262,6 +279,18 @@ def test_a_bad_config_is_one_line_exit_2_and_writes_nothing(tmp_path, edit, key)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and f"{config}: {key}:" in lines[0], done.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
+
+
+def test_bad_claims_or_a_lecture_without_the_claims_settings_is_one_line_exit_2(tmp_path):
+    claims = tmp_path / "claims.yaml"
+    claims.write_text((REPO / "conf" / "claims.yaml").read_text().replace("min_gain: 2.0", "min_gain: lots"))
+    without_gd = _bad_config(tmp_path, lambda s: s["optimizers"].pop("gd"))
+    for args, key in (((("--claims", claims)), f"{claims}: sparse.min_gain:"),
+                      ((("--config", without_gd)), f"{without_gd}: optimizers.gd: missing")):
+        done = _pipeline(*args, "--out", tmp_path / "out", "--runs-dir", tmp_path / "runs", timeout=60)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and key in lines[0], done.stderr
+        assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
 
 
 def test_an_unknown_flag_is_one_line_exit_2(tmp_path):
@@ -325,3 +354,42 @@ def test_adagrad_gives_the_sparse_weight_a_larger_rate():
     final = rates["adagrad"]["rate"][-1]  # (w_dense, w_sparse, b)
     assert final[1] > 5 * final[0]
     assert np.all(rates["gd"]["rate"] == rates["gd"]["rate"][0, 0])
+
+
+def test_the_figures_take_each_optimizers_colour_and_name_from_the_registry(tmp_path, monkeypatch):
+    from study.lecture import figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path, dpi: drawn.append(fig) or path)
+    settings = lecture.load_settings(CONFIG)
+    settings["epochs"] = 5
+    trajectories = [t for t in lecture.lecture_trajectories(settings) if t.batch_size == "full"]
+    figures.loss_curves(trajectories, tmp_path / "loss.png", 30)
+    lines = drawn[0].axes[0].get_lines()
+    assert [line.get_color() for line in lines] == [optim.OPTIMIZERS[t.optimizer].color for t in trajectories]
+    assert [line.get_label().split(" (")[0] for line in lines] == [optim.OPTIMIZERS[t.optimizer].label
+                                                                  for t in trajectories]
+    assert not {"COLORS", "NAMES", "ADAPTIVE"} & set(vars(figures))
+
+
+def test_importing_and_drawing_the_lecture_chooses_no_backend(tmp_path):
+    """No matplotlib.use and no pyplot in the lecture: the caller's backend (svg, from MPLBACKEND) stays its own
+    while the lecture draws on its own Agg canvas."""
+    for path in (REPO / "study" / "lecture").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert "matplotlib.pyplot" not in imported, path
+        assert not [n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "use"
+                    and isinstance(n.value, ast.Name) and n.value.id == "matplotlib"], path
+    code = ("import matplotlib\n"
+            "from study.lecture import figures, toy\n"
+            f"settings = toy.load_settings({str(CONFIG)!r})\n"
+            "settings['epochs'] = 3\n"
+            f"path = figures.loss_curves(toy.lecture_trajectories(settings), {str(tmp_path / 'loss.png')!r}, 30)\n"
+            "print(open(path, 'rb').read(8) == b'\\x89PNG\\r\\n\\x1a\\n', matplotlib.get_backend())\n")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "MPLBACKEND": "svg", "MPLCONFIGDIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "svg"]

@@ -294,10 +294,9 @@ LECTURE_HYPER = {  # the lecture's eta = 1, gamma = 0.9 for the first three; liv
 
 def _study_trajectory(name, hyper, batch_size, epochs, split=None, w0=-2.0, b0=-2.0):
     net = SigmoidNeuron(reduction="sum")
-    steps = []
-    train(net, split or load("toy"), name, hyper, batch_size, epochs, seed=0, theta0=net.init(w0, b0),
-          shuffle=False, validate=False, on_step=lambda theta: steps.append(theta[0].copy()))
-    return np.array(steps)
+    result = train(net, split or load("toy"), name, hyper, batch_size, epochs, seed=0, theta0=net.init(w0, b0),
+                   shuffle=False, validate=False, record_steps=True)
+    return result.steps.theta[0, 1:]  # the parameters after each update
 
 
 def test_reference_matches_the_lecture_equations_on_known_values():

@@ -1,5 +1,5 @@
 """The report's measurements on small hand-made inputs: penalties, targets, update counts, tuning budgets, edges,
-u-turns, and the claims' verdict rule."""
+and the claims' verdict rule (the u-turns the lecture counts: tests/test_lecture_evidence.py)."""
 import math
 
 import numpy as np
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from report_fixtures import SEARCH_SPACES
-from study.report.checks import claims, toy
+from study.report.checks import claims
 from study.report.judge import batchmodes, decide, progress, scoring, trials
 from study.schema.report import Verdict
 
@@ -116,13 +116,6 @@ def test_a_value_at_its_natural_limit_is_no_edge_warning():
     warned = trials.edge_warnings(evals, short, 0.05)
     assert warned[["batch_size", "param", "edge"]].values.tolist() == [["32", "gamma", "high"]]
     assert trials.edge_warnings(evals, short, 0.05, natural=True).empty
-
-
-def test_u_turns_count_sign_changes_of_the_update_along_each_parameter():
-    # one member, two parameters: w goes up, down, up (2 u-turns); b moves one way, then stops
-    path = np.array([[[0.0, 0.0], [1.0, 1.0], [0.5, 2.0], [0.7, 2.0]]])
-    turns, pairs = toy.u_turns(path, 1e-12)
-    assert turns.tolist() == [2] and pairs.tolist() == [3]
 
 
 def test_claim_verdict_rule():

@@ -8,16 +8,20 @@ every epoch and carry the epoch's metrics out to whoever listens; nothing here k
 Two ways through an epoch, the same mathematics: ``_numpy_epoch`` below, the readable one (the lecture's loop: a
 batch, the gradient at the optimizer's look-ahead point, the update), and ``study.core.kernels``' compiled epoch, which
 runs the same update rules (``study.core.optim``'s elementwise functions) fused into one numba loop. An ``nn.MLP`` takes
-the compiled path unless ``engine="numpy"`` or an ``on_step`` observer asks to see every step; anything else (the
-lecture's sigmoid neuron) the readable one. Everything between epochs (metrics, callbacks, divergence, compaction)
-is shared. tests/test_kernels.py holds the two paths equal.
+the compiled path unless ``engine="numpy"`` or ``record_steps`` asks for every step; anything else (the lecture's
+sigmoid neuron) the readable one. Everything between epochs (metrics, callbacks, divergence, compaction) is shared.
+tests/test_kernels.py holds the two paths equal.
+
+``record_steps=True`` returns every step as ``TrainResult.steps`` (a ``Steps``): the parameters, the gradient, the
+update applied and the optimizer's own state after each update, in one layout. It is the one trajectory recorder:
+the lecture's figures and the numbers its claims are judged on (``study.lecture``) both read it.
 """
 from __future__ import annotations
 
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -37,6 +41,80 @@ class EpochCallback(Protocol):
         """``metrics[name][j]`` belongs to member ``members[j]``; return a boolean mask of members to stop."""
 
 
+@dataclass(frozen=True)
+class Steps:
+    """Every update of a run, member first, then step, then parameter: (K, steps, P).
+
+    Row 0 of ``theta`` and of each ``state`` array is the start; row s (s >= 1) is after update s. Row s - 1 of
+    ``gradient`` and ``update`` belongs to update s, so ``theta[:, s] == theta[:, s - 1] + update[:, s - 1]``
+    exactly (the trainer adds the same numbers). A member's rows after it stopped (it diverged, or a callback
+    stopped it at the end of an epoch) are NaN, and so are its rows from the first update to parameters that are
+    not all finite on, that update's included: a blown-up step has nothing worth reading. The record ends with the
+    last update any member made. It holds (3 + len(state)) * K * steps * P floats: ask for it on small problems.
+    """
+    epoch: np.ndarray  # (S + 1,) the 1-based epoch of each update; 0 for the start
+    theta: np.ndarray  # (K, S + 1, P) the parameters
+    gradient: np.ndarray  # (K, S, P) where the optimizer asked for it: its look-ahead point (NAG's w - gamma v)
+    update: np.ndarray  # (K, S, P) what the rule added to the parameters
+    state: dict[str, np.ndarray]  # the optimizer's state arrays by their registry names (momentum's v), (K, S + 1, P)
+
+    def member(self, k: int) -> "Steps":
+        """Member k alone, in the same layout (K = 1)."""
+        pick = slice(k, k + 1)
+        return Steps(self.epoch, self.theta[pick], self.gradient[pick], self.update[pick],
+                     {name: a[pick] for name, a in self.state.items()})
+
+    def losses(self, net, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        """``net``'s loss on (X, Y) at every recorded point of every member, (K, S + 1); NaN where theta is."""
+        k, t, p = self.theta.shape
+        flat = self.theta.reshape(k * t, p)
+        out = np.full(k * t, np.nan)
+        finite = np.isfinite(flat).all(axis=1)
+        with np.errstate(all="ignore"):
+            out[finite] = net.loss(flat[finite], X, Y)
+        return out.reshape(k, t)
+
+
+class _StepRecorder:
+    """Fills a ``Steps`` one update at a time: rows preallocated as NaN, each update writing the rows of the
+    members still running (``members``: their original indices), copies of arrays the loop goes on changing."""
+
+    def __init__(self, opt: optim.Optimizer, theta0: np.ndarray, state0, epochs: int, steps_per_epoch: int):
+        k, p = theta0.shape
+        most = epochs * steps_per_epoch
+        self.steps_per_epoch, self.taken = steps_per_epoch, 0
+        self.theta = np.full((k, most + 1, p), np.nan)
+        self.theta[:, 0] = theta0
+        self.gradient, self.update = np.full((k, most, p), np.nan), np.full((k, most, p), np.nan)
+        self.state = {name: np.full((k, most + 1, p), np.nan) for name in opt.state}
+        for name, a in self.state.items():
+            a[:, 0] = getattr(state0, name)["theta"]
+
+    def __call__(self, members: np.ndarray, theta, gradient, update, state) -> None:
+        self.taken += 1
+        s = self.taken
+        self.theta[members, s] = theta
+        self.gradient[members, s - 1] = gradient
+        self.update[members, s - 1] = update
+        for name, a in self.state.items():
+            a[members, s] = getattr(state, name)["theta"]
+
+    def steps(self) -> Steps:
+        s = self.taken
+        theta, gradient, update = self.theta[:, :s + 1], self.gradient[:, :s], self.update[:, :s]
+        state = {name: a[:, :s + 1] for name, a in self.state.items()}
+        # NaN from a member's first update to a non-finite parameter on, that update included (rows after a stop
+        # are NaN already: they were never written)
+        blown = ~np.logical_and.accumulate(np.isfinite(theta).all(axis=2), axis=1)
+        theta[blown] = np.nan
+        for a in state.values():
+            a[blown] = np.nan
+        gradient[blown[:, 1:]] = np.nan
+        update[blown[:, 1:]] = np.nan
+        epoch = np.concatenate([[0], np.repeat(np.arange(1, s // self.steps_per_epoch + 2), self.steps_per_epoch)])
+        return Steps(epoch[:s + 1], theta, gradient, update, state)
+
+
 @dataclass
 class TrainResult:
     theta: np.ndarray  # (K, P) parameters at the end, or where the member stopped
@@ -46,6 +124,7 @@ class TrainResult:
     pruned: np.ndarray  # (K,) bool, stopped by a callback
     epochs_run: np.ndarray  # (K,) int
     extra: dict = field(default_factory=dict)
+    steps: Steps | None = None  # every update, when train(record_steps=True)
 
     def final(self, name: str) -> np.ndarray:
         """The last recorded value of a metric per member."""
@@ -57,9 +136,11 @@ def _as_members(hyper: optim.Hyper, k: int) -> dict[str, np.ndarray]:
     return {name: np.broadcast_to(np.asarray(v, float), (k,)).copy() for name, v in hyper.items()}
 
 
-def _numpy_epoch(net, opt: optim.Optimizer, theta, state, hyper, X, Y, batches: BatchIterator, on_step):
+def _numpy_epoch(net, opt: optim.Optimizer, theta, state, hyper, X, Y, batches: BatchIterator,
+                 record: _StepRecorder | None, members: np.ndarray):
     """One epoch the readable way; returns theta, state and per member the summed batch losses (each batch mean
-    weighted by its size, or the batch sums of a summed loss) and the summed squared gradient norms."""
+    weighted by its size, or the batch sums of a summed loss) and the summed squared gradient norms. ``record``
+    (if any) is handed every update of the members still running (``members``, their original indices)."""
     summed = getattr(net, "reduction", "mean") == "sum"
     loss_sum, grad_sq = np.zeros(theta.shape[0]), np.zeros(theta.shape[0])
     grad = np.empty_like(theta)  # reused every step: the update rules never keep a reference to the gradient
@@ -71,19 +152,20 @@ def _numpy_epoch(net, opt: optim.Optimizer, theta, state, hyper, X, Y, batches: 
         theta += updates["theta"]
         loss_sum += loss if summed else loss * Xb.shape[0]
         grad_sq += np.einsum("kp,kp->k", g, g)
-        if on_step is not None:
-            on_step(theta)
+        if record is not None:
+            record(members, theta, g, updates["theta"], state)
     return theta, state, loss_sum, grad_sq
 
 
 def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epochs: int, seed: int,
           theta0: np.ndarray, callbacks: tuple[EpochCallback, ...] = (), shuffle: bool = True,
-          validate: bool = True, on_step: Callable[[np.ndarray], None] | None = None,
-          engine: str = "auto", watch: tuple[str, ...] = ()) -> TrainResult:
-    """``engine``: "auto" (compiled for an nn.MLP without ``on_step``, else readable), "numpy" (the readable path,
-    the reference) or "compiled" (an error if the run cannot take it). ``watch``: other parts of the split
-    ("test") scored after every epoch as ``<part>_loss`` and ``<part>_accuracy``: recorded, never acted on (no
-    callback sees them, nothing stops on them), so that a held-out curve can score what validation chose."""
+          validate: bool = True, record_steps: bool = False, engine: str = "auto",
+          watch: tuple[str, ...] = ()) -> TrainResult:
+    """``engine``: "auto" (compiled for an nn.MLP unless ``record_steps``, else readable), "numpy" (the readable
+    path, the reference) or "compiled" (an error if the run cannot take it). ``record_steps``: return every update
+    as ``TrainResult.steps`` (the readable path: the fused loop keeps no steps). ``watch``: other parts of the
+    split ("test") scored after every epoch as ``<part>_loss`` and ``<part>_accuracy``: recorded, never acted on
+    (no callback sees them, nothing stops on them), so that a held-out curve can score what validation chose."""
     opt = optim.OPTIMIZERS[optimizer]
     k_total = theta0.shape[0]
     members = np.arange(k_total)  # original index of each member still running
@@ -95,14 +177,14 @@ def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epo
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     compiled = None
-    if engine != "numpy" and on_step is None and type(net) is nn.MLP:
+    if engine != "numpy" and not record_steps and type(net) is nn.MLP:
         from study.core import kernels  # numba loads only when it is used
 
         if kernels.supports(net, optimizer):
             compiled = kernels.CompiledEpochs(net, optimizer, X, Y, batches.size, epochs)
     if engine == "compiled" and compiled is None:
-        raise ValueError(f"the compiled path trains an nn.MLP with a compiled rule and no on_step, not "
-                         f"{type(net).__name__} with {optimizer}{' and on_step' if on_step else ''}")
+        raise ValueError(f"the compiled path trains an nn.MLP with a compiled rule and keeps no steps, not "
+                         f"{type(net).__name__} with {optimizer}{' and record_steps' if record_steps else ''}")
     evaluate = compiled.evaluate if compiled else net.evaluate
 
     watched = [f"{part}_{m}" for part in watch for m in ("loss", "accuracy")]
@@ -116,6 +198,7 @@ def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epo
     # weighted by their share of the samples, batch sums (the lecture's neuron, reduction="sum") simply add up
     summed = getattr(net, "reduction", "mean") == "sum"
     updates_done, started = 0, time.perf_counter()
+    record = _StepRecorder(opt, theta, state, epochs, batches.steps_per_epoch) if record_steps else None
 
     threads = compiled.one_blas_thread() if compiled else contextlib.nullcontext()
     with threads, np.errstate(all="ignore"):  # overflow is detected and recorded below, not raised
@@ -123,7 +206,8 @@ def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epo
             if compiled:
                 state, loss_sum, grad_sq = compiled.epoch(theta, state, hyper, batches.order())
             else:
-                theta, state, loss_sum, grad_sq = _numpy_epoch(net, opt, theta, state, hyper, X, Y, batches, on_step)
+                theta, state, loss_sum, grad_sq = _numpy_epoch(net, opt, theta, state, hyper, X, Y, batches, record,
+                                                               members)
             updates_done += batches.steps_per_epoch
             metrics = {
                 # the epoch's mean of batch losses, as scikit-learn reports (their sum for a summed loss)
@@ -165,4 +249,5 @@ def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epo
                 if len(members) == 0:
                     break
     final_theta[members] = theta
-    return TrainResult(final_theta, history, initial_val_loss, diverged, pruned, epochs_run)
+    return TrainResult(final_theta, history, initial_val_loss, diverged, pruned, epochs_run,
+                       steps=record.steps() if record else None)

@@ -1,1 +1,1 @@
-"""The lecture's toy problem and its figures."""
+"""The lecture's toy problem, its figures, and the numbers its claims are judged on."""

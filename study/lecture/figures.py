@@ -1,36 +1,50 @@
-"""The lecture's pictures, drawn from ``study.lecture.toy``'s numbers with matplotlib (Agg, no display needed).
+"""The lecture's pictures, drawn from ``study.lecture.toy``'s numbers with matplotlib on its Agg canvas.
 
-Each function draws one figure into one file and returns its path. Figures are built on ``matplotlib.figure.Figure``
-directly rather than through pyplot, so nothing global (open windows, the current figure) is left behind.
+Each function draws one figure into one file and returns its path. Every figure is a ``matplotlib.figure.Figure``
+with its own Agg canvas, never pyplot: no display is needed, no backend is chosen for the process (importing this
+module changes nothing in matplotlib), and nothing global (open windows, the current figure) is left behind. An
+optimizer's colour, display name and family (adaptive or not) are its registry entry's (``study.core.optim``), the
+same as in the report.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.animation import PillowWriter
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # before anything draws: files only, no display
+from study.core import optim
+from study.core.optim import OPTIMIZERS
+from study.lecture import toy as lecture
 
-import numpy as np  # noqa: E402
-from matplotlib.animation import PillowWriter  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from study.lecture import toy as lecture  # noqa: E402
-
-COLORS = {"gd": "tab:blue", "momentum": "tab:orange", "nag": "tab:green", "adagrad": "tab:red",
-          "rmsprop": "tab:purple", "adam": "black"}
-NAMES = {"gd": "GD", "momentum": "Momentum GD", "nag": "NAG", "adagrad": "AdaGrad", "rmsprop": "RMSProp",
-         "adam": "Adam"}
-GREEK = {"eta": "η", "gamma": "γ", "beta": "β", "beta1": "β1", "beta2": "β2", "eps": "ε"}
-ADAPTIVE = ("adagrad", "rmsprop", "adam")
 BATCH_TITLES = {"full": "batch GD (one update per epoch)", "1": "stochastic (one update per point)"}
 TOY = "X = [0.5, 2.5], Y = [0.2, 0.9]"
 CMAP = "viridis"
 ERROR_TICKS = [0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
 
 
-def _hyper_text(hyper: dict) -> str:
-    return ", ".join(f"{GREEK.get(k, k)}={v:g}" for k, v in hyper.items() if k != "eps")
+def _figure(figsize, **kwargs) -> Figure:
+    """A figure on its own Agg canvas: drawn and saved without pyplot or a global backend."""
+    fig = Figure(figsize=figsize, **kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _label(optimizer: str) -> str:
+    return OPTIMIZERS[optimizer].label
+
+
+def _color(optimizer: str) -> str:
+    return OPTIMIZERS[optimizer].color
+
+
+def _hyper_text(t: lecture.Trajectory) -> str:
+    """A run's hyperparameters under the lecture's symbols (the registry's), eps left out (it only keeps a division finite)."""
+    opt = OPTIMIZERS[t.optimizer]
+    return ", ".join(f"{opt.hyperparameter(k).symbol}={v:g}" for k, v in t.hyper.items() if k != "eps")
 
 
 def _batch_title(batch_size: str) -> str:
@@ -80,12 +94,12 @@ def _by_batch(trajectories):
 def error_surface(grid, gd: lecture.Trajectory, minimum, path: Path, dpi: int) -> Path:
     """The 3-D error surface and the same surface as a contour map ("can we visualise it in 2-D?")."""
     w, b, error = grid
-    fig = Figure(figsize=(13, 5.8), layout="constrained")
+    fig = _figure(figsize=(13, 5.8), layout="constrained")
     # computed_zorder off: the path is drawn over the surface instead of being hidden in it
     ax = fig.add_subplot(1, 2, 1, projection="3d", computed_zorder=False)
     ax.plot_surface(w, b, error, cmap=CMAP, linewidth=0, antialiased=True, alpha=0.85, zorder=1)
-    ax.plot(gd.w, gd.b, gd.loss + 0.005, color="red", linewidth=2.5, zorder=10,
-            label=f"GD from ({gd.w[0]:g}, {gd.b[0]:g}), {_hyper_text(gd.hyper)}")
+    ax.plot(gd.w, gd.b, gd.loss + 0.005, color=_color(gd.optimizer), linewidth=2.5, zorder=10,
+            label=f"{_label(gd.optimizer)} from ({gd.w[0]:g}, {gd.b[0]:g}), {_hyper_text(gd)}")
     ax.set_xlabel("w")
     ax.set_ylabel("b")
     ax.set_zlabel("error")
@@ -94,7 +108,7 @@ def error_surface(grid, gd: lecture.Trajectory, minimum, path: Path, dpi: int) -
     ax.set_title("The error surface: a plateau, a steep drop, a valley")
     ax2 = fig.add_subplot(1, 2, 2)
     filled = _contour(ax2, grid, minimum)
-    _path(ax2, gd, "red", f"GD, {_hyper_text(gd.hyper)} (a dot per epoch)")
+    _path(ax2, gd, _color(gd.optimizer), f"{_label(gd.optimizer)}, {_hyper_text(gd)} (a dot per epoch)")
     fig.colorbar(filled, ax=ax2, label="error", ticks=ERROR_TICKS)
     ax2.legend(loc="upper right")
     ax2.set_title("The same surface as a contour map: close lines = steep slope")
@@ -105,12 +119,12 @@ def error_surface(grid, gd: lecture.Trajectory, minimum, path: Path, dpi: int) -
 def contour_trajectories(grid, trajectories, minimum, path: Path, dpi: int) -> Path:
     """Every optimizer's path over the contour map, one panel per batch mode."""
     groups = _by_batch(trajectories)
-    fig = Figure(figsize=(7 * len(groups), 6.2), layout="constrained")
+    fig = _figure(figsize=(7 * len(groups), 6.2), layout="constrained")
     for i, (mode, group) in enumerate(groups.items(), start=1):
         ax = fig.add_subplot(1, len(groups), i)
         _contour(ax, grid, minimum)
         for t in group:
-            _path(ax, t, COLORS.get(t.optimizer), f"{NAMES.get(t.optimizer, t.optimizer)} ({_hyper_text(t.hyper)}),"
+            _path(ax, t, _color(t.optimizer), f"{_label(t.optimizer)} ({_hyper_text(t)}),"
                                                   f" final error {t.loss[-1]:.1e}")
         ax.set_title(f"{_batch_title(mode)}: {t.epoch[-1]} epochs from ({t.w[0]:g}, {t.b[0]:g})")
         ax.legend(loc="lower left", fontsize=8)
@@ -118,16 +132,18 @@ def contour_trajectories(grid, trajectories, minimum, path: Path, dpi: int) -> P
     return _save(fig, path, dpi)
 
 
-def near_minimum(grid, trajectories, minimum, path: Path, dpi: int, optimizers=ADAPTIVE):
-    """The adaptive methods close to the minimum: AdaGrad stalls short, RMSProp jitters, Adam settles."""
+def near_minimum(grid, trajectories, minimum, path: Path, dpi: int, optimizers=None):
+    """The adaptive methods (``optimizers``, default: the registry's adaptive family) close to the minimum:
+    AdaGrad stalls short, RMSProp jitters, Adam settles."""
+    optimizers = optim.adaptive() if optimizers is None else optimizers
     groups = _by_batch([t for t in trajectories if t.optimizer in optimizers])
-    fig = Figure(figsize=(6.5 * len(groups), 5.8), layout="constrained")
+    fig = _figure(figsize=(6.5 * len(groups), 5.8), layout="constrained")
     for i, (mode, group) in enumerate(groups.items(), start=1):
         ax = fig.add_subplot(1, len(groups), i)
         _contour(ax, grid, minimum)
         for t in group:
-            color = COLORS.get(t.optimizer)
-            _path(ax, t, color, f"{NAMES.get(t.optimizer, t.optimizer)}: ends at w={t.w[-1]:.3f}, b={t.b[-1]:.3f}")
+            color = _color(t.optimizer)
+            _path(ax, t, color, f"{_label(t.optimizer)}: ends at w={t.w[-1]:.3f}, b={t.b[-1]:.3f}")
             ax.plot(t.w[-1], t.b[-1], "s", color=color, markersize=8, markeredgecolor="white", zorder=6)
         ax.set_title(f"{_batch_title(mode)}; a square marks the end")
         ax.legend(loc="lower right", fontsize=8)
@@ -138,13 +154,13 @@ def near_minimum(grid, trajectories, minimum, path: Path, dpi: int, optimizers=A
 
 def loss_curves(trajectories, path: Path, dpi: int) -> Path:
     groups = _by_batch(trajectories)
-    fig = Figure(figsize=(6.5 * len(groups), 4.8), layout="constrained")
+    fig = _figure(figsize=(6.5 * len(groups), 4.8), layout="constrained")
     axes = [fig.add_subplot(1, len(groups), i) for i in range(1, len(groups) + 1)]
     for ax, (mode, group) in zip(axes, groups.items()):
         for t in group:
             losses = t.epoch_losses()
-            ax.plot(np.arange(1, len(losses) + 1), losses, color=COLORS.get(t.optimizer),
-                    label=f"{NAMES.get(t.optimizer, t.optimizer)} ({_hyper_text(t.hyper)})")
+            ax.plot(np.arange(1, len(losses) + 1), losses, color=_color(t.optimizer),
+                    label=f"{_label(t.optimizer)} ({_hyper_text(t)})")
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel("error at the end of the epoch (log scale)")
@@ -156,7 +172,7 @@ def loss_curves(trajectories, path: Path, dpi: int) -> Path:
 
 
 def _paths_and_losses(grid, trajectories, labels, minimum, path, dpi, title, loss_title):
-    fig = Figure(figsize=(13, 5.5), layout="constrained")
+    fig = _figure(figsize=(13, 5.5), layout="constrained")
     ax = fig.add_subplot(1, 2, 1)
     ax2 = fig.add_subplot(1, 2, 2)
     _contour(ax, grid, minimum)
@@ -180,7 +196,7 @@ def initializations(grid, trajectories, minimum, path: Path, dpi: int) -> Path:
     labels = [f"start ({t.w[0]:g}, {t.b[0]:g})" for t in trajectories]
     return _paths_and_losses(
         grid, trajectories, labels, minimum, path, dpi,
-        f"Do we see the same behaviour from a different initialization? (GD, {_hyper_text(trajectories[0].hyper)})",
+        f"Do we see the same behaviour from a different initialization? (GD, {_hyper_text(trajectories[0])})",
         "Starts on a plateau crawl for hundreds of epochs, or never leave it")
 
 
@@ -196,7 +212,7 @@ def momentum_pulses(trajectory: lecture.Trajectory, pulses, history, epochs: int
     """The lecture's picture: the gradient pulses eta * grad_t per epoch and their exponentially decaying sum v_t."""
     shown = slice(0, min(epochs, len(pulses)))
     epoch = np.arange(1, len(pulses) + 1)[shown]
-    fig = Figure(figsize=(12, 4.8), layout="constrained")
+    fig = _figure(figsize=(12, 4.8), layout="constrained")
     for i, name in enumerate(("w", "b")):
         ax = fig.add_subplot(1, 2, i + 1)
         column = 0 if name == "w" else -1
@@ -209,7 +225,7 @@ def momentum_pulses(trajectory: lecture.Trajectory, pulses, history, epochs: int
         ax.set_title(f"{name}: the steps outgrow the pulses, then swing back (u-turns)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"Momentum GD ({_hyper_text(trajectory.hyper)}), batch, first {len(epoch)} epochs: "
+    fig.suptitle(f"{_label(trajectory.optimizer)} ({_hyper_text(trajectory)}), batch, first {len(epoch)} epochs: "
                  "each step is an exponentially decaying average of the past gradients")
     return _save(fig, path, dpi)
 
@@ -218,13 +234,13 @@ def sparse_features(result: dict, samples: int, eta: float, path: Path, dpi: int
     """AdaGrad's per-parameter effective learning rates against GD's single one, on the sparse toy."""
     names = ("w_dense", "w_sparse", "b")
     styles = {"w_dense": "-", "w_sparse": "--", "b": ":"}
-    fig = Figure(figsize=(13, 5), layout="constrained")
+    fig = _figure(figsize=(13, 5), layout="constrained")
     ax = fig.add_subplot(1, 2, 1)
     rate = result["adagrad"]["rate"]
     step = np.arange(1, len(rate) + 1)
-    ax.axhline(eta, color=COLORS["gd"], linewidth=2, label=f"GD: η = {eta:g} for every parameter")
+    ax.axhline(eta, color=_color("gd"), linewidth=2, label=f"GD: η = {eta:g} for every parameter")
     for j, name in enumerate(names):
-        ax.plot(step, rate[:, j], styles[name], color=COLORS["adagrad"], label=f"AdaGrad: {name}")
+        ax.plot(step, rate[:, j], styles[name], color=_color("adagrad"), label=f"AdaGrad: {name}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("update (stochastic, one point each)")
@@ -237,8 +253,8 @@ def sparse_features(result: dict, samples: int, eta: float, path: Path, dpi: int
         theta = result[optimizer]["theta"]
         epoch = np.arange(len(theta))
         for j, name in enumerate(names[:2]):
-            ax2.plot(epoch, theta[:, j], styles[name], color=COLORS[optimizer],
-                     label=f"{NAMES[optimizer]}: {name}")
+            ax2.plot(epoch, theta[:, j], styles[name], color=_color(optimizer),
+                     label=f"{_label(optimizer)}: {name}")
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("weight")
     ax2.set_title("So the sparse feature's weight learns faster with AdaGrad")
@@ -257,14 +273,14 @@ def frame_epochs(last_epoch: int, frames: int) -> np.ndarray:
 def animation(grid, trajectories, minimum, path: Path, frames: int, fps: int, dpi: int) -> Path:
     """The trajectories moving over the contour map, one panel per batch mode, as a GIF."""
     groups = _by_batch(trajectories)
-    fig = Figure(figsize=(5.6 * len(groups), 5.0), layout="constrained")
+    fig = _figure(figsize=(5.6 * len(groups), 5.0), layout="constrained")
     moving = []  # (trajectory, trail line, head marker)
     for i, (mode, group) in enumerate(groups.items(), start=1):
         ax = fig.add_subplot(1, len(groups), i)
         _contour(ax, grid, minimum, filled=False)
         for t in group:
-            color = COLORS.get(t.optimizer)
-            trail, = ax.plot([], [], "-", color=color, linewidth=1.2, label=NAMES.get(t.optimizer, t.optimizer))
+            color = _color(t.optimizer)
+            trail, = ax.plot([], [], "-", color=color, linewidth=1.2, label=_label(t.optimizer))
             head, = ax.plot([], [], "o", color=color, markersize=7, markeredgecolor="white")
             moving.append((t, trail, head))
         ax.set_title(_batch_title(mode), fontsize=10)
@@ -322,7 +338,7 @@ def draw_all(settings: dict, results: lecture.LectureResults, out_dir: Path) -> 
         learning_rates(grid(fig_cfg["learning_rate_window"]), results.learning_rates, minimum,
                        out / FILES["learning_rates"], dpi),
     ]
-    if any(t.optimizer in ADAPTIVE for t in trajectories):
+    if any(OPTIMIZERS[t.optimizer].adaptive for t in trajectories):
         paths.append(near_minimum(grid(fig_cfg["zoom"]), trajectories, minimum, out / FILES["zoom"], dpi))
     if momentum is not None:  # the pulses need a full-batch momentum run
         pulses, history = lecture.momentum_pulses(momentum)

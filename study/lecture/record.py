@@ -10,11 +10,12 @@ EXPERIMENT = "lecture"
 LECTURE_RUNS = "tags.role = 'lecture'"
 
 
-def log_to_mlflow(client, results: toy.LectureResults, figures: list[Path], runs_dir: Path) -> tuple[int, int]:
+def log_to_mlflow(client, results: toy.LectureResults, artifacts: list[Path], runs_dir: Path) -> tuple[int, int]:
     """One run per trajectory in the experiment `lecture`, replacing the previous ones; (logged, replaced).
 
-    Each run carries its own rows of the CSV (trajectory.csv) and the lecture's figures, so any run opened in the UI
-    shows the pictures. The old runs are deleted only once the new ones are in: a failure midway loses nothing.
+    Each run carries its own rows of the CSV (trajectory.csv) and the lecture's other outputs (``artifacts``: the
+    figures and claims.json), so any run opened in the UI shows the pictures and the claims' numbers. The old runs
+    are deleted only once the new ones are in: a failure midway loses nothing.
     """
     from study.sweep import tracking  # MLflow takes seconds to import: only once there is something to log
 
@@ -26,7 +27,7 @@ def log_to_mlflow(client, results: toy.LectureResults, figures: list[Path], runs
             tracking.log_run(client, experiment, f"{t.optimizer} batch={t.batch_size}",
                              tags={"role": "lecture", "dataset": "toy", "optimizer": t.optimizer,
                                    "batch_size": t.batch_size},
-                             params=t.hyper, curves={"loss": t.epoch_losses()}, artifacts=[own_rows, *figures])
+                             params=t.hyper, curves={"loss": t.epoch_losses()}, artifacts=[own_rows, *artifacts])
     return len(results.trajectories), tracking.replace_runs(client, previous)
 
 

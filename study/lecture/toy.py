@@ -3,9 +3,11 @@
 One sigmoid neuron f(x) = 1 / (1 + exp(-(w x + b))) on the two points X = [0.5, 2.5], Y = [0.2, 0.9] with the
 lecture's error sum_i 0.5 (f(x_i) - y_i)^2, started at (w, b) = (-2, -2) and trained by each of the six update
 rules (``study.core.optim``) with full-batch and stochastic updates, through the same ``study.core.train.train``
-loop the sweep uses. Everything here is a pure function of the settings (``conf/lecture.yaml``); the data order is
-fixed (no shuffling), so every number is deterministic. Figures: ``study.lecture.figures``; MLflow runs:
-``study.lecture.record``; wiring: ``pipelines.lecture``.
+loop the sweep uses, which records every update (``study.core.train.Steps``: the parameters, the gradient, the
+update and the optimizer's own state). Everything here is a pure function of the settings (``conf/lecture.yaml``);
+the data order is fixed (no shuffling), so every number is deterministic. Figures: ``study.lecture.figures``; the
+numbers the claims are judged on: ``study.lecture.evidence``; MLflow runs: ``study.lecture.record``; wiring:
+``pipelines.lecture``.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import logit
 
-from study.core import batches, data, nn, optim, train
+from study.core import batches, data, nn, train
 from study.errors import BadInput
 from study.schema import loader
 from study.schema.lecture import Lecture
@@ -32,23 +34,37 @@ def validate_settings(raw, where: str) -> dict:
     return loader.validate(Lecture, raw, where).as_settings()
 
 
+def load_lecture(path: str | Path, shown_as: str | None = None) -> Lecture:
+    """conf/lecture.yaml (or ``path``) as its frozen model; ``shown_as`` names the file in a message (default: the
+    path as the user would type it)."""
+    return loader.load(Lecture, Path(path), shown_as)
+
+
 def load_settings(path: str | Path, shown_as: str | None = None) -> dict:
-    """conf/lecture.yaml (or ``path``) as plain data; ``shown_as`` names the file in a message (default: the path
-    as the user would type it)."""
-    return loader.load(Lecture, Path(path), shown_as).as_settings()
+    """conf/lecture.yaml (or ``path``) as plain data."""
+    return load_lecture(path, shown_as).as_settings()
 
 
 # --- Trajectories through the real training loop ----------------------------------------------------------------
 @dataclass(frozen=True)
 class Trajectory:
-    """Where one run went: row 0 is the start, row s the parameters after update s."""
+    """Where one run went: the trainer's record of it (one member, K = 1) and the full error along it."""
 
     optimizer: str
     batch_size: str  # "full" or the number as text
     hyper: dict
-    epoch: np.ndarray  # (S+1,) the 1-based epoch of each update; 0 for the start
-    theta: np.ndarray  # (S+1, P) parameters; NaN after a run diverged
-    loss: np.ndarray  # (S+1,) the full error (every point) at theta
+    steps: train.Steps  # row 0 the start, row s after update s; NaN after a run diverged
+    loss: np.ndarray  # (S+1,) the full error (every point) at each recorded point
+
+    @property
+    def epoch(self) -> np.ndarray:
+        """(S+1,) the 1-based epoch of each update; 0 for the start."""
+        return self.steps.epoch
+
+    @property
+    def theta(self) -> np.ndarray:
+        """(S+1, P) the parameters."""
+        return self.steps.theta[0]
 
     @property
     def w(self):
@@ -83,26 +99,15 @@ def batch_label(batch_size) -> str:
 
 def train_population(net, split, optimizer: str, hypers: list[dict], batch_size, epochs: int,
                      starts: np.ndarray) -> list[Trajectory]:
-    """Run K networks (start k, hyperparameters k) through ``study.core.train.train`` in one pass and record every
-    update through its ``on_step`` callback; one Trajectory per member."""
+    """Run K networks (start k, hyperparameters k) through ``study.core.train.train`` in one pass, every update
+    recorded; one Trajectory per member."""
     starts = np.asarray(starts, float)
-    k, n = starts.shape[0], split.X_train.shape[0]
     hyper = {name: np.array([h[name] for h in hypers], float) for name in hypers[0]}
-    per_epoch = batches.steps_per_epoch(n, batch_size)
-    epoch_of_update = np.repeat(np.arange(1, epochs + 1), per_epoch)
-    recorded = []
-    result = train.train(net, split, optimizer, hyper, batch_size, epochs, seed=0, theta0=starts, shuffle=False,
-                         on_step=lambda theta: recorded.append(theta.copy()))
-    # A member that diverges leaves the population at the end of its epoch; the others keep their order.
-    theta = np.full((len(epoch_of_update) + 1, k, starts.shape[1]), np.nan)
-    theta[0] = starts
-    for step, running_theta in enumerate(recorded, start=1):
-        theta[step, result.epochs_run >= epoch_of_update[step - 1]] = running_theta
-    with np.errstate(all="ignore"):
-        loss = net.loss(theta.reshape(-1, starts.shape[1]), split.X_train, split.Y_train).reshape(theta.shape[:2])
-    epoch = np.concatenate([[0], epoch_of_update])
-    return [Trajectory(optimizer, batch_label(batch_size), dict(hypers[j]), epoch, theta[:, j], loss[:, j])
-            for j in range(k)]
+    steps = train.train(net, split, optimizer, hyper, batch_size, epochs, seed=0, theta0=starts, shuffle=False,
+                        validate=False, record_steps=True).steps
+    loss = steps.losses(net, split.X_train, split.Y_train)
+    return [Trajectory(optimizer, batch_label(batch_size), dict(hypers[j]), steps.member(j), loss[j])
+            for j in range(len(starts))]
 
 
 def lecture_trajectories(settings: dict) -> list[Trajectory]:
@@ -138,14 +143,11 @@ def error_grid(w_range, b_range, resolution: int):
 
 
 def momentum_pulses(trajectory: Trajectory) -> tuple[np.ndarray, np.ndarray]:
-    """Per update t of a full-batch momentum run: the pulse eta * grad_t and the history v_t, both (S, P).
-
-    v_t is read off the trajectory (momentum moves by exactly -v_t); the pulses are the gradients at the points
-    the updates started from. v_t = gamma v_{t-1} + eta grad_t: the exponentially decaying sum of the pulses.
-    """
-    net, split = toy_problem()
-    grads = net.loss_and_grad(trajectory.theta[:-1], split.X_train, split.Y_train)[1]
-    return trajectory.hyper["eta"] * grads, trajectory.theta[:-1] - trajectory.theta[1:]
+    """Per update t of a full-batch momentum run: the pulse eta * grad_t and the history v_t, both (S, P), from the
+    trainer's record (its gradients and momentum's own state). v_t = gamma v_{t-1} + eta grad_t: the exponentially
+    decaying sum of the pulses, and the step taken (momentum moves by exactly -v_t)."""
+    steps = trajectory.steps
+    return trajectory.hyper["eta"] * steps.gradient[0], steps.state["v"][0, 1:]
 
 
 # --- AdaGrad's case: a sparse feature -------------------------------------------------------------------------
@@ -166,35 +168,29 @@ def sparse_toy(samples: int):
 
 
 def effective_learning_rates(settings: dict) -> dict[str, dict[str, np.ndarray]]:
-    """GD and AdaGrad (same eta, stochastic, no shuffling) on the sparse toy, through ``optim.step``.
+    """GD and AdaGrad (same eta, stochastic, no shuffling) on the sparse toy, through ``study.core.train.train``.
 
     Per optimizer: ``theta`` (epochs+1, 3) at the end of each epoch (w_dense, w_sparse, b) and ``rate``
     (updates, 3): the learning rate each parameter effectively had at each update, eta for GD and
-    eta / (sqrt(v_t) + eps) for AdaGrad.
+    eta / (sqrt(v_t) + eps) for AdaGrad, v_t its own accumulator after the update.
     """
     cfg = settings["figures"]["sparse"]
     X, Y = sparse_toy(cfg["samples"])
+    # one set of points, nothing held out: the figure shows how the weights learn, not how they generalise
+    split = data.Split(name="sparse_toy", task="regression", X_train=X, Y_train=Y, X_val=X, Y_val=Y, X_test=X,
+                       Y_test=Y)
     net = nn.SigmoidNeuron(n_features=2, reduction="sum")
     eps = settings["optimizers"].get("adagrad", {}).get("eps", 1e-8)
     out = {}
     for name, hyper in (("gd", {"eta": cfg["eta"]}), ("adagrad", {"eta": cfg["eta"], "eps": eps})):
-        opt = optim.OPTIMIZERS[name]
-        params = {"theta": net.init([0.0, 0.0], 0.0)}
-        state = opt.init(params)
-        order = batches.BatchIterator(len(X), 1, shuffle=False)
-        thetas, rates = [params["theta"][0]], []
-        for _ in range(cfg["epochs"]):
-            for idx in order.epoch():
-                def grad_fn(point, idx=idx):
-                    return {"theta": net.loss_and_grad(point["theta"], X[idx], Y[idx])[1]}
-                params, state = optim.step(opt, params, state, hyper, grad_fn)
-                if name == "adagrad":  # NaN until a parameter's first gradient: no step taken, no rate to show
-                    v = state.v["theta"][0]
-                    rates.append(np.where(v > 0, hyper["eta"] / (np.sqrt(v) + eps), np.nan))
-                else:
-                    rates.append(np.full(3, hyper["eta"]))
-            thetas.append(params["theta"][0])
-        out[name] = {"theta": np.array(thetas), "rate": np.array(rates)}
+        steps = train.train(net, split, name, hyper, 1, cfg["epochs"], seed=0, theta0=net.init([0.0, 0.0], 0.0),
+                            shuffle=False, validate=False, record_steps=True).steps
+        if name == "adagrad":  # NaN until a parameter's first gradient: no step taken, no rate to show
+            v = steps.state["v"][0, 1:]
+            rate = np.where(v > 0, hyper["eta"] / (np.sqrt(v) + eps), np.nan)
+        else:
+            rate = np.full(steps.update.shape[1:], hyper["eta"])
+        out[name] = {"theta": steps.theta[0, ::len(X)], "rate": rate}
     return out
 
 

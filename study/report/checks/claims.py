@@ -3,6 +3,9 @@
 Criteria and thresholds live in conf/claims.yaml (written before any claim was evaluated). Each check computes a
 ``share``: the fraction of comparable cases (learning rates of a grid, or sweep cells) on which the claim's
 criterion holds; the thresholds there turn it into a verdict.
+
+This module judges; it trains nothing. The trajectory claims' numbers are the lecture's (``study.lecture.evidence``,
+measured on its toy problems with the trainer's step record); the practice claims' come from the sweep.
 """
 from __future__ import annotations
 
@@ -12,8 +15,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from study.lecture import evidence
 from study.report import fmt
-from study.report.checks import toy
 from study.report.judge.decide import BY_CONSTRUCTION, CLAIM, CONTRADICTED, SUPPORTED, by_share, is_the_pick
 from study.schema.report import Claims, MinibatchCriteria, SparseCriteria, ToyProblem, Verdict
 
@@ -214,43 +217,16 @@ def check_all(claims: Claims, problem: ToyProblem, adam_answer=None, cells: pd.D
               updates: pd.DataFrame | None = None) -> tuple[tuple[ClaimCheck, ...], dict]:
     """Every claim, in the lecture's order; and the raw toy measurements (for figures and tables)."""
     rules = claims.verdict
-    runs = toy.lecture_toy(problem)
-    sparse = toy.sparse_features(claims.sparse)
-    mb = toy.minibatch(claims.minibatch, float(problem.criteria.min_update))
+    measured = evidence.measure(problem, claims)  # the lecture's numbers: the report only judges them
+    runs, sparse, mb = measured["toy"], measured["sparse"], measured["minibatch"]
     toy_rows = _toy_checks(runs, problem, claims.adagrad_stall.decay_ratio, rules)
     checks = toy_rows[:3] + [_sparse_check(sparse, claims.sparse, rules)] + toy_rows[3:]
     checks += _minibatch_checks(mb, claims.minibatch, rules)
     if cells is not None and updates is not None:
         checks += _practice_checks(adam_answer, cells, updates, rules)
-    return tuple(checks), {"toy": runs, "sparse": sparse, "minibatch": mb}
+    return tuple(checks), measured
 
 
 def toy_table(raw: dict) -> pd.DataFrame:
     """Every toy measurement behind the claims, one row per (problem, optimizer or batch size, learning rate)."""
-    rows = []
-    runs = raw["toy"]
-    for optimizer in ("gd", "momentum", "nag", "adagrad", "rmsprop"):
-        r = runs[optimizer]
-        for i, eta in enumerate(runs["etas"]):
-            rows.append({"problem": "lecture_toy", "optimizer": optimizer, "batch_size": "full", "eta": eta,
-                         "epochs_to_escape": r["escape"][i], "epochs_to_target": r["target"][i],
-                         "u_turns": r["u_turns"][i], "diverged": bool(r["diverged"][i]),
-                         "b_step_decay": np.nan if r["b_step_decay"] is None else r["b_step_decay"][i]})
-    r = runs["gd_raised"]
-    for i, eta in enumerate(r["etas"]):
-        rows.append({"problem": "lecture_toy_raised", "optimizer": "gd", "batch_size": "full", "eta": eta,
-                     "epochs_to_escape": r["escape"][i], "epochs_to_target": r["target"][i],
-                     "u_turns": r["u_turns"][i], "diverged": bool(r["diverged"][i])})
-    sp = raw["sparse"]
-    for optimizer in ("gd", "adagrad"):
-        for i, eta in enumerate(sp["etas"]):
-            rows.append({"problem": "sparse", "optimizer": optimizer, "batch_size": "full", "eta": eta,
-                         "rare_common_ratio": sp[optimizer]["ratio"][i],
-                         "diverged": bool(sp[optimizer]["diverged"][i])})
-    mb = raw["minibatch"]
-    for batch in mb["sizes"]:
-        for i, eta in enumerate(mb["etas"]):
-            rows.append({"problem": "minibatch", "optimizer": "gd", "batch_size": batch, "eta": eta,
-                         "u_turn_rate": mb["u_turn_rate"][batch][i], "diverged": bool(mb["diverged"][batch][i]),
-                         "gradient_error": mb["gradient_error"].get(batch, np.full(len(mb["etas"]), np.nan))[i]})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(evidence.table(raw))
