@@ -204,12 +204,14 @@ def _look_ahead(rule, w, rows, h, out):
 
 # --- one epoch --------------------------------------------------------------------------------------------------
 @jit
-def epoch(X, Y, order, batch, theta, state, H, C, c0, sizes, woff, boff, act, task, rule, looks_ahead, small,
-          loss_sum, grad_sq):
-    """Train every member (row of theta) through one epoch in place.
+def epoch(X, Y, order, batch, first, last, theta, state, H, C, c0, sizes, woff, boff, act, task, rule, looks_ahead,
+          small, loss_sum, grad_sq):
+    """Train every member (row of theta) through the updates first .. last - 1 of one epoch in place (0 and the
+    epoch's number of updates: the whole epoch; a part of it ends at a checkpoint, and the next call goes on).
 
     X, Y       the training set; ``order`` the epoch's permutation of its rows (empty: their own order)
     batch      samples per update; the last batch of an epoch may be smaller
+    first, last  the epoch's updates to make, 0-based (update s takes the samples s * batch ..)
     theta      (K, P) parameters; state a tuple of the optimizer's (K, P) state arrays, its declared state in
                order (numba compiles the kernel once per length of this tuple)
     H          (K, HYPER_WIDTH) hyperparameters, its declared ones first, in order
@@ -222,13 +224,14 @@ def epoch(X, Y, order, batch, theta, state, H, C, c0, sizes, woff, boff, act, ta
     """
     n = X.shape[0]
     K, P = theta.shape
+    lo, hi = first * batch, min(last * batch, n)  # the samples of these updates
     if order.shape[0] == 0:
-        Xe, Ye = X, Y
-    else:  # gather the epoch's samples once: every batch is then a contiguous block
-        Xe, Ye = np.empty_like(X), np.empty_like(Y)
-        for r in range(n):
-            Xe[r] = X[order[r]]
-            Ye[r] = Y[order[r]]
+        Xe, Ye, base = X, Y, 0
+    else:  # gather these updates' samples once: every batch is then a contiguous block
+        Xe, Ye, base = np.empty((hi - lo, X.shape[1])), np.empty((hi - lo, Y.shape[1])), lo
+        for r in range(lo, hi):
+            Xe[r - lo] = X[order[r]]
+            Ye[r - lo] = Y[order[r]]
     b_max = min(batch, n)
     width = 0
     for layer in range(1, sizes.shape[0]):
@@ -249,10 +252,10 @@ def epoch(X, Y, order, batch, theta, state, H, C, c0, sizes, woff, boff, act, ta
         point = look if looks_ahead else w  # NAG takes its gradient at the look-ahead point
         W1, b1 = point[woff[0]:woff[0] + d * m].reshape(d, m), point[boff[0]:boff[0] + m]
         W2, b2 = point[woff[-1]:woff[-1] + m * c].reshape(m, c), point[boff[-1]:boff[-1] + c]
-        step = 0
-        for start in range(0, n, batch):
+        step = first
+        for start in range(lo, hi, batch):
             b = min(batch, n - start)
-            xb, yb = Xe[start:start + b], Ye[start:start + b]
+            xb, yb = Xe[start - base:start - base + b], Ye[start - base:start - base + b]
             if looks_ahead:  # NAG: the gradient at w - gamma v
                 _look_ahead(rule, w, rows, h, look)
             if one_hidden:
@@ -341,20 +344,28 @@ class CompiledEpochs:
             cached = self._terms = (hyper, count, count + ahead, np.ascontiguousarray(np.stack(terms, 2)))
         return cached[3], count - cached[1]
 
-    def epoch(self, theta, state, hyper: dict, order):
-        """One epoch in place on theta and the state's arrays; returns (state, loss_sum, grad_sq) per member."""
+    def epoch(self, theta, state, hyper: dict, order, stops=(), between=None):
+        """One epoch in place on theta and the state's arrays; returns (state, loss_sum, grad_sq) per member.
+        ``stops``: update counts inside the epoch (increasing, 0 < s < its updates) after which ``between(s)`` is
+        called (a checkpoint scores the parameters there); the epoch runs in one call of the kernel without them."""
         k = theta.shape[0]
         loss_sum, grad_sq = np.zeros(k), np.zeros(k)
         C, c0 = self.step_terms(state.count, hyper, k)
-        args = (self.X, self.Y, self._no_order if order is None else order, self.batch, theta, self.state_arrays(state),
-                self.hyper_matrix(hyper, k), C, c0, self.sizes, self.woff, self.boff, self.act, self.task, self.rule,
-                self.opt.lookahead_rule is not None, self.small, loss_sum, grad_sq)
-        if len(self.opt.state) in _TYPED_FOR:
-            epoch(*args)
-        else:  # the first call per number of state arrays compiles (or loads the cache): see _quiet_compile
-            with _quiet_compile():
+        order = self._no_order if order is None else order
+        rest = (theta, self.state_arrays(state), self.hyper_matrix(hyper, k), C, c0, self.sizes, self.woff, self.boff,
+                self.act, self.task, self.rule, self.opt.lookahead_rule is not None, self.small, loss_sum, grad_sq)
+        first = 0
+        for last in (*stops, self.steps):
+            args = (self.X, self.Y, order, self.batch, first, last, *rest)
+            if len(self.opt.state) in _TYPED_FOR:
                 epoch(*args)
-            _TYPED_FOR.add(len(self.opt.state))
+            else:  # the first call per number of state arrays compiles (or loads the cache): see _quiet_compile
+                with _quiet_compile():
+                    epoch(*args)
+                _TYPED_FOR.add(len(self.opt.state))
+            if last < self.steps and between is not None:
+                between(last)
+            first = last
         return state._replace(count=state.count + self.steps), loss_sum, grad_sq
 
     def evaluate(self, theta, X, Y):

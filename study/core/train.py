@@ -12,6 +12,11 @@ the compiled path unless ``engine="numpy"`` or ``record_steps`` asks for every s
 sigmoid neuron) the readable one. Everything between epochs (metrics, callbacks, divergence, compaction) is shared.
 tests/test_kernels.py holds the two paths equal.
 
+``checkpoints`` (update counts, ``checkpoint_grid``) scores validation (and the watched parts) at those counts too,
+inside epochs where an epoch holds several updates: the compiled epoch then runs in parts, one kernel call from one
+checkpoint to the next (an epoch without a checkpoint inside is still one call). ``TrainResult.checkpoints`` holds
+them, epoch ends included; budgets in updates or seconds are read off them at checkpoint resolution.
+
 ``record_steps=True`` returns every step as ``TrainResult.steps`` (a ``Steps``): the parameters, the gradient, the
 update applied and the optimizer's own state after each update, in one layout. It is the one trajectory recorder:
 the lecture's figures and the numbers its claims are judged on (``study.lecture``) both read it.
@@ -115,6 +120,57 @@ class _StepRecorder:
         return Steps(epoch[:s + 1], theta, gradient, update, state)
 
 
+PER_DECADE = 8  # checkpoints per decade of update counts: at least 4 in every decade of updates (and of seconds)
+
+
+def checkpoint_grid(updates_per_epoch: int, epochs: int, extra=(), per_decade: int = PER_DECADE) -> np.ndarray:
+    """The update counts a run is scored at: every epoch end, a log grid of ``per_decade`` per decade (1, 1.33, 1.78,
+    2.37, 3.16, ... rounded; counts below 10 repeat and are kept once), and ``extra`` counts (a budget's cap), all
+    within the run's ``epochs`` x ``updates_per_epoch`` updates; sorted, each once."""
+    total = updates_per_epoch * epochs
+    decades = int(np.ceil(per_decade * np.log10(max(total, 1)))) + 1
+    log = np.round(10.0 ** (np.arange(decades) / per_decade)).astype(np.int64)
+    ends = updates_per_epoch * np.arange(1, epochs + 1, dtype=np.int64)
+    counts = np.concatenate([ends, log, np.asarray(list(extra), dtype=np.int64)])
+    return np.unique(counts[(counts >= 1) & (counts <= total)])
+
+
+@dataclass(frozen=True)
+class Checkpoints:
+    """Scores at update counts (``checkpoint_grid``): ``values[name]`` is (K, len(updates)), NaN where a member
+    had stopped (or had not reached that count: a run cut short). Names: val_loss, val_accuracy (classification)
+    and ``<part>_loss`` / ``<part>_accuracy`` of the watched parts."""
+    updates: np.ndarray  # (C,) int
+    values: dict[str, np.ndarray]
+
+    def member(self, k: int) -> dict[str, np.ndarray]:
+        """Member k's columns, ``updates`` among them."""
+        return {"updates": self.updates.astype(float), **{name: v[k] for name, v in self.values.items()}}
+
+
+class _CheckpointBook:
+    """Where a run's checkpoint scores go: the counts inside each epoch, and the values as they come."""
+
+    def __init__(self, grid, updates_per_epoch: int, k: int, names):
+        self.grid = np.asarray(grid, dtype=np.int64)
+        self.per_epoch = updates_per_epoch
+        self.values = {name: np.full((k, len(self.grid)), np.nan) for name in names}
+        self.column = {int(u): j for j, u in enumerate(self.grid)}
+
+    def inside(self, epoch: int) -> tuple[int, ...]:
+        """Counts within epoch ``epoch`` (1-based), as updates into it: 0 < s < updates_per_epoch."""
+        start = (epoch - 1) * self.per_epoch
+        return tuple(int(u - start) for u in self.grid if start < u < start + self.per_epoch)
+
+    def put(self, updates: int, members: np.ndarray, name: str, values) -> None:
+        j = self.column.get(int(updates))
+        if j is not None and name in self.values and values is not None:
+            self.values[name][members, j] = values
+
+    def result(self) -> Checkpoints:
+        return Checkpoints(self.grid, self.values)
+
+
 @dataclass
 class TrainResult:
     theta: np.ndarray  # (K, P) parameters at the end, or where the member stopped
@@ -125,6 +181,7 @@ class TrainResult:
     epochs_run: np.ndarray  # (K,) int
     extra: dict = field(default_factory=dict)
     steps: Steps | None = None  # every update, when train(record_steps=True)
+    checkpoints: Checkpoints | None = None  # scores at update counts, when train(checkpoints=...)
 
     def final(self, name: str) -> np.ndarray:
         """The last recorded value of a metric per member."""
@@ -137,14 +194,16 @@ def _as_members(hyper: optim.Hyper, k: int) -> dict[str, np.ndarray]:
 
 
 def _numpy_epoch(net, opt: optim.Optimizer, theta, state, hyper, X, Y, batches: BatchIterator,
-                 record: _StepRecorder | None, members: np.ndarray):
+                 record: _StepRecorder | None, members: np.ndarray, stops=(), between=None):
     """One epoch the readable way; returns theta, state and per member the summed batch losses (each batch mean
     weighted by its size, or the batch sums of a summed loss) and the summed squared gradient norms. ``record``
-    (if any) is handed every update of the members still running (``members``, their original indices)."""
+    (if any) is handed every update of the members still running (``members``, their original indices);
+    ``between(s)`` is called after update s of the epoch for each s in ``stops`` (a checkpoint)."""
     summed = getattr(net, "reduction", "mean") == "sum"
     loss_sum, grad_sq = np.zeros(theta.shape[0]), np.zeros(theta.shape[0])
     grad = np.empty_like(theta)  # reused every step: the update rules never keep a reference to the gradient
-    for idx in batches.epoch():
+    stops = set(stops)
+    for step, idx in enumerate(batches.epoch(), start=1):
         Xb, Yb = X[idx], Y[idx]
         point = opt.lookahead({"theta": theta}, state, hyper)["theta"]
         loss, g = net.loss_and_grad(point, Xb, Yb, out=grad)
@@ -154,18 +213,22 @@ def _numpy_epoch(net, opt: optim.Optimizer, theta, state, hyper, X, Y, batches: 
         grad_sq += np.einsum("kp,kp->k", g, g)
         if record is not None:
             record(members, theta, g, updates["theta"], state)
+        if step in stops:
+            between(step, theta)
     return theta, state, loss_sum, grad_sq
 
 
 def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epochs: int, seed: int,
           theta0: np.ndarray, callbacks: tuple[EpochCallback, ...] = (), shuffle: bool = True,
           validate: bool = True, record_steps: bool = False, engine: str = "auto",
-          watch: tuple[str, ...] = ()) -> TrainResult:
+          watch: tuple[str, ...] = (), checkpoints=None) -> TrainResult:
     """``engine``: "auto" (compiled for an nn.MLP unless ``record_steps``, else readable), "numpy" (the readable
     path, the reference) or "compiled" (an error if the run cannot take it). ``record_steps``: return every update
     as ``TrainResult.steps`` (the readable path: the fused loop keeps no steps). ``watch``: other parts of the
     split ("test") scored after every epoch as ``<part>_loss`` and ``<part>_accuracy``: recorded, never acted on
-    (no callback sees them, nothing stops on them), so that a held-out curve can score what validation chose."""
+    (no callback sees them, nothing stops on them), so that a held-out curve can score what validation chose.
+    ``checkpoints``: update counts (``checkpoint_grid``) at which validation and the watched parts are scored, also
+    inside epochs (``TrainResult.checkpoints``); scoring them is not counted in ``seconds``."""
     opt = optim.OPTIMIZERS[optimizer]
     k_total = theta0.shape[0]
     members = np.arange(k_total)  # original index of each member still running
@@ -199,15 +262,35 @@ def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epo
     summed = getattr(net, "reduction", "mean") == "sum"
     updates_done, started = 0, time.perf_counter()
     record = _StepRecorder(opt, theta, state, epochs, batches.steps_per_epoch) if record_steps else None
+    book = None
+    if checkpoints is not None and validate:
+        book = _CheckpointBook(checkpoints, batches.steps_per_epoch, k_total,
+                               [f"{part}_{m}" for part in ("val", *watch) for m in ("loss", "accuracy")])
+    paused = 0.0  # seconds spent scoring checkpoints inside epochs: not what training costs
+
+    def score_parts(at: int, now_theta, now_members) -> None:
+        for part in ("val", *watch):
+            loss, accuracy = evaluate(now_theta, getattr(split, f"X_{part}"), getattr(split, f"Y_{part}"))
+            book.put(at, now_members, f"{part}_loss", loss)
+            book.put(at, now_members, f"{part}_accuracy", accuracy)
 
     threads = compiled.one_blas_thread() if compiled else contextlib.nullcontext()
     with threads, np.errstate(all="ignore"):  # overflow is detected and recorded below, not raised
         for epoch in range(1, epochs + 1):
+            stops = book.inside(epoch) if book else ()
+            before = updates_done
+
+            def between(step, now_theta=None):
+                nonlocal paused
+                clock = time.perf_counter()
+                score_parts(before + step, theta if now_theta is None else now_theta, members)
+                paused += time.perf_counter() - clock
+
             if compiled:
-                state, loss_sum, grad_sq = compiled.epoch(theta, state, hyper, batches.order())
+                state, loss_sum, grad_sq = compiled.epoch(theta, state, hyper, batches.order(), stops, between)
             else:
                 theta, state, loss_sum, grad_sq = _numpy_epoch(net, opt, theta, state, hyper, X, Y, batches, record,
-                                                               members)
+                                                               members, stops, between)
             updates_done += batches.steps_per_epoch
             metrics = {
                 # the epoch's mean of batch losses, as scikit-learn reports (their sum for a summed loss)
@@ -219,7 +302,7 @@ def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epo
                 metrics["val_loss"], metrics["val_accuracy"] = evaluate(theta, split.X_val, split.Y_val)
                 if metrics["val_accuracy"] is None:
                     del metrics["val_accuracy"]
-            metrics["seconds"] = np.full(len(members), time.perf_counter() - started)
+            metrics["seconds"] = np.full(len(members), time.perf_counter() - started - paused)
             for name, values in metrics.items():
                 history[name][members, epoch - 1] = values
             for part in watch:  # after the clock: scoring a held-out part is not what an epoch costs
@@ -227,6 +310,10 @@ def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epo
                 history[f"{part}_loss"][members, epoch - 1] = loss
                 if accuracy is not None:
                     history[f"{part}_accuracy"][members, epoch - 1] = accuracy
+            if book:  # the epoch end's checkpoint: the scores just taken
+                for name in book.values:
+                    if name in history:
+                        book.put(updates_done, members, name, history[name][members, epoch - 1])
             epochs_run[members] = epoch
 
             blown = ~np.isfinite(theta).all(axis=1) | ~np.isfinite(metrics["train_loss"])
@@ -250,4 +337,4 @@ def train(net, split: Split, optimizer: str, hyper: optim.Hyper, batch_size, epo
                     break
     final_theta[members] = theta
     return TrainResult(final_theta, history, initial_val_loss, diverged, pruned, epochs_run,
-                       steps=record.steps() if record else None)
+                       steps=record.steps() if record else None, checkpoints=book.result() if book else None)
