@@ -266,10 +266,10 @@ def test_a_subset_of_datasets_keeps_the_profiles_own_epochs():
 def test_single_item_list_and_nested_keys():
     assert isinstance(SMOKE_EPOCHS, int), "the test assumes smoke.yaml gives one epoch count for all datasets"
     cfg = config.load_sweep("smoke", ["datasets=iris,moons", "epochs.iris=7", "sampler.name=random",
-                                      "pruner.n_warmup_steps=2", "network.hidden=8,4"])
+                                      "pruner.warmup_fraction=0.5", "network.hidden=8,4"])
     assert (cfg.epochs_of("iris"), cfg.epochs_of("moons")) == (7, SMOKE_EPOCHS)
     p = cfg.profile
-    assert p.sampler.name == "random" and p.pruner.n_warmup_steps == 2 and p.network.hidden == (8, 4)
+    assert p.sampler.name == "random" and p.pruner.warmup_fraction == 0.5 and p.network.hidden == (8, 4)
     assert config.load_sweep("smoke", ["datasets=iris"]).profile.datasets == ("iris",)
     assert config.load_sweep("smoke", ["batch_sizes=1"]).profile.batch_sizes == ("1",)
 
@@ -291,7 +291,7 @@ def test_name_override_and_the_config_hash():
 # --- The typed sweep and the record the stores keep of it --------------------------------------------------------
 STORED_KEYS = ["name", "datasets", "optimizers", "batch_sizes", "trials", "epochs", "seeds", "tuning_seed",
                "population", "hidden", "activation", "sampler", "sampler_seed", "n_startup_trials", "pruner",
-               "pruner_startup_trials", "pruner_warmup_epochs", "random_arm", "tune_eps", "val_fraction",
+               "pruner_startup_trials", "pruner_warmup_fraction", "tuning_runs", "random_arm", "tune_eps", "val_fraction",
                "test_fraction", "lease_seconds", "search_spaces", "defaults", "source"]
 VARIANTS = [("smoke", []), ("default", []), ("full", []),
             ("smoke", ["datasets=iris,diabetes", "optimizers=momentum,adam", "population.full=3", "tune_eps=true",
@@ -310,7 +310,8 @@ def test_the_stored_record_is_flat_json_and_reads_back_as_the_same_sweep(profile
     assert list(stored) == STORED_KEYS
     assert json.dumps(json.loads(json.dumps(stored))) == json.dumps(stored) and isinstance(stored["seeds"], list)
     assert stored["seeds"] == list(cfg.seeds) and stored["epochs"] == cfg.profile.per_name("epochs")
-    assert stored["pruner_warmup_epochs"] == cfg.profile.pruner.n_warmup_steps
+    assert stored["pruner_warmup_fraction"] == cfg.profile.pruner.warmup_fraction
+    assert stored["tuning_runs"] == cfg.profile.tuning_runs
     assert stored["val_fraction"] == cfg.profile.split.val and stored["hidden"] == list(cfg.profile.network.hidden)
     back = Sweep.from_stored(stored)  # the same sweep (its profile's mappings now name every swept name)
     assert json.dumps(back.stored()) == json.dumps(stored) and back.hash == cfg.hash
@@ -322,10 +323,12 @@ def test_the_stored_record_is_flat_json_and_reads_back_as_the_same_sweep(profile
 
 def test_an_older_record_reads_back_with_the_profile_defaults_and_a_bad_one_is_one_line():
     cfg = config.load_sweep("smoke", SMALL)
-    older = {k: v for k, v in cfg.stored().items() if k not in ("lease_seconds", "tune_eps", "pruner_warmup_epochs")}
+    older = {k: v for k, v in cfg.stored().items() if k not in ("lease_seconds", "tune_eps", "pruner_warmup_fraction",
+                                                                 "tuning_runs")}
     back = Sweep.from_stored(older)
     assert back.profile.lease_seconds == 120.0 and back.profile.tune_eps is False
-    assert back.profile.pruner.n_warmup_steps == 5 and back.cells() == cfg.cells()
+    assert back.profile.pruner.warmup_fraction == 0.2 and back.profile.tuning_runs == 1
+    assert back.cells() == cfg.cells()
     bad = {**cfg.stored(), "trials": 0}
     with pytest.raises(BadInput) as caught:
         Sweep.from_stored(bad, where="runs/optuna/x.journal")

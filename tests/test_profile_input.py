@@ -93,7 +93,11 @@ CASES = {
     "seeds-1001": Case(["seeds=1001"], ["smoke.yaml: seeds: ", "at most 1000"]),
     "sampler-startup-10001": Case(["sampler.n_startup_trials=10001"], ["smoke.yaml: sampler.n_startup_trials: "]),
     "pruner-startup-10001": Case(["pruner.n_startup_trials=10001"], ["smoke.yaml: pruner.n_startup_trials: "]),
-    "pruner-warmup-10001": Case(["pruner.n_warmup_steps=10001"], ["smoke.yaml: pruner.n_warmup_steps: "]),
+    "pruner-warmup-all": Case(["pruner.warmup_fraction=1.0"], ["smoke.yaml: pruner.warmup_fraction: "]),
+    "pruner-warmup-negative": Case(["pruner.warmup_fraction=-0.1"], ["smoke.yaml: pruner.warmup_fraction: "]),
+    "tuning-runs-21": Case(["tuning_runs=21"], ["smoke.yaml: tuning_runs: ", "at most 20"]),
+    "tuning-runs-0": Case(["tuning_runs=0"], ["smoke.yaml: tuning_runs: "]),
+    "tuning-seed-plus-runs": Case([f"tuning_seed={2**32 - 1}"], ["smoke.yaml: tuning_seed: ", "tuning_runs"]),
     "lease-a-day-and-more": Case(["lease_seconds=86401"], ["smoke.yaml: lease_seconds: ", "at most 86400"]),
     # item 3: what the bounds cannot see, the memory estimate does
     "memory-networks": Case(["population=1024", "network.hidden=4096,4096"],
@@ -221,9 +225,9 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(name, request, tmp_pat
 
 # --- the edges of the bounds -------------------------------------------------------------------------------------
 AT_MOST = ["trials=10000", "population=1024", "epochs=10000", "epochs.iris=10000", "network.hidden=4096",
-           f"network.hidden={','.join(['4'] * 16)}", "seeds=1000", f"tuning_seed={2**32 - 1}", "tuning_seed=1",
+           f"network.hidden={','.join(['4'] * 16)}", "seeds=1000", f"tuning_seed={2**32 - 2}", "tuning_seed=1", "tuning_runs=20",
            f"sampler.seed={2**31 - 1}", "sampler.n_startup_trials=10000", "pruner.n_startup_trials=10000",
-           "pruner.n_warmup_steps=10000", "lease_seconds=86400", "name=" + "n" * 100, "name=a", "name=v1.2_b-3"]
+           "pruner.warmup_fraction=0.999", "pruner.warmup_fraction=0", "lease_seconds=86400", "name=" + "n" * 100, "name=a", "name=v1.2_b-3"]
 
 
 @pytest.mark.parametrize("override", AT_MOST, ids=lambda o: o[:40])
@@ -244,7 +248,7 @@ def test_seeds_at_their_bounds_are_valid_everywhere_they_go():
     from study.sweep import cell, tuning
 
     cfg = config.load_sweep("smoke", ["datasets=iris,moons", "optimizers=gd,adam", "batch_sizes=full,32",
-                                      f"tuning_seed={2**32 - 1}", f"sampler.seed={2**31 - 1}"])
+                                      f"tuning_seed={2**32 - 1}", "tuning_runs=1", f"sampler.seed={2**31 - 1}"])
     seed = cfg.profile.tuning_seed
     split = data.load("iris", seed)
     net = cell.network(cfg, split)
@@ -402,7 +406,10 @@ def test_merged_keys_and_aliases_are_not_duplicates(tmp_path):
 def test_the_shipped_profiles_hash_as_before():
     """The hash names a sweep's records: these are the hashes the code computed before the checks of issue 16
     (in a checkout of that code, ``.venv/bin/python -c "from study.sweep import config;
-    print(config.load_sweep('default').hash)"``, and the same for smoke and full)."""
+    print(config.load_sweep('default').hash)"``, and the same for smoke and full). Changed deliberately once, by issue
+    18: the stored config gained ``tuning_runs`` and ``pruner_warmup_fraction`` (which replaced
+    ``pruner_warmup_epochs``), so a sweep of these profiles is a new protocol (before: smoke b7192bbcdad7, default
+    f00140f4bd16, full 952723b3696c)."""
     assert {p: config.load_sweep(p).hash for p in ("smoke", "default", "full")} == {
-        "smoke": "b7192bbcdad7", "default": "f00140f4bd16", "full": "952723b3696c"}
+        "smoke": "e3ce83868866", "default": "6b992ccb09e2", "full": "aaae8020c111"}
     assert yaml.safe_load(SMOKE)["name"] == "smoke"

@@ -113,7 +113,7 @@ def test_run_table_shows_cells_and_expanded_trials(browser, server, store, tmp_p
 
 # --- 450 cells: the link in the sweep's summary opens a table a reviewer can browse ------------------------------
 MANY = ["--profile", "default", "name=browse", "trials=2", "epochs=3", "seeds=1", "population=1", "random_arm=false",
-        "sampler.n_startup_trials=2", "pruner.n_startup_trials=2", "pruner.n_warmup_steps=1"]
+        "sampler.n_startup_trials=2", "pruner.n_startup_trials=2", "pruner.warmup_fraction=0.1"]
 PAGE = 100  # MLflow's run table loads 100 runs at a time
 
 

@@ -20,7 +20,7 @@ import math
 import re
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Strict, create_model, field_validator, model_validator
+from pydantic import Field, Strict, create_model, field_validator, model_validator
 
 from study.core import batches, data, nn, optim
 from study.schema import loader
@@ -49,7 +49,10 @@ SamplerSeed = Annotated[Natural, at_most(SAMPLER_SEED_LIMIT - 1, "each cell's sa
                                                                  "2**31, so larger seeds would repeat smaller ones",
                                          "below 2**31")]
 StartupTrials = Annotated[Natural, at_most(MAX_TRIALS, "no cell has more trials than that")]
-WarmupEpochs = Annotated[Natural, at_most(MAX_EPOCHS, "no trial trains more epochs than that")]
+# a share of a trial's epochs: 0 prunes from the first epoch on, 1 would never prune (say pruner.name=none instead)
+WarmupFraction = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=0, lt=1)]
+TuningRuns = Annotated[Count, at_most(20, "each tuning run repeats a cell's TPE search; the shipped profiles run 2 "
+                                          "or 3, enough for the bootstrap to see tuning's own spread")]
 LeaseSeconds = Annotated[Positive, at_most(86_400, "a dead worker's cell waits this long before another worker "
                                                    "takes it over: a day at most")]
 # A sweep's name names a directory (reports/<name>/), the journal file runs/optuna/<name>.journal, the MLflow
@@ -120,7 +123,11 @@ class Sampler(Frozen):
 class Pruner(Frozen):
     name: Literal["median", "none"] = "median"
     n_startup_trials: StartupTrials = 5
-    n_warmup_steps: WarmupEpochs = 5
+    warmup_fraction: WarmupFraction = 0.2  # no trial is pruned before this share of its epochs (warmup_epochs)
+
+    def warmup_epochs(self, epochs: int) -> int:
+        """The epochs a trial of ``epochs`` trains before the pruner may stop it: the fraction of them, rounded up."""
+        return math.ceil(self.warmup_fraction * epochs - 1e-9)
 
 
 class Split(Frozen):
@@ -144,6 +151,7 @@ class Profile(Frozen):
     epochs: dict[str, Epochs]  # dataset (or "default") -> epochs; one number is every dataset's
     seeds: EvalSeeds  # evaluation seeds 0..seeds-1
     tuning_seed: TuningSeed = 10_000
+    tuning_runs: TuningRuns = 2  # independent TPE searches per cell, run r on split seed tuning_seed + r
     population: dict[str, Population] = {"default": 1}  # batch size (or "default") -> networks trained together
     network: Network = Network()
     sampler: Sampler = Sampler()
@@ -187,6 +195,9 @@ class Profile(Frozen):
     def _seeds_apart_and_a_value_per_name(self):
         if self.tuning_seed < self.seeds:
             raise KeyProblem("tuning_seed", f"must differ from the evaluation seeds 0..{self.seeds - 1}")
+        if self.tuning_seed + self.tuning_runs - 1 >= SEED_LIMIT:  # run r splits with tuning_seed + r
+            raise KeyProblem("tuning_seed", f"plus tuning_runs - 1 must be below 2**32 (run r splits with "
+                                            f"tuning_seed + r), got {self.tuning_seed} and {self.tuning_runs} runs")
         # entries for names that exist but are not swept are kept for other grids (``datasets=iris`` with a profile
         # that pins fifteen datasets' epochs); a name that exists nowhere is a typo
         for key, swept, exists in (("epochs", self.datasets, lambda n: n in data.DATASETS),
@@ -328,7 +339,7 @@ class Sweep(Frozen):
     def stored(self) -> dict:
         """The mapping the stores keep (plain JSON types; keys in the order the sweep has always written them).
 
-        Its flat keys (``pruner_warmup_epochs`` for ``pruner.n_warmup_steps``, ``val_fraction`` for ``split.val``,
+        Its flat keys (``pruner_warmup_fraction`` for ``pruner.warmup_fraction``, ``val_fraction`` for ``split.val``,
         ...) exist here only: earlier sweeps' stores hold them, the report reads them, and the hash that names a
         sweep (pinned per profile in tests/test_profile_input.py) is computed from them."""
         p = self.profile
@@ -337,7 +348,8 @@ class Sweep(Frozen):
                 "population": p.per_name("population"), "hidden": p.network.hidden,
                 "activation": p.network.activation, "sampler": p.sampler.name, "sampler_seed": p.sampler.seed,
                 "n_startup_trials": p.sampler.n_startup_trials, "pruner": p.pruner.name,
-                "pruner_startup_trials": p.pruner.n_startup_trials, "pruner_warmup_epochs": p.pruner.n_warmup_steps,
+                "pruner_startup_trials": p.pruner.n_startup_trials, "pruner_warmup_fraction": p.pruner.warmup_fraction,
+                "tuning_runs": p.tuning_runs,
                 "random_arm": p.random_arm, "tune_eps": p.tune_eps, "val_fraction": p.split.val,
                 "test_fraction": p.split.test, "lease_seconds": p.lease_seconds,
                 "search_spaces": {o: {h: r.stored() for h, r in self.spaces[o].items()} for o in p.optimizers},
@@ -358,11 +370,15 @@ class Sweep(Frozen):
         keys = {"network": {"hidden": "hidden", "activation": "activation"},
                 "sampler": {"name": "sampler", "seed": "sampler_seed", "n_startup_trials": "n_startup_trials"},
                 "pruner": {"name": "pruner", "n_startup_trials": "pruner_startup_trials",
-                           "n_warmup_steps": "pruner_warmup_epochs"},
+                           "warmup_fraction": "pruner_warmup_fraction"},
                 "split": {"val": "val_fraction", "test": "test_fraction"}}
+        # (a sweep from before issue 18 stored pruner_warmup_epochs, fixed epochs: read with the profile's default
+        # fraction, and one tuning run)
         raw = {k: stored[k] for k in ("name", "datasets", "optimizers", "batch_sizes", "trials", "epochs",
-                                      "tuning_seed", "population", "random_arm", "tune_eps", "lease_seconds")
+                                      "tuning_seed", "tuning_runs", "population", "random_arm", "tune_eps",
+                                      "lease_seconds")
                if k in stored}
+        raw.setdefault("tuning_runs", 1)  # a sweep from before tuning runs ran one
         raw["seeds"] = len(stored.get("seeds", ()))
         for block, names in keys.items():
             raw[block] = {field: stored[key] for field, key in names.items() if key in stored}

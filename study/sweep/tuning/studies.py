@@ -78,7 +78,7 @@ def cell_study(storage, cfg: Sweep, cell: tuple, arm: str = names.TPE) -> optuna
         pruner = optuna.pruners.NopPruner()
     else:
         pruner = optuna.pruners.MedianPruner(n_startup_trials=pruning.n_startup_trials,
-                                             n_warmup_steps=pruning.n_warmup_steps)
+                                             n_warmup_steps=pruning.warmup_epochs(cfg.epochs_of(cell[0])))
     return optuna.create_study(storage=storage, study_name=study_name(cfg.name, cell, arm),
                                sampler=sampler(cfg, cell, arm, 0), pruner=pruner, direction="minimize",
                                load_if_exists=True)
