@@ -1,10 +1,12 @@
-"""One cell of the sweep, (dataset, optimizer, batch size): time it, tune, evaluate, record.
+"""One cell of the sweep, (dataset, optimizer, batch size): tune, choose per budget, evaluate, record.
 
-Before tuning, the cell times one network trained alone (K = 1): its ``seconds_per_epoch``, the cost that the
-report's wall-time budget uses. Tuning asks Optuna for K trials at once, trains the K networks in one stacked pass,
-reports each member to its own trial (a pruned or diverged member stops, the others go on) and tells K results.
-Evaluation retrains the best hyperparameters (tuned track) and the defaults (default track) with every evaluation
-seed and scores them on the test split. The cell's ledger records what is done, so resuming a cell redoes only what
+Its ``seconds_per_epoch`` and its dataset's caps come from the sweep's timing pre-phase (``study.sweep.timing``).
+Tuning runs each of the cell's TPE searches (one per tuning run, on split seed tuning_seed + r) and its random arm:
+it asks Optuna for K trials at once, trains the K networks in one stacked pass scored at the cell's checkpoints,
+reports each member to its own trial (a pruned or diverged member stops, the others go on) and tells K results;
+every trial's final test loss is recorded, never read by a choice. Then each budget's hyperparameters are chosen on
+validation at its cap (``study.sweep.choices``), and each distinct choice (tuned track) and the defaults (default
+track) are retrained with every evaluation seed, scored at the checkpoints on validation and test. The cell's ledger records what is done, so resuming a cell redoes only what
 is missing; MLflow mirrors it (study.sweep.record).
 
 A resumed cell gives what an uninterrupted one gives: Ctrl-C is honoured between asks and between epochs, and what
@@ -26,11 +28,9 @@ import yaml
 
 from study.core import batches, data, nn, train
 from study.schema.sweep import Sweep
-from study.sweep import cell_figures, names, record, tracking, tuning
+from study.sweep import cell_figures, choices, names, record, timing, tracking, tuning
 from study.sweep.context import Context, Interrupted
 from study.sweep.tuning import ledger
-
-TIMED_EPOCHS = 5  # seconds_per_epoch: the median of the epochs after the first (which loads the kernel)
 
 
 @functools.lru_cache(maxsize=16)
@@ -39,9 +39,16 @@ def load_split(dataset: str, seed: int, val_fraction: float, test_fraction: floa
     return data.load(dataset, seed, val_fraction, test_fraction)
 
 
-def tuning_split(cfg: Sweep, dataset: str) -> data.Split:
-    """The split a cell is tuned (and timed) on: the tuning seed's."""
-    return load_split(dataset, cfg.profile.tuning_seed, cfg.profile.split.val, cfg.profile.split.test)
+def tuning_split(cfg: Sweep, dataset: str, run: int = 0) -> data.Split:
+    """The split tuning run ``run`` is tuned on (run 0's also times the cell): seed tuning_seed + run."""
+    return load_split(dataset, cfg.profile.tuning_seed + run, cfg.profile.split.val, cfg.profile.split.test)
+
+
+def checkpoints(ctx: Context, cell: tuple, n_train: int) -> tuple[np.ndarray, dict[str, int]]:
+    """The cell's checkpoint grid (every epoch end, 8 per decade, its caps) and its caps as update counts."""
+    caps = timing.cap_updates(ctx.cfg, cell, n_train, ctx.timing, ctx.caps)
+    per_epoch = batches.steps_per_epoch(n_train, cell[2])
+    return train.checkpoint_grid(per_epoch, ctx.cfg.epochs_of(cell[0]), extra=caps.values()), caps
 
 
 def network(cfg: Sweep, split: data.Split) -> nn.MLP:
@@ -50,9 +57,10 @@ def network(cfg: Sweep, split: data.Split) -> nn.MLP:
 
 
 def open_studies(ctx: Context, cell: tuple) -> dict:
-    arms = tuning.ARMS if ctx.cfg.profile.random_arm else (names.TPE,)
+    """(tuning run, arm) -> study: the TPE runs, then the random arm (``tuning.tunings``)."""
     with ctx.timed("optuna"):
-        return {arm: tuning.cell_study(ctx.storage, ctx.cfg, cell, arm) for arm in arms}
+        return {(run, arm): tuning.cell_study(ctx.storage, ctx.cfg, cell, arm, run)
+                for run, arm in tuning.tunings(ctx.cfg)}
 
 
 def run_cell(ctx: Context, cell: tuple, claim: tuning.Claim, studies: dict, book: ledger.Ledger) -> None:
@@ -68,12 +76,12 @@ def run_cell(ctx: Context, cell: tuple, claim: tuning.Claim, studies: dict, book
         mirror.verify()  # are failed at the end
         mirror.queue_missing()
     if book.record.seconds_per_epoch is None:
-        book.update(seconds_per_epoch=seconds_per_epoch(ctx.cfg, cell))
+        book.update(seconds_per_epoch=ctx.timing.get(timing.cell_key(cell)))
     entry = ctx.backlog.open(cell, mirror, claim, studies)
     try:
-        for arm, study in studies.items():
-            _tune(ctx, cell, study, arm, mirror, claim)
-        _evaluate(ctx, cell, studies[names.TPE], mirror, claim)
+        for (run, arm), study in studies.items():
+            _tune(ctx, cell, study, run, arm, mirror, claim)
+        _evaluate(ctx, cell, studies, mirror, claim)
     except Interrupted:
         mirror.flush()  # what is done is kept (the trials are in the storage whatever happens)
         mirror.interrupted()
@@ -99,24 +107,12 @@ def mirror_done_cell(ctx: Context, cell: tuple, claim: tuning.Claim, studies: di
                 finishing.directory.cleanup()
 
 
-def seconds_per_epoch(cfg: Sweep, cell: tuple) -> float:
-    """Wall time of one training epoch of one network alone (K = 1, the optimizer's defaults, no validation): the
-    median over the timed epochs after the first. Machine-dependent, like every time."""
+def _tune(ctx: Context, cell, study, run: int, arm: str, mirror: record.Mirror, claim: tuning.Claim) -> None:
+    cfg, seed = ctx.cfg, ctx.cfg.profile.tuning_seed + run  # run r's split, initial weights and data order
     dataset, optimizer, batch = cell
-    split = tuning_split(cfg, dataset)
+    split = tuning_split(cfg, dataset, run)
     net = network(cfg, split)
-    seed = cfg.profile.tuning_seed
-    result = train.train(net, split, optimizer, cfg.defaults(optimizer), batch, TIMED_EPOCHS + 1, seed,
-                         net.init(seed, 1), validate=False)
-    per_epoch = np.diff(result.history["seconds"][0, :int(result.epochs_run[0])])  # drops the first epoch
-    return float(np.median(per_epoch)) if len(per_epoch) else math.nan
-
-
-def _tune(ctx: Context, cell, study, arm: str, mirror: record.Mirror, claim: tuning.Claim) -> None:
-    cfg, seed = ctx.cfg, ctx.cfg.profile.tuning_seed
-    dataset, optimizer, batch = cell
-    split = tuning_split(cfg, dataset)
-    net = network(cfg, split)
+    grid, _ = checkpoints(ctx, cell, split.X_train.shape[0])
     prunes = arm == names.TPE and cfg.profile.pruner.name != "none"
     while True:
         ctx.check_stop()  # do not ask for trials we would only fail
@@ -126,7 +122,7 @@ def _tune(ctx: Context, cell, study, arm: str, mirror: record.Mirror, claim: tun
             if done >= cfg.profile.trials:
                 tuning.fail_orphans(study)  # none of ours is running now: any RUNNING trial is nobody's
                 return
-        trials, hypers = _ask_population(ctx, cell, study, arm, done, claim)
+        trials, hypers = _ask_population(ctx, cell, study, run, arm, done, claim)
 
         def report(epoch, metrics, members):
             ctx.check_stop()
@@ -146,27 +142,29 @@ def _tune(ctx: Context, cell, study, arm: str, mirror: record.Mirror, claim: tun
         theta0 = net.init(seed, len(trials))
         try:
             result = train.train(net, split, optimizer, hyper, batch, cfg.epochs_of(dataset), seed, theta0,
-                                 callbacks=(report,))
+                                 callbacks=(report,), checkpoints=grid)
         except Interrupted:
             with ctx.timed("optuna"), tuning.our_trials(claim):  # failed cleanly and queued again: retried on resume
                 tuning.requeue(study, trials)
             raise
         ctx.network_epochs += int(result.epochs_run.sum())
-        # the random arm's trials are also scored on test, for the expected best-of-k curves only: no choice reads it
-        held_out = held_out_scores(net, result, theta0, split, ("test",)) if arm == names.RANDOM else {}
+        # every trial is scored on test once it stops (the report compares TPE's and random search's choices on
+        # it, and draws the expected best-of-k curves): recorded, never read by a choice
+        held_out = held_out_scores(net, result, theta0, split, ("test",))
         claim.check(force=True)  # still ours after training, before a result is written anywhere
         for m, trial in enumerate(trials):
             state, value = _trial_outcome(result, m)
             curves = {name: values[m] for name, values in result.history.items()}
             final = {**_final_values(result, m), **{k: v[m] for k, v in held_out.items()}}
             with ctx.timed("optuna"), tuning.our_trials(claim):
-                mirror.trial(trial, arm, state, hypers[m], curves, final)
+                mirror.trial(trial, run, arm, state, hypers[m], curves, result.checkpoints.member(m), final)
                 tuning.tell(study, trial, state, value)
             ctx.progress("trial", {"cell": cell, "state": state, "value": value})
         ctx.backlog.work()
 
 
-def _ask_population(ctx: Context, cell, study, arm: str, done: int, claim: tuning.Claim) -> tuple[list, list]:
+def _ask_population(ctx: Context, cell, study, run: int, arm: str, done: int,
+                    claim: tuning.Claim) -> tuple[list, list]:
     """The next population's trials and their hyperparameters, asked and suggested in turn (the liar sees each).
     Populations end where an uninterrupted run's end, at multiples of K: after a worker died with part of one
     told, the rest (queued again) is trained alone. Ctrl-C is honoured before each ask; the trials asked by then
@@ -178,7 +176,7 @@ def _ask_population(ctx: Context, cell, study, arm: str, done: int, claim: tunin
         for position in range(size):
             ctx.check_stop()
             with ctx.timed("optuna"):
-                trial, hyper = tuning.ask(study, ctx.cfg, cell, arm, done + position, ctx.worker)
+                trial, hyper = tuning.ask(study, ctx.cfg, cell, arm, done + position, ctx.worker, run)
                 trials.append(trial)
                 hypers.append(hyper)
     except Interrupted:
@@ -224,59 +222,68 @@ def held_out_scores(net, result: train.TrainResult, theta0, split: data.Split, p
     return out
 
 
-def _evaluate(ctx: Context, cell, study, mirror: record.Mirror, claim: tuning.Claim) -> None:
-    """Both tracks, every evaluation seed; seed s fixes split, initial weights and data order for both."""
-    cfg = ctx.cfg
+def _evaluate(ctx: Context, cell, studies: dict, mirror: record.Mirror, claim: tuning.Claim) -> None:
+    """Each budget's choice of every tuning run (tuned track) and the defaults (default track), every evaluation
+    seed, trained together per seed; seed s fixes split, initial weights and data order for all of them."""
+    cfg, book = ctx.cfg, mirror.book
     dataset, optimizer, batch = cell
-    best = tuning.best(study, cfg.spaces[optimizer])
-    defaults = cfg.defaults(optimizer)
-    tracks = {names.TUNED: best.hyper if best else defaults, names.DEFAULT: defaults}
+    if not book.record.choices:  # a function of the trials in the storage: the same on resume, kept for the record
+        n_train = tuning_split(cfg, dataset).X_train.shape[0]
+        with ctx.timed("optuna"):
+            book.update(choices=choices.choose(cfg, cell, studies, checkpoints(ctx, cell, n_train)[1]))
+    planned = choices.plan(cfg, cell, book.record.choices)
 
     def between_epochs(epoch, metrics, members):
         ctx.check_stop()  # an evaluation stopped half-way is simply run again on resume: it is deterministic
         ctx.backlog.work()
 
     for seed in cfg.seeds:
-        missing = [t for t in tracks if not mirror.book.has_eval(t, seed)]
+        missing = [p for p in planned if not book.has_eval((*p[0], seed))]
         if not missing:
             continue
         ctx.check_stop()
         claim.check()
         split = data.load(dataset, seed, cfg.profile.split.val, cfg.profile.split.test)
         net = network(cfg, split)
+        grid, _ = checkpoints(ctx, cell, split.X_train.shape[0])
         theta0 = net.init(seed, len(missing))
-        hyper = {name: np.array([tracks[t][name] for t in missing]) for name in defaults}
+        hyper = {name: np.array([p[1][name] for p in missing]) for name in cfg.defaults(optimizer)}
         result = train.train(net, split, optimizer, hyper, batch, cfg.epochs_of(dataset), seed, theta0,
-                             callbacks=(between_epochs,), watch=("test",))
+                             callbacks=(between_epochs,), watch=("test",), checkpoints=grid)
         ctx.network_epochs += int(result.epochs_run.sum())
         scores = held_out_scores(net, result, theta0, split, ("test", "train"))
-        for m, track in enumerate(missing):
+        initial_test = net.evaluate(theta0, split.X_test, split.Y_test)[0]
+        for m, ((track, run, trial), hyper_m, budgets) in enumerate(missing):
             final = {**_final_values(result, m), "test_loss": scores["test_loss"][m],
                      "final_train_loss": scores["train_loss"][m],
-                     "initial_val_loss": float(result.initial_val_loss[m])}
+                     "initial_val_loss": float(result.initial_val_loss[m]), "initial_test_loss": float(initial_test[m])}
             final.pop("train_loss", None)  # logged per epoch: MLflow's latest value is the final one
             final.pop("val_accuracy", None)
             if "test_accuracy" in scores:
                 final["test_accuracy"] = scores["test_accuracy"][m]
-            tags = {names.TUNED_FROM: f"trial {best.number}" if best else "defaults (no trial completed)"} \
-                if track == names.TUNED else {}
+            tags = {names.TUNED_FROM: f"trial {trial} of tuning run {run}" if trial != ledger.DEFAULTS
+                    else "defaults (no trial has a value at the cap)"} if track == names.TUNED else {}
             curves = {name: values[m] for name, values in result.history.items()}
-            mirror.evaluation(track, seed, tracks[track], curves, final, tags)
+            mirror.evaluation((track, run, trial, seed), hyper_m, budgets, curves, result.checkpoints.member(m),
+                              final, tags)
         ctx.backlog.work()
         ctx.progress("eval", {"cell": cell, "seed": seed})
 
 
 def cell_summary(studies: dict, book: ledger.Ledger, space: dict) -> dict:
-    """The cell run's sortable metrics: best validation loss, mean test scores per track, diverged share, cost
-    (``space``: the cell's search space)."""
+    """The cell run's sortable metrics: best validation loss (run 0's TPE search), mean test scores per track at
+    the epochs budget (the tuned track: every run's choice for it), diverged share, cost (``space``: the cell's
+    search space)."""
     summary = {}
-    best = tuning.best(studies[names.TPE], space)
+    best = tuning.best(studies[(0, names.TPE)], space)
     if best is not None:
         summary["best_val_loss"] = best.value
-    evals = {key: payload["final"] for key, payload in book.eval_payloads().items()}
+    evals = {key: {**payload["final"], "budgets": payload.get("budgets", ledger.ALL_BUDGETS)}
+             for key, payload in book.eval_payloads().items()}
     evals.update({key: s for key, s in book.record.eval_scores().items() if key not in evals})  # older sweeps'
     for track in (names.TUNED, names.DEFAULT):
-        scores = [s for (t, _), s in sorted(evals.items()) if t == track]
+        scores = [s for key, s in sorted(evals.items(), key=lambda kv: tuple(map(str, kv[0])))
+                  if key[0] == track and "epochs" in s.get("budgets", ledger.ALL_BUDGETS)]
         for name in ("test_loss", "test_accuracy"):
             values = [s[name] for s in scores if name in s]
             if values:
@@ -301,7 +308,7 @@ class Finishing:
 
 
 def prepare_finish(ctx: Context, cell, studies: dict, mirror: record.Mirror, resumed: bool = False) -> Finishing:
-    cfg, study, book = ctx.cfg, studies[names.TPE], mirror.book
+    cfg, study, book = ctx.cfg, studies[(0, names.TPE)], mirror.book
     with ctx.timed("optuna"):
         book.update(importances=tuning.importances(study))
         trial_rows = tuning.trial_rows(study)
@@ -312,8 +319,8 @@ def prepare_finish(ctx: Context, cell, studies: dict, mirror: record.Mirror, res
     out = Path(directory.name)
     with ctx.timed("mlflow"):  # figures drawn for MLflow count as tracking
         mirror.gather_curves(updates_per_epoch)
-        evals = {(group, number): curves.get("val_loss", []) for (role, group, number), curves in mirror.curves.items()
-                 if role == names.EVAL}
+        evals = {key[1:]: run["curves"].get("val_loss", []) for key, run in mirror.curves.items()
+                 if key[0] == names.EVAL}
         cell_figures.learning_curves(evals, title, out / "learning_curves.png")
         cell_figures.history(trial_rows, title, out / "optuna_history.png")
         cell_figures.importances(book.record.importances, title, out / "optuna_importances.png")
@@ -322,6 +329,10 @@ def prepare_finish(ctx: Context, cell, studies: dict, mirror: record.Mirror, res
                      "y": split.Y_train.argmax(axis=1) if split.n_classes else split.Y_train[:, 0]}
     params = {"recovered_trials": book.record.recovered_trials, "updates_per_epoch": updates_per_epoch}
     return Finishing(directory, dataset_input, params, resumed)
+
+
+def updates_per_epoch(cfg: Sweep, cell: tuple) -> int:
+    return batches.steps_per_epoch(tuning_split(cfg, cell[0]).X_train.shape[0], cell[2])
 
 
 def complete(ctx: Context, studies: dict, mirror: record.Mirror, finishing: Finishing) -> bool:
@@ -333,7 +344,8 @@ def complete(ctx: Context, studies: dict, mirror: record.Mirror, finishing: Fini
         return False
     out = Path(finishing.directory.name)
     with ctx.timed("mlflow"):
-        mirror.curve_table().to_parquet(out / "curves.parquet", index=False)
+        mirror.curve_table(updates_per_epoch(ctx.cfg, mirror.cell)).to_parquet(out / "curves.parquet", index=False)
+        mirror.trial_table().to_parquet(out / "trials.parquet", index=False)
         # how many children MLflow holds now: what a later run checks the store against (study.sweep.sweep)
         held = {"trial_runs": len(book.record.trial_runs), "eval_runs": len(book.record.eval_runs())}
         summary = cell_summary(studies, book, ctx.cfg.spaces[mirror.cell[1]])

@@ -86,12 +86,13 @@ def importances(values: dict[str, float], title: str, path: Path) -> Path | None
     return _save(fig, path)
 
 
-def learning_curves(curves: dict[tuple[str, int], list], title: str, path: Path) -> Path:
+def learning_curves(curves: dict[tuple, list], title: str, path: Path) -> Path:
     """Validation loss against epoch for both tracks and every seed: the cell's learning curves."""
     fig, ax = _axes()
     colors = {TUNED: "tab:blue", DEFAULT: "tab:orange"}
     labelled = set()
-    for (track, seed), values in sorted(curves.items()):
+    for key, values in sorted(curves.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        track = key[0]  # (track, ..., seed): every tuning run's choices are drawn in the tuned track's colour
         label = None if track in labelled else track
         labelled.add(track)
         ax.plot(range(1, len(values) + 1), values, color=colors.get(track, "tab:gray"), alpha=0.6, label=label)

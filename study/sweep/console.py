@@ -13,7 +13,7 @@ class Progress:
     def __init__(self, cfg: Sweep, done_trials: int, done_cells: int):
         from tqdm import tqdm
 
-        arms = 2 if cfg.profile.random_arm else 1
+        arms = cfg.profile.tuning_runs + (1 if cfg.profile.random_arm else 0)  # TPE runs and the random arm
         self.cells_total, self.cells_done = len(cfg.cells()), done_cells
         self.bar = tqdm(total=self.cells_total * cfg.profile.trials * arms, initial=done_trials, unit="trial",
                         dynamic_ncols=True, file=sys.stderr, smoothing=0.05, mininterval=0.5)

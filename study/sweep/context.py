@@ -62,6 +62,8 @@ class Context:
     cells_done: int = 0
     backlog: Outbox | None = None  # set once the context exists: the backlog works on it
     lost: set = field(default_factory=set)  # done cells whose MLflow runs were found missing (study.sweep.sweep)
+    timing: dict = field(default_factory=dict)  # "<d>/<o>/<b>" -> seconds_per_epoch, from the timing pre-phase
+    caps: dict = field(default_factory=dict)  # dataset -> {"epochs", "updates", "seconds"}: the budgets' caps
 
     @contextlib.contextmanager
     def timed(self, what: str):

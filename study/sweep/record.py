@@ -12,8 +12,12 @@ again from their payloads: the mirror can always be rebuilt from the storage alo
 
 What each run carries (DESIGN §3): a trial its validation loss per epoch (the curve its pruning acted on; Optuna's
 dashboard draws the same intermediate values) and final values; an evaluation its four curves per epoch and its
-test scores. ``updates`` and ``seconds`` are final values: per epoch they are straight lines. Every per-epoch value
-of every run goes, at full precision, into the cell run's ``curves.parquet``, which the report reads.
+test scores, tagged with its track, seed, tuning run and the budgets it serves. ``updates`` and ``seconds`` are final
+values: per epoch they are straight lines. Only run 0's TPE trials are MLflow runs (issue 18: MLflow's SQLite store
+costs about 9 ms a run); the random arm's and the repeat tuning runs' trials live in the Optuna storage (their
+payloads), in curves.parquet and in the cell run's ``trials.parquet``. Every checkpoint value of every run, trials
+and evaluations alike, goes at full precision into the cell run's ``curves.parquet``, which the report reads: one
+row per run and checkpoint (every epoch end, and inside epochs on the grid of ``study.core.train.checkpoint_grid``).
 """
 from __future__ import annotations
 
@@ -30,10 +34,13 @@ from study.sweep.tuning import ledger
 
 TRIAL_CURVES = ("val_loss",)  # per epoch in MLflow
 EVAL_CURVES = ("train_loss", "val_loss", "val_accuracy", "grad_norm")
-# curves.parquet; an evaluation's test curve is there only: what validation chose is scored on it at the time budgets
-CURVE_COLUMNS = ("train_loss", "val_loss", "val_accuracy", "grad_norm", "updates", "seconds", "test_loss",
-                 "test_accuracy")
-RUN_COLUMNS = (names.ROLE, names.ARM, names.TRIAL_NUMBER, names.TRACK, names.SEED, "run_id")
+# curves.parquet; an evaluation's test curve is there only: what validation chose is scored on it at every budget.
+# train_loss, grad_norm and seconds are epoch-end values (NaN at a checkpoint inside an epoch)
+CURVE_COLUMNS = ("train_loss", "val_loss", "val_accuracy", "grad_norm", "seconds", "test_loss", "test_accuracy")
+EPOCH_END_COLUMNS = ("train_loss", "grad_norm", "seconds")
+RUN_COLUMNS = (names.ROLE, names.ARM, names.TUNING_RUN, names.TRIAL_NUMBER, names.TRACK, "budgets", names.SEED,
+               "run_id")
+TRIAL_TABLE_COLUMNS = (names.TUNING_RUN, names.ARM, "number", names.STATE, "value")  # then hyper, then test_loss
 
 EXPERIMENT_NOTE = """\
 **One run per cell** (dataset x optimizer x batch size), tag `role = 'cell'`, named `dataset/optimizer/batch`.
@@ -44,10 +51,13 @@ cell's tuning trials that diverged) and `seconds_per_epoch` (one network trained
 
 **Trials and evaluations** are the cell run's children: expand a cell (the + beside its name) or open it, or filter
 on them directly, e.g. `tags.role = 'eval' and tags.track = 'tuned' and tags.dataset = 'iris'` or
-`tags.role = 'trial' and tags.optimizer = 'adam'`. Trials carry `trial_number`, `state` (COMPLETE, PRUNED, FAIL,
-DIVERGED) and their validation loss per epoch; evaluations carry `track` (tuned / default), `seed`, their curves and
-test scores. Each cell run's artifacts: `learning_curves.png`, `optuna_history.png`, `optuna_importances.png`,
-`config.yaml` and `curves.parquet` (every per-epoch value of every trial and evaluation).
+`tags.role = 'trial' and tags.optimizer = 'adam'`. Trials (the first TPE search's only) carry `trial_number`, `state`
+(COMPLETE, PRUNED, FAIL, DIVERGED) and their validation loss per epoch; evaluations carry `track` (tuned / default),
+`seed`, `tuning_run` (which TPE search chose the hyperparameters; -1 on the default track) and `budget` (the budgets
+whose choice they are, e.g. `epochs,updates`), their curves and test scores. Each cell run's artifacts:
+`learning_curves.png`, `optuna_history.png`, `optuna_importances.png`, `config.yaml`, `curves.parquet` (every
+checkpoint value of every trial and evaluation) and `trials.parquet` (every tuning trial of every search and arm,
+the random arm's and the repeat searches' included, with its final test loss).
 
 The report of the sweep is the run tagged `role = 'report'`."""
 
@@ -57,16 +67,25 @@ def cell_filter() -> str:
 
 
 def _scores(payload: dict) -> dict:
-    """What the cell's ledger keeps of an evaluation: every final value, and the hyperparameters it ran with."""
-    return {**payload["final"], "hyper": dict(payload["hyper"])}
+    """What the cell's ledger keeps of an evaluation: every final value, the hyperparameters it ran with and the
+    budgets it serves."""
+    return {**payload["final"], "hyper": dict(payload["hyper"]),
+            "budgets": list(payload.get("budgets", ledger.ALL_BUDGETS))}
+
+
+def in_mlflow(run: int, arm: str) -> bool:
+    """Whether a tuning run's trials are MLflow runs: the first TPE search's only."""
+    return run == 0 and arm == names.TPE
 
 
 class Mirror:
     def __init__(self, ctx: Context, cell: tuple, studies: dict, book: ledger.Ledger):
         self.ctx, self.cell, self.studies, self.book = ctx, cell, studies, book
         self.tags = {names.DATASET: cell[0], names.OPTIMIZER: cell[1], names.BATCH_SIZE: str(cell[2])}
-        self.curves: dict[tuple, dict] = {}  # (role, arm or track, number or seed) -> per-epoch values, this process
-        self.queue: list[tuple] = []  # ("trial", (arm, number) | "eval", (track, seed), payload) not yet in MLflow
+        # ("trial", run, arm, number) | ("eval", track, run, trial, seed) -> {"curves": per-epoch values,
+        # "checkpoints": checkpoint columns}
+        self.curves: dict[tuple, dict] = {}
+        self.queue: list[tuple] = []  # ("trial", (arm, number) | "eval", eval key, payload) not yet in MLflow
         # a write that failed half-way (the server or its database went away between creating a run and ending it)
         # may have left a run that the retry wrote again: the cell is reconciled before it finishes
         self.write_failed = False
@@ -105,26 +124,34 @@ class Mirror:
         return tracking.start_run(self.ctx.mlflow, self.ctx.experiment, "/".join(map(str, self.cell)),
                                   {names.ROLE: names.CELL, **self.tags})
 
-    def trial(self, trial, arm: str, state: str, hyper: dict, curves: dict, final: dict) -> None:
-        """Before the trial is told: its payload (every per-epoch column) goes into its record, and into the queue
-        for MLflow."""
-        curves = _columns(curves)
-        self.curves[(names.TRIAL, arm, trial.number)] = curves
-        payload = {"arm": arm, "number": trial.number, "state": state, "hyper": hyper,
-                   "curves": ledger.pack_curves(curves), "final": final}
+    def trial(self, trial, run: int, arm: str, state: str, hyper: dict, curves: dict, checkpoints: dict,
+              final: dict) -> None:
+        """Before the trial is told: its payload (every per-epoch and checkpoint column) goes into its record, and
+        (run 0's TPE trials) into the queue for MLflow."""
+        curves, checkpoints = _columns(curves), _columns(checkpoints)
+        self.curves[(names.TRIAL, run, arm, trial.number)] = {"curves": curves, "checkpoints": checkpoints}
+        payload = {"arm": arm, "tuning_run": run, "number": trial.number, "state": state, "hyper": hyper,
+                   "curves": ledger.pack_curves(curves), "checkpoints": ledger.pack_curves(checkpoints),
+                   "final": final}
         ledger.keep_trial_payload(trial, payload)
-        self.queue.append((names.TRIAL, (arm, trial.number), payload))
+        if in_mlflow(run, arm):
+            self.queue.append((names.TRIAL, (arm, trial.number), payload))
 
-    def evaluation(self, track: str, seed: int, hyper: dict, curves: dict, final: dict, tags: dict) -> None:
-        """A finished evaluation: its payload (every per-epoch column, the test curve included) into the storage,
-        then into the queue for MLflow. From here on it is done, whatever happens to MLflow or to this worker."""
-        curves = _columns(curves)
-        self.curves[(names.EVAL, track, seed)] = curves
-        payload = {"track": track, "seed": seed, "hyper": hyper, "final": final, "tags": tags,
-                   "curves": ledger.pack_curves(curves)}
+    def evaluation(self, key: tuple, hyper: dict, budgets: list, curves: dict, checkpoints: dict, final: dict,
+                   tags: dict) -> None:
+        """A finished evaluation (``key``: track, tuning run, trial, seed): its payload (every per-epoch and
+        checkpoint column, the test curve included) into the storage, then into the queue for MLflow. From here on
+        it is done, whatever happens to MLflow or to this worker."""
+        key = ledger.eval_key(*key)
+        curves, checkpoints = _columns(curves), _columns(checkpoints)
+        self.curves[(names.EVAL, *key)] = {"curves": curves, "checkpoints": checkpoints}
+        track, run, trial, seed = key
+        payload = {"track": track, "tuning_run": run, "trial": trial, "seed": seed, "budgets": list(budgets),
+                   "hyper": hyper, "final": final, "tags": tags, "curves": ledger.pack_curves(curves),
+                   "checkpoints": ledger.pack_curves(checkpoints)}
         with self.ctx.timed("optuna"):
-            self.book.keep_eval(track, seed, payload)
-        self.queue.append((names.EVAL, (track, seed), payload))
+            self.book.keep_eval(key, payload)
+        self.queue.append((names.EVAL, key, payload))
 
     def flush(self, wait: bool = True, deadline: float | None = None) -> bool:
         """Write what is queued, at once if the store is free or once it is (``wait``), until ``deadline`` (a
@@ -161,16 +188,22 @@ class Mirror:
             self.ctx.mlflow, self.ctx.experiment,
             f"trial-{p['number']}" + ("-random" if p["arm"] == names.RANDOM else ""),
             {names.ROLE: names.TRIAL, **self.tags, names.TRIAL_NUMBER: p["number"], names.STATE: p["state"],
-             names.ARM: p["arm"], **({names.SCORED_ON_TEST: names.TRUE} if "test_loss" in p["final"] else {})},
+             names.ARM: p["arm"], names.TUNING_RUN: p.get("tuning_run", 0),
+             **({names.SCORED_ON_TEST: names.TRUE} if "test_loss" in p["final"] else {})},
             params=p["hyper"], curves=_logged(p["curves"], TRIAL_CURVES), final=p["final"], parent_run_id=parent)
 
     def _log_eval(self, p: dict) -> str:
         parent = self.cell_run()
         if parent is None:
             raise tracking.Unavailable("no cell run")
+        run = p.get("tuning_run", 0 if p["track"] == names.TUNED else -1)
+        budgets = ",".join(p.get("budgets", ledger.ALL_BUDGETS))
+        name = f"eval-{p['track']}-{p['seed']}" if p["track"] == names.DEFAULT else \
+            f"eval-{p['track']}-r{run}-{budgets}-{p['seed']}"
         return tracking.log_run(
-            self.ctx.mlflow, self.ctx.experiment, f"eval-{p['track']}-{p['seed']}",
-            {names.ROLE: names.EVAL, **self.tags, names.TRACK: p["track"], names.SEED: p["seed"], **p["tags"]},
+            self.ctx.mlflow, self.ctx.experiment, name,
+            {names.ROLE: names.EVAL, **self.tags, names.TRACK: p["track"], names.SEED: p["seed"],
+             names.TUNING_RUN: run, names.BUDGET: budgets, **p["tags"]},
             params=p["hyper"], curves=_logged(p["curves"], EVAL_CURVES), final=p["final"], parent_run_id=parent)
 
     def finish(self, artifact_dir: Path, summary: dict, dataset_input: dict, params: dict) -> bool:
@@ -195,21 +228,21 @@ class Mirror:
     def recorded_runs(self) -> dict:
         """run id -> what it records, for every trial and evaluation the Optuna storage holds."""
         found = {}
-        for arm, study in self.studies.items():
-            for t in tuning.finished(study):
+        for (run, arm), study in self.studies.items():
+            for t in tuning.finished(study) if in_mlflow(run, arm) else ():
                 run_id = self.book.trial_run_id(t, arm)
                 if run_id:
                     found[run_id] = (names.TRIAL, arm, t.number)
-        for (track, seed), run_id in self.book.record.eval_runs().items():
-            found[run_id] = (names.EVAL, track, seed)
+        for key, run_id in self.book.record.eval_runs().items():
+            found[run_id] = (names.EVAL, *key)
         return found
 
     def queue_missing(self) -> None:
         """Queue everything the storage holds that MLflow does not (a resumed cell's trials, evaluations that
         waited for the server), this process's own queue included, each once."""
         self.queue = [q for q in self.queue if q[0] == names.EVAL]  # trials are queued from their records below
-        for arm, study in self.studies.items():
-            for t in tuning.finished(study):
+        for (run, arm), study in self.studies.items():
+            for t in tuning.finished(study) if in_mlflow(run, arm) else ():
                 payload = ledger.trial_payload(t)
                 if payload and not self.book.trial_run_id(t, arm):
                     self.queue.append((names.TRIAL, (arm, t.number), payload))
@@ -254,57 +287,76 @@ class Mirror:
             self.book.update(mlflow_pending=False)
         return ok
 
-    # --- curves.parquet -----------------------------------------------------------------------------------
+    # --- curves.parquet and trials.parquet -------------------------------------------------------------------
+    def _finished_trials(self):
+        """(run, arm, trial) of every finished trial of the cell, every tuning run and arm."""
+        return [(run, arm, t) for (run, arm), study in self.studies.items() for t in tuning.finished(study)]
+
     def _runs(self) -> dict:
-        """(role, arm or track, number or seed) -> MLflow run id ("" until MLflow holds it) of every finished trial
-        and every evaluation of the cell."""
-        runs = {(names.TRIAL, arm, t.number): self.book.trial_run_id(t, arm) or ""
-                for arm, study in self.studies.items() for t in tuning.finished(study)}
+        """Every finished trial's and evaluation's key (as in ``self.curves``) -> MLflow run id ("" until MLflow
+        holds it, and for the trials that are no MLflow runs)."""
+        runs = {(names.TRIAL, run, arm, t.number): (self.book.trial_run_id(t, arm) or "") if in_mlflow(run, arm)
+                else "" for run, arm, t in self._finished_trials()}
         held = self.book.record.eval_runs()
-        for track, seed in {**held, **self.book.eval_payloads()}:
-            runs[(names.EVAL, track, seed)] = held.get((track, seed), "")
+        for key in {**held, **self.book.eval_payloads()}:
+            runs[(names.EVAL, *key)] = held.get(key, "")
         return runs
 
     def gather_curves(self, updates_per_epoch: int) -> None:
-        """Every run's per-epoch values in memory: this process's own, and a resumed cell's earlier runs from
-        their payloads in the storage. Only a sweep recorded before payloads held every column reads MLflow (which
-        has no per-epoch seconds, and no test curve)."""
+        """Every run's per-epoch and checkpoint values in memory: this process's own, and a resumed cell's earlier
+        runs from their payloads in the storage. Only a sweep recorded before payloads held every column reads
+        MLflow (which has no per-epoch seconds, and no test curve)."""
         runs = self._runs()
-        for arm, study in self.studies.items():
-            for t in tuning.finished(study):
-                if (names.TRIAL, arm, t.number) not in self.curves and ledger.trial_payload(t):
-                    self.curves[(names.TRIAL, arm, t.number)] = ledger.unpack_curves(ledger.trial_payload(t)["curves"])
-        for (track, seed), payload in self.book.eval_payloads().items():
-            if (names.EVAL, track, seed) not in self.curves:
-                self.curves[(names.EVAL, track, seed)] = ledger.unpack_curves(payload["curves"])
+        for run, arm, t in self._finished_trials():
+            key, payload = (names.TRIAL, run, arm, t.number), ledger.trial_payload(t)
+            if key not in self.curves and payload:
+                self.curves[key] = _unpacked(payload)
+        for key, payload in self.book.eval_payloads().items():
+            if (names.EVAL, *key) not in self.curves:
+                self.curves[(names.EVAL, *key)] = _unpacked(payload)
         missing = {k: run_id for k, run_id in runs.items() if k not in self.curves and run_id}
         if missing:
             self.curves.update(self._curves_from_mlflow(missing, updates_per_epoch))
 
-    def curve_table(self):
-        """curves.parquet: every per-epoch value of every run of the cell, one row per run and epoch, with the
-        runs' MLflow ids."""
+    def curve_table(self, updates_per_epoch: int):
+        """curves.parquet: every checkpoint value of every run of the cell, one row per run and checkpoint (epoch
+        = updates / updates_per_epoch, whole at epoch ends), with the runs' MLflow ids."""
         import pandas as pd
 
-        runs = self._runs()
+        runs, frames = self._runs(), []
+        budgets = {(names.EVAL, *k): ",".join(p.get("budgets", ledger.ALL_BUDGETS))
+                   for k, p in self.book.eval_payloads().items()}
+        for key in sorted(runs, key=lambda k: (k[0] != names.TRIAL, tuple(map(str, k[1:])))):
+            columns = _checkpoint_columns(self.curves.get(key, {}), updates_per_epoch)
+            if columns is None:
+                continue
+            trial = key[0] == names.TRIAL
+            n = len(columns["updates"])
+            frames.append(pd.DataFrame({
+                names.ROLE: key[0], names.ARM: key[2] if trial else "",
+                names.TUNING_RUN: key[1] if trial else key[2], names.TRIAL_NUMBER: key[3] if trial else -1,
+                names.TRACK: "" if trial else key[1], "budgets": "" if trial else budgets.get(key, ""),
+                names.SEED: -1 if trial else key[4], "run_id": runs[key],
+                "epoch": columns["updates"] / updates_per_epoch, "updates": columns["updates"].astype(np.int64),
+                **{c: columns.get(c, np.full(n, np.nan)) for c in CURVE_COLUMNS}}))
+        empty = pd.DataFrame(columns=[*RUN_COLUMNS, "epoch", "updates", *CURVE_COLUMNS])
+        return pd.concat(frames, ignore_index=True) if frames else empty
+
+    def trial_table(self):
+        """trials.parquet: every finished tuning trial of every run and arm (a trial failed by an interruption and
+        asked again is its retry), its state, value, hyperparameters and final test loss."""
+        import pandas as pd
+
         rows = []
-        for key in sorted(runs, key=lambda k: (k[0] != names.TRIAL, str(k[1]), k[2])):
-            role, group, number = key
-            curves = self.curves.get(key, {})
-            epochs = max((len(v) for v in curves.values()), default=0)
-            columns = {c: np.full(epochs, np.nan) for c in CURVE_COLUMNS}
-            for c, values in curves.items():
-                if c in columns:
-                    columns[c][:len(values)] = values
-            for e in range(epochs):
-                if all(math.isnan(columns[c][e]) for c in CURVE_COLUMNS):
-                    continue  # the run had stopped
-                trial, evaluation = role == names.TRIAL, role == names.EVAL
-                rows.append({names.ROLE: role, names.ARM: group if trial else "",
-                             names.TRIAL_NUMBER: number if trial else -1,
-                             names.TRACK: group if evaluation else "", names.SEED: number if evaluation else -1,
-                             "run_id": runs[key], "epoch": e + 1, **{c: float(columns[c][e]) for c in CURVE_COLUMNS}})
-        return pd.DataFrame(rows, columns=[*RUN_COLUMNS, "epoch", *CURVE_COLUMNS])
+        for run, arm, t in sorted(self._finished_trials(), key=lambda x: (x[0], x[1] != names.TPE, x[2].number)):
+            payload = ledger.trial_payload(t) or {}
+            state = ledger.trial_state(t)
+            rows.append({names.TUNING_RUN: run, names.ARM: arm, "number": t.number, names.STATE: state,
+                         "value": t.value if state in (names.COMPLETE, names.DIVERGED) else math.nan,
+                         **{h: float(v) for h, v in payload.get("hyper", {}).items()},
+                         "test_loss": float(payload.get("final", {}).get("test_loss", math.nan))})
+        hyper = [h for h in self.ctx.cfg.spaces[self.cell[1]]]
+        return pd.DataFrame(rows, columns=[*TRIAL_TABLE_COLUMNS, *hyper, "test_loss"])
 
     def _curves_from_mlflow(self, runs: dict, updates_per_epoch: int) -> dict:
         out = {}
@@ -320,10 +372,43 @@ class Mirror:
                         curves[name] = column.tolist()
                 epochs = max((len(v) for v in curves.values()), default=0)
                 curves["updates"] = [float(updates_per_epoch * (e + 1)) for e in range(epochs)]
-                out[key] = curves
+                out[key] = {"curves": curves, "checkpoints": None}
         except tracking.UNAVAILABLE:
             pass
         return out
+
+
+def _unpacked(payload: dict) -> dict:
+    packed = payload.get("checkpoints")
+    return {"curves": ledger.unpack_curves(payload["curves"]),
+            "checkpoints": ledger.unpack_curves(packed) if packed else None}
+
+
+def _checkpoint_columns(run: dict, updates_per_epoch: int) -> dict | None:
+    """A run's rows: its checkpoints (epoch-end columns filled in at epoch ends), or for a run recorded before
+    checkpoints its epoch ends; the rows after it stopped left out. None for a run without values."""
+    curves, checkpoints = run.get("curves") or {}, run.get("checkpoints")
+    epochs = max((len(v) for v in curves.values()), default=0)
+    if checkpoints:
+        updates = np.asarray(checkpoints["updates"], float)
+        columns = {c: np.asarray(v, float) for c, v in checkpoints.items() if c != "updates"}
+    elif epochs:
+        updates = updates_per_epoch * np.arange(1, epochs + 1, dtype=float)
+        columns = {c: np.asarray(curves[c], float) for c in CURVE_COLUMNS if c in curves}
+    else:
+        return None
+    n = len(updates)
+    whole = np.isclose(updates % updates_per_epoch, 0)
+    index = (updates // updates_per_epoch).astype(int) - 1
+    for c in EPOCH_END_COLUMNS:
+        if checkpoints and c in curves:
+            column, values = np.full(n, np.nan), np.asarray(curves[c], float)
+            ok = whole & (index >= 0) & (index < len(values))
+            column[ok] = values[index[ok]]
+            columns[c] = column
+    stacked = np.vstack([columns[c] for c in CURVE_COLUMNS if c in columns]) if columns else np.full((1, n), np.nan)
+    keep = ~np.isnan(stacked).all(axis=0)  # the run had stopped
+    return {"updates": updates[keep], **{c: v[keep] for c, v in columns.items()}}
 
 
 def _columns(curves: dict) -> dict[str, list[float]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from study.errors import BadInput
 from study.schema.sweep import Sweep
-from study.sweep import names, record, tracking, tuning
+from study.sweep import names, record, timing, tracking, tuning
 from study.sweep.backlog import Backlog
 from study.sweep.cell import complete, mirror_done_cell, open_studies, park, run_cell
 from study.sweep.context import Context, Interrupted
@@ -57,6 +57,8 @@ def new_context(cfg: Sweep, runs_dir: str | Path, progress=lambda event, info: N
     ctx = Context(cfg, storage, mlflow_client, experiment, tuning.new_worker_id(), locks, progress=progress)
     ctx.backlog = Backlog(ctx, complete=complete, park=park)
     ctx.lost = unmirrored(cell_records(storage, cfg), mlflow_client, experiment)
+    # before any cell is tuned: every cell's seconds per epoch and the caps (measured once, by one worker)
+    ctx.timing, ctx.caps = timing.ensure(cfg, storage, locks, ctx.check_stop)
     return ctx
 
 
@@ -124,7 +126,7 @@ def _run_or_mirror(ctx: Context, cell: tuple, claim: tuning.Claim) -> bool:
     one; False when the claim is ours to let go: the cell was mirrored, or there was nothing left to do (another
     worker finished it after our list of pending cells was read)."""
     studies = open_studies(ctx, cell)
-    book = ledger.Ledger(studies[names.TPE])
+    book = ledger.Ledger(studies[(0, names.TPE)])
     if not book.record.done:
         run_cell(ctx, cell, claim, studies, book)
         return True

@@ -13,13 +13,15 @@ from study.sweep.tuning import ledger
 from study.sweep.tuning.claims import Claim, ClaimLost, Locks, cell_locks, new_worker_id
 from study.sweep.tuning.spaces import hyper_from_params, param_name, suggest
 from study.sweep.tuning.storage import (Storage, journal_path, open_storage, record_sweep, record_timing,
-                                        storage_url, study_attrs, sweep_meta)
+                                        storage_url, study_attrs, sweep_meta, sweep_timing,
+                                        record_sweep_timing)
 from study.sweep.tuning.studies import (ARMS, Best, ask, best, cell_study, fail_orphans, finished,
                                         importances, our_trials, read_trials, recover_abandoned, report, requeue,
-                                        running_numbers, study_name, tell, trial_rows, trial_state_counts)
+                                        running_numbers, study_name, tell, trial_rows, trial_state_counts, tunings)
 
 __all__ = ["ARMS", "Best", "Claim", "ClaimLost", "Locks", "Storage", "ask", "best", "cell_locks",
            "cell_study", "fail_orphans", "finished", "hyper_from_params", "importances", "journal_path", "ledger",
            "new_worker_id", "open_storage", "our_trials", "param_name", "read_trials", "record_sweep",
            "record_timing", "recover_abandoned", "report", "requeue", "running_numbers", "storage_url",
-           "study_attrs", "study_name", "suggest", "sweep_meta", "tell", "trial_rows", "trial_state_counts"]
+           "study_attrs", "study_name", "suggest", "sweep_meta", "sweep_timing", "record_sweep_timing", "tell",
+           "trial_rows", "trial_state_counts", "tunings"]

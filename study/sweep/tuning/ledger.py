@@ -7,7 +7,8 @@ module reads and writes these through this one; none knows an attribute's key.
 
 Where it lives (Optuna user attributes, plain JSON):
   - the cell study (``<sweep>/<dataset>/<optimizer>/<batch>``): ``record`` holds the ``CellRecord``; every
-    evaluation's payload is kept under ``eval:<track>:<seed>`` the moment it is done, whether MLflow has it or not;
+    evaluation's payload is kept under ``eval:<track>:<tuning run>:<trial>:<seed>`` the moment it is done, whether
+    MLflow has it or not;
   - each trial: ``worker`` (who ran it), ``state`` (the MLflow tag's spelling: DIVERGED is an Optuna COMPLETE),
     ``mlflow_payload`` (what its MLflow run and the cell's curves.parquet hold, kept before the trial is told),
     ``retry_of`` (the trial whose parameters it retries). A finished trial cannot be changed, so its run id goes
@@ -54,29 +55,63 @@ class CellRecord:
     trial_runs: dict = field(default_factory=dict)  # "arm:number" -> MLflow run id of a finished trial
     seconds_per_epoch: float | None = None  # one network alone (K = 1), measured before tuning
     importances: dict = field(default_factory=dict)  # parameter -> importance over the tuning trials
+    # "run:budget" -> the trial chosen on validation at that budget's cap: {"trial", "arm", "number", "value",
+    # "hyper"} ("trial" "defaults" when no trial has a value there)
+    choices: dict = field(default_factory=dict)
 
     @property
     def mirrored(self) -> bool:
         """MLflow holds everything the storage records of the cell, and its cell run is finished."""
         return self.mlflow_finished and not self.mlflow_pending
 
-    def eval_runs(self) -> dict[tuple[str, int], str]:
-        """(track, seed) -> run id of every evaluation MLflow holds (as far as the storage knows)."""
+    def eval_runs(self) -> dict[tuple, str]:
+        """(track, tuning run, trial, seed) -> run id of every evaluation MLflow holds (as far as the storage
+        knows)."""
         return {_parse_eval_key(k): v for k, v in self.evals.items() if v}
 
-    def eval_scores(self) -> dict[tuple[str, int], dict]:
-        """(track, seed) -> final values (test_loss, test_accuracy on classification sets, diverged, updates,
-        seconds, final_train_loss, initial_val_loss) and ``hyper`` of every evaluation."""
+    def eval_scores(self) -> dict[tuple, dict]:
+        """(track, tuning run, trial, seed) -> final values (test_loss, test_accuracy on classification sets,
+        diverged, updates, seconds, final_train_loss, initial_val_loss, initial_test_loss), ``hyper`` and
+        ``budgets`` of every evaluation."""
         return {_parse_eval_key(k): v for k, v in self.scores.items()}
 
+    def evaluations(self) -> list[dict]:
+        """Every evaluation MLflow holds, as the report reads them: track, tuning_run, trial, seed, budgets (the
+        budgets whose choice it evaluates), run_id, final values and hyper."""
+        scores, out = self.eval_scores(), []
+        for key, run_id in sorted(self.eval_runs().items(), key=lambda kv: tuple(map(str, kv[0]))):
+            track, run, trial, seed = key
+            final = scores.get(key, {})
+            out.append({"track": track, "tuning_run": run, "trial": trial, "seed": seed,
+                        "budgets": list(final.get("budgets", ALL_BUDGETS)), "run_id": run_id,
+                        "final": {k: v for k, v in final.items() if k not in ("hyper", "budgets")},
+                        "hyper": final.get("hyper", {})})
+        return out
 
-def _eval_key(track: str, seed: int) -> str:
-    return f"{track}:{int(seed)}"
+
+ALL_BUDGETS = ("epochs", "updates", "seconds")  # what an evaluation of a sweep before per-budget choices served
+DEFAULTS = "defaults"  # the "trial" of an evaluation with the registry's defaults (no trial chose them)
 
 
-def _parse_eval_key(key: str) -> tuple[str, int]:
-    track, seed = key.split(":")
-    return track, int(seed)
+def eval_key(track: str, run: int, trial: str, seed: int) -> tuple:
+    """An evaluation's key: its track, the tuning run and trial that chose its hyperparameters (run -1 and
+    ``DEFAULTS`` on the default track), its seed."""
+    return track, int(run), str(trial), int(seed)
+
+
+def _eval_key(key: tuple) -> str:
+    track, run, trial, seed = key
+    return f"{track}:{int(run)}:{trial}:{int(seed)}"
+
+
+def _parse_eval_key(key: str) -> tuple:
+    """The key back; a sweep's from before tuning runs ("track:seed") as run 0's best (-1 on the default track)."""
+    parts = key.split(":")
+    if len(parts) == 2:
+        track, seed = parts
+        return eval_key(track, 0 if track == "tuned" else -1, "best" if track == "tuned" else DEFAULTS, int(seed))
+    track, run, trial, seed = parts
+    return eval_key(track, int(run), trial, int(seed))
 
 
 def read(user_attrs: dict) -> CellRecord:
@@ -106,33 +141,33 @@ class Ledger:
         self.study.set_user_attr(RECORD, dataclasses.asdict(self.record))
 
     # --- evaluations: kept when done, mirrored when MLflow can take them ------------------------------------
-    def keep_eval(self, track: str, seed: int, payload: dict) -> None:
+    def keep_eval(self, key: tuple, payload: dict) -> None:
         """An evaluation is done: its payload goes into the storage at once, before MLflow sees it (one write)."""
-        self.study.set_user_attr(EVAL + _eval_key(track, seed), payload)
-        self.kept[(track, int(seed))] = payload
+        self.study.set_user_attr(EVAL + _eval_key(key), payload)
+        self.kept[eval_key(*key)] = payload
 
-    def has_eval(self, track: str, seed: int) -> bool:
-        return (track, int(seed)) in self.kept or _eval_key(track, seed) in self.record.evals
+    def has_eval(self, key: tuple) -> bool:
+        return eval_key(*key) in self.kept or _eval_key(key) in self.record.evals
 
-    def eval_payloads(self) -> dict[tuple[str, int], dict]:
-        """(track, seed) -> payload of every evaluation the storage keeps."""
+    def eval_payloads(self) -> dict[tuple, dict]:
+        """(track, tuning run, trial, seed) -> payload of every evaluation the storage keeps."""
         return dict(self.kept)
 
-    def pending_evals(self) -> dict[tuple[str, int], dict]:
-        """(track, seed) -> payload of every evaluation MLflow does not hold yet."""
+    def pending_evals(self) -> dict[tuple, dict]:
+        """(track, tuning run, trial, seed) -> payload of every evaluation MLflow does not hold yet."""
         held = self.record.eval_runs()
         return {k: p for k, p in self.kept.items() if k not in held}
 
     # --- what MLflow holds ------------------------------------------------------------------------------------
     def logged(self, trials: dict | None = None, evals: dict | None = None) -> None:
-        """Runs MLflow now holds, in one write: ``trials`` (arm, number) -> run id; ``evals`` (track, seed) ->
-        (run id, final scores)."""
+        """Runs MLflow now holds, in one write: ``trials`` (arm, number) -> run id (run 0's TPE trials: the only
+        ones MLflow holds); ``evals`` (track, tuning run, trial, seed) -> (run id, final scores)."""
         trials, evals = trials or {}, evals or {}
         if not trials and not evals:
             return
         self.update(trial_runs={**self.record.trial_runs, **{f"{a}:{n}": r for (a, n), r in trials.items()}},
-                    evals={**self.record.evals, **{_eval_key(*k): r for k, (r, _) in evals.items()}},
-                    scores={**self.record.scores, **{_eval_key(*k): s for k, (_, s) in evals.items()}})
+                    evals={**self.record.evals, **{_eval_key(k): r for k, (r, _) in evals.items()}},
+                    scores={**self.record.scores, **{_eval_key(k): s for k, (_, s) in evals.items()}})
 
     def forget_runs(self, present: set | None = None) -> bool:
         """MLflow lost runs the storage records (its database was deleted or replaced, runs were deleted): forget
@@ -153,12 +188,12 @@ class Ledger:
         return self.record.trial_runs.get(f"{arm}:{trial.number}")
 
 
-def evaluations(user_attrs: dict) -> set[tuple[str, int]]:
-    """(track, seed) of every evaluation a cell study's attributes record as done."""
+def evaluations(user_attrs: dict) -> set[tuple]:
+    """(track, tuning run, trial, seed) of every evaluation a cell study's attributes record as done."""
     return set(_eval_payloads(user_attrs)) | {_parse_eval_key(k) for k in read(user_attrs).evals}
 
 
-def _eval_payloads(attrs: dict) -> dict[tuple[str, int], dict]:
+def _eval_payloads(attrs: dict) -> dict[tuple, dict]:
     kept = {}
     for key, payload in attrs.items():
         for prefix in (LEGACY_PENDING, EVAL):

@@ -210,3 +210,17 @@ def sweep_meta(storage, sweep: str) -> dict:
 
 def is_cell_study(name: str, sweep: str) -> bool:
     return name.startswith(f"{sweep}/") and name != _meta_name(sweep)
+
+
+def sweep_timing(storage, sweep: str) -> tuple[dict, dict] | None:
+    """The timing pre-phase's record (``study.sweep.timing``): ({cell: seconds_per_epoch}, {dataset: caps}), or None
+    before it was measured."""
+    meta = sweep_meta(storage, sweep)
+    return (meta["timing"], meta["caps"]) if "caps" in meta and "timing" in meta else None
+
+
+def record_sweep_timing(storage, sweep: str, timing: dict, caps: dict) -> None:
+    """Keep the measured seconds per epoch, then the caps (written last: their presence says both are there)."""
+    meta = optuna.create_study(storage=storage, study_name=_meta_name(sweep), load_if_exists=True)
+    meta.set_user_attr("timing", {k: float(v) for k, v in timing.items()})
+    meta.set_user_attr("caps", {d: {b: float(v) for b, v in by.items()} for d, by in caps.items()})

@@ -1,7 +1,8 @@
 """The per-cell studies: names, samplers and pruners, ask and tell, and reading the trials back.
 
-A study per cell and arm, named ``<sweep>/<dataset>/<optimizer>/<batch>`` (``.../random`` for the unpruned
-random-search arm).
+A study per cell, tuning run and arm, named ``<sweep>/<dataset>/<optimizer>/<batch>`` (run 0's TPE search: the cell
+study, which also holds the cell's record), ``.../tpe-<r>`` (TPE run r >= 1: its own sampler seed, and its own
+split, tuning_seed + r) and ``.../random`` (the unpruned random-search arm, on run 0's split).
 
 What a trial is suggested depends only on the config and the trials already in the storage: every ask gets a
 sampler of its own, seeded from the cell's seed and the trial's place in the cell (``ask``). A sampler keeps its
@@ -35,20 +36,30 @@ from study.sweep.tuning.spaces import hyper_from_params, suggest
 ARMS = (names.TPE, names.RANDOM)
 
 
-def study_name(sweep: str, cell: tuple, arm: str = names.TPE) -> str:
+def study_name(sweep: str, cell: tuple, arm: str = names.TPE, run: int = 0) -> str:
     dataset, optimizer, batch = cell
-    return f"{sweep}/{dataset}/{optimizer}/{batch}" + ("/random" if arm == names.RANDOM else "")
+    suffix = "/random" if arm == names.RANDOM else (f"/tpe-{run}" if run else "")
+    return f"{sweep}/{dataset}/{optimizer}/{batch}{suffix}"
 
 
-def _cell_seed(cfg: Sweep, cell: tuple, arm: str) -> int:
-    """A sampler seed per cell and arm, fixed by the config: the same cell samples the same way in every run."""
-    return (cfg.profile.sampler.seed * 1_000_003 + cfg.cells().index(cell) * 2 + (arm == names.RANDOM)) % (2**31)
+def tunings(cfg: Sweep) -> list[tuple[int, str]]:
+    """A cell's (tuning run, arm) pairs, in the order they are tuned: TPE runs 0 .. tuning_runs - 1, then the
+    random arm (run 0's split) if the profile has one."""
+    return [(r, names.TPE) for r in range(cfg.profile.tuning_runs)] + \
+        ([(0, names.RANDOM)] if cfg.profile.random_arm else [])
 
 
-def sampler(cfg: Sweep, cell: tuple, arm: str, place: int):
+def _cell_seed(cfg: Sweep, cell: tuple, arm: str, run: int = 0) -> int:
+    """A sampler seed per cell, arm and tuning run, fixed by the config: the same cell samples the same way in every
+    sweep. Run 0's is the one sweeps before tuning runs used; run r's is drawn from it and r."""
+    seed = (cfg.profile.sampler.seed * 1_000_003 + cfg.cells().index(cell) * 2 + (arm == names.RANDOM)) % (2**31)
+    return seed if run == 0 else int(np.random.SeedSequence((seed, run)).generate_state(1)[0]) % (2**31)
+
+
+def sampler(cfg: Sweep, cell: tuple, arm: str, place: int, run: int = 0):
     """The sampler of the trial asked at ``place`` (0-based: the trials of the cell and arm that count before its
     population, plus its position in the population), seeded from the cell's seed and the place alone."""
-    seed = int(np.random.SeedSequence((_cell_seed(cfg, cell, arm), place)).generate_state(1)[0])
+    seed = int(np.random.SeedSequence((_cell_seed(cfg, cell, arm, run), place)).generate_state(1)[0])
     if arm == names.RANDOM or cfg.profile.sampler.name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     # constant_liar keeps the K trials of a population apart while they run
@@ -56,10 +67,11 @@ def sampler(cfg: Sweep, cell: tuple, arm: str, place: int):
                                       constant_liar=True)
 
 
-def ask(study: optuna.Study, cfg: Sweep, cell: tuple, arm: str, place: int, worker: str) -> tuple[optuna.Trial, dict]:
+def ask(study: optuna.Study, cfg: Sweep, cell: tuple, arm: str, place: int, worker: str,
+        run: int = 0) -> tuple[optuna.Trial, dict]:
     """A trial at ``place`` (see ``sampler``), marked as ``worker``'s, and its hyperparameters under their lecture
     names: a queued retry's if there is one (its parameters fixed), else the place's own sampler's suggestions."""
-    study.sampler = sampler(cfg, cell, arm, place)
+    study.sampler = sampler(cfg, cell, arm, place, run)
     trial = study.ask()
     ledger.mark_trial_worker(trial, worker)
     return trial, suggest(trial, cfg.spaces[cell[1]])
@@ -71,16 +83,17 @@ def report(trial: optuna.Trial, value: float, epoch: int) -> bool:
     return trial.should_prune()
 
 
-def cell_study(storage, cfg: Sweep, cell: tuple, arm: str = names.TPE) -> optuna.Study:
-    """The study of a cell and arm (created on first use). Its sampler is replaced at every ``ask``."""
+def cell_study(storage, cfg: Sweep, cell: tuple, arm: str = names.TPE, run: int = 0) -> optuna.Study:
+    """The study of a cell, arm and tuning run (created on first use). Its sampler is replaced at every ``ask``; its
+    pruner waits ``pruner.warmup_fraction`` of the cell's epochs."""
     pruning = cfg.profile.pruner
     if arm == names.RANDOM or pruning.name == "none":
         pruner = optuna.pruners.NopPruner()
     else:
         pruner = optuna.pruners.MedianPruner(n_startup_trials=pruning.n_startup_trials,
                                              n_warmup_steps=pruning.warmup_epochs(cfg.epochs_of(cell[0])))
-    return optuna.create_study(storage=storage, study_name=study_name(cfg.name, cell, arm),
-                               sampler=sampler(cfg, cell, arm, 0), pruner=pruner, direction="minimize",
+    return optuna.create_study(storage=storage, study_name=study_name(cfg.name, cell, arm, run),
+                               sampler=sampler(cfg, cell, arm, 0, run), pruner=pruner, direction="minimize",
                                load_if_exists=True)
 
 
@@ -195,8 +208,8 @@ def trial_rows(study: optuna.Study) -> list[dict]:
 
 
 def read_trials(storage, sweep: str, config: Sweep | dict) -> tuple[list[dict], list[dict], dict]:
-    """Every finished tuning trial of a sweep as rows (hyperparameters under lecture names; a random-arm trial's
-    held-out test loss, which only the expected best-of-k curves read), parameter importances per cell, and each
+    """Every finished tuning trial of a sweep (every tuning run and arm) as rows (hyperparameters under lecture names;
+    its final test loss, recorded and never read by a choice), parameter importances per cell, and each
     cell's record (``ledger.CellRecord``). ``config``: the sweep, or the mapping its stores keep (``Sweep.stored``)."""
     from study.sweep.tuning.storage import study_attrs
 
@@ -208,11 +221,11 @@ def read_trials(storage, sweep: str, config: Sweep | dict) -> tuple[list[dict], 
     for cell in cfg.cells():
         dataset, optimizer, batch = cell
         keys = {names.DATASET: dataset, names.OPTIMIZER: optimizer, names.BATCH_SIZE: str(batch)}
-        for arm in ARMS:
-            name = study_name(sweep, cell, arm)
+        for run, arm in tunings(cfg):
+            name = study_name(sweep, cell, arm, run)
             if name not in attrs:
                 continue
-            if arm == names.TPE:
+            if arm == names.TPE and run == 0:
                 record = ledger.read(attrs[name])
                 cells[cell] = record
                 importance_rows += [{**keys, "param": p, "importance": v}
@@ -226,7 +239,7 @@ def read_trials(storage, sweep: str, config: Sweep | dict) -> tuple[list[dict], 
                 hyper = hyper_from_params(t.params, cfg.spaces[optimizer]) if t.params else {}
                 state = ledger.trial_state(t)
                 final = (ledger.trial_payload(t) or {}).get("final", {})
-                trials.append({**keys, "arm": arm, "number": t.number, "state": state,
+                trials.append({**keys, "tuning_run": run, "arm": arm, "number": t.number, "state": state,
                                "value": t.value if state in (names.COMPLETE, names.DIVERGED) else math.nan,
                                **hyper, "test_loss": final.get("test_loss", math.nan)})
     return trials, importance_rows, cells
