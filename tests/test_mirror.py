@@ -2,7 +2,8 @@
 store is deleted (or loses runs) after they finished or half-way; the same command again writes back every run,
 and the run table equals the original's.
 
-What "equal" means (``run_table``): every run keyed by what it is (role, cell, arm, trial number, track, seed), not
+What "equal" means (``run_table``): every run keyed by what it is (role, cell, arm, trial number, track, seed, tuning
+run, budgets served), not
 by its id; its name, status, tags (all but the parent's run id, which is an id), params, every metric's history
 (steps and values), and for a cell run its artifacts (bytes; curves.parquet compared as a table whose run ids are
 replaced by the runs' keys) and its dataset inputs. Run ids and times are the only things allowed to differ.
@@ -30,7 +31,8 @@ from test_sweep import check_counts, config_of, read_store, run_sweep, start_swe
 
 MIRROR = ["--profile", "smoke", "name=mirror", "datasets=iris,moons", "optimizers=gd,adam", "batch_sizes=full,32",
           "trials=4", "epochs=5", "seeds=2", "population=4"]
-KEY_TAGS = ("role", "dataset", "optimizer", "batch_size", "arm", "trial_number", "track", "seed")
+KEY_TAGS = ("role", "dataset", "optimizer", "batch_size", "arm", "trial_number", "track", "seed", "tuning_run",
+            "budget")
 
 
 def fresh(function, *args):
@@ -87,7 +89,7 @@ def artifacts(store, run, keys: dict) -> dict:
 
 def family(table: dict, cell: tuple) -> dict:
     """The runs of one cell: its cell run and its children."""
-    cell_key = ("cell", *cell, None, None, None, None)
+    cell_key = ("cell", *cell, *[None] * (len(KEY_TAGS) - 4))
     return {k: v for k, v in table.items() if k == cell_key or v["parent"] == cell_key}
 
 

@@ -6,7 +6,9 @@ What is compared:
   - every finished tuning trial of every cell and arm, in the order asked: parameters, value, state (and a random-arm
     trial's test loss); a trial failed by the interruption and asked again is its retry, so trial numbers are not
     compared (the failed one took a number);
-  - every evaluation's hyperparameters and final values (``seconds`` aside);
+  - every evaluation's hyperparameters, final values (``seconds`` aside) and the budgets it serves, keyed by track,
+    tuning run, trial and seed; the equal-wall-time budget aside (its cap is each sweep's own measured timing: an
+    interrupted sweep keeps the timing it measured before its first cell, but two sweeps measure two timings);
   - every table of the report (``python -m pipelines.report ... --no-log``: tables/*.csv), cell for cell as text,
     apart from what measured time decides, the same between two uninterrupted sweeps: columns named ``seconds*``,
     rows of the equal-wall-time budget (``budget`` or ``profile`` = ``seconds``: each cell's measured
@@ -49,8 +51,8 @@ def state(runs_dir: Path, cfg) -> dict:
     out = {}
     for cell in cfg.cells():
         finished = running = 0
-        for arm in tuning.ARMS:
-            name = tuning.study_name(cfg.name, cell, arm)
+        for run, arm in tuning.tunings(cfg):
+            name = tuning.study_name(cfg.name, cell, arm, run)
             if name not in names:
                 continue
             trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
@@ -115,9 +117,11 @@ def outcomes(runs_dir: Path, cfg) -> dict:
     for cell in cfg.cells():
         study = optuna.load_study(study_name=tuning.study_name(cfg.name, cell), storage=storage)
         book = ledger.Ledger(study)
-        for (track, seed), payload in book.eval_payloads().items():
-            evals[(cell, track, seed)] = ({k: v for k, v in payload["final"].items() if k != "seconds"},
-                                          payload["hyper"])
+        for key, payload in book.eval_payloads().items():
+            budgets = [b for b in payload["budgets"] if b != WALL_TIME]
+            if budgets:
+                evals[(cell, *key)] = ({k: v for k, v in payload["final"].items() if k != "seconds"},
+                                       payload["hyper"], budgets)
         assert book.record.done and book.record.mirrored, cell
     return {"trials": [{k: v for k, v in t.items() if k != "number"} for t in trials], "evals": evals}
 

@@ -103,11 +103,11 @@ class Store:
     def children(self, run, role: str, status: str | None = "FINISHED", arm: str | None = "tpe") -> list:
         return [r for r in self.by_role(role, status, arm) if r.data.tags.get("mlflow.parentRunId") == run.info.run_id]
 
-    def study(self, cell, arm: str = "tpe"):
+    def study(self, cell, arm: str = "tpe", run: int = 0):
         import optuna
         from study.sweep import tuning
 
-        return optuna.load_study(study_name=tuning.study_name(self.cfg.name, cell, arm), storage=self.storage)
+        return optuna.load_study(study_name=tuning.study_name(self.cfg.name, cell, arm, run), storage=self.storage)
 
 
 def cell_key(run) -> tuple:
@@ -150,8 +150,10 @@ def finished_trials(study) -> list:
 
 
 def check_counts(store: Store) -> None:
-    """Exact counts, whatever happened on the way: per cell one cell run, `trials` finished trials in Optuna and
-    as many FINISHED trial runs in MLflow (the same trial numbers, none twice), `seeds` evaluations per track;
+    """Exact counts, whatever happened on the way: per cell one cell run, `trials` finished trials in Optuna per
+    tuning run and arm, and as many FINISHED trial runs in MLflow for run 0's TPE search only (the same trial
+    numbers, none twice; the random arm and the repeat runs are no MLflow runs), `seeds` evaluations per track,
+    tuning run and budget served (each budget once per run and seed);
     nothing left RUNNING. Orphans may exist only as FAILED runs. Also the cheap schema checks (the cell's tags and
     the optimizer's params on every child run), so that every sweep of this file checks its optimizers."""
     cfg = store.cfg
@@ -164,26 +166,35 @@ def check_counts(store: Store) -> None:
         parent = store.cell_run(cell)
         assert parent.info.status == "FINISHED", (cell, parent.info.status)
         trials = cfg.profile.trials
-        for arm in ("tpe", "random") if cfg.profile.random_arm else ("tpe",):
-            numbers = sorted(t.number for t in finished_trials(store.study(cell, arm)))
-            assert len(numbers) == trials, f"{cell} {arm}: {len(numbers)} finished trials, want {trials}"
+        tunings = [(r, "tpe") for r in range(cfg.profile.tuning_runs)] + ([(0, "random")] if cfg.profile.random_arm
+                                                                          else [])
+        for run, arm in tunings:
+            numbers = sorted(t.number for t in finished_trials(store.study(cell, arm, run)))
+            assert len(numbers) == trials, f"{cell} {run} {arm}: {len(numbers)} finished trials, want {trials}"
+            if (run, arm) != (0, "tpe"):
+                continue
             trial_runs = store.children(parent, "trial", arm=arm)
             recorded = sorted(int(r.data.tags["trial_number"]) for r in trial_runs)
             assert len(trial_runs) == trials, f"{cell} {arm}: {len(trial_runs)} FINISHED trial runs"
             assert recorded == numbers, f"{cell} {arm}: MLflow trial numbers {recorded} != Optuna's {numbers}"
-            scored = {r.data.tags.get("scored_on_test") for r in trial_runs}
-            assert scored == ({"true"} if arm == "random" else {None}), (cell, arm, scored)
-            assert all(("test_loss" in r.data.metrics) == (arm == "random") for r in trial_runs), (cell, arm)
+            assert all("test_loss" in r.data.metrics for r in trial_runs), cell  # recorded, never chosen on
+        assert not store.children(parent, "trial", arm="random"), f"{cell}: random-arm trials in MLflow"
+        assert {r.data.tags.get("tuning_run") for r in store.children(parent, "trial", arm=None)} == {"0"}, cell
         trial_runs = store.children(parent, "trial", arm=None)
         names = set(optim.OPTIMIZERS[cell[1]].defaults)
         for run in trial_runs + store.children(parent, "eval"):
             assert cell_key(run) == cell, (run.info.run_name, run.data.tags)
             assert set(run.data.params) == names, (run.info.run_name, run.data.params)
         assert {r.data.tags["state"] for r in trial_runs} <= STATES - {"FAIL"}
+        runs_of = {"tuned": range(cfg.profile.tuning_runs), "default": [-1]}
         for track in ("tuned", "default"):
-            evals = [r for r in store.children(parent, "eval") if r.data.tags.get("track") == track]
-            seeds = sorted(int(r.data.tags["seed"]) for r in evals)
-            assert seeds == list(cfg.seeds), f"{cell} {track}: eval seeds {seeds}, want {list(cfg.seeds)}"
+            for run in runs_of[track]:
+                evals = [r for r in store.children(parent, "eval") if r.data.tags.get("track") == track
+                         and r.data.tags.get("tuning_run") == str(run)]
+                for budget in ("epochs", "updates", "seconds"):
+                    seeds = sorted(int(r.data.tags["seed"]) for r in evals
+                                   if budget in r.data.tags["budget"].split(","))
+                    assert seeds == list(cfg.seeds), f"{cell} {track} {run} {budget}: eval seeds {seeds}"
         others = [r for r in store.runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
                   and r.info.status != "FINISHED"]
         assert all(r.info.status == "FAILED" for r in others), [(r.info.run_name, r.info.status) for r in others]
@@ -298,19 +309,32 @@ def test_params_by_their_lecture_names(smoke):
                     assert r.low * (1 - 1e-9) <= x <= r.high * (1 + 1e-9), (name, value, r)
 
 
-def test_tuned_track_uses_the_best_trial(smoke):
+def test_each_budget_is_served_by_the_trial_best_on_validation_at_its_cap(smoke):
+    """At the epochs budget run 0's choice is the trial of either arm with the lowest final validation loss (the
+    loss at E_d epochs; diverged trials have none), and the tuned evaluations of run 0 serving it run with its
+    hyperparameters; every run and budget has its choice in the cell's ledger."""
+    from study.sweep.tuning import ledger
+
     store, cfg = smoke["a"], smoke["cfg"]
     for cell in cfg.cells():
         parent = store.cell_run(cell)
-        trials = store.children(parent, "trial")
-        values = {t.number: t.value for t in finished_trials(store.study(cell))}
-        ok = [r for r in trials if r.data.tags["state"] == "COMPLETE"]
-        tuned = [r for r in store.children(parent, "eval") if r.data.tags["track"] == "tuned"]
-        if not ok:
+        record = ledger.read(store.study(cell).user_attrs)
+        assert set(record.choices) == {f"{r}:{b}" for r in range(cfg.profile.tuning_runs)
+                                       for b in ("epochs", "updates", "seconds")}
+        complete = [(t.value, arm != "tpe", t.number, arm, t.params)
+                    for arm in ("tpe", "random") for t in finished_trials(store.study(cell, arm))
+                    if ledger.trial_state(t) == "COMPLETE"]
+        if not complete:
             continue
-        best = min(ok, key=lambda r: (values[int(r.data.tags["trial_number"])], int(r.data.tags["trial_number"])))
+        value, _, number, arm, _ = min(complete)
+        chosen = record.choices["0:epochs"]
+        assert (chosen["arm"], chosen["number"]) == (arm, number), (cell, chosen, arm, number)
+        assert chosen["value"] == pytest.approx(value, rel=1e-12)
+        tuned = [r for r in store.children(parent, "eval") if r.data.tags["track"] == "tuned"
+                 and r.data.tags["tuning_run"] == "0" and "epochs" in r.data.tags["budget"].split(",")]
+        assert len(tuned) == len(cfg.seeds)
         for run in tuned:
-            assert run.data.params == best.data.params, (cell, run.data.params, best.data.params)
+            assert {k: float(v) for k, v in run.data.params.items()} == pytest.approx(chosen["hyper"]), cell
 
 
 def test_metric_histories_have_one_value_per_epoch(smoke):
@@ -435,8 +459,11 @@ def test_provenance_tags_on_cell_runs_and_not_repeated_on_their_children(smoke):
 
 
 def test_cell_runs_carry_sortable_summaries(smoke):
-    """best_val_loss = the best non-diverged trial's value; tuned/default test loss and accuracy = means over the
-    evaluation seeds; diverged_share over the tuning trials; seconds_per_epoch measured before tuning."""
+    """best_val_loss = the best non-diverged trial's value (run 0's TPE search); tuned/default test loss and accuracy
+    = means over the evaluations at the epochs budget (every tuning run's, every seed); diverged_share over the
+    tuning trials of every run and arm; seconds_per_epoch measured before tuning."""
+    from study.sweep.tuning import ledger
+
     store, cfg = smoke["a"], smoke["cfg"]
     for cell in cfg.cells():
         parent = store.cell_run(cell)
@@ -444,7 +471,7 @@ def test_cell_runs_carry_sortable_summaries(smoke):
         classification = data.load(cell[0], 0).task == "classification"
         evals = store.children(parent, "eval")
         for track in ("tuned", "default"):
-            runs = [r for r in evals if r.data.tags["track"] == track]
+            runs = [r for r in evals if r.data.tags["track"] == track and "epochs" in r.data.tags["budget"].split(",")]
             mean = sum(r.data.metrics["test_loss"] for r in runs) / len(runs)
             assert m[f"{track}_test_loss"] == pytest.approx(mean, rel=1e-12), (cell, track)
             if classification:
@@ -452,8 +479,9 @@ def test_cell_runs_carry_sortable_summaries(smoke):
                 assert m[f"{track}_test_accuracy"] == pytest.approx(mean, rel=1e-12), (cell, track)
             else:
                 assert f"{track}_test_accuracy" not in m
-        trials = store.children(parent, "trial", arm=None)  # both arms
-        states = [r.data.tags["state"] for r in trials]
+        states = [ledger.trial_state(t) for run, arm in ([(r, "tpe") for r in range(cfg.profile.tuning_runs)]
+                                                          + [(0, "random")])
+                  for t in finished_trials(store.study(cell, arm, run))]
         assert m["diverged_share"] == states.count("DIVERGED") / len(states)
         complete = [t.value for t in finished_trials(store.study(cell))
                     if t.state.name == "COMPLETE" and t.user_attrs.get("state") != "DIVERGED"]
@@ -463,8 +491,9 @@ def test_cell_runs_carry_sortable_summaries(smoke):
 
 
 def test_curves_parquet_holds_every_value_of_every_run(smoke, tmp_path):
-    """The cell run's curves.parquet: one row per run and epoch, every trial and evaluation, equal (float64, to
-    the bit) to what MLflow holds per epoch, and the updates column counting the updates per epoch."""
+    """The cell run's curves.parquet: one row per run and checkpoint, every trial (of every tuning run and arm:
+    run id "" for those that are no MLflow runs) and evaluation, equal at epoch ends (float64, to the bit) to what
+    MLflow holds per epoch, and the epoch column the updates over the updates per epoch."""
     import pandas as pd
 
     store, cfg = smoke["a"], smoke["cfg"]
@@ -474,9 +503,17 @@ def test_curves_parquet_holds_every_value_of_every_run(smoke, tmp_path):
         table = pd.read_parquet(path)
         per_epoch = int(parent.data.params["updates_per_epoch"])
         trials, evals = store.children(parent, "trial", arm=None), store.children(parent, "eval")
-        assert set(table["run_id"]) == {r.info.run_id for r in trials + evals}
+        assert set(table["run_id"]) - {""} == {r.info.run_id for r in trials + evals}
+        outside = table[table["run_id"] == ""]
+        assert (outside["role"] == "trial").all() and set(zip(outside["tuning_run"], outside["arm"])) == \
+            {(r, "tpe") for r in range(1, cfg.profile.tuning_runs)} | {(0, "random")}
+        assert len(pd.read_parquet(store.client.download_artifacts(
+            parent.info.run_id, "trials.parquet", str(tmp_path / parent.info.run_id)))) == \
+            cfg.profile.trials * (cfg.profile.tuning_runs + 1)
         for run in trials + evals:
-            rows = table[table["run_id"] == run.info.run_id].sort_values("epoch")
+            everything = table[table["run_id"] == run.info.run_id].sort_values("updates")
+            assert np.allclose(everything["epoch"], everything["updates"] / per_epoch)
+            rows = everything[everything["updates"] % per_epoch == 0]  # the epoch ends
             keys = TRIAL_CURVES if run.data.tags["role"] == "trial" else EVAL_CURVES
             for key in keys:
                 steps, values = history(store, run, key)
@@ -485,7 +522,7 @@ def test_curves_parquet_holds_every_value_of_every_run(smoke, tmp_path):
                 # MLflow keeps an overflow as the largest float; the parquet keeps it as inf
                 kept = np.clip(finite[key].to_numpy(), -sys.float_info.max, sys.float_info.max).tolist()
                 assert kept == values, (run.info.run_name, key)
-            assert rows["updates"].tolist() == [float(e * per_epoch) for e in rows["epoch"]], run.info.run_name
+            assert rows["updates"].tolist() == [e * per_epoch for e in rows["epoch"]], run.info.run_name
             assert rows["updates"].iloc[-1] == run.data.metrics["updates"]
             assert rows["seconds"].iloc[-1] == run.data.metrics["seconds"]
             if run.data.tags["role"] == "trial":
@@ -521,7 +558,12 @@ def test_two_sweeps_from_scratch_give_identical_numbers(smoke):
             parent = store.cell_run(cell)
             for run in store.children(parent, "trial") + store.children(parent, "eval"):
                 tags = run.data.tags
-                key = (cell, tags["role"], tags.get("trial_number"), tags.get("track"), tags.get("seed"))
+                # the wall-time budget's cap is each sweep's measured timing: its choices are left out
+                budgets = tuple(b for b in tags.get("budget", "").split(",") if b and b != "seconds")
+                if tags["role"] == "eval" and not budgets:
+                    continue
+                key = (cell, tags["role"], tags.get("trial_number"), tags.get("track"), tags.get("seed"),
+                       tags.get("tuning_run"), budgets)
                 assert key not in out, key
                 out[key] = ({k: v for k, v in run.data.metrics.items() if k != "seconds"}, run.data.params,
                             tags.get("state"))
@@ -533,7 +575,7 @@ def test_two_sweeps_from_scratch_give_identical_numbers(smoke):
     assert not different, f"{len(different)} records differ, e.g. {different[0]}: {a[different[0]]} != " \
                           f"{b[different[0]]}"
     test_losses = [v[0]["test_loss"] for k, v in a.items() if k[1] == "eval"]
-    assert len(test_losses) == 2 * len(cfg.seeds) * len(cfg.cells())
+    assert len(test_losses) >= (1 + cfg.profile.tuning_runs) * len(cfg.seeds) * len(cfg.cells())
 
 
 def test_a_second_run_finds_everything_done(smoke):
@@ -580,7 +622,7 @@ def test_a_cell_where_every_trial_diverges_is_recorded_not_crashed(tmp_path):
     claim = tuning.Claim(ctx.locks, tuning.study_name(cfg.name, cell), ctx.worker, cfg.profile.lease_seconds)
     assert claim.acquire()
     studies = cell_mod.open_studies(ctx, cell)
-    cell_mod.run_cell(ctx, cell, claim, studies, ledger.Ledger(studies["tpe"]))
+    cell_mod.run_cell(ctx, cell, claim, studies, ledger.Ledger(studies[(0, "tpe")]))
     ctx.backlog.drain()  # the cell's MLflow run is finished, and its claim let go
     assert claim.handle is None
 
@@ -601,7 +643,7 @@ def test_a_cell_where_every_trial_diverges_is_recorded_not_crashed(tmp_path):
 # --- Resume after SIGKILL, and SIGINT ------------------------------------------------------------------------------
 def total_trials(cfg) -> int:
     """Every tuning trial of a sweep: TPE's and, when it runs, the random-search arm's."""
-    return len(cfg.cells()) * cfg.profile.trials * (2 if cfg.profile.random_arm else 1)
+    return len(cfg.cells()) * cfg.profile.trials * (cfg.profile.tuning_runs + (1 if cfg.profile.random_arm else 0))
 
 
 def progress(storage, cfg) -> tuple[int, int]:
@@ -610,8 +652,7 @@ def progress(storage, cfg) -> tuple[int, int]:
     import optuna
     from study.sweep import tuning
 
-    arms = tuning.ARMS if cfg.profile.random_arm else ("tpe",)
-    names = {tuning.study_name(cfg.name, c, arm) for c in cfg.cells() for arm in arms}
+    names = {tuning.study_name(cfg.name, c, arm, run) for c in cfg.cells() for run, arm in tuning.tunings(cfg)}
     done = running = 0
     for s in optuna.get_all_study_summaries(storage, include_best_trial=False):
         if s.study_name in names:

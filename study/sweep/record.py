@@ -28,19 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from study.sweep import names, tracking, tuning
+from study.sweep import names, tables, tracking, tuning
 from study.sweep.context import Context
 from study.sweep.tuning import ledger
 
 TRIAL_CURVES = ("val_loss",)  # per epoch in MLflow
 EVAL_CURVES = ("train_loss", "val_loss", "val_accuracy", "grad_norm")
-# curves.parquet; an evaluation's test curve is there only: what validation chose is scored on it at every budget.
-# train_loss, grad_norm and seconds are epoch-end values (NaN at a checkpoint inside an epoch)
-CURVE_COLUMNS = ("train_loss", "val_loss", "val_accuracy", "grad_norm", "seconds", "test_loss", "test_accuracy")
-EPOCH_END_COLUMNS = ("train_loss", "grad_norm", "seconds")
-RUN_COLUMNS = (names.ROLE, names.ARM, names.TUNING_RUN, names.TRIAL_NUMBER, names.TRACK, "budgets", names.SEED,
-               "run_id")
-TRIAL_TABLE_COLUMNS = (names.TUNING_RUN, names.ARM, "number", names.STATE, "value")  # then hyper, then test_loss
 
 EXPERIMENT_NOTE = """\
 **One run per cell** (dataset x optimizer x batch size), tag `role = 'cell'`, named `dataset/optimizer/batch`.
@@ -288,15 +281,15 @@ class Mirror:
         return ok
 
     # --- curves.parquet and trials.parquet -------------------------------------------------------------------
-    def _finished_trials(self):
+    def finished_trials(self):
         """(run, arm, trial) of every finished trial of the cell, every tuning run and arm."""
         return [(run, arm, t) for (run, arm), study in self.studies.items() for t in tuning.finished(study)]
 
-    def _runs(self) -> dict:
+    def runs(self) -> dict:
         """Every finished trial's and evaluation's key (as in ``self.curves``) -> MLflow run id ("" until MLflow
         holds it, and for the trials that are no MLflow runs)."""
         runs = {(names.TRIAL, run, arm, t.number): (self.book.trial_run_id(t, arm) or "") if in_mlflow(run, arm)
-                else "" for run, arm, t in self._finished_trials()}
+                else "" for run, arm, t in self.finished_trials()}
         held = self.book.record.eval_runs()
         for key in {**held, **self.book.eval_payloads()}:
             runs[(names.EVAL, *key)] = held.get(key, "")
@@ -306,57 +299,25 @@ class Mirror:
         """Every run's per-epoch and checkpoint values in memory: this process's own, and a resumed cell's earlier
         runs from their payloads in the storage. Only a sweep recorded before payloads held every column reads
         MLflow (which has no per-epoch seconds, and no test curve)."""
-        runs = self._runs()
-        for run, arm, t in self._finished_trials():
+        runs = self.runs()
+        for run, arm, t in self.finished_trials():
             key, payload = (names.TRIAL, run, arm, t.number), ledger.trial_payload(t)
             if key not in self.curves and payload:
-                self.curves[key] = _unpacked(payload)
+                self.curves[key] = tables.unpacked(payload)
         for key, payload in self.book.eval_payloads().items():
             if (names.EVAL, *key) not in self.curves:
-                self.curves[(names.EVAL, *key)] = _unpacked(payload)
+                self.curves[(names.EVAL, *key)] = tables.unpacked(payload)
         missing = {k: run_id for k, run_id in runs.items() if k not in self.curves and run_id}
         if missing:
             self.curves.update(self._curves_from_mlflow(missing, updates_per_epoch))
 
     def curve_table(self, updates_per_epoch: int):
-        """curves.parquet: every checkpoint value of every run of the cell, one row per run and checkpoint (epoch
-        = updates / updates_per_epoch, whole at epoch ends), with the runs' MLflow ids."""
-        import pandas as pd
-
-        runs, frames = self._runs(), []
-        budgets = {(names.EVAL, *k): ",".join(p.get("budgets", ledger.ALL_BUDGETS))
-                   for k, p in self.book.eval_payloads().items()}
-        for key in sorted(runs, key=lambda k: (k[0] != names.TRIAL, tuple(map(str, k[1:])))):
-            columns = _checkpoint_columns(self.curves.get(key, {}), updates_per_epoch)
-            if columns is None:
-                continue
-            trial = key[0] == names.TRIAL
-            n = len(columns["updates"])
-            frames.append(pd.DataFrame({
-                names.ROLE: key[0], names.ARM: key[2] if trial else "",
-                names.TUNING_RUN: key[1] if trial else key[2], names.TRIAL_NUMBER: key[3] if trial else -1,
-                names.TRACK: "" if trial else key[1], "budgets": "" if trial else budgets.get(key, ""),
-                names.SEED: -1 if trial else key[4], "run_id": runs[key],
-                "epoch": columns["updates"] / updates_per_epoch, "updates": columns["updates"].astype(np.int64),
-                **{c: columns.get(c, np.full(n, np.nan)) for c in CURVE_COLUMNS}}))
-        empty = pd.DataFrame(columns=[*RUN_COLUMNS, "epoch", "updates", *CURVE_COLUMNS])
-        return pd.concat(frames, ignore_index=True) if frames else empty
+        """curves.parquet (``study.sweep.tables.curve_table``)."""
+        return tables.curve_table(self, updates_per_epoch)
 
     def trial_table(self):
-        """trials.parquet: every finished tuning trial of every run and arm (a trial failed by an interruption and
-        asked again is its retry), its state, value, hyperparameters and final test loss."""
-        import pandas as pd
-
-        rows = []
-        for run, arm, t in sorted(self._finished_trials(), key=lambda x: (x[0], x[1] != names.TPE, x[2].number)):
-            payload = ledger.trial_payload(t) or {}
-            state = ledger.trial_state(t)
-            rows.append({names.TUNING_RUN: run, names.ARM: arm, "number": t.number, names.STATE: state,
-                         "value": t.value if state in (names.COMPLETE, names.DIVERGED) else math.nan,
-                         **{h: float(v) for h, v in payload.get("hyper", {}).items()},
-                         "test_loss": float(payload.get("final", {}).get("test_loss", math.nan))})
-        hyper = [h for h in self.ctx.cfg.spaces[self.cell[1]]]
-        return pd.DataFrame(rows, columns=[*TRIAL_TABLE_COLUMNS, *hyper, "test_loss"])
+        """trials.parquet (``study.sweep.tables.trial_table``)."""
+        return tables.trial_table(self)
 
     def _curves_from_mlflow(self, runs: dict, updates_per_epoch: int) -> dict:
         out = {}
@@ -376,39 +337,6 @@ class Mirror:
         except tracking.UNAVAILABLE:
             pass
         return out
-
-
-def _unpacked(payload: dict) -> dict:
-    packed = payload.get("checkpoints")
-    return {"curves": ledger.unpack_curves(payload["curves"]),
-            "checkpoints": ledger.unpack_curves(packed) if packed else None}
-
-
-def _checkpoint_columns(run: dict, updates_per_epoch: int) -> dict | None:
-    """A run's rows: its checkpoints (epoch-end columns filled in at epoch ends), or for a run recorded before
-    checkpoints its epoch ends; the rows after it stopped left out. None for a run without values."""
-    curves, checkpoints = run.get("curves") or {}, run.get("checkpoints")
-    epochs = max((len(v) for v in curves.values()), default=0)
-    if checkpoints:
-        updates = np.asarray(checkpoints["updates"], float)
-        columns = {c: np.asarray(v, float) for c, v in checkpoints.items() if c != "updates"}
-    elif epochs:
-        updates = updates_per_epoch * np.arange(1, epochs + 1, dtype=float)
-        columns = {c: np.asarray(curves[c], float) for c in CURVE_COLUMNS if c in curves}
-    else:
-        return None
-    n = len(updates)
-    whole = np.isclose(updates % updates_per_epoch, 0)
-    index = (updates // updates_per_epoch).astype(int) - 1
-    for c in EPOCH_END_COLUMNS:
-        if checkpoints and c in curves:
-            column, values = np.full(n, np.nan), np.asarray(curves[c], float)
-            ok = whole & (index >= 0) & (index < len(values))
-            column[ok] = values[index[ok]]
-            columns[c] = column
-    stacked = np.vstack([columns[c] for c in CURVE_COLUMNS if c in columns]) if columns else np.full((1, n), np.nan)
-    keep = ~np.isnan(stacked).all(axis=0)  # the run had stopped
-    return {"updates": updates[keep], **{c: v[keep] for c, v in columns.items()}}
 
 
 def _columns(curves: dict) -> dict[str, list[float]]:
