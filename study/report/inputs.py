@@ -246,12 +246,12 @@ def curves_table(cell: tuple, parquet: pd.DataFrame, evals: pd.DataFrame) -> pd.
         return pd.DataFrame(columns=CURVE_COLUMNS)
     tuning_run = table["tuning_run"].astype(int) if "tuning_run" in table else np.where(
         table["track"] == "tuned", 0, DEFAULT_RUN)
-    served = table["budgets"].map(_budgets_of) if "budgets" in table else pd.Series(frozenset(BUDGETS),
-                                                                                   index=table.index)
-    runs = evals.groupby("run_id", sort=False).agg(track=("track", "first"), tuning_run=("tuning_run", "first"),
-                                                    seed=("seed", "first"), budgets=("budget", frozenset))
-    by_key = {(r.track, r.tuning_run, r.seed, r.budgets): run_id for run_id, r in runs.iterrows()}
-    known = set(runs.index)
+    served = [_budgets_of(b) for b in table["budgets"]] if "budgets" in table else [frozenset(BUDGETS)] * len(table)
+    served_by = {run_id: frozenset(g) for run_id, g in evals.groupby("run_id", sort=False)["budget"]}
+    runs = evals.drop_duplicates("run_id")
+    by_key = {(t, int(u), int(s), served_by[r]): r for r, t, u, s in
+              zip(runs["run_id"], runs["track"], runs["tuning_run"], runs["seed"])}
+    known = set(served_by)
     run_id = [rid if rid in known else by_key.get((t, int(u), int(s), b))
               for rid, t, u, s, b in zip(table["run_id"].astype(str), table["track"], tuning_run,
                                          table["seed"].astype(int), served)]
