@@ -90,7 +90,7 @@ def test_claims_table_has_one_row_per_claim_with_a_verdict(full_report):
     rows = [line for line in claims.splitlines() if re.match(r"^\| \d+ \|", line)]
     assert len(rows) == 14
     assert all(re.search(r"\*\*(supported|contradicted|inconclusive|by construction)\*\*", row) for row in rows)
-    assert sum("**by construction**" in row for row in rows) == 2
+    assert sum("**by construction**" in row for row in rows) == 3
 
 
 def test_smoke_shaped_sweep_report_has_every_section_and_optimizer(tmp_path):

@@ -58,10 +58,17 @@ def literature_section(a: Analysis, tables: Tables) -> list:
         return []
     shown = pd.DataFrame({"source": lit["source"], "finding": lit["finding"], "verdict": [f"**{v}**" for v in
                                                                                           lit["verdict"]],
-                          "the number": lit["number"], "criterion": lit["criterion"]})
+                          "the number": lit["number"],
+                          "evidence (threshold)": [f"{fmt.cell(e)} ({fmt.cell(t)})" if np.isfinite(e) else "-"
+                                                   for e, t in zip(lit["evidence"], lit["threshold"])],
+                          "criterion": lit["criterion"]})
     scope = lit["scope"].iloc[0]
     return [Heading("The published findings, checked"), Paragraph(
         f"What the literature on optimizer benchmarks found, checked against this sweep with criteria written into "
         f"`conf/claims.yaml` before looking, using the tests of the verdict (validation chooses, test judges, "
-        f"Holm's correction, the ROPE). Each finding **agrees**, **disagrees** or we **cannot tell**. Scope of "
-        f"every row: {scope}."), Table(shown, "Published findings against this sweep.", csv)]
+        f"Holm's correction, the ROPE). Each finding **agrees** only on positive evidence "
+        f"for it (its direction significant, or P >= {fmt.num(a.settings.report.statistics.sure)} within the "
+        f"declared tolerance for an \"at least as good\"), **disagrees** only on such evidence against it, else we "
+        f"**cannot tell**: no significant violation is no agreement. The evidence column gives the number each "
+        f"verdict rests on and the threshold it was held against. Scope of every row: {scope}."),
+        Table(shown, "Published findings against this sweep (exploratory: outside the primary families).", csv)]
