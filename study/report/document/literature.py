@@ -71,4 +71,4 @@ def literature_section(a: Analysis, tables: Tables) -> list:
         f"declared tolerance for an \"at least as good\"), **disagrees** only on such evidence against it, else we "
         f"**cannot tell**: no significant violation is no agreement. The evidence column gives the number each "
         f"verdict rests on and the threshold it was held against. Scope of every row: {scope}."),
-        Table(shown, "Published findings against this sweep (exploratory: outside the primary families).", csv)]
+        Table(shown, "Published findings against this sweep.", csv)]
