@@ -214,8 +214,11 @@ def loss_against(trials: pd.DataFrame, panels: list[tuple[str, str, bool]], batc
         diverged = t[t["state"] == "DIVERGED"]
         x = search_value(diverged[param], one_minus)
         ax.scatter(x, np.full(len(x), top * 1.5), marker="x", s=10, color="k", lw=0.6, label="diverged")
-        ax.set_xscale("log")
-        ax.set_yscale("symlog", linthresh=0.5)
+        if np.isfinite(t["dataset"].map(unit)).any():
+            ax.set_xscale("log")
+            ax.set_yscale("symlog", linthresh=0.5)
+        else:  # no loss unit (one cell or one seed): nothing to place on a log axis
+            ax.text(0.5, 0.5, "not measured:\nno loss unit", ha="center", va="center", transform=ax.transAxes)
         ax.set_title(f"{optimizer}: {searched_as(param, one_minus)}")
         ax.set_ylabel("above the best, loss units")
     handles, labels = axes[0].get_legend_handles_labels()
@@ -334,11 +337,17 @@ def best_of_k(curves: pd.DataFrame, chosen_batch: dict, unit: pd.Series, optimiz
     base = chosen["dataset"].map(best)
     excess = chosen.assign(mid=(chosen["test"] - base) / scale, lo=(chosen["test_low"] - base) / scale,
                            hi=(chosen["test_high"] - base) / scale)
+    drawn = False
     for i, optimizer in enumerate(optimizers):
         r = excess[excess["optimizer"] == optimizer].groupby("k")[["mid", "lo", "hi"]].median()
-        if len(r):
+        if len(r) and r["mid"].notna().any():
             ax.plot(r.index, r["mid"], color=color(optimizer, i), lw=1.4, label=optimizer)
             ax.fill_between(r.index, r["lo"], r["hi"], color=color(optimizer, i), alpha=0.12, lw=0)
+            drawn = True
+    if not drawn:  # no loss unit (one cell, or one seed): a log axis of nothing cannot be drawn
+        ax.text(0.5, 0.5, "not measured:\nno loss unit (needs two cells and two seeds)", ha="center",
+                va="center", transform=ax.transAxes)
+        return fig
     ax.set_xscale("log")
     ax.set_yscale("symlog", linthresh=0.5)
     ax.xaxis.set_minor_locator(NullLocator())
