@@ -72,14 +72,22 @@ def test_report_settings_load_and_reject_bad_values(tmp_path):
 
     loaded = settings.load()
     report = loaded.report
-    assert (report.statistics.alpha, report.rope.loss_spread[0], report.rope.accuracy_points[0],
-            report.target.factor) == (0.05, 0.5, 1.0, 1.1)
+    assert (report.statistics.alpha, report.tolerance.epochs.paired_sd, report.tolerance.epochs.accuracy_points,
+            report.tolerance.updates.ratio, report.target.factor) == (0.05, 0.25, 1.0, 1.25, 1.1)
+    assert report.primary.families == ("epochs", "updates", "seconds")
+    assert report.stability.bayes_samples < report.statistics.bayes_samples
     assert loaded.claims.verdict.support > loaded.claims.verdict.contradict
     for name in ("claims.yaml", "lecture.yaml"):
         (tmp_path / name).write_text((settings.CONF / name).read_text())
     text = (settings.CONF / "report.yaml").read_text()
-    (tmp_path / "report.yaml").write_text(text.replace("loss_spread: [0.5, 0.25, 1.0]", "loss_spread: [0.5, -1]"))
-    with pytest.raises(BadInput, match=r"report.yaml: rope.loss_spread: must be three positive widths"):
+    (tmp_path / "report.yaml").write_text(text.replace("sensitivity: [1.0, 0.5, 0.25, 0.1]", "sensitivity: [1.0, 0.5]"))
+    with pytest.raises(BadInput, match=r"report.yaml: tolerance.sensitivity: must fall from 1 .* to 0.1"):
+        settings.load(tmp_path)
+    (tmp_path / "report.yaml").write_text(text.replace("updates: {ratio: 1.25}", "updates: {ratio: 0.8}"))
+    with pytest.raises(BadInput, match=r"report.yaml: tolerance.updates.ratio"):
+        settings.load(tmp_path)
+    (tmp_path / "report.yaml").write_text(text.replace("families: [epochs, updates, seconds]", "families: [hours]"))
+    with pytest.raises(BadInput, match=r"report.yaml: primary.families: must be distinct budgets"):
         settings.load(tmp_path)
     (tmp_path / "report.yaml").write_text(text.replace("omnibus: iman-davenport", "omnibus: friedman"))
     with pytest.raises(BadInput, match=r"report.yaml: statistics.omnibus: only 'iman-davenport' is implemented"):

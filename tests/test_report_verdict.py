@@ -8,26 +8,28 @@ import pytest
 
 from report_fixtures import fast_settings, make_results
 from study.report.document import sentences as verdict
-from study.report.judge import answer, decide, scoring, stability
+from study.report.inputs import canonical, grid
+from study.report.judge import answer, decide, scoring, stability, tolerance
 
 # fewer posterior draws and resamples: fast, the same verdicts on planted effects this large
-SETTINGS = fast_settings(bayes_samples=4000, stability_resamples=400)
+SETTINGS = fast_settings(bayes_samples=4000, stability_resamples=400, stability_bayes_samples=500)
 
 
 def answered(results, s=SETTINGS):
-    runs = scoring.run_scores(results.evals, results.curves, results.cells, s.report.target.factor)
-    cells = scoring.cell_scores(runs)
-    spread = scoring.loss_spread(runs)
-    c = results.config
-    found = answer.answers(cells, runs, spread, c["datasets"], c["optimizers"], c["batch_sizes"], s.report)
-    return found, runs, cells, spread
+    results = canonical(results)
+    g = grid(results)
+    scores = scoring.score(results, g, s.report)
+    found = answer.answers(scores.cells, scores.runs, scores.unit, scores.caps, g.datasets, g.optimizers,
+                           g.batches, s.report)
+    return found, scores, g
 
 
-def p_best(a, runs, config, s=SETTINGS):
-    table, same = stability.stability(a, runs, config["datasets"], config["optimizers"], config["batch_sizes"],
-                                      s.report.stability.resamples, s.report.statistics.seed)
-    optimizers = table[table["kind"] == "optimizer"].set_index("optimizer")["p_best"]
-    return optimizers, same
+def p_best(found, scores, g, key, s=SETTINGS):
+    """P(picked) per optimizer at one budget and track, and the share of resamples with the same headline."""
+    st = stability.stability(scores, {key: found[key]}, list(g.datasets), list(g.optimizers), list(g.batches),
+                             s.report)
+    table = st.table[(st.table["budget"] == key[0]) & (st.table["track"] == key[1])]
+    return table[table["kind"] == "optimizer"].set_index("optimizer")["p_best"], st.same_headline[key]
 
 
 @pytest.fixture(scope="module")
@@ -43,19 +45,19 @@ def per_budget():
 
 @pytest.mark.parametrize("budget, winner", [("epochs", "momentum"), ("updates", "rmsprop"), ("seconds", "adam")])
 def test_a_different_winner_at_each_budget(per_budget, budget, winner):
-    results, s, found, runs, _, _ = per_budget
+    results, s, found, scores, g = per_budget
     a = found[(budget, "tuned")]
     assert a.recommended == winner, (budget, a.val_ranks)
     assert a.judgement.status == decide.WINNER, (budget, a.judgement)
     assert set(a.judgement.behind) == set(results.config["optimizers"]) - {winner}
-    probabilities, same = p_best(a, runs, results.config, s)
+    probabilities, same = p_best(found, scores, g, (budget, "tuned"), s)
     assert probabilities[winner] >= 0.9 and probabilities.sum() == pytest.approx(1.0)
 
 
 def test_the_fastest_in_seconds_is_the_slowest_per_epoch(per_budget):
-    _, _, found, _, cells, _ = per_budget
+    _, _, found, scores, _ = per_budget
     adam = found[("seconds", "tuned")]
-    tuned = cells[cells["track"] == "tuned"]
+    tuned = scores.cells[scores.cells["track"] == "tuned"]
     epochs = tuned.groupby("optimizer")["test_epochs_to_target"].median()
     assert epochs.idxmax() == "adam" and adam.recommended == "adam"
     assert found[("updates", "tuned")].recommended != "adam"
@@ -92,12 +94,12 @@ def test_no_difference_is_worded_as_absence_of_evidence_and_its_stability_is_spr
     as with a planted winner (at least 0.9 in test_a_different_winner_at_each_budget). Three noise draws, because
     one draw may favour one optimizer by chance (seen: 0.33 to 0.66)."""
     results = make_results(default_gap=False, seed=seed, interaction_sd=0.05)
-    found, runs, *_ = answered(results)
+    found, scores, g = answered(results)
     a = found[("epochs", "tuned")]
     assert a.judgement.status == decide.UNRESOLVED, a.judgement
     text = verdict.status_sentence(a.judgement, {}, p_value=a.family.omnibus.pvalue)
     assert "the data cannot separate" in text and "chance" not in text
-    probabilities, same = p_best(a, runs, results.config)
+    probabilities, same = p_best(found, scores, g, ("epochs", "tuned"))
     assert probabilities.max() < 0.7 and same < 0.7, probabilities
 
 
@@ -115,21 +117,27 @@ def test_every_choice_is_made_on_validation_test_data_only_scores():
 
 def test_a_diverged_run_scores_the_untrained_network_on_each_split():
     results = make_results(diverged_evals=3, seed=2)
-    runs = scoring.run_scores(results.evals, results.curves, results.cells, SETTINGS.report.target.factor)
+    _, scores, _ = answered(results)
+    runs = scores.runs
     bad = runs[runs["diverged"]]
     assert len(bad) == 3
-    evals = results.evals.set_index(["dataset", "optimizer", "batch_size", "track", "seed"])
+    keys = ["dataset", "optimizer", "batch_size", "track", "tuning_run", "seed"]
+    evals = results.evals[results.evals["budget"] == "epochs"].set_index(keys)
     for _, run in bad.iterrows():
-        key = (run["dataset"], run["optimizer"], run["batch_size"], run["track"], run["seed"])
+        key = tuple(run[k] for k in keys)
         assert run["val_epochs"] == evals.loc[key, "initial_val_loss"]
-        assert run["test_epochs"] == evals.loc[key, "test_loss"]  # the sweep records the untrained network's
+        assert run["test_epochs"] == evals.loc[key, "initial_test_loss"]
+        assert np.isinf(run["val_updates"]) and np.isinf(run["test_seconds"])  # never reaches a target
 
 
-def test_rope_sensitivity_reports_every_declared_width():
+def test_tolerance_sensitivity_goes_from_the_declared_width_down_to_a_tenth():
     results = make_results(default_gap=False, seed=3)
     found, *_ = answered(results)
     a = found[("epochs", "tuned")]
-    table = answer.rope_sensitivity(a, SETTINGS.report)
-    assert sorted(table["width"].unique()) == sorted(SETTINGS.report.rope.loss_spread)
+    table = tolerance.sensitivity(a, SETTINGS.report)
+    assert sorted(table["multiple"].unique()) == [0.1, 0.25, 0.5, 1.0]
+    assert table["width"].max() == SETTINGS.report.tolerance.epochs.paired_sd
+    assert table["width"].min() == pytest.approx(SETTINGS.report.tolerance.epochs.paired_sd / 10)
+    assert set(table["optimizer"]) == set(results.config["optimizers"]) - {a.recommended}
     wider = table.groupby("width")["p_equivalent"].mean()
     assert wider.is_monotonic_increasing  # a wider region can only hold more of the posterior

@@ -8,8 +8,8 @@ is set aside, not mixed in (it would be compared on other datasets than the rest
 top, with the cells that are not finished and why. On a complete sweep the grid is the whole sweep and the results
 pass through unchanged.
 
-A cell is finished when it has every evaluation run the sweep evaluates (each track and seed) and its
-per-epoch curves (the cell run's curves.parquet), which every choice on validation reads.
+A cell is finished when it has every evaluation the sweep makes (each track, tuning run, budget and seed) and its
+checkpoint curves (the cell run's curves.parquet), which every choice on validation reads.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from study.errors import BadInput
-from study.report.inputs import TRACKS, SweepResults
+from study.report.inputs import BUDGETS, DEFAULT_RUN, TRACKS, SweepResults
 
 CELL = ["dataset", "optimizer", "batch_size"]
 NOT_FINISHED, NOT_RECORDED, SET_ASIDE, USED = "not finished", "curves missing", "set aside", "in the report"
@@ -52,11 +52,11 @@ def _why_not_finished(results: SweepResults, cell: tuple, evals: set, expected: 
     if evals >= expected:
         return "its MLflow cell run and its curves.parquet are missing"
     if evals:
-        return f"{len(evals & expected)} of {len(expected)} evaluation runs"
+        return f"{len(evals & expected)} of {len(expected)} evaluations (tracks, tuning runs, budgets, seeds)"
     t = results.trials
     mine = t[(t["dataset"] == cell[0]) & (t["optimizer"] == cell[1]) & (t["batch_size"].astype(str) == cell[2])
              & (t["arm"] == "tpe")] if len(t) else t
-    trials = results.trials_per_cell
+    trials = results.trials_per_cell * results.tuning_runs if results.trials_per_cell else None
     if len(mine):
         return f"tuning: {len(mine)} of {trials} trials done" if trials else f"tuning: {len(mine)} trials done"
     return "not started"
@@ -104,8 +104,9 @@ def restrict(results: SweepResults) -> tuple[SweepResults, Coverage]:
     batches = _with_extras(results.batch_sizes, evals["batch_size"])
     tracks = [t for t in TRACKS if (evals["track"] == t).any()]
     seeds = list(results.seeds) or sorted(int(s) for s in evals["seed"].unique())
-    expected = {(t, s) for t in tracks for s in seeds}
-    runs = {key: {(t, int(s)) for t, s in zip(g["track"], g["seed"])}
+    tuning_runs = {"tuned": range(results.tuning_runs), "default": (DEFAULT_RUN,)}
+    expected = {(t, u, b, s) for t in tracks for u in tuning_runs[t] for b in BUDGETS for s in seeds}
+    runs = {key: set(zip(g["track"], g["tuning_run"].astype(int), g["budget"], g["seed"].astype(int)))
             for key, g in evals.assign(batch_size=evals["batch_size"].astype(str)).groupby(CELL, sort=False)}
     with_curves = set(curves.assign(batch_size=curves["batch_size"].astype(str))[CELL].itertuples(index=False,
                                                                                                  name=None))
@@ -140,5 +141,6 @@ def restrict(results: SweepResults) -> tuple[SweepResults, Coverage]:
         return frame[[k in keep for k in key]].reset_index(drop=True)
 
     restricted = dataclasses.replace(results, **{name: within(getattr(results, name)) for name in
-                                                 ("evals", "curves", "trials", "importances", "cells")})
+                                                 ("evals", "curves", "trials", "importances", "cells")},
+                                     caps=results.caps[results.caps["dataset"].isin(ds)].reset_index(drop=True))
     return restricted, Coverage(table, tuple(ds), tuple(opts), tuple(bs))

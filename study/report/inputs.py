@@ -4,10 +4,17 @@
 and returns a ``SweepResults``; the report is a pure function of it. The sweep's own config is the dict the sweep
 wrote into its Optuna store: only this module reads its keys (``SweepResults``' accessors below), so that it can
 become the sweep's model in one step.
+
+What the stores hold is the contract of issue 18 (notes/DESIGN18.md): the sweep meta's ``config``, ``timing`` and
+``caps``; each cell's ledger (its evaluations, keyed by track, tuning run, trial and seed, with the budgets each
+serves, and their final values); each cell run's ``curves.parquet`` (one row per run and checkpoint) and
+``trials.parquet`` (every tuning trial of every run and arm). A store written before that contract (one tuning run,
+one evaluation per track and seed serving every budget, curves at epoch ends) reads as the same shape.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,40 +24,46 @@ import pandas as pd
 from study.core.optim import OPTIMIZERS
 
 TRACKS = ("tuned", "default")  # the evaluation tracks: the tuned hyperparameters, the registry's defaults
+BUDGETS = ("epochs", "updates", "seconds")  # equal epochs, equal updates, equal wall time
+UNITS = {"epochs": "epochs", "updates": "updates", "seconds": "seconds"}
+DEFAULT_RUN = -1  # the tuning_run of the default track: no tuning run chose its hyperparameters
 
 
 @dataclass(frozen=True)
 class SweepResults:
     name: str
     # The resolved sweep config as the sweep logged it: datasets, optimizers, batch_sizes (strings), trials,
-    # epochs {dataset: int}, seeds (list of int), tuning_seed, random_arm (bool), population,
+    # tuning_runs, epochs {dataset: int}, seeds (list of int), tuning_seed, random_arm (bool), population,
     # search_spaces {optimizer: {param: {"low", "high", "log", "one_minus"} or {"fixed": value}}},
     # defaults {optimizer: {param: value}}.
     config: dict
-    # One row per evaluation run: dataset, optimizer, batch_size ("full", "128", ..., "1"), track ("tuned" |
-    # "default"), seed, test_loss, test_accuracy (NaN for regression), diverged (0/1), seconds, n_train, and the
-    # hyperparameters used (every one the registry declares, ``hyperparameter_names()``; NaN where the optimizer
-    # has none), and
-    # initial_val_loss (the untrained network's validation loss: what a diverged run scores on validation).
+    # One row per (dataset, optimizer, batch_size, track, tuning_run, budget, seed): the evaluation run that serves
+    # that budget (one run may serve several: one row each). tuning_run is -1 on the default track, which has a row
+    # per budget too. run_id (unique per evaluation run), test_loss and test_accuracy at the epochs cap (NaN
+    # accuracy for regression; a diverged run's are the untrained network's), diverged (0/1), seconds (measured
+    # wall), initial_val_loss and initial_test_loss (the untrained network's: what a diverged run scores),
+    # final_train_loss, n_train, and the hyperparameters used (every one the registry declares,
+    # ``hyperparameter_names()``; NaN where the optimizer has none).
     evals: pd.DataFrame
-    # One row per evaluation run and epoch (from the cell runs' curves.parquet): dataset, optimizer, batch_size,
-    # track, seed, epoch (1-based), train_loss, val_loss, val_accuracy, grad_norm, updates, seconds, test_loss,
-    # test_accuracy (the held-out curve; NaN in sweeps recorded before it was kept).
+    # One row per evaluation run and checkpoint: run_id, dataset, optimizer, batch_size, track, tuning_run, seed,
+    # epoch (float: updates / updates_per_epoch; whole at epoch ends), updates (int), val_loss, test_loss,
+    # val_accuracy, test_accuracy (every checkpoint), train_loss and grad_norm (epoch ends only, NaN inside).
     curves: pd.DataFrame
-    # One row per tuning trial that finished: dataset, optimizer, batch_size, arm ("tpe" | "random"), number
-    # (0-based, in the order the trials were asked within cell and arm), state (COMPLETE | PRUNED | FAIL |
-    # DIVERGED), value (final validation loss; the finite penalty for DIVERGED; NaN for PRUNED and FAIL),
-    # the hyperparameters (as in evals); test_loss (random arm only, scored on test for the expected best-of-k
-    # curves; NaN elsewhere).
+    # One row per tuning trial that finished: dataset, optimizer, batch_size, tuning_run, arm ("tpe" | "random"),
+    # number (0-based, in the order the trials were asked within cell, run and arm), state (COMPLETE | PRUNED |
+    # FAIL | DIVERGED), value (final validation loss; the finite penalty for DIVERGED; NaN for PRUNED and FAIL), the
+    # hyperparameters (as in evals), test_loss (its final test loss: recorded, never read by a choice).
     trials: pd.DataFrame
     # Parameter importances per cell (Optuna's default evaluator): dataset, optimizer, batch_size, param, importance.
     importances: pd.DataFrame
     # git_commit, versions {package: version}, machine, config_hash, command, tracking_uri (masked), optuna_storage
     # (masked).
     meta: dict = field(default_factory=dict)
-    # One row per cell run: dataset, optimizer, batch_size, seconds_per_epoch (one network alone on the sweep's
-    # machine; NaN if not measured), diverged_share (of its tuning trials).
+    # One row per cell: dataset, optimizer, batch_size, seconds_per_epoch (measured before tuning, one network
+    # alone; NaN if not measured), updates_per_epoch, diverged_share (of its tuning trials).
     cells: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CELL_COLUMNS))
+    # One row per dataset and budget: dataset, budget, cap, unit (E_d epochs, U_d updates, T_d seconds).
+    caps: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CAP_COLUMNS))
 
     # --- the sweep's config, read here only ---------------------------------------------------------------------
     @property
@@ -79,8 +92,13 @@ class SweepResults:
 
     @property
     def trials_per_cell(self) -> int | None:
-        """TPE trials per cell (None in a config that does not say)."""
+        """TPE trials per cell and tuning run (None in a config that does not say)."""
         return self.config.get("trials")
+
+    @property
+    def tuning_runs(self) -> int:
+        """Independent TPE tuning runs per cell (1 in a sweep from before they were counted)."""
+        return int(self.config.get("tuning_runs", 1))
 
     @property
     def tuning_seed(self) -> int | None:
@@ -119,11 +137,11 @@ def grid(results: SweepResults) -> Grid:
                 tuple(t for t in TRACKS if (evals["track"] == t).any()))
 
 
-ROW_ORDER = {"evals": ["dataset", "optimizer", "batch_size", "track", "seed"],
-             "curves": ["dataset", "optimizer", "batch_size", "track", "seed", "epoch"],
-             "trials": ["dataset", "optimizer", "batch_size", "arm", "number"],
+ROW_ORDER = {"evals": ["dataset", "optimizer", "batch_size", "track", "tuning_run", "budget", "seed"],
+             "curves": ["dataset", "optimizer", "batch_size", "track", "tuning_run", "seed", "run_id", "updates"],
+             "trials": ["dataset", "optimizer", "batch_size", "tuning_run", "arm", "number"],
              "importances": ["dataset", "optimizer", "batch_size", "param"],
-             "cells": ["dataset", "optimizer", "batch_size"]}
+             "cells": ["dataset", "optimizer", "batch_size"], "caps": ["dataset", "budget"]}
 
 
 def canonical(results: SweepResults) -> SweepResults:
@@ -144,15 +162,35 @@ def hyperparameter_names() -> tuple[str, ...]:
     return tuple(dict.fromkeys(h for opt in OPTIMIZERS.values() for h in opt.hyper))
 
 
-CURVE_METRICS = ("train_loss", "val_loss", "val_accuracy", "grad_norm", "updates", "seconds", "test_loss",
-                 "test_accuracy")
-CELL_COLUMNS = ["dataset", "optimizer", "batch_size", "seconds_per_epoch", "diverged_share"]
+CURVE_METRICS = ("val_loss", "test_loss", "val_accuracy", "test_accuracy", "train_loss", "grad_norm")
+RUN_KEYS = ["dataset", "optimizer", "batch_size", "track", "tuning_run", "seed"]
+CELL_COLUMNS = ["dataset", "optimizer", "batch_size", "seconds_per_epoch", "updates_per_epoch", "diverged_share"]
+CAP_COLUMNS = ["dataset", "budget", "cap", "unit"]
+FINALS = ("test_loss", "test_accuracy", "diverged", "seconds", "initial_val_loss", "initial_test_loss",
+          "final_train_loss")
 
 
+def updates_per_epoch(n_train: int, batch_size: str) -> int:
+    """Full batch 1, mini-batch ceil(N / B) (the last, smaller batch kept), stochastic N."""
+    return 1 if str(batch_size) == "full" else math.ceil(n_train / min(int(batch_size), n_train))
+
+
+def caps_from(epochs: dict, cells: pd.DataFrame) -> pd.DataFrame:
+    """The contract's caps, where a store has none (a sweep from before them): E_d epochs, U_d = E_d updates (what
+    a full-batch cell makes in E_d epochs), T_d = E_d x the cheapest epoch among the dataset's cells."""
+    cheapest = cells.groupby("dataset")["seconds_per_epoch"].min() if len(cells) else pd.Series(dtype=float)
+    rows = []
+    for dataset, e in epochs.items():
+        for budget, cap in (("epochs", e), ("updates", e), ("seconds", e * float(cheapest.get(dataset, np.nan)))):
+            rows.append({"dataset": dataset, "budget": budget, "cap": float(cap), "unit": UNITS[budget]})
+    return pd.DataFrame(rows, columns=CAP_COLUMNS)
+
+
+# --- reading the stores ----------------------------------------------------------------------------------------------
 def read_optuna(url: str, sweep: str) -> dict:
-    """The Optuna side of a sweep: its config, every trial, the importances and each cell's record. Run in a child
-    process while the parent reads MLflow (replaying a default sweep's journal takes a few seconds of one core);
-    a problem comes back as ``{"bad": (where, problem)}``."""
+    """The Optuna side of a sweep: its meta (config, timing, caps), the trials, the importances and each cell's
+    record. Run in a child process while the parent reads MLflow; a problem comes back as ``{"bad": (where,
+    problem)}``."""
     from study.sweep import tracking, tuning
 
     if "://" not in url and not Path(url).exists():  # never create a journal just by looking
@@ -165,17 +203,90 @@ def read_optuna(url: str, sweep: str) -> dict:
     return {"meta": meta, "trials": trials, "importances": importances, "records": records}
 
 
+def _evaluations(record) -> list[dict]:
+    """A cell record's evaluations: track, tuning_run, seed, budgets, run_id, final values and hyper. The record
+    of issue 18 lists them (``evaluations()``, keyed by track, tuning run, trial and seed with the budgets each
+    serves); an older record keys them by track and seed, one tuning run, every budget served. Only evaluations
+    MLflow holds count (an orphan MLflow never took is not a result)."""
+    if hasattr(record, "evaluations"):
+        return [e for e in record.evaluations() if e.get("run_id")]
+    scores, out = record.eval_scores(), []
+    for (track, seed), run_id in sorted(record.eval_runs().items()):
+        final = scores.get((track, seed), {})
+        out.append({"track": track, "tuning_run": 0 if track == "tuned" else DEFAULT_RUN, "seed": seed,
+                    "budgets": list(BUDGETS), "run_id": run_id, "final": final, "hyper": final.get("hyper", {})})
+    return out
+
+
+def evals_table(cell: tuple, evaluations: list[dict], n_train: int) -> pd.DataFrame:
+    """One cell's evaluations as ``SweepResults.evals`` rows: one per budget each serves."""
+    names, rows = hyperparameter_names(), []
+    for e in evaluations:
+        final = e.get("final") or e
+        for budget in e["budgets"]:
+            rows.append({**dict(zip(("dataset", "optimizer", "batch_size"), cell)), "track": e["track"],
+                         "tuning_run": int(e["tuning_run"]), "budget": budget, "seed": int(e["seed"]),
+                         "run_id": e["run_id"], **{k: float(final.get(k, np.nan)) for k in FINALS},
+                         "n_train": n_train, **{h: float((e.get("hyper") or {}).get(h, np.nan)) for h in names}})
+    out = pd.DataFrame(rows, columns=EVAL_COLUMNS)
+    out["diverged"] = out["diverged"].fillna(0).astype(int)
+    return out
+
+
+def _budgets_of(text) -> frozenset:
+    return frozenset(b for b in str(text).split(",") if b) if isinstance(text, str) and text else frozenset(BUDGETS)
+
+
+def curves_table(cell: tuple, parquet: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame:
+    """One cell's evaluation rows of curves.parquet as ``SweepResults.curves``, each run found by its run id, else
+    by (track, tuning run, seed, the budgets it serves): one evaluation per budget, so that key is unique. A
+    curves.parquet from before issue 18 has neither tuning_run nor budgets nor intra-epoch rows."""
+    table = parquet[parquet["role"] == "eval"]
+    if table.empty or evals.empty:
+        return pd.DataFrame(columns=CURVE_COLUMNS)
+    tuning_run = table["tuning_run"].astype(int) if "tuning_run" in table else np.where(
+        table["track"] == "tuned", 0, DEFAULT_RUN)
+    served = [_budgets_of(b) for b in table["budgets"]] if "budgets" in table else [frozenset(BUDGETS)] * len(table)
+    served_by = {run_id: frozenset(g) for run_id, g in evals.groupby("run_id", sort=False)["budget"]}
+    runs = evals.drop_duplicates("run_id")
+    by_key = {(t, int(u), int(s), served_by[r]): r for r, t, u, s in
+              zip(runs["run_id"], runs["track"], runs["tuning_run"], runs["seed"])}
+    known = set(served_by)
+    run_id = [rid if rid in known else by_key.get((t, int(u), int(s), b))
+              for rid, t, u, s, b in zip(table["run_id"].astype(str), table["track"], tuning_run,
+                                         table["seed"].astype(int), served)]
+    out = pd.DataFrame({"run_id": run_id, **dict(zip(("dataset", "optimizer", "batch_size"), cell)),
+                        "track": table["track"].to_numpy(), "tuning_run": np.asarray(tuning_run, int),
+                        "seed": table["seed"].astype(int).to_numpy(), "epoch": table["epoch"].astype(float).to_numpy(),
+                        "updates": table["updates"].to_numpy(float),
+                        **{m: table[m].to_numpy(float) if m in table else np.full(len(table), np.nan)
+                           for m in CURVE_METRICS}})
+    return out[out["run_id"].notna()][CURVE_COLUMNS]
+
+
+def trials_table(cell: tuple, parquet: pd.DataFrame | None, from_optuna: list[dict]) -> pd.DataFrame:
+    """One cell's tuning trials: its trials.parquet (every run and arm, each with its final test loss) where the
+    cell run has one, else what Optuna holds (one tuning run)."""
+    keys = dict(zip(("dataset", "optimizer", "batch_size"), cell))
+    if parquet is not None:
+        frame = parquet.assign(**keys)
+    else:
+        frame = pd.DataFrame([t for t in from_optuna if (t["dataset"], t["optimizer"], t["batch_size"]) == cell])
+        frame = frame.assign(tuning_run=0) if len(frame) else frame
+    return frame.reindex(columns=TRIAL_COLUMNS) if len(frame) else pd.DataFrame(columns=TRIAL_COLUMNS)
+
+
 def load(runs_dir: str | Path, sweep: str) -> SweepResults:
-    """Read one sweep's results from its stores: the config, the trials and each cell's record (with the final
-    values of every evaluation MLflow holds) from Optuna; the cell runs and their ``curves.parquet`` (every per-epoch
-    value, at full precision) from MLflow. The two stores are read at the same time, Optuna's in a child process."""
+    """Read one sweep's results from its stores: the meta, the trials' importances and each cell's record (its
+    evaluations and their final values) from Optuna; the cell runs, their curves.parquet and trials.parquet from
+    MLflow. The two stores are read at the same time, Optuna's in a child process."""
     import concurrent.futures
     import multiprocessing
     import tempfile
 
     from study.core import data
-    from study.sweep import tracking, tuning
     from study.errors import BadInput
+    from study.sweep import tracking, tuning
 
     url = tuning.storage_url(runs_dir, sweep)
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -187,50 +298,55 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
                                       f"{tracking.mask_url(tracking.tracking_uri(runs_dir))}")
         cell_runs = {r.info.run_id: r for r in tracking.runs(mlflow_client, experiment.experiment_id,
                                                              "tags.role = 'cell'")}
-        tmp = tempfile.TemporaryDirectory()
-        tables = _download_curves(cell_runs, Path(tmp.name))
+        with tempfile.TemporaryDirectory() as tmp:
+            artifacts = {run_id: {name: _read(tracking.download(run, name, Path(tmp) / run_id))
+                                  for name in ("curves.parquet", "trials.parquet")}
+                         for run_id, run in cell_runs.items()}
         try:
             found = optuna_part.result()
         except concurrent.futures.process.BrokenProcessPool:  # no child here (an interactive __main__): in turn
             found = read_optuna(url, sweep)
     if "bad" in found:
         raise BadInput(*found["bad"])
-    meta, trials, importance_rows, records = found["meta"], found["trials"], found["importances"], found["records"]
+    meta, records = found["meta"], found["records"]
     config = meta["config"]
     n_train = {d: data.load(d, 0, config["val_fraction"], config["test_fraction"]).X_train.shape[0]
                for d in config["datasets"]}
-    eval_rows, hyper_names = [], hyperparameter_names()
-    for (dataset, optimizer, batch), record in records.items():
-        scores = record.eval_scores()
-        for (track, seed), run_id in sorted(record.eval_runs().items()):  # what MLflow holds, orphans aside
-            final = scores.get((track, seed), {})
-            hyper = final.get("hyper", {})
-            eval_rows.append({"dataset": dataset, "optimizer": optimizer, "batch_size": str(batch), "track": track,
-                              "seed": seed, "test_loss": final.get("test_loss", np.nan),
-                              "test_accuracy": final.get("test_accuracy", np.nan),
-                              "diverged": int(final.get("diverged", 0)), "seconds": final.get("seconds", np.nan),
-                              "n_train": n_train[dataset], **{h: float(hyper.get(h, np.nan)) for h in hyper_names},
-                              "initial_val_loss": final.get("initial_val_loss", np.nan),
-                              "final_train_loss": final.get("final_train_loss", np.nan)})
-    recorded_cells = {r.cell_run_id for r in records.values() if r.cell_run_id}
-    curves = _cell_curves(tables, records)
-    tmp.cleanup()
+    timing = meta.get("timing") or {}
+    evals, curves, trials, cells = [], [], [], []
+    for cell, record in records.items():
+        dataset, optimizer, batch = cell[0], cell[1], str(cell[2])
+        key = (dataset, optimizer, batch)
+        mine = evals_table(key, _evaluations(record), n_train[dataset])
+        evals.append(mine)
+        run = cell_runs.get(record.cell_run_id) if record.cell_run_id else None
+        parquet = artifacts[run.info.run_id] if run is not None else {}
+        if parquet.get("curves.parquet") is not None:  # else MLflow lost the cell run: the coverage says so
+            curves.append(curves_table(key, parquet["curves.parquet"], mine))
+        trials.append(trials_table(key, parquet.get("trials.parquet"), found["trials"]))
+        if run is None:
+            continue
+        spe = timing.get(f"{dataset}/{optimizer}/{batch}", record.seconds_per_epoch)
+        cells.append({"dataset": dataset, "optimizer": optimizer, "batch_size": batch,
+                      "seconds_per_epoch": float(spe) if spe is not None else run.data.metrics.get(
+                          "seconds_per_epoch", np.nan),
+                      "updates_per_epoch": updates_per_epoch(n_train[dataset], batch),
+                      "diverged_share": run.data.metrics.get("diverged_share", np.nan)})
+    cells = pd.DataFrame(cells, columns=CELL_COLUMNS)
+    caps = pd.DataFrame([{"dataset": d, "budget": b, "cap": float(v), "unit": UNITS[b]}
+                         for d, by in (meta.get("caps") or {}).items() for b, v in by.items()], columns=CAP_COLUMNS)
+    if caps.empty:
+        epochs = config["epochs"] if isinstance(config["epochs"], dict) else {d: config["epochs"]
+                                                                            for d in config["datasets"]}
+        caps = caps_from(epochs, cells)
     sample = next(iter(cell_runs.values())).data.tags if cell_runs else {}
+    concat = lambda parts, columns: (pd.concat(parts, ignore_index=True) if parts  # noqa: E731
+                                     else pd.DataFrame(columns=columns))
     return SweepResults(
-        name=sweep, config=config,
-        evals=pd.DataFrame(eval_rows, columns=[*EVAL_KEYS, "test_loss", "test_accuracy", "diverged", "seconds",
-                                               "n_train", *hyper_names, "initial_val_loss", "final_train_loss"]),
-        cells=pd.DataFrame([{"dataset": r.data.tags.get("dataset"), "optimizer": r.data.tags.get("optimizer"),
-                             "batch_size": r.data.tags.get("batch_size"),
-                             "seconds_per_epoch": r.data.metrics.get("seconds_per_epoch", np.nan),
-                             "diverged_share": r.data.metrics.get("diverged_share", np.nan)}
-                            for run_id, r in sorted(cell_runs.items()) if run_id in recorded_cells],
-                           columns=CELL_COLUMNS),
-        curves=curves,
-        trials=pd.DataFrame(trials, columns=["dataset", "optimizer", "batch_size", "arm", "number", "state", "value",
-                                             *hyper_names, "test_loss"]),
-        importances=pd.DataFrame(importance_rows, columns=["dataset", "optimizer", "batch_size", "param",
-                                                           "importance"]),
+        name=sweep, config=config, evals=concat(evals, EVAL_COLUMNS), curves=concat(curves, CURVE_COLUMNS),
+        trials=concat(trials, TRIAL_COLUMNS),
+        importances=pd.DataFrame(found["importances"], columns=["dataset", "optimizer", "batch_size", "param",
+                                                                "importance"]),
         meta={"git_commit": sample.get("git_commit", "unknown"),
               "versions": {k.removeprefix("version."): v for k, v in sorted(sample.items())
                            if k.startswith("version.")},
@@ -238,36 +354,15 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
               "command": sample.get("command", ""),
               "tracking_uri": tracking.mask_url(tracking.tracking_uri(runs_dir)),
               "optuna_storage": tracking.mask_url(url)},
-    )
+        cells=cells, caps=caps)
 
 
-def _download_curves(cell_runs: dict, tmp: Path) -> dict:
-    """run id -> the evaluation rows of its curves.parquet."""
-    from study.sweep import tracking
-
-    tables = {}
-    for run_id, run in cell_runs.items():
-        path = tracking.download(run, "curves.parquet", tmp / run_id)
-        if path is not None:
-            table = pd.read_parquet(path)
-            tables[run_id] = table[table["role"] == "eval"]
-    return tables
+def _read(path: Path | None) -> pd.DataFrame | None:
+    return pd.read_parquet(path) if path is not None else None
 
 
-def _cell_curves(tables: dict, records: dict) -> pd.DataFrame:
-    """Every recorded cell run's evaluation curves, keyed like the evaluation runs."""
-    parts = []
-    for (dataset, optimizer, batch), record in records.items():
-        table = tables.get(record.cell_run_id)
-        if table is None:
-            continue
-        parts.append(pd.DataFrame({"dataset": dataset, "optimizer": optimizer, "batch_size": str(batch),
-                                   "track": table["track"].to_numpy(), "seed": table["seed"].astype(int).to_numpy(),
-                                   "epoch": table["epoch"].astype(int).to_numpy(),
-                                   **{m: table[m].to_numpy(float) if m in table else np.full(len(table), np.nan)
-                                      for m in CURVE_METRICS}}))
-    columns = [*EVAL_KEYS, "epoch", *CURVE_METRICS]
-    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
-
-
-EVAL_KEYS = ["dataset", "optimizer", "batch_size", "track", "seed"]
+EVAL_COLUMNS = ["dataset", "optimizer", "batch_size", "track", "tuning_run", "budget", "seed", "run_id", *FINALS,
+                "n_train", *hyperparameter_names()]
+CURVE_COLUMNS = ["run_id", *RUN_KEYS, "epoch", "updates", *CURVE_METRICS]
+TRIAL_COLUMNS = ["dataset", "optimizer", "batch_size", "tuning_run", "arm", "number", "state", "value",
+                 *hyperparameter_names(), "test_loss"]

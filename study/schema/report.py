@@ -22,14 +22,6 @@ def _only(implemented: str):
     return Annotated[str, AfterValidator(check)]
 
 
-def _three(above: float, what: str):
-    def check(values: tuple) -> tuple:
-        if len(values) != 3 or min(values) <= above:
-            raise ValueError(f"must be {what} (the verdict's first), got {list(values)!r}")
-        return values
-    return Annotated[tuple[Number, ...], AfterValidator(check)]
-
-
 class Statistics(Frozen):
     omnibus: _only("iman-davenport")
     posthoc: _only("wilcoxon-holm")
@@ -41,24 +33,63 @@ class Statistics(Frozen):
     seed: Natural
 
 
-class Rope(Frozen):
-    loss_spread: _three(0, "three positive widths")
-    accuracy_points: _three(0, "three positive widths")
-    cost_ratio: _three(1, "three ratios above 1")
+BUDGETS = ("epochs", "updates", "seconds")  # the budgets a verdict is given at (study.report.judge.scoring)
 
-    def widths(self, budget: str) -> tuple[float, ...]:
-        """The declared widths at a budget, as written: loss spreads at equal epochs, cost ratios at the others."""
-        return self.loss_spread if budget == "epochs" else self.cost_ratio
 
-    def on_scale(self, budget: str, width: float | None = None) -> float:
-        """A width (default: the verdict's, the first) on the scale the budget's paired differences are ranked on:
-        seed-to-seed spreads at equal epochs, the log2 of a cost ratio at the others."""
-        width = self.widths(budget)[0] if width is None else width
+class LossTolerance(Frozen):
+    """At equal epochs: a loss difference in units of the dataset's SD of paired, same-seed differences of
+    validation loss (``paired_sd`` of them), and an accuracy difference in points."""
+    paired_sd: Positive
+    accuracy_points: Positive
+
+
+class CostTolerance(Frozen):
+    """At equal updates or seconds: two costs to the target within this ratio of each other are the same."""
+    ratio: Annotated[float, Field(gt=1, allow_inf_nan=False, strict=True)]
+
+
+def _sensitivity(values: tuple) -> tuple:
+    if not values or values[0] != 1.0 or values[-1] != 0.1 or any(b >= a for a, b in zip(values, values[1:])):
+        raise ValueError(f"must fall from 1 (the declared tolerance) to 0.1 (a tenth of it), got {list(values)!r}")
+    return values
+
+
+class Tolerance(Frozen):
+    """The equivalence tolerance per budget, on a paired scale, declared before looking (never set from test)."""
+    epochs: LossTolerance
+    updates: CostTolerance
+    seconds: CostTolerance
+    sensitivity: Annotated[tuple[Positive, ...], AfterValidator(_sensitivity)]
+
+    def declared(self, budget: str, multiple: float = 1.0) -> float:
+        """The tolerance as declared, times ``multiple``: paired SDs at equal epochs, a ratio at the others."""
+        if budget == "epochs":
+            return self.epochs.paired_sd * multiple
+        return getattr(self, budget).ratio ** multiple
+
+    def on_scale(self, budget: str, multiple: float = 1.0) -> float:
+        """The tolerance on the scale the budget's paired differences are tested on: paired SDs of validation
+        loss at equal epochs, the log2 of a cost ratio at the others."""
+        width = self.declared(budget, multiple)
         return width if budget == "epochs" else math.log2(width)
+
+
+def _budgets(values: tuple) -> tuple:
+    unknown = [v for v in values if v not in BUDGETS]
+    if unknown or len(set(values)) != len(values):
+        raise ValueError(f"must be distinct budgets of {list(BUDGETS)!r}, got {list(values)!r}")
+    return values
+
+
+class Primary(Frozen):
+    """The families the report's claims rest on (the tuned verdict at these budgets): their omnibus p-values are
+    corrected together (Holm); every other family and table is exploratory."""
+    families: Annotated[tuple[str, ...], Field(min_length=1), AfterValidator(_budgets)]
 
 
 class Stability(Frozen):
     resamples: Count
+    bayes_samples: Count  # posterior draws of each Bayesian test inside a resample
     band_resamples: Count
     band_level: Unit
     survives: Unit
@@ -93,7 +124,8 @@ class Figures(Frozen):
 
 class Report(Frozen):
     statistics: Statistics
-    rope: Rope
+    tolerance: Tolerance
+    primary: Primary
     stability: Stability
     target: Target
     budgets: Annotated[tuple[Count, ...], Field(min_length=1)]  # tuning budgets (trials per cell)

@@ -27,6 +27,6 @@ def check(results: SweepResults, grid: Grid, scores: Scores, verdict: Verdict, t
     to_target = practice.to_target
     found, toy = claims_.check_all(claims, problem, verdict.answer("epochs", claims.practice.adam_track),
                                    to_target[to_target["track"] == claims.practice.speed_track], practice.updates)
-    findings = literature.findings(claims.literature, claims.verdict, report.statistics, results, grid, scores,
+    findings = literature.findings(claims.literature, claims.verdict, report, results, grid, scores,
                                    verdict, tuning) if claims.literature else pd.DataFrame()
     return Checks(found, toy, findings)

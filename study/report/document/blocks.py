@@ -35,6 +35,13 @@ class Table:
     frame: pd.DataFrame  # already formatted: every cell a string
     caption: str = ""
     csv: str = ""  # the tables/*.csv that holds its numbers
+    primary: bool = False  # part of the primary families (conf/report.yaml); every other table is exploratory
+
+    @property
+    def shown_caption(self) -> str:
+        """The caption as shown: every table says whether it is primary or exploratory (multiplicity is
+        controlled across the primary families only)."""
+        return f"{'Primary' if self.primary else 'Exploratory'}. {self.caption}".strip()
 
 
 @dataclass

@@ -19,20 +19,24 @@ from study.report.document.coverage import coverage_section
 from study.report.document.literature import generalisation_section, literature_section
 from study.report.document.results import batch_modes_section, datasets_section, profiles_section
 from study.report.document.tables import Tables
+from study.report.document.protocol import protocol_section
+from study.report.document.statistics import statistics_section
 from study.report.document.tuning import tuning_section
-from study.report.document.verdict import stability_section, statistics_section, verdict_section
+from study.report.document.verdict import stability_section, verdict_section
 
 
 def _intro(a: Analysis) -> list:
     r, g = a.results, a.grid
     seeds = len(r.seeds) or r.evals["seed"].nunique()
     trials = "n/a" if r.trials_per_cell is None else r.trials_per_cell
+    runs = r.tuning_runs
     return [Heading(f"Which optimizer, and which batch size, do we use in practice? — sweep `{r.name}`", 1),
             Paragraph(f"{len(g.optimizers)} optimizers ({', '.join(g.optimizers)}) x {len(g.batches)} batch sizes "
-                      f"({', '.join(g.batches)}) on {len(g.datasets)} datasets, each cell tuned with "
-                      f"{trials} trials, then evaluated with {seeds} seeds with the tuned and "
-                      f"with the default hyperparameters. Lower is better everywhere; every number here is in "
-                      f"`tables/`.")]
+                      f"({', '.join(g.batches)}) on {len(g.datasets)} datasets, each cell tuned by {runs} "
+                      f"independent TPE run{'s' if runs != 1 else ''} of {trials} trials, the hyperparameters chosen "
+                      f"on validation for each of three budgets (equal epochs, updates, wall time), then evaluated "
+                      f"with {seeds} seeds with the tuned and with the default hyperparameters on one test split "
+                      f"no tuning saw. Lower is better everywhere; every number here is in `tables/`.")]
 
 
 def build(a: Analysis, report_commit: str = "", coverage: Coverage | None = None) -> tuple[list, Tables]:
@@ -40,7 +44,8 @@ def build(a: Analysis, report_commit: str = "", coverage: Coverage | None = None
     blocks = _intro(a)
     if coverage is not None:
         blocks += coverage_section(a, coverage, tables)
-    for section in (verdict_section, stability_section, statistics_section, datasets_section, tuning_section,
+    for section in (verdict_section, stability_section, statistics_section, protocol_section, datasets_section,
+                    tuning_section,
                     batch_modes_section, profiles_section, generalisation_section, literature_section,
                     claims_section):
         blocks += section(a, tables)

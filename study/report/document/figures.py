@@ -174,7 +174,7 @@ def dataset_curves(med: pd.DataFrame, dataset: str, batches: list[str], optimize
 
 # --- tuning ------------------------------------------------------------------------------------------------------
 def budget_curves(curves: pd.DataFrame, batches: list[str], optimizers: list[str]):
-    """Best validation loss after k trials over the dataset's best trial, in seed-to-seed spreads, median over
+    """Best validation loss after k trials over the dataset's best trial, in loss units, median over
     datasets."""
     fig, axes = _grid(len(batches), len(batches), width=2.6, height=2.4, right=1.1, left=0.9, sharey=True)
     for ax, batch in zip(axes, batches):
@@ -191,13 +191,13 @@ def budget_curves(curves: pd.DataFrame, batches: list[str], optimizers: list[str
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_title(f"batch {batch}")
         ax.set_xlabel("trials k")
-    axes[0].set_ylabel("above the dataset's best, spreads")
+    axes[0].set_ylabel("above the dataset's best, loss units")
     _legend_right(fig, axes[0])
     return fig
 
 
-def loss_against(trials: pd.DataFrame, panels: list[tuple[str, str, bool]], batches: list[str], spread: pd.Series):
-    """Trial value above the dataset's best trial, in seed-to-seed spreads, against a hyperparameter, one panel per
+def loss_against(trials: pd.DataFrame, panels: list[tuple[str, str, bool]], batches: list[str], unit: pd.Series):
+    """Trial value above the dataset's best trial, in loss units, against a hyperparameter, one panel per
     (optimizer, parameter); x is 1 - value for averaging constants. Diverged trials are crosses at the top."""
     best = trials[trials["state"] == "COMPLETE"].groupby("dataset")["value"].min()
     fig, axes = _grid(len(panels), 3, width=3.0, height=2.4, right=1.0, left=0.75, wspace=0.85)
@@ -207,17 +207,20 @@ def loss_against(trials: pd.DataFrame, panels: list[tuple[str, str, bool]], batc
         for batch in batches:
             b = t[t["batch_size"] == batch]
             x = search_value(b[param], one_minus)
-            y = (b["value"] - b["dataset"].map(best)) / b["dataset"].map(spread)
+            y = (b["value"] - b["dataset"].map(best)) / b["dataset"].map(unit)
             ok = b["state"] == "COMPLETE"
             ax.scatter(x[ok], y[ok], s=5, alpha=0.5, color=color(batch), label=batch, lw=0)
             top = max(top, float(np.nanmax(y[ok])) if ok.any() else top)
         diverged = t[t["state"] == "DIVERGED"]
         x = search_value(diverged[param], one_minus)
         ax.scatter(x, np.full(len(x), top * 1.5), marker="x", s=10, color="k", lw=0.6, label="diverged")
-        ax.set_xscale("log")
-        ax.set_yscale("symlog", linthresh=0.5)
+        if np.isfinite(t["dataset"].map(unit)).any():
+            ax.set_xscale("log")
+            ax.set_yscale("symlog", linthresh=0.5)
+        else:  # no loss unit (one cell or one seed): nothing to place on a log axis
+            ax.text(0.5, 0.5, "not measured:\nno loss unit", ha="center", va="center", transform=ax.transAxes)
         ax.set_title(f"{optimizer}: {searched_as(param, one_minus)}")
-        ax.set_ylabel("above the best, spreads")
+        ax.set_ylabel("above the best, loss units")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", frameon=False, markerscale=2.5)
     return fig
@@ -323,26 +326,55 @@ def stability(table: pd.DataFrame, optimizers: list[str], budgets: list[str]):
     return fig
 
 
-def best_of_k(curves: pd.DataFrame, chosen_batch: dict, spread: pd.Series, optimizers: list[str]):
+def best_of_k(curves: pd.DataFrame, chosen_batch: dict, unit: pd.Series, optimizers: list[str]):
     """Expected test loss of validation's pick among k random trials, each optimizer at its chosen batch size:
-    above the dataset's best curve value, in seed-to-seed spreads, median over datasets, with the median band."""
+    above the dataset's best curve value, in loss units, median over datasets, with the median band."""
     fig, axes = _grid(1, 1, width=5.2, height=3.2, right=1.2, left=0.8)
     ax = axes[0]
     chosen = curves[[chosen_batch.get(o) == b for o, b in zip(curves["optimizer"], curves["batch_size"])]]
     best = chosen.groupby("dataset")["test"].min()
-    unit = chosen["dataset"].map(spread)
+    scale = chosen["dataset"].map(unit)
     base = chosen["dataset"].map(best)
-    excess = chosen.assign(mid=(chosen["test"] - base) / unit, lo=(chosen["test_low"] - base) / unit,
-                           hi=(chosen["test_high"] - base) / unit)
+    excess = chosen.assign(mid=(chosen["test"] - base) / scale, lo=(chosen["test_low"] - base) / scale,
+                           hi=(chosen["test_high"] - base) / scale)
+    drawn = False
     for i, optimizer in enumerate(optimizers):
         r = excess[excess["optimizer"] == optimizer].groupby("k")[["mid", "lo", "hi"]].median()
-        if len(r):
+        if len(r) and r["mid"].notna().any():
             ax.plot(r.index, r["mid"], color=color(optimizer, i), lw=1.4, label=optimizer)
             ax.fill_between(r.index, r["lo"], r["hi"], color=color(optimizer, i), alpha=0.12, lw=0)
+            drawn = True
+    if not drawn:  # no loss unit (one cell, or one seed): a log axis of nothing cannot be drawn
+        ax.text(0.5, 0.5, "not measured:\nno loss unit (needs two cells and two seeds)", ha="center",
+                va="center", transform=ax.transAxes)
+        return fig
     ax.set_xscale("log")
     ax.set_yscale("symlog", linthresh=0.5)
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("random trials k")
-    ax.set_ylabel("test loss above the best, spreads")
+    ax.set_ylabel("test loss above the best, loss units")
     _legend_right(fig, ax)
+    return fig
+
+
+def tolerance_sensitivity(table: pd.DataFrame, optimizers: list[str], sure: float):
+    """P(practically equivalent to the recommended optimizer) against the tolerance (as a multiple of the
+    declared one, log axis), a panel per budget, a line per optimizer compared."""
+    budgets = list(dict.fromkeys(table["budget"]))
+    fig, axes = _grid(max(len(budgets), 1), 3, width=3.2, height=2.6, right=1.1)
+    for ax, budget in zip(axes, budgets):
+        rows = table[table["budget"] == budget]
+        for i, optimizer in enumerate(optimizers):
+            r = rows[rows["optimizer"] == optimizer].sort_values("multiple")
+            if len(r):
+                ax.plot(r["multiple"], r["p_equivalent"], "o-", ms=3, lw=1.2, color=color(optimizer, i),
+                        label=optimizer)
+        ax.axhline(sure, color="k", ls="--", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_xlabel("tolerance / declared")
+        ax.set_ylabel("P(equivalent)")
+        ax.set_title(budget)
+    if budgets:
+        _legend_right(fig, axes[0])
     return fig

@@ -13,7 +13,7 @@ from study.report.judge import stats
 
 def generalisation_rows(a: Analysis) -> pd.DataFrame:
     """Per optimizer (equal epochs, tuned, at its chosen batch size): mean ranks of final training loss and of
-    test loss over the datasets, and the median generalisation gap (test - train) in seed-to-seed spreads."""
+    test loss over the datasets, and the median generalisation gap (test - train) in loss units."""
     ans = a.verdict.answer("epochs", "tuned")
     columns = ["optimizer", "batch_size", "train_mean_rank", "test_mean_rank", "median_gap", "datasets"]
     if ans is None or a.scores.runs["train_final"].isna().all():
@@ -23,7 +23,7 @@ def generalisation_rows(a: Analysis) -> pd.DataFrame:
     train = chosen.pivot_table(index="dataset", columns="optimizer", values="train_final").dropna()
     test = chosen.pivot_table(index="dataset", columns="optimizer", values="test_epochs").reindex(train.index)
     train_ranks, test_ranks = stats.mean_ranks(train), stats.mean_ranks(test)
-    spread = a.scores.spread.reindex(train.index)
+    spread = a.scores.unit.reindex(train.index)
     rows = []
     for o in [o for o in a.grid.optimizers if o in train.columns]:
         gap = ((test[o] - train[o]) / spread).to_numpy(float)
@@ -41,12 +41,12 @@ def generalisation_section(a: Analysis, tables: Tables) -> list:
     shown = pd.DataFrame({"optimizer": [f"{o} ({b})" for o, b in zip(g["optimizer"], g["batch_size"])],
                           "train loss: mean rank": [fmt.cell(v) for v in g["train_mean_rank"]],
                           "test loss: mean rank": [fmt.cell(v) for v in g["test_mean_rank"]],
-                          "gap (test - train), spreads": [fmt.cell(v) for v in g["median_gap"]]})
+                          "gap (test - train), loss units": [fmt.cell(v) for v in g["median_gap"]]})
     return [Heading("Optimisation and generalisation"), Paragraph(
         "Fitting the training set and doing well on new data are different things (Wilson et al. 2017). Every "
         "evaluation records its final network's loss on its own training set beside its test loss. Ranked "
         "separately over the datasets (1 = lowest), each optimizer at the batch size chosen for it at equal epochs, "
-        "tuned; the gap is test minus training loss in seed-to-seed spreads (median over datasets). An optimizer "
+        "tuned; the gap is test minus training loss in loss units (median over datasets). An optimizer "
         "that ranks well on training loss and less well on test fits more than it generalises."),
         Table(shown, "Training against test loss, tuned, equal epochs.", csv)]
 
@@ -58,10 +58,17 @@ def literature_section(a: Analysis, tables: Tables) -> list:
         return []
     shown = pd.DataFrame({"source": lit["source"], "finding": lit["finding"], "verdict": [f"**{v}**" for v in
                                                                                           lit["verdict"]],
-                          "the number": lit["number"], "criterion": lit["criterion"]})
+                          "the number": lit["number"],
+                          "evidence (threshold)": [f"{fmt.cell(e)} ({fmt.cell(t)})" if np.isfinite(e) else "-"
+                                                   for e, t in zip(lit["evidence"], lit["threshold"])],
+                          "criterion": lit["criterion"]})
     scope = lit["scope"].iloc[0]
     return [Heading("The published findings, checked"), Paragraph(
         f"What the literature on optimizer benchmarks found, checked against this sweep with criteria written into "
         f"`conf/claims.yaml` before looking, using the tests of the verdict (validation chooses, test judges, "
-        f"Holm's correction, the ROPE). Each finding **agrees**, **disagrees** or we **cannot tell**. Scope of "
-        f"every row: {scope}."), Table(shown, "Published findings against this sweep.", csv)]
+        f"Holm's correction, the ROPE). Each finding **agrees** only on positive evidence "
+        f"for it (its direction significant, or P >= {fmt.num(a.settings.report.statistics.sure)} within the "
+        f"declared tolerance for an \"at least as good\"), **disagrees** only on such evidence against it, else we "
+        f"**cannot tell**: no significant violation is no agreement. The evidence column gives the number each "
+        f"verdict rests on and the threshold it was held against. Scope of every row: {scope}."),
+        Table(shown, "Published findings against this sweep.", csv)]

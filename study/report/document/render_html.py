@@ -51,7 +51,7 @@ def render_blocks(blocks) -> str:
             out.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in block.items) + "</ul>")
         elif isinstance(block, Table):
             source = f" <code>tables/{html.escape(block.csv)}.csv</code>" if block.csv else ""
-            caption = f'<p class="caption">{inline(block.caption)}{source}</p>' if block.caption or source else ""
+            caption = f'<p class="caption">{inline(block.shown_caption)}{source}</p>'
             out.append(caption + table(block.frame))
         elif isinstance(block, Figure):
             data = base64.b64encode(block.png).decode("ascii")

@@ -26,7 +26,7 @@ def render(blocks, depth: int = 0) -> str:
             out.append("\n".join(f"- {item}" for item in block.items))
         elif isinstance(block, Table):
             source = f"(`tables/{block.csv}.csv`)" if block.csv else ""
-            caption = " ".join(part for part in (f"*{block.caption}*" if block.caption else "", source) if part)
+            caption = " ".join(part for part in (f"*{block.shown_caption}*", source) if part)
             out.append((caption + "\n\n" if caption else "") + table(block.frame))
         elif isinstance(block, Figure):
             out.append(f"![{block.caption}](figures/{block.name}.png)\n\n*{block.caption}*" if block.caption

@@ -8,14 +8,22 @@ from study.report import fmt
 from study.report.analysis import Analysis
 from study.report.document import figures
 from study.report.document.blocks import Details, Figure, Heading, Paragraph, Table
+from study.report.document.sentences import capped
 from study.report.document.tables import Tables, matrix
 
 
 def _to_target(row) -> str:
     if not np.isfinite(row["epochs_to_target"]):
         return "never"
-    seeds = "" if row["reached_share"] >= 1 else f" ({fmt.share(row['reached_share'])} of seeds)"
-    return f"{fmt.count(row['epochs_to_target'])} / {fmt.count(row['updates_to_target'])}{seeds}"
+    runs = "" if row["reached_share"] >= 1 else f" ({fmt.share(row['reached_share'])} of runs)"
+    return f"{fmt.num(row['epochs_to_target'])} / {fmt.count(row['updates_to_target'])}{runs}"
+
+
+def _at_caps(caps: dict):
+    """A cell's validation-curve costs at the updates and seconds budgets, "> cap" where censored."""
+    def shown(row) -> str:
+        return " / ".join(capped(row.get(f"val_{b}", np.nan), caps.get(b, np.nan)) for b in ("updates", "seconds"))
+    return shown
 
 
 def datasets_section(a: Analysis, tables: Tables) -> list:
@@ -23,17 +31,24 @@ def datasets_section(a: Analysis, tables: Tables) -> list:
     optimizers, batches, targets = a.grid.optimizers, a.grid.batches, a.practice.targets
     cells = a.scores.summary.merge(a.practice.to_target, on=["dataset", "optimizer", "batch_size", "track"],
                                    how="left")
+    costs = a.scores.cells[["dataset", "optimizer", "batch_size", "track"]
+                           + [c for c in ("val_updates", "val_seconds", "test_updates", "test_seconds")
+                              if c in a.scores.cells]]
+    cells = cells.merge(costs, on=["dataset", "optimizer", "batch_size", "track"], how="left")
     csv = tables.add("cells", cells)
     csv_targets = tables.add("targets", targets.reindex(list(a.grid.datasets)).reset_index())
     tables.add("curves_median", a.practice.curves_median)
     blocks = [Heading("Per dataset"), Paragraph(
-        f"For every dataset: test loss and accuracy as the mean over seeds with a {level:.0%} bootstrap interval, "
-        f"for every optimizer (rows) and batch size (columns); epochs and updates to reach the dataset's target "
-        f"(median over seeds, from the per-epoch validation curves); seconds per evaluation run (median over seeds: "
-        f"machine-dependent, shown only for orientation); and the validation-loss curves (median over seeds, band "
-        f"= 25th to 75th percentile, dashed line = target). Target = {factor} x the dataset's best "
-        f"tuned final validation loss. With a handful of seeds the percentile intervals are rough (they tend to be "
-        f"too narrow at small n); the verdict does not rest on them.")]
+        f"For every dataset (equal-epochs evaluations, each cell's runs pooled over tuning runs and seeds): test loss "
+        f"and accuracy as the mean over its runs with a {level:.0%} bootstrap interval, for every optimizer (rows) "
+        f"and batch size (columns); epochs and updates to reach the dataset's target within E_d epochs (median "
+        f"over runs, at checkpoint resolution, validation curves); updates and seconds to the target at the "
+        f"updates and seconds budgets, with their own hyperparameters, censored at the caps (\"> cap\": the median "
+        f"run never got there within it); seconds per evaluation run (machine-dependent, for orientation); and the "
+        f"validation-loss curves (median over runs, band = 25th to 75th percentile, dashed line = target). Target "
+        f"= {factor} x the validation loss at E_d of the dataset's best full-batch cell (tuned). With a handful of "
+        f"runs the percentile intervals are rough (they tend to be too narrow at small n); the verdict does not "
+        f"rest on them.")]
     n_train = a.results.evals.groupby("dataset")["n_train"].first()
     for dataset in a.grid.datasets:
         c = cells[cells["dataset"] == dataset]
@@ -43,13 +58,13 @@ def datasets_section(a: Analysis, tables: Tables) -> list:
             inner.append(Paragraph(
                 f"N = {fmt.count(n_train.get(dataset, np.nan))} training samples, "
                 f"{a.results.epochs(dataset)} epochs. Target validation "
-                f"loss {fmt.num(t['target'])} = {factor} x {fmt.num(t['best_final_val_loss'])}, "
-                f"the best tuned final validation loss ({t['optimizer']}, batch {t['batch_size']})."))
+                f"loss {fmt.num(t['target'])} = {factor} x {fmt.num(t['best_val_loss'])}, the validation loss at "
+                f"E_d of the best full-batch cell ({t['optimizer']}, batch {t['batch_size']}, tuned)."))
         for track in a.grid.tracks:
             ct = c[c["track"] == track]
             inner.append(Table(matrix(ct, optimizers, batches, lambda r: fmt.interval(
                 r["test_loss_mean"], r["test_loss_low"], r["test_loss_high"])),
-                f"{dataset}: test loss, {track} (mean [{level:.0%} CI] over seeds)", csv))
+                f"{dataset}: test loss, {track} (mean [{level:.0%} CI] over runs)", csv))
             failed = int(ct["failed"].sum())
             if failed:
                 inner.append(Paragraph(f"{failed} {track} run(s) diverged here; each scores the untrained "
@@ -60,13 +75,18 @@ def datasets_section(a: Analysis, tables: Tables) -> list:
                 r["test_accuracy_mean"], r["test_accuracy_low"], r["test_accuracy_high"])),
                 f"{dataset}: test accuracy, tuned", csv))
         inner.append(Table(matrix(tuned, optimizers, batches, _to_target),
-                           f"{dataset}: epochs / updates to the target, tuned", csv))
+                           f"{dataset}: epochs / updates to the target within E_d epochs, tuned", csv))
+        caps = a.scores.caps[a.scores.caps["dataset"] == dataset].set_index("budget")["cap"].to_dict()
+        inner.append(Table(matrix(tuned, optimizers, batches, _at_caps(caps)),
+                           f"{dataset}: updates / seconds to the target at their own budgets (caps "
+                           f"{fmt.num(caps.get('updates', np.nan))} updates, {fmt.num(caps.get('seconds', np.nan))} "
+                           f"s), tuned, validation curves, median over runs", csv))
         inner.append(Table(matrix(tuned, optimizers, batches, lambda r: fmt.cell(r["seconds_median"])),
                            f"{dataset}: seconds per evaluation run, tuned (machine-dependent)", csv))
         target = float(targets.loc[dataset, "target"]) if dataset in targets.index else np.nan
         fig = figures.dataset_curves(a.practice.curves_median, dataset, batches, optimizers, target)
         inner.append(Figure(f"curves_{dataset}", figures.png_bytes(fig, a.settings.report.figures.dpi),
-                            f"{dataset}: validation loss against epoch, tuned (median over seeds, 25-75% band)."))
+                            f"{dataset}: validation loss against epoch, tuned (median over runs, 25-75% band)."))
         blocks.append(Details(dataset, inner))
     blocks.append(Paragraph(f"Targets: `tables/{csv_targets}.csv`; median curves: `tables/curves_median.csv`."))
     return blocks

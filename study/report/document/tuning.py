@@ -9,6 +9,7 @@ from study.report import fmt
 from study.report.analysis import Analysis
 from study.report.document import figures
 from study.report.document.blocks import Figure, Heading, Paragraph, Table
+from study.report.document.protocol import pruning_blocks
 from study.report.document.sentences import short_status, status_sentence
 from study.report.document.tables import Tables
 from study.report.judge.tuning_value import within
@@ -22,13 +23,13 @@ def _budget_blocks(a: Analysis, tables: Tables) -> list:
     epochs = a.verdict.answer("epochs", "tuned")
     blocks = []
     if a.tuning.random_arm and epochs is not None:
-        picture = figures.best_of_k(a.tuning.random_curves, epochs.chosen_batch, a.scores.spread, a.grid.optimizers)
+        picture = figures.best_of_k(a.tuning.random_curves, epochs.chosen_batch, a.scores.unit, a.grid.optimizers)
         blocks += [Paragraph(
             "**What k trials buy.** Every cell also ran an unpruned random search with the same number of trials, "
             "each trial scored on test too (tag `scored_on_test=true`; no choice reads it). The expected best-of-k "
             "(Dodge et al. 2019; Sivaprasad et al. 2020): the expected test loss of the trial that validation would "
             "pick among k drawn at random, computed exactly over all draws with replacement, with a " + band +
-            " band from resampling the arm's trials. Shown above the dataset's best value in seed-to-seed spreads, "
+            " band from resampling the arm's trials. Shown above the dataset's best value in loss units, "
             "median over datasets; each optimizer at the batch size chosen for it at equal epochs."),
             Figure("best_of_k", figures.png_bytes(picture, dpi),
                    "Expected test loss of validation's pick among k random trials (median over datasets, band: "
@@ -36,7 +37,8 @@ def _budget_blocks(a: Analysis, tables: Tables) -> list:
         how = "the expected test loss of validation's pick among k random trials (chosen by the expected best-of-k " \
               "validation loss)"
     else:
-        how = "TPE's best validation loss after k trials: one realisation (this sweep has no random arm)"
+        how = ("TPE's best validation loss after k trials: the mean of a few realisations, one per tuning run (this "
+               "sweep has no random arm)")
     rows, shown = [], []
     for k, family in a.tuning.winners.items():
         j, r = family.judgement, family.result
@@ -51,9 +53,9 @@ def _budget_blocks(a: Analysis, tables: Tables) -> list:
                             tables.add("budget_winners", pd.DataFrame(rows))))
     picture = figures.budget_curves(curves, a.grid.batches, a.grid.optimizers)
     blocks.append(Figure("tuning_budget", figures.png_bytes(picture, dpi),
-                         "Best validation loss after k trials above the dataset's best trial, in seed-to-seed "
-                         "spreads, median over datasets, a panel per batch size (random arm: expected best-of-k; "
-                         "else TPE's best so far)."))
+                         "Best validation loss after k trials above the dataset's best trial, in loss units, "
+                         "median over datasets, a panel per batch size (random arm: expected best-of-k; "
+                         "else TPE's best so far, the mean over tuning runs)."))
     return blocks
 
 
@@ -74,12 +76,12 @@ def _value_blocks(a: Analysis, tables: Tables) -> list:
     if len(g):
         blocks.append(Table(pd.DataFrame({
             "optimizer": [f"{o} ({b})" for o, b in zip(g["optimizer"], g["batch_size"])],
-            "default - tuned, spreads": [f"{fmt.num(m)} [{fmt.num(lo)}, {fmt.num(hi)}]" for m, lo, hi in
+            "default - tuned, loss units": [f"{fmt.num(m)} [{fmt.num(lo)}, {fmt.num(hi)}]" for m, lo, hi in
                                          zip(g["median_gain"], g["low"], g["high"])],
             "P(tuned better)": [fmt.prob(p) for p in g["p_tuned_better"]],
             "P(equivalent)": [fmt.prob(p) for p in g["p_equivalent"]]}),
             "Tuning gain (Schmidt et al. 2021): the default track's test loss minus the tuned one's per dataset, in "
-            "seed-to-seed spreads (median with its bootstrap interval; > 0: tuning helps).", csv))
+            "loss units (median with its bootstrap interval; > 0: tuning helps).", csv))
     f = a.tuning.several_defaults
     if f is not None:
         tables.add("defaults_vs_tuned", f.result.pairs)
@@ -116,16 +118,17 @@ def tuning_section(a: Analysis, tables: Tables) -> list:
     if trials.empty:
         return blocks + [Paragraph("The sweep recorded no tuning trials.")]
     blocks += _budget_blocks(a, tables)
+    blocks += pruning_blocks(a, tables)
     blocks += _value_blocks(a, tables)
     picture = figures.loss_against(trials, hyperparameter_panels(trials, a.grid.optimizers, False), a.grid.batches,
-                                   a.scores.spread)
+                                   a.scores.unit)
     blocks.append(Figure("tuning_eta", figures.png_bytes(picture, dpi),
-                         "Final validation loss of every trial above the dataset's best trial, in seed-to-seed "
-                         "spreads, against eta; "
+                         "Final validation loss of every trial above the dataset's best trial, in loss units, "
+                         "against eta; "
                          "colour = batch size, crosses at the top = diverged trials."))
     panels = hyperparameter_panels(trials, a.grid.optimizers, True)
     if panels:
-        picture = figures.loss_against(trials, panels, a.grid.batches, a.scores.spread)
+        picture = figures.loss_against(trials, panels, a.grid.batches, a.scores.unit)
         blocks.append(Figure("tuning_averaging", figures.png_bytes(picture, dpi),
                              "The same against the averaging constants, drawn as 1 - value (searched log-uniformly "
                              "that way): 0.1 is 0.9, 0.01 is 0.99."))

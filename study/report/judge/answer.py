@@ -3,23 +3,26 @@
 For a budget (epochs, updates, seconds) and a track (tuned, default):
 
 1. **Each optimizer's batch size** is the one with the best mean rank over the datasets of its validation score at
-   that budget (final validation loss; updates or seconds to the validation target). Ties go to the first in the
-   sweep's order.
+   that budget (validation loss at E_d; updates or seconds to the validation target, censored at the cap), each
+   cell scored on the evaluations of the hyperparameters chosen for that budget, pooled over tuning runs and
+   seeds. Ties go to the first in the sweep's order.
 2. **The recommended optimizer** is the one whose chosen cell has the best mean rank of validation score.
 3. **Test scores what was chosen**: the datasets x optimizers table of test scores at the chosen batch sizes goes
    through the declared tests (Iman-Davenport, all pairs by Wilcoxon with Holm, the Bayesian signed-rank test with
-   the ROPE), and the recommendation is judged against every other optimizer:
+   the declared tolerance, ``tolerance``), and the recommendation is judged against every other optimizer:
    - *winner*: every other optimizer is significantly behind it;
-   - *practically equivalent*: every other one is significantly behind or, with P(within the ROPE) >= sure,
+   - *practically equivalent*: every other one is significantly behind or, with P(within tolerance) >= sure,
      practically the same: an answer, not a failure to find one;
    - *cannot separate*: some are neither behind nor shown equivalent: the data cannot tell them apart;
    - *validation and test disagree*: some optimizer is significantly better on test than the one validation chose
      (the verdict still follows validation, and says so).
-The batch-size answer is the same procedure over the recommended optimizer's batch sizes. The statuses and the rule
-that gives them: study.report.judge.decide.
+The batch-size answer is the same procedure over the recommended optimizer's batch sizes. The tuned verdict at the
+primary budgets (conf/report.yaml) reads its pairs only when its omnibus p-value, Holm-corrected across those
+families, is significant. The statuses and the rule that gives them: study.report.judge.decide.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -27,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from study.report.inputs import TRACKS
-from study.report.judge import stats
-from study.report.judge.decide import NOT_MEASURED, Judgement, judge, status
+from study.report.judge import stats, tolerance
+from study.report.judge.decide import NOT_MEASURED, Judgement, judge
 from study.report.judge.scoring import BUDGETS, measured
 from study.schema.report import Report, Statistics
 
@@ -46,9 +49,11 @@ class Answer:
     judgement: Judgement
     batch_family: stats.FamilyResult | None  # test scores, the recommended optimizer's batch sizes
     batch_judgement: Judgement
-    rope: float  # the verdict's ROPE on the family's difference scale
-    scale: str  # what a difference means: "spreads" (loss / seed-to-seed spread) or "log2 ratio"
+    rope: float  # the declared tolerance on the family's difference scale
+    scale: str  # what a difference means: "loss units" (paired SDs of validation loss) or "log2 ratio"
     failures: dict = field(default_factory=dict)  # optimizer -> share of its chosen cell's runs that diverged
+    primary: bool = False  # a primary family (conf/report.yaml): its omnibus p corrected across them (Holm)
+    omnibus_p: float = math.nan  # the omnibus p-value its pairs were gated on (the corrected one when primary)
 
     @property
     def batch(self) -> str | None:
@@ -67,12 +72,9 @@ def score_table(cells: pd.DataFrame, column: str, track: str, datasets) -> pd.Da
     return table.reindex([d for d in datasets if d in table.index])
 
 
-def differences(budget: str, spread: pd.Series, never: pd.Series):
-    """The paired differences a budget's tests rank: a loss difference in the dataset's seed-to-seed spreads, or
-    the log2 ratio of two costs (never reached = twice the dataset's largest finite cost)."""
-    if budget == "epochs":
-        return lambda other, reference: stats.scaled_difference(other, reference, spread.reindex(other.index))
-    return lambda other, reference: stats.log2_ratio(other, reference, never.reindex(other.index))
+def differences(budget: str, unit: pd.Series, caps: pd.DataFrame):
+    """The paired differences a budget's tests rank (``tolerance.differences``), with the budget's caps."""
+    return tolerance.differences(budget, unit, tolerance.cap_series(caps, budget))
 
 
 def family_tests(scores: pd.DataFrame, differences, rope: float, st: Statistics, focus: str | None = None):
@@ -94,12 +96,13 @@ def best(ranks: pd.Series) -> str | None:
 
 
 def validation_pick(val: pd.DataFrame) -> str | None:
-    """What validation chooses among a family's treatments (datasets x treatments): the best mean rank."""
+    """What validation chooses among a family's treatments (datasets x treatments of VALIDATION scores): the best
+    mean rank. Every choice of the judge goes through here or ``choose``; neither is ever given a test score."""
     return best(mean_ranks(val))
 
 
 def choose(val: pd.DataFrame, optimizers, batches) -> tuple[dict, pd.DataFrame]:
-    """Each optimizer's batch size by the best mean rank of validation score over the datasets."""
+    """Each optimizer's batch size by the best mean rank of its VALIDATION score over the datasets."""
     chosen, rows = {}, {}
     for o in optimizers:
         sub = pd.DataFrame({b: val[(o, b)] for b in batches if (o, b) in val.columns})
@@ -111,13 +114,12 @@ def choose(val: pd.DataFrame, optimizers, batches) -> tuple[dict, pd.DataFrame]:
     return chosen, pd.DataFrame(rows).T.reindex(columns=list(batches))
 
 
-def answer(cells: pd.DataFrame, budget: str, track: str, datasets, optimizers, batches, spread: pd.Series,
-           report: Report, runs: pd.DataFrame | None = None) -> Answer:
-    rope = report.rope.on_scale(budget)
+def answer(cells: pd.DataFrame, budget: str, track: str, datasets, optimizers, batches, unit: pd.Series,
+           caps: pd.DataFrame, report: Report, runs: pd.DataFrame | None = None) -> Answer:
+    rope = report.tolerance.on_scale(budget)
     st = report.statistics
-    scale = "spreads" if budget == "epochs" else "log2 ratio"
+    scale = "loss units" if budget == "epochs" else "log2 ratio"
     val = score_table(cells, f"val_{budget}", track, datasets)
-    test = score_table(cells, f"test_{budget}", track, datasets)
     chosen, batch_ranks = choose(val, optimizers, batches)
     val_at = pd.DataFrame({o: val[(o, b)] for o, b in chosen.items()})
     val_ranks = mean_ranks(val_at).sort_values(kind="stable") if len(val_at.columns) else pd.Series(dtype=float)
@@ -126,8 +128,9 @@ def answer(cells: pd.DataFrame, budget: str, track: str, datasets, optimizers, b
     if not measured(cells[cells["track"] == track], budget) or recommended is None:
         return Answer(budget, track, chosen, batch_ranks, val_ranks, recommended, None, empty, None,
                       Judgement(NOT_MEASURED, chosen.get(recommended)), rope, scale)
-    never = 2 * test.replace(np.inf, np.nan).max(axis=1)
-    diff = differences(budget, spread, never)
+    # test enters here, after every choice: it scores the chosen cells
+    test = score_table(cells, f"test_{budget}", track, datasets)
+    diff = differences(budget, unit, caps)
     test_at = pd.DataFrame({o: test[(o, b)] for o, b in chosen.items()})
     family = family_tests(test_at, diff, rope, st, focus=recommended)
     judgement = judge(family, recommended, st.alpha, st.sure)
@@ -141,59 +144,39 @@ def answer(cells: pd.DataFrame, budget: str, track: str, datasets, optimizers, b
             mine = rows[(rows["optimizer"] == o) & (rows["batch_size"] == b)]
             failures[o] = float(mine["diverged"].mean()) if len(mine) else math.nan
     return Answer(budget, track, chosen, batch_ranks, val_ranks, recommended, family, judgement, batch_family,
-                  batch_judgement, rope, scale, failures)
+                  batch_judgement, rope, scale, failures, omnibus_p=family.omnibus.pvalue)
 
 
-def answers(cells: pd.DataFrame, runs: pd.DataFrame, spread: pd.Series, datasets, optimizers, batches,
-            report: Report) -> dict[tuple[str, str], Answer]:
-    """Every budget and track, keyed (budget, track), in a stable order."""
+def answers(cells: pd.DataFrame, runs: pd.DataFrame, unit: pd.Series, caps: pd.DataFrame, datasets, optimizers,
+            batches, report: Report) -> dict[tuple[str, str], Answer]:
+    """Every budget and track, keyed (budget, track), in a stable order; the primary families (conf/report.yaml:
+    the tuned verdict at its budgets) judged with their omnibus p-values corrected together (Holm)."""
     tracks = [t for t in TRACKS if (cells["track"] == t).any()]
-    return {(b, t): answer(cells, b, t, datasets, optimizers, batches, spread, report, runs)
-            for b in BUDGETS for t in tracks}
+    found = {(b, t): answer(cells, b, t, datasets, optimizers, batches, unit, caps, report, runs)
+             for b in BUDGETS for t in tracks}
+    return primary(found, report)
 
 
-def rope_sensitivity(a: Answer, report: Report) -> pd.DataFrame:
-    """P(practically equivalent) of the recommended optimizer against each other at each declared ROPE width,
-    and the status that width gives (the tests other than the ROPE do not change)."""
-    if not a.measured:
-        return pd.DataFrame(columns=["budget", "track", "width", "optimizer", "p_equivalent", "status"])
-    rows = []
-    scores = a.family.scores
+def primary(found: dict, report: Report) -> dict:
+    """The primary families' judgements gated on their Holm-corrected omnibus p-values."""
+    keys = [(b, "tuned") for b in report.primary.families if (b, "tuned") in found and found[(b, "tuned")].measured]
+    if not keys:
+        return found
     st = report.statistics
-    for width in report.rope.widths(a.budget):
-        rope = report.rope.on_scale(a.budget, width)
-        probabilities = {}
-        for other in scores.columns:
-            if other == a.recommended:
-                continue
-            d = pair_differences(a, other)
-            probabilities[other] = stats.bayesian_signed_rank(d, rope, st.bayes_samples, st.seed)[1] \
-                if len(d) else math.nan
-        at_width = _status_with(a, probabilities, st.sure)
-        for other, p in probabilities.items():
-            rows.append({"budget": a.budget, "track": a.track, "width": width, "optimizer": other,
-                         "p_equivalent": p, "status": at_width})
-    return pd.DataFrame(rows)
+    corrected = stats.holm([found[k].family.omnibus.pvalue for k in keys])
+    out = dict(found)
+    for key, p in zip(keys, corrected):
+        a = found[key]
+        out[key] = dataclasses.replace(a, judgement=judge(a.family, a.recommended, st.alpha, st.sure, float(p)),
+                                       primary=True, omnibus_p=float(p))
+    return out
 
 
-def pair_differences(a: Answer, other: str) -> np.ndarray:
-    """The recommended optimizer's paired differences against ``other`` (> 0: the recommended one is better)."""
-    return np.asarray(a.family.differences(a.family.scores[other], a.family.scores[a.recommended]), float)
-
-
-def _status_with(a: Answer, p_equivalent: dict, sure: float) -> str:
-    """The answer's status had the ROPE been another width (the tests other than the ROPE do not change)."""
-    j = a.judgement
-    undecided = j.equivalent + j.unresolved
-    equivalent = [o for o in undecided if p_equivalent.get(o, 0) >= sure]
-    return status(j.behind, equivalent, [o for o in undecided if o not in equivalent], j.ahead)
-
-
-def effects(a: Answer, cells: pd.DataFrame, spread: pd.Series, report: Report) -> pd.DataFrame:
+def effects(a: Answer, cells: pd.DataFrame, unit: pd.Series, report: Report) -> pd.DataFrame:
     """At equal epochs, the recommended optimizer against each other one (each at its chosen cell), per dataset:
-    the relative difference of test loss, (other - recommended) / max(recommended, seed-to-seed spread), so that a
-    loss near zero never makes it explode; and on classification sets the difference of test accuracy in points
-    (recommended - other) with the Bayesian P(within the accuracy ROPE). Medians over datasets with bootstrap
+    the relative difference of test loss, (other - recommended) / max(recommended, loss unit), so that a loss
+    near zero never makes it explode; and on classification sets the difference of test accuracy in points
+    (recommended - other) with the Bayesian P(within the accuracy tolerance). Medians over datasets with bootstrap
     intervals."""
     columns = ["budget", "track", "optimizer", "rel_median", "rel_low", "rel_high", "acc_median", "acc_low",
                "acc_high", "acc_p_equivalent", "acc_datasets"]
@@ -208,11 +191,9 @@ def effects(a: Answer, cells: pd.DataFrame, spread: pd.Series, report: Report) -
     for other, batch in a.chosen_batch.items():
         if other == a.recommended:
             continue
-        denominator = np.maximum(loss[rec].abs(), spread.reindex(datasets).fillna(0.0))
+        denominator = np.maximum(loss[rec].abs(), unit.reindex(datasets).fillna(0.0))
         rel = ((loss[(other, batch)] - loss[rec]) / denominator).to_numpy(float)
         acc = (100 * (accuracy[rec] - accuracy[(other, batch)])).dropna().to_numpy(float)
-        p_eq = stats.bayesian_signed_rank(acc, report.rope.accuracy_points[0], st.bayes_samples,
-                                          st.seed)[1] if len(acc) else math.nan
         rows.append({"budget": a.budget, "track": a.track, "optimizer": other,
                      "rel_median": float(np.nanmedian(rel)) if np.isfinite(rel).any() else math.nan,
                      **dict(zip(("rel_low", "rel_high"), stats.bootstrap_median_ci(
@@ -220,5 +201,5 @@ def effects(a: Answer, cells: pd.DataFrame, spread: pd.Series, report: Report) -
                      "acc_median": float(np.median(acc)) if len(acc) else math.nan,
                      **dict(zip(("acc_low", "acc_high"), stats.bootstrap_median_ci(
                          acc, st.confidence, st.bootstrap_resamples, st.seed))),
-                     "acc_p_equivalent": p_eq, "acc_datasets": len(acc)})
+                     "acc_p_equivalent": tolerance.accuracy_equivalence(acc, report), "acc_datasets": len(acc)})
     return pd.DataFrame(rows, columns=columns)

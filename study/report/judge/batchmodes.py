@@ -1,6 +1,7 @@
 """Batch, mini-batch and stochastic: the lecture's table of updates per epoch, measured, and how noise changes.
 
-Updates per epoch are read from the cumulative ``updates`` curve of every evaluation run. Noise is read from
+Updates per epoch are read from the cumulative ``updates`` count at the epoch ends of every equal-epochs evaluation
+run (``progress.epoch_ends``). Noise is read from
 ``grad_norm`` (the RMS norm of the gradients that fed the epoch's updates): a mini-batch gradient's expected squared
 norm is the full gradient's plus the sampling variance / B, so at equal parameters a smaller batch has a larger
 RMS norm. Runs at different batch sizes do not pass through the same parameters, so the ratio is a symptom of
@@ -28,8 +29,8 @@ def lecture_formula(batch_size: str) -> str:
 def updates_per_epoch(curves: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame:
     """Per (dataset, batch size): N, the expected updates per epoch and the measured ones (min and max over
     every epoch of every evaluation run that has a count)."""
-    c = curves[RUN + ["epoch", "updates"]].sort_values(RUN + ["epoch"])
-    per_epoch = c.groupby(RUN, sort=False)["updates"].diff().fillna(c["updates"])
+    c = curves[RUN + ["dataset", "batch_size", "epoch", "updates"]].sort_values(RUN + ["epoch"])
+    per_epoch = c.groupby(RUN, sort=False)["updates"].diff().fillna(c["updates"].astype(float))
     c = c.assign(per_epoch=per_epoch).dropna(subset=["per_epoch"])
     measured = c.groupby(["dataset", "batch_size"], sort=False)["per_epoch"].agg(["min", "max"]).reset_index()
     n_train = evals.groupby("dataset", sort=False)["n_train"].first()
@@ -40,19 +41,22 @@ def updates_per_epoch(curves: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame
 
 
 def noise(curves: pd.DataFrame) -> pd.DataFrame:
-    """Per run: the mean grad_norm over the second half of its epochs, its ratio to the full-batch run of the
-    same (dataset, optimizer, track, seed), and the share of epochs whose validation loss went up (oscillation)."""
+    """Per run (at its epoch ends): the mean grad_norm over the second half of its epochs, its ratio to the
+    full-batch run of the same (dataset, optimizer, track, tuning run, seed), and the share of epochs whose
+    validation loss went up (oscillation)."""
+    keys = ["run_id", "dataset", "optimizer", "batch_size", "track", "tuning_run", "seed"]
     c = curves.sort_values(RUN + ["epoch"])
     last_epoch = c.groupby("dataset")["epoch"].transform("max")
     late = c[c["epoch"] > last_epoch / 2]
-    out = late.groupby(RUN, sort=False)["grad_norm"].mean().rename("late_grad_norm").reset_index()
+    out = late.groupby(keys, sort=False)["grad_norm"].mean().rename("late_grad_norm").reset_index()
     rose = c.groupby(RUN, sort=False)["val_loss"].diff() > 0
     steps = c.groupby(RUN, sort=False)["val_loss"].diff().notna()
-    share = (rose.groupby([c[k] for k in RUN], sort=False).sum()
-             / steps.groupby([c[k] for k in RUN], sort=False).sum().replace(0, np.nan))
-    out = out.merge(share.rename("val_rise_share").reset_index(), on=RUN, how="left")
-    full = out[out["batch_size"] == "full"].set_index(["dataset", "optimizer", "track", "seed"])["late_grad_norm"]
-    key = pd.MultiIndex.from_frame(out[["dataset", "optimizer", "track", "seed"]])
+    share = (rose.groupby(c["run_id"], sort=False).sum()
+             / steps.groupby(c["run_id"], sort=False).sum().replace(0, np.nan))
+    out = out.merge(share.rename("val_rise_share").reset_index(), on="run_id", how="left")
+    same = ["dataset", "optimizer", "track", "tuning_run", "seed"]
+    full = out[out["batch_size"] == "full"].drop_duplicates(same).set_index(same)["late_grad_norm"]
+    key = pd.MultiIndex.from_frame(out[same])
     out["grad_norm_vs_full"] = out["late_grad_norm"].to_numpy() / full.reindex(key).to_numpy()
     return out
 

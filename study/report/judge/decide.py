@@ -14,7 +14,9 @@ The answer, the lecture's claims and the published findings share these decision
 - **Evidence from a share of cases** (``by_share``): True at a share >= support, False at <= contradict, None in
   between or with fewer than min_cases (conf/claims.yaml's verdict block): the claims and Shallue's finding.
 - **Whether a headline survives resampling** (``survival``): the share of bootstrap resamples that pick the same
-  optimizer at the same batch size, against conf/report.yaml's ``stability.survives`` and ``mostly_survives``.
+  optimizer at the same batch size, against conf/report.yaml's ``stability.survives`` and ``mostly_survives``;
+  and what a headline may name (``headline``): that one pair when it survives, else the smallest set of optimizers
+  (and range of batch sizes) that together hold ``survives`` of the resamples.
 
 A check's verdict needs evidence both ways: True is "supported" / "agrees", False "contradicted" / "disagrees", None
 "inconclusive" / "cannot tell" (``CLAIM.word``, ``FINDING.word``).
@@ -85,16 +87,20 @@ def too_few_datasets(n: int, pairs: int, alpha: float) -> bool:
     return 2.0 / 2.0 ** n * max(pairs, 1) >= alpha
 
 
-def standing(family: stats.FamilyResult, chosen: str, other: str, alpha: float, sure: float) -> str:
+def standing(family: stats.FamilyResult, chosen: str, other: str, alpha: float, sure: float,
+             omnibus_p: float | None = None) -> str:
     """Where ``other`` stands against ``chosen`` on test. Pairs are read only after a significant omnibus test
-    (Demšar 2006)."""
+    (Demšar 2006); ``omnibus_p``, when given, is the omnibus p-value corrected across the primary families (Holm),
+    read in place of the family's own."""
     pair = family.pair(chosen, other)
-    if family.omnibus.pvalue < alpha and pair["holm_p"] < alpha:
+    gate = family.omnibus.pvalue if omnibus_p is None else omnibus_p
+    if gate < alpha and pair["holm_p"] < alpha:
         return BEHIND if pair["median"] > 0 else AHEAD
     return SAME if pair["p_equivalent"] >= sure else UNSEPARATED
 
 
-def judge(family: stats.FamilyResult, chosen: str | None, alpha: float, sure: float) -> Judgement:
+def judge(family: stats.FamilyResult, chosen: str | None, alpha: float, sure: float,
+          omnibus_p: float | None = None) -> Judgement:
     if chosen is not None and family.scores.shape[1] < 2:
         return Judgement(NOT_MEASURED, chosen, why=f"{chosen} is the only one here, nothing to compare it with.")
     if chosen is not None and family.n_blocks < 2:
@@ -105,7 +111,7 @@ def judge(family: stats.FamilyResult, chosen: str | None, alpha: float, sure: fl
     where = {BEHIND: [], SAME: [], UNSEPARATED: [], AHEAD: []}
     for other in family.mean_ranks.index:
         if other != chosen:
-            where[standing(family, chosen, other, alpha, sure)].append(other)
+            where[standing(family, chosen, other, alpha, sure, omnibus_p)].append(other)
     n = family.n_blocks
     return Judgement(status(**where), chosen, **{k: tuple(v) for k, v in where.items()},
                      too_few=n if too_few_datasets(n, len(family.pairs), alpha) else 0, alpha=alpha)
@@ -139,3 +145,43 @@ def survival(share: float, stability: Stability) -> str:
     if share >= stability.survives:
         return SURVIVES
     return MOSTLY_SURVIVES if share >= stability.mostly_survives else DOES_NOT_SURVIVE
+
+
+@dataclass(frozen=True)
+class Headline:
+    """What a budget's bold line may name: ``optimizers`` (most picked first) at ``batches`` (a range in the
+    sweep's order), holding ``share`` of the resamples; ``single`` when that is one optimizer at one batch size."""
+    optimizers: tuple
+    batches: tuple
+    share: float
+
+    @property
+    def single(self) -> bool:
+        return len(self.optimizers) == 1 and len(self.batches) == 1
+
+
+def headline(shares: dict, optimizers, batches, holds: float, pick: tuple | None = None) -> Headline | None:
+    """What a bold line may name, from the share of resamples picking each (optimizer, batch size): the verdict's
+    ``pick`` alone when it holds ``holds`` of them (conf/report.yaml's ``stability.survives``); else the fewest
+    optimizers (the pick's first, then the most picked) that together hold it, at the narrowest range of batch
+    sizes (in the sweep's order, the pick's among them) with which they still do. So a headline widens the
+    verdict, never contradicts it. Ties go to the larger share, then to the sweep's order. Without a pick, the
+    most picked pair stands in for it; None when nothing was picked."""
+    optimizers, batches = list(optimizers), list(batches)
+    share = lambda os, bs: sum(shares.get((o, b), 0.0) for o in os for b in bs)  # noqa: E731
+    if pick is None:
+        ranked_pairs = sorted(shares, key=lambda k: (-shares[k], optimizers.index(k[0]), batches.index(k[1])))
+        if not ranked_pairs or shares[ranked_pairs[0]] <= 0:
+            return None
+        pick = ranked_pairs[0]
+    enough = holds - 1e-12
+    if shares.get(pick, 0.0) >= enough:
+        return Headline((pick[0],), (pick[1],), shares[pick])
+    ranked = [pick[0]] + sorted((o for o in optimizers if o != pick[0]),
+                                key=lambda o: (-share([o], batches), optimizers.index(o)))
+    chosen = next((ranked[:k] for k in range(1, len(ranked) + 1) if share(ranked[:k], batches) >= enough), ranked)
+    ranges = [batches[i:j + 1] for i in range(len(batches)) for j in range(i, len(batches)) if pick[1] in
+              batches[i:j + 1]]
+    fitting = [r for r in ranges if share(chosen, r) >= enough] or [batches]
+    best = min(fitting, key=lambda r: (len(r), -share(chosen, r), batches.index(r[0])))
+    return Headline(tuple(chosen), tuple(best), share(chosen, best))

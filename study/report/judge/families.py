@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from study.report.judge import stats
-from study.report.judge.answer import differences, family_tests, score_table, validation_pick
+from study.report.judge import tolerance
+from study.report.judge.answer import family_tests, score_table, validation_pick
 from study.report.judge.decide import Judgement, judge
 from study.schema.report import Report
 
@@ -33,17 +34,23 @@ class Family:
         return f"optimizers after {self.fixed} trial(s)"
 
 
-def compare(val: pd.DataFrame, test: pd.DataFrame, spread: pd.Series, report: Report, kind: str, fixed: str,
+def loss_differences(unit: pd.Series):
+    """Loss differences in the dataset's loss units (``tolerance.differences`` at equal epochs)."""
+    return tolerance.differences("epochs", unit, pd.Series(dtype=float))
+
+
+def compare(val: pd.DataFrame, test: pd.DataFrame, unit: pd.Series, report: Report, kind: str, fixed: str,
             track: str, labels: dict | None = None) -> Family:
-    """A family whose treatment is chosen on ``val`` and judged on ``test`` (datasets x treatments, losses)."""
+    """A family whose treatment is chosen on ``val`` and judged on ``test`` (datasets x treatments, losses):
+    exploratory (no multiplicity control across these families)."""
     chosen = validation_pick(val)
-    result = family_tests(test, differences("epochs", spread, pd.Series(dtype=float)), report.rope.on_scale("epochs"),
-                          report.statistics, focus=chosen)
+    result = family_tests(test, loss_differences(unit), report.tolerance.on_scale("epochs"), report.statistics,
+                          focus=chosen)
     return Family(kind, fixed, track, result, judge(result, chosen, report.statistics.alpha,
                                                      report.statistics.sure), labels or {t: t for t in test.columns})
 
 
-def secondary(cells: pd.DataFrame, spread: pd.Series, datasets, optimizers, batches, tracks,
+def secondary(cells: pd.DataFrame, unit: pd.Series, datasets, optimizers, batches, tracks,
               report: Report) -> dict[tuple[str, str, str], Family]:
     """Keyed (track, kind, fixed), in a stable order."""
     out = {}
@@ -53,10 +60,10 @@ def secondary(cells: pd.DataFrame, spread: pd.Series, datasets, optimizers, batc
         for b in batches:
             cols = [(o, b) for o in optimizers if (o, b) in test.columns]
             pick = lambda t: pd.DataFrame({o: t[(o, b)] for o, _ in cols})  # noqa: E731
-            out[(track, "optimizers", b)] = compare(pick(val), pick(test), spread, report, "optimizers", b, track)
+            out[(track, "optimizers", b)] = compare(pick(val), pick(test), unit, report, "optimizers", b, track)
         for o in optimizers:
             cols = [(o, b) for b in batches if (o, b) in test.columns]
             pick = lambda t: pd.DataFrame({b: t[(o, b)] for _, b in cols})  # noqa: E731
-            out[(track, "batch_sizes", o)] = compare(pick(val), pick(test), spread, report, "batch_sizes", o,
+            out[(track, "batch_sizes", o)] = compare(pick(val), pick(test), unit, report, "batch_sizes", o,
                                                      track)
     return out

@@ -1,5 +1,6 @@
 """How fast the runs get there in practice: each dataset's target, epochs and updates to it, the batch modes (updates
-per epoch, noise, oscillation) and the performance profiles of the cost to the target."""
+per epoch, noise, oscillation) and the performance profiles of the cost to the target (each budget's own, censored
+at its cap: a censored run is never there)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from study.report.inputs import Grid, SweepResults
-from study.report.judge import batchmodes, progress, scoring, stats
+from study.report.judge import batchmodes, progress, protocol, stats
 from study.report.judge.scoring import Scores
 from study.report.judge.verdict import Verdict
 from study.schema.report import Report
@@ -21,8 +22,9 @@ PROFILES = (("epochs", "test_epochs_to_target", "epochs to the target"),
 @dataclass(frozen=True)
 class Practice:
     targets: pd.DataFrame  # per dataset: the verdict's target and the cell that set it
+    budgets: pd.DataFrame  # per dataset and budget: the cap, and whether the best full-batch cell reaches the target
     to_target: pd.DataFrame  # per cell: median epochs / updates to the validation target, reached share
-    curves_median: pd.DataFrame  # per cell and epoch: median validation loss and quartiles over seeds
+    curves_median: pd.DataFrame  # per cell and epoch: median validation loss and quartiles over its runs
     updates: pd.DataFrame  # per dataset and batch size: updates per epoch, expected and measured
     noise: pd.DataFrame  # per run: late gradient norm against the full batch's, share of epochs loss rose
     batch_summary: pd.DataFrame  # per batch size: the lecture's table, measured
@@ -48,12 +50,12 @@ def profiles(cells: pd.DataFrame, verdict: Verdict, datasets, tau_max: float):
 
 
 def practice(results: SweepResults, scores: Scores, verdict: Verdict, grid: Grid, report: Report) -> Practice:
-    curves, evals = results.curves, results.evals
-    targets = scoring.targets(curves, evals, report.target.factor)  # the verdict's targets: one per dataset
+    evals = results.evals
+    curves = progress.epoch_ends(results.curves, scores.budget_runs["epochs"].runs["run_id"])
     updates, noise = batchmodes.updates_per_epoch(curves, evals), batchmodes.noise(curves)
     shown, times = profiles(scores.cells, verdict, list(grid.datasets), report.profile.tau_max)
-    return Practice(targets=targets,
-                    to_target=progress.cells_to_target(progress.runs_to_target(curves, targets["target"])),
+    return Practice(targets=scores.targets, budgets=protocol.budgets(scores, grid.batches),
+                    to_target=progress.cells_to_target(scores.runs),
                     curves_median=progress.median_curves(curves), updates=updates, noise=noise,
                     batch_summary=batchmodes.summary(noise, updates, grid.batches), profiles=shown,
                     profile_times=times)

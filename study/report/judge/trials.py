@@ -3,8 +3,8 @@
 Best validation loss after k trials, per cell:
   - where the sweep has an unpruned random-search arm ("random"): the expected best-of-k over its trials
     (Dodge et al. 2019; Sivaprasad et al. 2020), exact, with a diverged trial counting at its penalty;
-  - otherwise TPE's best-so-far in trial order (a single realisation, labelled as such: TPE's later trials depend on
-    its earlier ones, so they cannot be resampled).
+  - otherwise TPE's best-so-far in trial order, the mean over the cell's tuning runs (a few realisations, labelled
+    as such: TPE's later trials depend on its earlier ones, so they cannot be resampled).
 """
 from __future__ import annotations
 
@@ -29,10 +29,12 @@ def best_after_k(trials: pd.DataFrame, max_k: int, spread: pd.Series | None = No
         random = group[(group["arm"] == "random") & group["state"].isin(["COMPLETE", "DIVERGED"])]
         if len(random):
             values, method = stats.expected_best_of_k(random["value"].to_numpy(float), ks), RANDOM_METHOD
-        else:
-            tpe = group[group["arm"] == "tpe"].sort_values("number")["value"].to_numpy(float)
-            running = stats.best_so_far(tpe)
-            values = np.array([running[min(k, len(running)) - 1] if len(running) else np.nan for k in ks])
+        else:  # each tuning run's best so far, averaged over the runs
+            per_run = []
+            for _, run in group[group["arm"] == "tpe"].groupby("tuning_run", sort=True):
+                running = stats.best_so_far(run.sort_values("number")["value"].to_numpy(float))
+                per_run.append([running[min(k, len(running)) - 1] if len(running) else np.nan for k in ks])
+            values = np.nanmean(np.array(per_run, float), axis=0) if per_run else np.full(len(ks), np.nan)
             method = TPE_METHOD
         rows.append(pd.DataFrame({**dict(zip(CELL, cell)), "k": ks, "best_val_loss": values, "method": method}))
     if not rows:
@@ -81,9 +83,10 @@ def _natural_limit(space: dict, edge: str) -> bool:
 
 
 def edge_warnings(evals: pd.DataFrame, search_spaces: dict, margin: float, natural: bool = False) -> pd.DataFrame:
-    """Every tuned value within ``margin`` of an edge of its search range: the optimum may lie outside it. With
-    ``natural``, instead the tuned values at an edge that is the parameter's natural limit (``_natural_limit``)."""
-    tuned = evals[evals["track"] == "tuned"].drop_duplicates(CELL)
+    """Every tuned value (each tuning run's choice for equal epochs) within ``margin`` of an edge of its search
+    range: the optimum may lie outside it. With ``natural``, instead the tuned values at an edge that is the
+    parameter's natural limit (``_natural_limit``)."""
+    tuned = evals[(evals["track"] == "tuned") & (evals["budget"] == "epochs")].drop_duplicates(CELL + ["tuning_run"])
     rows = []
     for _, run in tuned.iterrows():
         for param, space in search_spaces.get(run["optimizer"], {}).items():
@@ -96,10 +99,12 @@ def edge_warnings(evals: pd.DataFrame, search_spaces: dict, margin: float, natur
             if _natural_limit(space, edge) != natural:
                 continue
             bound = space["low"] if (edge == "low") else space["high"]
-            rows.append({**{k: run[k] for k in CELL}, "param": param, "value": float(run[param]), "edge": edge,
+            rows.append({**{k: run[k] for k in CELL}, "tuning_run": int(run["tuning_run"]), "param": param,
+                         "value": float(run[param]), "edge": edge,
                          "searched_as": searched_as(param, bool(space.get("one_minus"))), "bound": float(bound),
                          "position": float(position)})
-    out = pd.DataFrame(rows, columns=CELL + ["param", "value", "edge", "searched_as", "bound", "position"])
+    out = pd.DataFrame(rows, columns=CELL + ["tuning_run", "param", "value", "edge", "searched_as", "bound",
+                                             "position"])
     order = {o: i for i, o in enumerate(search_spaces)}
     return out.assign(_o=out["optimizer"].map(order)).sort_values(["_o", "param", "edge"], kind="stable").drop(
         columns="_o").reset_index(drop=True)

@@ -6,7 +6,7 @@
   test loss scores what validation would pick. The random arm's test losses are read here and nowhere else.
 - **Tunability**: the share of random trials whose validation loss is within 5% and 10% of the cell's best: how
   forgiving an optimizer is of a hyperparameter drawn at random.
-- **Tuning gain**: per optimizer, default minus tuned test loss per dataset, in seed-to-seed spreads.
+- **Tuning gain**: per optimizer, default minus tuned test loss per dataset, in loss units.
 - **Several defaults against one tuned**: per dataset, the best of the optimizers at their defaults (chosen on
   validation) against each optimizer tuned.
 """
@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from study.report.judge import stats
-from study.report.judge.answer import differences, family_tests, score_table
+from study.report.judge.answer import family_tests, score_table
 from study.report.judge.decide import judge
-from study.report.judge.families import Family, compare
+from study.report.judge.families import Family, compare, loss_differences
 from study.schema.report import Report
 
 CELL = ["dataset", "optimizer", "batch_size"]
@@ -70,7 +70,7 @@ def random_arm_curves(trials: pd.DataFrame, max_k: int, resamples: int, seed: in
     return pd.concat(rows, ignore_index=True)[columns] if rows else pd.DataFrame(columns=columns)
 
 
-def winners_at_k(curves: pd.DataFrame, chosen_batch: dict, ks, datasets, spread, report: Report) -> dict:
+def winners_at_k(curves: pd.DataFrame, chosen_batch: dict, ks, datasets, unit, report: Report) -> dict:
     """Which optimizer wins with k random trials: each optimizer at its chosen batch size, chosen by expected
     best-of-k validation loss, judged on the expected test loss of validation's pick."""
     out = {}
@@ -85,7 +85,7 @@ def winners_at_k(curves: pd.DataFrame, chosen_batch: dict, ks, datasets, spread,
         val, test = table("val"), table("test")
         if val.empty:
             continue
-        out[k] = compare(val, test, spread, report, "budget", str(k), "tuned",
+        out[k] = compare(val, test, unit, report, "budget", str(k), "tuned",
                          {o: f"{o} ({b})" for o, b in chosen_batch.items()})
     return out
 
@@ -114,12 +114,12 @@ def tunability(trials: pd.DataFrame, optimizers, margins) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def tuning_gain(cells: pd.DataFrame, chosen_batch: dict, datasets, spread, report: Report) -> pd.DataFrame:
-    """Per optimizer at its tuned batch size: default minus tuned test loss per dataset in seed-to-seed spreads
-    (> 0: tuning helps), the median with a bootstrap interval, and P(tuned better) / P(equivalent)."""
+def tuning_gain(cells: pd.DataFrame, chosen_batch: dict, datasets, unit, report: Report) -> pd.DataFrame:
+    """Per optimizer at its tuned batch size: default minus tuned test loss per dataset in loss units (> 0: tuning
+    helps), the median with a bootstrap interval, and P(tuned better) / P(equivalent) (exploratory)."""
     tuned = score_table(cells, "test_epochs", "tuned", datasets)
     default = score_table(cells, "test_epochs", "default", datasets)
-    diff = differences("epochs", spread, pd.Series(dtype=float))
+    diff = loss_differences(unit)
     st = report.statistics
     rows = []
     for optimizer, batch in chosen_batch.items():
@@ -128,7 +128,7 @@ def tuning_gain(cells: pd.DataFrame, chosen_batch: dict, datasets, spread, repor
         d = np.asarray(diff(default[(optimizer, batch)], tuned[(optimizer, batch)]), float)
         d = d[np.isfinite(d)]
         low, high = stats.bootstrap_median_ci(d, st.confidence, st.bootstrap_resamples, st.seed)
-        worse, same, better = stats.bayesian_signed_rank(d, report.rope.on_scale("epochs"), st.bayes_samples,
+        worse, same, better = stats.bayesian_signed_rank(d, report.tolerance.on_scale("epochs"), st.bayes_samples,
                                                          st.seed) if len(d) else (np.nan,) * 3
         rows.append({"optimizer": optimizer, "batch_size": batch, "median_gain": float(np.median(d)) if len(d)
                      else np.nan, "low": low, "high": high, "p_tuned_better": better, "p_equivalent": same,
@@ -136,7 +136,7 @@ def tuning_gain(cells: pd.DataFrame, chosen_batch: dict, datasets, spread, repor
     return pd.DataFrame(rows)
 
 
-def several_defaults(cells: pd.DataFrame, tuned_batch: dict, default_batch: dict, datasets, spread,
+def several_defaults(cells: pd.DataFrame, tuned_batch: dict, default_batch: dict, datasets, unit,
                      report: Report) -> Family | None:
     """Per dataset, "try the optimizers at their defaults and keep the best on validation" against each optimizer
     tuned (each at the batch size chosen for it): a family whose chosen treatment is the defaults' pick."""
@@ -151,8 +151,8 @@ def several_defaults(cells: pd.DataFrame, tuned_batch: dict, default_batch: dict
     test = pd.DataFrame({"several defaults": several,
                          **{f"{o} tuned": test_t[(o, b)] for o, b in tuned_batch.items()}})
     # judged from the defaults' pick, whatever ranks first: "is trying the defaults as good as tuning one?"
-    result = family_tests(test, differences("epochs", spread, pd.Series(dtype=float)), report.rope.on_scale("epochs"),
-                          report.statistics, focus="several defaults")
+    result = family_tests(test, loss_differences(unit), report.tolerance.on_scale("epochs"), report.statistics,
+                          focus="several defaults")
     return Family("defaults", "several", "both", result,
                   judge(result, "several defaults", report.statistics.alpha, report.statistics.sure),
                   {t: t for t in test.columns})
