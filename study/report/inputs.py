@@ -177,8 +177,11 @@ def updates_per_epoch(n_train: int, batch_size: str) -> int:
 
 def caps_from(epochs: dict, cells: pd.DataFrame) -> pd.DataFrame:
     """The contract's caps, where a store has none (a sweep from before them): E_d epochs, U_d = E_d updates (what
-    a full-batch cell makes in E_d epochs), T_d = E_d x the cheapest epoch among the dataset's cells."""
-    cheapest = cells.groupby("dataset")["seconds_per_epoch"].min() if len(cells) else pd.Series(dtype=float)
+    a full-batch cell makes in E_d epochs), T_d = E_d x the slowest full-batch epoch among the dataset's cells (the
+    sweep's own rule, study.sweep.timing.caps_of; the cheapest of any batch where a store has no full batch)."""
+    full = cells[cells["batch_size"].astype(str) == "full"] if len(cells) else cells
+    cheapest = (full.groupby("dataset")["seconds_per_epoch"].max() if len(full)
+                else cells.groupby("dataset")["seconds_per_epoch"].min() if len(cells) else pd.Series(dtype=float))
     rows = []
     for dataset, e in epochs.items():
         for budget, cap in (("epochs", e), ("updates", e), ("seconds", e * float(cheapest.get(dataset, np.nan)))):

@@ -4,11 +4,13 @@ Every cell's ``seconds_per_epoch`` (one network alone, K = 1, the optimizer's de
 ``TIMED_EPOCHS`` epochs after the first, which loads the kernel) is measured by one worker while the others wait,
 and kept in the sweep's meta record with the caps computed from it, per dataset d:
   - epochs  E_d, the profile's epochs;
-  - updates U_d = E_d, what a full-batch cell makes in its E_d epochs;
-  - seconds T_d = E_d x the cheapest epoch among d's cells (full batch in practice).
+  - updates U_d, what a reference-batch cell (full batch, else the largest) makes in its E_d epochs (E_d at full batch);
+  - seconds T_d = E_d x the slowest epoch among d's reference-batch cells, so every one of them (the best among them
+    sets the target) has its whole E_d epochs at this cap too and reaches the target at every budget.
 A resumed sweep reads them back and measures nothing: its checkpoints, and so its per-budget choices, are those of
 the sweep it continues. A cell's run at the seconds cap has made T_d x updates_per_epoch / seconds_per_epoch updates.
-Every cap fits in the E_d epochs every cell trains (U_d <= E_d x updates_per_epoch, T_d <= E_d x its epoch).
+Every cap fits in the E_d epochs a reference-batch cell trains; a smaller batch's cell makes more updates per epoch and
+takes longer per epoch, and where the timing says otherwise its run stops at its E_d epochs (cap_updates).
 """
 from __future__ import annotations
 
@@ -46,14 +48,31 @@ def seconds_per_epoch(cfg: Sweep, cell: tuple) -> float:
     return float(np.median(per_epoch)) if len(per_epoch) else math.nan
 
 
-def caps_of(cfg: Sweep, timing: dict[str, float]) -> dict[str, dict[str, float]]:
-    """{dataset: {"epochs": E_d, "updates": U_d, "seconds": T_d}} from the measured seconds per epoch."""
-    caps = {}
+def reference_batch(cfg: Sweep) -> str:
+    """The batch size the caps are tied to: full batch, else the largest (the fewest updates per epoch)."""
+    sizes = [str(b) for b in cfg.profile.batch_sizes]
+    return batches.FULL if batches.FULL in sizes else max(sizes, key=int)
+
+
+def caps_of(cfg: Sweep, timing: dict[str, float], n_train: dict[str, int] | None = None) -> dict[str, dict[str, float]]:
+    """{dataset: {"epochs": E_d, "updates": U_d, "seconds": T_d}} from the measured seconds per epoch and, when the
+    reference batch is not full, the datasets' training sizes (``n_train``: its updates per epoch)."""
+    reference, caps = reference_batch(cfg), {}
     for d in cfg.profile.datasets:
         e = cfg.epochs_of(d)
-        cheapest = [timing[cell_key(c)] for c in cfg.cells() if c[0] == d and math.isfinite(timing[cell_key(c)])]
-        caps[d] = {"epochs": float(e), "updates": float(e), "seconds": e * min(cheapest) if cheapest else math.nan}
+        per_epoch = 1 if reference == batches.FULL else batches.steps_per_epoch(n_train[d], reference)
+        slowest = [timing[cell_key(c)] for c in cfg.cells()
+                   if c[0] == d and str(c[2]) == reference and math.isfinite(timing[cell_key(c)])]
+        caps[d] = {"epochs": float(e), "updates": float(e * per_epoch),
+                   "seconds": e * max(slowest) if slowest else math.nan}
     return caps
+
+
+def train_sizes(cfg: Sweep) -> dict[str, int]:
+    """Each dataset's training rows (the tuning split's: every split of a dataset has as many)."""
+    from study.sweep.cell import tuning_split
+
+    return {d: int(tuning_split(cfg, d).X_train.shape[0]) for d in cfg.profile.datasets}
 
 
 def measure(cfg: Sweep, check_stop=lambda: None) -> dict[str, float]:
@@ -82,7 +101,7 @@ def ensure(cfg: Sweep, storage, locks, check_stop=lambda: None) -> tuple[dict, d
             if found is not None:
                 return found
             timing = measure(cfg, check_stop)
-            caps = caps_of(cfg, timing)
+            caps = caps_of(cfg, timing, train_sizes(cfg))
             tuning.record_sweep_timing(storage, cfg.name, timing, caps)
             return timing, caps
         finally:

@@ -73,9 +73,9 @@ def protocol_section(a: Analysis, tables: Tables) -> list:
     factor = a.settings.report.target.factor
     return [Heading("Budgets and tuning runs"), Paragraph(
         f"Three budgets, each with one cap per dataset for every optimizer and batch size: E_d epochs (the "
-        f"profile's); U_d = E_d updates, what a full-batch cell makes in its E_d epochs; T_d = E_d times the "
-        f"cheapest epoch among the dataset's cells (seconds_per_epoch measured before tuning, one network alone: "
-        f"this machine's). Every cell trains E_d epochs, so each cap fits in its runs. The target of a dataset is "
+        f"profile's); U_d, the updates a full-batch cell (else the largest batch's) makes in its E_d epochs; T_d = "
+        f"E_d times the slowest epoch among the dataset's full-batch cells (seconds_per_epoch measured before "
+        f"tuning, one network alone: this machine's), so every full-batch cell has its E_d epochs at every cap. Every cell trains E_d epochs, so each cap fits in its runs. The target of a dataset is "
         f"{fmt.num(factor)} x the validation loss at E_d of its best full-batch cell (tuned, median over its runs, "
         f"chosen on validation), as Shallue et al. (2019) choose targets every batch size can reach. {check} Costs "
         f"are read at checkpoints: every epoch end, and 8 per decade of updates inside epochs."),
