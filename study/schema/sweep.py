@@ -147,6 +147,8 @@ class Profile(Frozen):
     tune_eps: Flag = False
     split: Split = Split()
     lease_seconds: LeaseSeconds = 120.0
+    # a CSV dataset's rows with a missing value: refused (one line naming the column), or dropped with a warning
+    missing_values: Literal["refuse", "drop"] = "refuse"
 
     @field_validator("name")
     @classmethod
@@ -161,7 +163,28 @@ class Profile(Frozen):
     @field_validator("datasets", mode="before")
     @classmethod
     def _known_datasets(cls, value):
-        return names_from(value, set(data.DATASETS) - {"toy"}, "dataset names")
+        """Bundled names and ``csv:PATH`` files (the path made absolute: study.core.data.canonical_name), no two
+        shown under one name (a CSV file is shown as its stem)."""
+        value = [value] if isinstance(value, str) else value
+        is_file = lambda v: isinstance(v, str) and v.startswith(data.CSV)  # noqa: E731
+        if isinstance(value, (list, tuple)):
+            value = [data.canonical_name(v) if is_file(v) else v for v in value]
+        files = {v for v in value if is_file(v)} if isinstance(value, list) else set()
+        bundled = set(data.DATASETS) - {"toy"}
+        for v in value if isinstance(value, list) else ():
+            if not isinstance(v, str) or (v not in bundled and not is_file(v)):
+                comma = (" (a path cannot contain a comma: lists on the command line are split at commas)"
+                         if files else "")
+                raise ValueError(f"unknown name {v!r}; choose from {', '.join(sorted(bundled))}, or csv:PATH for "
+                                 f"a CSV file{comma}")
+        names = names_from(value, bundled | files, "dataset names (or csv:PATH for a CSV file)")
+        shown = {}
+        for name in names:
+            other = shown.setdefault(data.display_name(name), name)
+            if other != name:
+                raise ValueError(f"{other!r} and {name!r} would both be shown as {data.display_name(name)!r}; "
+                                 f"rename one file")
+        return names
 
     @field_validator("optimizers", mode="before")
     @classmethod
@@ -184,7 +207,9 @@ class Profile(Frozen):
             raise KeyProblem("tuning_seed", f"must differ from the evaluation seeds 0..{self.seeds - 1}")
         # entries for names that exist but are not swept are kept for other grids (``datasets=iris`` with a profile
         # that pins fifteen datasets' epochs); a name that exists nowhere is a typo
-        for key, swept, exists in (("epochs", self.datasets, lambda n: n in data.DATASETS),
+        # a CSV dataset's epochs are keyed by the name it is shown by (its stem: a path's dots would split the key)
+        for key, swept, exists in (("epochs", tuple(map(data.display_name, self.datasets)),
+                                    lambda n: n in data.DATASETS),
                                    ("population", self.batch_sizes, _is_batch_size)):
             given = getattr(self, key)
             for name in sorted(set(given) - set(swept) - {"default"}):
@@ -198,7 +223,8 @@ class Profile(Frozen):
     def per_name(self, key: str) -> dict:
         """``epochs`` or ``population`` for each swept name."""
         given, swept = getattr(self, key), self.datasets if key == "epochs" else self.batch_sizes
-        return {name: given.get(name, given.get("default")) for name in swept}
+        shown = data.display_name if key == "epochs" else str
+        return {name: given.get(shown(name), given.get("default")) for name in swept}
 
 
 def _is_batch_size(name: str) -> bool:

@@ -5,7 +5,8 @@ per optimizer (its tuning ranges with their sources); the defaults of the untune
 (``study.core.optim``). Command-line overrides ``key=value`` (lists comma-separated, nested keys dotted:
 ``epochs.digits=10``, ``sampler.name=random``) are applied before validation. Every problem is a ``BadInput``
 naming the file and key: one line, nothing written. Besides the schema's checks, two need the datasets: every
-batch size fits some training set, and every part of every dataset's split holds each of its classes. Whether the
+batch size fits some training set, and every part of every dataset's split holds each of its classes (a CSV
+dataset, ``csv:PATH``, is read here and checked by ``study.core.data.check_rows``, naming the file). Whether the
 sweep fits in this machine's memory is the run's question, not the config's: ``study.sweep.memory``, asked by
 ``pipelines.sweep`` before any store is opened.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,6 @@ from study.core import batches, data, optim
 from study.errors import BadInput
 from study.schema import loader
 from study.schema.sweep import LIST_KEYS, Profile, search_spaces_model
-from study.sweep import memory
 
 CONF = loader.CONF
 PROFILE_KEYS = set(Profile.model_fields)
@@ -67,6 +67,9 @@ class SweepConfig:
     search_spaces: dict  # optimizer -> {param: Range}
     defaults: dict  # optimizer -> {param: value}
     source: str = ""
+    missing_values: str = "refuse"  # a CSV dataset's rows with a missing value: "refuse" or "drop" (data.load)
+    # a CSV dataset's content (data.describe's digest): an edited file is another sweep, refused under one name
+    digests: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -78,6 +81,9 @@ class SweepConfig:
         """A short hash of everything that determines the results (not where the file lives)."""
         d = self.as_dict()
         d.pop("source", None)
+        if not any(map(data.csv_path, self.datasets)):  # they decide nothing without a CSV file: hashes kept
+            d.pop("missing_values", None)
+            d.pop("digests", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     def cells(self):
@@ -118,42 +124,26 @@ def _fits_a_training_set(where: str, sizes: tuple[str, ...], n_train: dict) -> N
         if b != batches.FULL and int(b) > max(n_train.values()):
             largest = max(n_train, key=n_train.get)
             raise BadInput(f"{where}: batch_sizes", f"batch size {b} is larger than the training set "
-                                                    f"({n_train[largest]} samples in {largest}, the largest)")
+                                                    f"({n_train[largest]} samples in "
+                                                    f"{data.display_name(largest)}, the largest)")
 
 
-def split_sizes(n: int, val_fraction: float, test_fraction: float) -> dict:
-    """{part: samples} of ``data.load``'s two splits of n samples, as scikit-learn sizes them (the test part
-    ``ceil(test * n)``, then validation ``ceil(val / (1 - test) * rest)`` of the rest)."""
-    n_test = math.ceil(test_fraction * n)
-    n_val = math.ceil(val_fraction / (1.0 - test_fraction) * (n - n_test))
-    return {"train": n - n_test - n_val, "val": n_val, "test": n_test}
-
-
-def fewest_of_a_class(count: int, n: int, val_fraction: float, test_fraction: float) -> dict:
-    """{part: the fewest samples of a class of ``count`` samples that each part can get}, whatever the seed.
-
-    scikit-learn's stratified split gives each class the floor or the ceiling of its share of a part; the second
-    split draws from what the first left. So a class of c samples gets at least floor(c * test / n) test samples
-    and at least floor(c * rest / n) in the rest, which the second split shares out the same way.
-    """
-    sizes = split_sizes(n, val_fraction, test_fraction)
-    rest = sizes["train"] + sizes["val"]
-    in_rest = count * rest // n
-    return {"train": in_rest * sizes["train"] // rest, "val": in_rest * sizes["val"] // rest,
-            "test": count * sizes["test"] // n}
+# The split's sizes are data.load's: defined beside the split, so the checks below cannot drift from it.
+split_sizes, fewest_of_a_class = data.split_sizes, data.fewest_of_a_class
 
 
 SPLIT_KEYS = {"train": "split", "val": "split.val", "test": "split.test"}  # the key that makes a part small
 PART_NAMES = {"train": "training", "val": "validation", "test": "test"}
 
 
-def _split_holds_every_class(where: str, dataset: str, val_fraction: float, test_fraction: float) -> None:
+def _split_holds_every_class(where: str, dataset: str, val_fraction: float, test_fraction: float,
+                             missing: str = "refuse") -> None:
     """Every part of the split holds at least one sample of every class (two samples of a regression set: a
-    loss on one sample says little, and the target is scaled by the training part's spread), for every seed."""
-    spec = data.DATASETS[dataset]
-    _, y = spec.load()
+    loss on one sample says little, and the target is scaled by the training part's spread), for every seed.
+    (A CSV file was checked the same way by data.check_rows, which names the file.)"""
+    task, y = data.targets(dataset, missing)
     n = len(y)
-    if spec.task == "classification":
+    if task == "classification":
         counts = np.unique(y, return_counts=True)[1]
         smallest, need = int(counts.min()), 1
         least = lambda val, test: fewest_of_a_class(smallest, n, val, test)  # noqa: E731
@@ -186,10 +176,12 @@ def load_sweep(profile: str | Path, overrides: list[str] = ()) -> SweepConfig:
             raise BadInput("--profile", f"unknown profile {str(profile)!r}; choose from {', '.join(known)}")
     where = loader.shown(path)
     p = loader.load(Profile, path, where, list(overrides), LIST_KEYS)
-    for d in p.datasets:
-        _split_holds_every_class(where, d, p.split.val, p.split.test)
-    shapes = {d: memory.dataset_shape(d, p.split.val, p.split.test) for d in p.datasets}
-    _fits_a_training_set(where, p.batch_sizes, {d: shape.n_train for d, shape in shapes.items()})
+    for d in p.datasets:  # a CSV file first: read, checked, and its rows counted (BadInput naming the file)
+        data.check_rows(d, p.split.val, p.split.test, p.batch_sizes, p.missing_values)
+        _split_holds_every_class(where, d, p.split.val, p.split.test, p.missing_values)
+    n_train = {d: split_sizes(len(data.targets(d, p.missing_values)[1]), p.split.val, p.split.test)["train"]
+               for d in p.datasets}
+    _fits_a_training_set(where, p.batch_sizes, n_train)
     spaces, defaults = load_search_spaces(tune_eps=p.tune_eps)
     for o in p.optimizers:
         if o not in spaces:
@@ -202,6 +194,8 @@ def load_sweep(profile: str | Path, overrides: list[str] = ()) -> SweepConfig:
         pruner=p.pruner.name, pruner_startup_trials=p.pruner.n_startup_trials,
         pruner_warmup_epochs=p.pruner.n_warmup_steps, random_arm=p.random_arm, tune_eps=p.tune_eps,
         val_fraction=p.split.val, test_fraction=p.split.test, lease_seconds=p.lease_seconds,
+        missing_values=p.missing_values,
+        digests={d: data.describe(d).digest for d in p.datasets if data.csv_path(d)},
         search_spaces={o: spaces[o] for o in p.optimizers}, defaults={o: defaults[o] for o in p.optimizers},
         source=str(path),
     )
