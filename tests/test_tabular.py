@@ -221,6 +221,16 @@ def test_a_csv_dataset_is_shown_by_its_stem_and_told_apart_by_its_digest(tmp_pat
     assert data.describe("iris") == ("iris", data.DATASETS["iris"].description, None)
 
 
+def test_a_cell_of_a_csv_dataset_is_named_by_the_files_stem_and_a_bundled_cell_as_before(clf_csv):
+    from study.sweep import tuning
+
+    cell = ("csv:" + clf_csv[0], "adam", "full")
+    assert data.display_key(cell) == "my_data/adam/full" and data.display_key(cell, " / ") == "my_data / adam / full"
+    assert tuning.study_name("s", cell) == "s/my_data/adam/full"
+    assert tuning.study_name("s", ("iris", "adam", "32"), "random") == "s/iris/adam/32/random"
+    assert data.display_key(()) == ""
+
+
 def test_the_profile_names_a_csv_dataset_by_its_absolute_path_and_keys_its_epochs_by_its_stem(clf_csv, tmp_path,
                                                                                              monkeypatch):
     path, _, _ = clf_csv
@@ -350,24 +360,42 @@ def test_the_readme_command_makes_a_csv_the_default_profile_takes(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="call sites outside study.core.data: study/sweep/cell.py prepare_finish looks "
-                   "the dataset up in data.DATASETS (KeyError for csv:PATH) and must call data.describe(name); the "
-                   "dataset tag must be data.display_name(name)")
-def test_a_real_sweep_on_csv_files(tmp_path, clf_csv, reg_csv):
-    """A classification and a regression file through the real pipeline (Optuna journal, MLflow SQLite store)."""
+def test_a_real_sweep_on_csv_files_names_them_by_their_stems(tmp_path, clf_csv, reg_csv):
+    """A classification and a regression file through the real pipeline (Optuna journal, MLflow SQLite store) and
+    read back as the report reads a sweep: every MLflow run's tag and name, every Optuna study and every table the
+    report is given name a file by its stem, never its path; the cell run's dataset input records the file's path
+    and digest."""
     from mlflow import MlflowClient
+
+    from study.report import inputs
+    from study.sweep import tuning
 
     clf, reg = clf_csv[0], reg_csv[0]
     runs = tmp_path / "runs"
     proc = subprocess.run([sys.executable, "-m", "pipelines.sweep", "--profile", "smoke", "--runs-dir", str(runs),
                            f"datasets=csv:{clf},csv:{reg}", "optimizers=adam", "batch_sizes=full", "trials=2",
-                           "epochs=2", "seeds=1", "--workers", "1", "name=csv-sweep"],
+                           "epochs=2", "seeds=1", "random_arm=false", "--workers", "1", "name=csv-sweep"],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert clf not in proc.stderr and reg not in proc.stderr, "a message named a file by its path"
     client = MlflowClient(f"sqlite:///{runs}/mlflow.db")
     experiment = client.get_experiment_by_name("csv-sweep")
-    cells = client.search_runs([experiment.experiment_id], "tags.role = 'cell'")
-    inputs = {d.dataset.name: d.dataset for run in cells for d in run.inputs.dataset_inputs}
-    assert set(inputs) == {"my_data", "prices"}
-    assert inputs["my_data"].digest == data.describe("csv:" + clf).digest
-    assert {run.data.tags["dataset"] for run in cells} == {"my_data", "prices"}
+    everything = client.search_runs([experiment.experiment_id], "tags.role != 'report'", max_results=1000)
+    cells = [run for run in everything if run.data.tags["role"] == "cell"]
+    assert len(cells) == 2 and len(everything) > len(cells)  # the trials and evaluations too
+    assert {run.data.tags["dataset"] for run in everything} == {"my_data", "prices"}
+    assert {run.info.run_name for run in cells} == {"my_data/adam/full", "prices/adam/full"}
+    inputs_of = {d.dataset.name: d.dataset for run in cells for d in run.inputs.dataset_inputs}
+    assert set(inputs_of) == {"my_data", "prices"}
+    assert inputs_of["my_data"].digest == data.describe("csv:" + clf).digest
+    assert inputs_of["prices"].digest == data.describe("csv:" + reg).digest
+    assert clf in inputs_of["my_data"].source and reg in inputs_of["prices"].source
+    storage = tuning.open_storage(tuning.storage_url(runs, "csv-sweep"))
+    studies = set(tuning.study_attrs(storage, "csv-sweep"))
+    assert {"csv-sweep/my_data/adam/full", "csv-sweep/prices/adam/full"} <= studies
+    assert not [name for name in studies if str(tmp_path) in name]
+    results = inputs.load(runs, "csv-sweep")
+    assert results.datasets == ("my_data", "prices") and results.epochs("my_data") == 2
+    for table in (results.evals, results.curves, results.trials, results.cells):
+        assert set(table["dataset"]) == {"my_data", "prices"}, table
+    assert set(results.evals["n_train"]) == {180, 120}  # 300 and 200 rows at 60 / 20 / 20

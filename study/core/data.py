@@ -163,6 +163,14 @@ def display_name(name: str) -> str:
     return Path(path).stem if path is not None else name
 
 
+def display_key(key: tuple, sep: str = "/") -> str:
+    """A key that begins with a dataset (a cell: dataset, optimizer, batch size) as a person reads it, in run names,
+    study names and messages: its parts joined by ``sep``, the dataset by its display name."""
+    if not key:
+        return ""
+    return sep.join([display_name(str(key[0])), *map(str, key[1:])])
+
+
 def canonical_name(name: str) -> str:
     """``csv:PATH`` with PATH absolute (workers and the report may run elsewhere), or ValueError saying what is
     wrong with the name (the file itself is read later: ``check_rows``)."""

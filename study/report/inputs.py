@@ -3,7 +3,8 @@
 ``load(runs_dir, sweep)`` reads the stores through study.sweep.tracking and study.sweep.tuning (never earlier reports)
 and returns a ``SweepResults``; the report is a pure function of it. The sweep's own config is the dict the sweep
 wrote into its Optuna store: only this module reads its keys (``SweepResults``' accessors below), so that it can
-become the sweep's model in one step.
+become the sweep's model in one step. A dataset read from a CSV file (``csv:PATH`` in the config) is named by its
+file's stem (``study.core.data.display_name``) in every table, as the sweep names it in MLflow and Optuna.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from study.core.data import display_name
 from study.core.optim import OPTIMIZERS
 
 TRACKS = ("tuned", "default")  # the evaluation tracks: the tuned hyperparameters, the registry's defaults
@@ -60,8 +62,8 @@ class SweepResults:
 
     @property
     def datasets(self) -> tuple[str, ...]:
-        """The config's datasets, in its order."""
-        return tuple(self.config.get("datasets", []))
+        """The config's datasets, in its order, as the tables name them (a CSV file by its stem)."""
+        return tuple(map(display_name, self.config.get("datasets", [])))
 
     @property
     def optimizers(self) -> tuple[str, ...]:
@@ -94,7 +96,9 @@ class SweepResults:
     def epochs(self, dataset: str) -> int | str:
         """The dataset's epochs ("n/a" when the config does not say)."""
         epochs = self.config.get("epochs", {})
-        return epochs.get(dataset, "n/a") if isinstance(epochs, dict) else epochs
+        if not isinstance(epochs, dict):
+            return epochs
+        return {display_name(d): e for d, e in epochs.items()}.get(dataset, "n/a")
 
 
 @dataclass(frozen=True)
@@ -197,7 +201,8 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
         raise BadInput(*found["bad"])
     meta, trials, importance_rows, records = found["meta"], found["trials"], found["importances"], found["records"]
     config = meta["config"]
-    n_train = {d: data.load(d, 0, config["val_fraction"], config["test_fraction"]).X_train.shape[0]
+    missing = config.get("missing_values", "refuse")  # a CSV file's rule; the key is there when a file is
+    n_train = {d: data.load(d, 0, config["val_fraction"], config["test_fraction"], missing).X_train.shape[0]
                for d in config["datasets"]}
     eval_rows, hyper_names = [], hyperparameter_names()
     for (dataset, optimizer, batch), record in records.items():
@@ -205,8 +210,8 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
         for (track, seed), run_id in sorted(record.eval_runs().items()):  # what MLflow holds, orphans aside
             final = scores.get((track, seed), {})
             hyper = final.get("hyper", {})
-            eval_rows.append({"dataset": dataset, "optimizer": optimizer, "batch_size": str(batch), "track": track,
-                              "seed": seed, "test_loss": final.get("test_loss", np.nan),
+            eval_rows.append({"dataset": display_name(dataset), "optimizer": optimizer, "batch_size": str(batch),
+                              "track": track, "seed": seed, "test_loss": final.get("test_loss", np.nan),
                               "test_accuracy": final.get("test_accuracy", np.nan),
                               "diverged": int(final.get("diverged", 0)), "seconds": final.get("seconds", np.nan),
                               "n_train": n_train[dataset], **{h: float(hyper.get(h, np.nan)) for h in hyper_names},
@@ -261,7 +266,7 @@ def _cell_curves(tables: dict, records: dict) -> pd.DataFrame:
         table = tables.get(record.cell_run_id)
         if table is None:
             continue
-        parts.append(pd.DataFrame({"dataset": dataset, "optimizer": optimizer, "batch_size": str(batch),
+        parts.append(pd.DataFrame({"dataset": display_name(dataset), "optimizer": optimizer, "batch_size": str(batch),
                                    "track": table["track"].to_numpy(), "seed": table["seed"].astype(int).to_numpy(),
                                    "epoch": table["epoch"].astype(int).to_numpy(),
                                    **{m: table[m].to_numpy(float) if m in table else np.full(len(table), np.nan)

@@ -100,8 +100,9 @@ def _split_holds_every_class(where: str, dataset: str, val_fraction: float, test
                     if val + test < 0.9 and min(least(val, test).values()) >= need:
                         hint = f"; {SPLIT_KEYS[part]}={k / 1000:g} would do"
                         break
-            raise BadInput(f"{where}: {SPLIT_KEYS[part]}", f"on {dataset} the {PART_NAMES[part]} part gets {got} "
-                                                           f"sample{'s' * (got != 1)}, {why}{hint}")
+            raise BadInput(f"{where}: {SPLIT_KEYS[part]}",
+                           f"on {data.display_name(dataset)} the {PART_NAMES[part]} part gets {got} "
+                           f"sample{'s' * (got != 1)}, {why}{hint}")
 
 
 def load_sweep(profile: str | Path, overrides: list[str] = ()) -> Sweep:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from study.core import data
 from study.sweep import names, tracking, tuning
 from study.sweep.context import Context
 from study.sweep.tuning import ledger
@@ -36,7 +37,8 @@ CURVE_COLUMNS = ("train_loss", "val_loss", "val_accuracy", "grad_norm", "updates
 RUN_COLUMNS = (names.ROLE, names.ARM, names.TRIAL_NUMBER, names.TRACK, names.SEED, "run_id")
 
 EXPERIMENT_NOTE = """\
-**One run per cell** (dataset x optimizer x batch size), tag `role = 'cell'`, named `dataset/optimizer/batch`.
+**One run per cell** (dataset x optimizer x batch size), tag `role = 'cell'`, named `dataset/optimizer/batch`
+(a dataset read from a CSV file is named by the file's stem; its path and digest are the cell run's dataset input).
 Filter the table with `tags.role = 'cell'` to list the cells alone (100 to a page) and sort them by their summary
 metrics: `best_val_loss` (best tuning trial), `tuned_test_loss` / `default_test_loss` and, on classification sets,
 `tuned_test_accuracy` / `default_test_accuracy` (means over the evaluation seeds), `diverged_share` (share of the
@@ -64,7 +66,9 @@ def _scores(payload: dict) -> dict:
 class Mirror:
     def __init__(self, ctx: Context, cell: tuple, studies: dict, book: ledger.Ledger):
         self.ctx, self.cell, self.studies, self.book = ctx, cell, studies, book
-        self.tags = {names.DATASET: cell[0], names.OPTIMIZER: cell[1], names.BATCH_SIZE: str(cell[2])}
+        # what a person filters the UI with and the report reads back: a CSV dataset by its stem
+        self.tags = {names.DATASET: data.display_name(cell[0]), names.OPTIMIZER: cell[1],
+                     names.BATCH_SIZE: str(cell[2])}
         self.curves: dict[tuple, dict] = {}  # (role, arm or track, number or seed) -> per-epoch values, this process
         self.queue: list[tuple] = []  # ("trial", (arm, number) | "eval", (track, seed), payload) not yet in MLflow
         # a write that failed half-way (the server or its database went away between creating a run and ending it)
@@ -83,7 +87,7 @@ class Mirror:
             self.ctx.outage.began()
             self.write_failed = True
             print(f"warning: MLflow unavailable ({type(e).__name__}) while writing {what} of "
-                  f"{'/'.join(map(str, self.cell))}; results are kept in the Optuna storage and will be logged "
+                  f"{data.display_key(self.cell)}; results are kept in the Optuna storage and will be logged "
                   f"when it is back", file=sys.stderr)
             return None
 
@@ -102,7 +106,7 @@ class Mirror:
         for run in tracking.runs(self.ctx.mlflow, self.ctx.experiment, same_cell):
             if run.info.status != "FAILED":
                 tracking.end_run(self.ctx.mlflow, run.info.run_id, "FAILED")
-        return tracking.start_run(self.ctx.mlflow, self.ctx.experiment, "/".join(map(str, self.cell)),
+        return tracking.start_run(self.ctx.mlflow, self.ctx.experiment, data.display_key(self.cell),
                                   {names.ROLE: names.CELL, **self.tags})
 
     def trial(self, trial, arm: str, state: str, hyper: dict, curves: dict, final: dict) -> None:

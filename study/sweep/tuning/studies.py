@@ -1,7 +1,7 @@
 """The per-cell studies: names, samplers and pruners, ask and tell, and reading the trials back.
 
 A study per cell and arm, named ``<sweep>/<dataset>/<optimizer>/<batch>`` (``.../random`` for the unpruned
-random-search arm).
+random-search arm; a CSV dataset by its file's stem, ``study.core.data.display_name``).
 
 What a trial is suggested depends only on the config and the trials already in the storage: every ask gets a
 sampler of its own, seeded from the cell's seed and the trial's place in the cell (``ask``). A sampler keeps its
@@ -26,6 +26,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from study.core import data
 from study.schema.sweep import Sweep
 from study.sweep import names
 from study.sweep.tuning import ledger
@@ -36,8 +37,9 @@ ARMS = (names.TPE, names.RANDOM)
 
 
 def study_name(sweep: str, cell: tuple, arm: str = names.TPE) -> str:
-    dataset, optimizer, batch = cell
-    return f"{sweep}/{dataset}/{optimizer}/{batch}" + ("/random" if arm == names.RANDOM else "")
+    """The study's name as a person sees it in the dashboard (a CSV dataset by its stem: the profile refuses two
+    files with one stem, so the name is still the cell's alone)."""
+    return f"{sweep}/{data.display_key(cell)}" + ("/random" if arm == names.RANDOM else "")
 
 
 def _cell_seed(cfg: Sweep, cell: tuple, arm: str) -> int:
@@ -207,7 +209,7 @@ def read_trials(storage, sweep: str, config: Sweep | dict) -> tuple[list[dict], 
     # out makes a resumed sweep's trials those of an uninterrupted one (its own failures would still count).
     for cell in cfg.cells():
         dataset, optimizer, batch = cell
-        keys = {names.DATASET: dataset, names.OPTIMIZER: optimizer, names.BATCH_SIZE: str(batch)}
+        keys = {names.DATASET: data.display_name(dataset), names.OPTIMIZER: optimizer, names.BATCH_SIZE: str(batch)}
         for arm in ARMS:
             name = study_name(sweep, cell, arm)
             if name not in attrs:
