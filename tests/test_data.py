@@ -1,4 +1,5 @@
-"""Datasets: offline, leak-free splits, stratified, scaled with training statistics only, seeded.
+"""Datasets: offline, leak-free splits, stratified, scaled with training statistics only, seeded; one fixed outer
+test split per dataset, the same rows for every evaluation seed and every tuning split.
 
 To see exactly which samples land in which part, a test can tag every sample with its row number: the dataset's
 loader is wrapped (through monkeypatch, undone after the test) to prepend an id column, with scaling off so the id
@@ -8,7 +9,10 @@ tagged split is the real split.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import socket
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +24,8 @@ ALL = sorted(DATASETS)
 SPLIT = [name for name in ALL if name != "toy"]  # the toy's two points are used whole in every part (documented)
 CLASSIFICATION = [name for name in SPLIT if DATASETS[name].task == "classification"]
 PARTS = ("train", "val", "test")
+# the evaluation seeds of every shipped profile (full: 10) and the tuning splits (tuning_seed 10000, a run each)
+SEEDS = (*range(10), 10_000, 10_001, 10_002)
 
 
 @pytest.fixture
@@ -93,6 +99,7 @@ def test_the_toy_is_the_lectures_two_points_in_every_part():
     for part in PARTS:
         np.testing.assert_array_equal(getattr(s, f"X_{part}"), [[0.5], [2.5]])
         np.testing.assert_array_equal(getattr(s, f"Y_{part}"), [[0.2], [0.9]])
+        np.testing.assert_array_equal(s.rows(part), [0, 1])
 
 
 @pytest.mark.parametrize("name", CLASSIFICATION)
@@ -158,7 +165,8 @@ def test_seed_changes_the_split_but_not_the_task(name, monkeypatch):
     a, b, c = _tagged(monkeypatch, name, 0), _tagged(monkeypatch, name, 0), _tagged(monkeypatch, name, 1)
     for part in PARTS:
         np.testing.assert_array_equal(a[part], b[part])  # same seed, same split
-    assert set(a["train"]) != set(c["train"]) and set(a["test"]) != set(c["test"])
+    assert set(a["train"]) != set(c["train"]) and set(a["val"]) != set(c["val"])
+    np.testing.assert_array_equal(a["test"], c["test"])  # the outer test split does not move
     s0, s0_again = load(name, 0), load(name, 0)
     np.testing.assert_array_equal(s0.X_train, s0_again.X_train)
     np.testing.assert_array_equal(s0.Y_test, s0_again.Y_test)
@@ -184,6 +192,104 @@ def test_diabetes_is_regression():
 def test_unknown_dataset_is_an_error():
     with pytest.raises(KeyError, match="unknown dataset"):
         load("no_such_set")
+
+
+# --- one fixed outer test split ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ALL)
+def test_the_test_rows_are_the_same_for_every_seed_and_tuning_split(name):
+    """The promise of the protocol, for every dataset: the test rows of evaluation seeds 0..9 and of tuning splits
+    10000..10002 are one set of rows, disjoint from each split's training and validation rows, and the three parts
+    cover the dataset."""
+    n = len(_raw(name)[1])
+    splits = [load(name, seed) for seed in SEEDS]
+    for split in splits:
+        data.check_split(split, n)
+    data.check_fixed_test(splits)
+    if name != "toy":  # the seeds still vary what is left: training and validation
+        assert len({tuple(np.sort(s.train_rows)) for s in splits}) == len(SEEDS)
+        for split in splits:
+            assert not set(split.test_rows) & (set(split.train_rows) | set(split.val_rows))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_each_part_is_the_scaled_rows_it_names(name, monkeypatch):
+    """X_part is the loaded data's rows ``part_rows``, transformed by the scaler fitted on rows ``train_rows``;
+    and the rows named are the rows the tagged split (an id column) shows."""
+    spec = DATASETS[name]
+    X, y = _raw(name)
+    split = load(name, seed=3)
+    scaler = spec.transformer()
+    if scaler is not None:
+        scaler.fit(X[split.train_rows])
+    for part in PARTS:
+        rows = split.rows(part)
+        assert rows.dtype == np.int64
+        expected = X[rows] if scaler is None else scaler.transform(X[rows])
+        np.testing.assert_allclose(getattr(split, f"X_{part}"), expected, rtol=1e-12, atol=1e-12, err_msg=part)
+        if spec.task == "classification":
+            np.testing.assert_array_equal(split.labels(part), y[rows])
+    if name != "toy":
+        ids = _tagged(monkeypatch, name, seed=3)
+        for part in PARTS:
+            np.testing.assert_array_equal(ids[part], split.rows(part))
+
+
+def test_a_split_whose_test_rows_overlap_its_training_rows_fails_the_check():
+    """Planted leaks: each must fail ``check_split`` (so the test above can fail)."""
+    good = load("iris", 0)
+    n = len(_raw("iris")[1])
+    data.check_split(good, n)
+    leaked = np.concatenate([good.test_rows[:-1], good.train_rows[:1]])  # a training row also tested
+    with pytest.raises(data.SplitLeak, match="both train and test"):
+        data.check_split(dataclasses.replace(good, test_rows=leaked), n)
+    with pytest.raises(data.SplitLeak, match="both train and val"):
+        data.check_split(dataclasses.replace(good, val_rows=np.concatenate([good.val_rows[:-1],
+                                                                            good.train_rows[-1:]])), n)
+    with pytest.raises(data.SplitLeak, match="cover"):  # a row in no part
+        data.check_split(dataclasses.replace(good, test_rows=np.append(good.test_rows[:-1], n)), n)
+    with pytest.raises(data.SplitLeak, match="twice"):
+        data.check_split(dataclasses.replace(good, test_rows=np.append(good.test_rows[:-1], good.test_rows[0])), n)
+    with pytest.raises(data.SplitLeak, match="names no rows"):
+        data.check_split(dataclasses.replace(good, test_rows=None), n)
+
+
+def _copied_data_module(tmp_path, old: str, new: str):
+    """study/core/data.py with one change, imported under another name: a planted version of the loader."""
+    source = Path(data.__file__).read_text()
+    assert source.count(old) == 1, f"the plant needs {old!r} once in data.py"
+    path = tmp_path / "planted_data.py"
+    path.write_text(source.replace(old, new))
+    spec = importlib.util.spec_from_file_location("planted_data", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["planted_data"] = module  # dataclasses look their module up while the class is made
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules["planted_data"]
+    return module
+
+
+def test_a_loader_that_draws_the_test_rows_from_the_seed_fails_the_check(tmp_path):
+    """The old protocol, planted: the test part drawn from ``seed`` gives each seed its own test rows, so the
+    tuning split trains on other seeds' test rows: ``check_fixed_test`` must refuse it, on every dataset."""
+    leaky = _copied_data_module(tmp_path, "random_state=TEST_SPLIT_SEED", "random_state=seed")
+    for name in SPLIT:
+        splits = [leaky.load(name, seed) for seed in SEEDS]
+        for split in splits:  # each split alone is a fine split...
+            data.check_split(split, len(_raw(name)[1]))
+        with pytest.raises(data.SplitLeak, match="move with the seed"):  # ...but the test rows move
+            data.check_fixed_test(splits)
+    data.check_fixed_test([load("iris", seed) for seed in SEEDS])  # the real one passes
+
+
+def test_the_split_sizes_do_not_depend_on_the_seed():
+    for name in ("iris", "digits", "diabetes"):
+        n = len(_raw(name)[1])
+        for val, test in ((0.2, 0.2), (0.1, 0.3)):
+            sizes = data.split_sizes(n, val, test)
+            for seed in (0, 10_000):
+                split = load(name, seed, val, test)
+                assert {part: len(split.rows(part)) for part in PARTS} == sizes
 
 
 def test_registry_entries_are_well_formed():

@@ -98,7 +98,7 @@ def test_divergence_is_recorded_not_raised(name, iris):
     epochs = 10
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no overflow warnings leak out either
-        res = train(net, iris, name, optim.hyperparameters(name, eta=1e6), "full" if name == "gd" else 8, epochs,
+        res = train(net, iris, name, optim.hyperparameters(name, eta=1e7), "full" if name == "gd" else 8, epochs,
                     seed=0, theta0=net.init(0))
     assert res.diverged.tolist() == [True] and res.pruned.tolist() == [False]
     ran = res.epochs_run[0]

@@ -3,7 +3,8 @@
 ``load(runs_dir, sweep)`` reads the stores through study.sweep.tracking and study.sweep.tuning (never earlier reports)
 and returns a ``SweepResults``; the report is a pure function of it. The sweep's own config is the dict the sweep
 wrote into its Optuna store: only this module reads its keys (``SweepResults``' accessors below), so that it can
-become the sweep's model in one step.
+become the sweep's model in one step. A dataset read from a CSV file (``csv:PATH`` in the config) is named by its
+file's stem (``study.core.data.display_name``) in every table, as the sweep names it in MLflow and Optuna.
 
 What the stores hold is the contract of issue 18 (notes/DESIGN18.md): the sweep meta's ``config``, ``timing`` and
 ``caps``; each cell's ledger (its evaluations, keyed by track, tuning run, trial and seed, with the budgets each
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from study.core.data import display_name
 from study.core.optim import OPTIMIZERS
 
 TRACKS = ("tuned", "default")  # the evaluation tracks: the tuned hyperparameters, the registry's defaults
@@ -73,8 +75,8 @@ class SweepResults:
 
     @property
     def datasets(self) -> tuple[str, ...]:
-        """The config's datasets, in its order."""
-        return tuple(self.config.get("datasets", []))
+        """The config's datasets, in its order, as the tables name them (a CSV file by its stem)."""
+        return tuple(map(display_name, self.config.get("datasets", [])))
 
     @property
     def optimizers(self) -> tuple[str, ...]:
@@ -112,7 +114,9 @@ class SweepResults:
     def epochs(self, dataset: str) -> int | str:
         """The dataset's epochs ("n/a" when the config does not say)."""
         epochs = self.config.get("epochs", {})
-        return epochs.get(dataset, "n/a") if isinstance(epochs, dict) else epochs
+        if not isinstance(epochs, dict):
+            return epochs
+        return {display_name(d): e for d, e in epochs.items()}.get(dataset, "n/a")
 
 
 @dataclass(frozen=True)
@@ -313,13 +317,14 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
         raise BadInput(*found["bad"])
     meta, records = found["meta"], found["records"]
     config = meta["config"]
-    n_train = {d: data.load(d, 0, config["val_fraction"], config["test_fraction"]).X_train.shape[0]
+    missing = config.get("missing_values", "refuse")  # a CSV file's rule; the key is there when a file is
+    n_train = {d: data.load(d, 0, config["val_fraction"], config["test_fraction"], missing).X_train.shape[0]
                for d in config["datasets"]}
     timing = meta.get("timing") or {}
     evals, curves, trials, cells = [], [], [], []
     for cell, record in records.items():
         dataset, optimizer, batch = cell[0], cell[1], str(cell[2])
-        key = (dataset, optimizer, batch)
+        key = (display_name(dataset), optimizer, batch)  # the stores' timing and n_train use the config's name
         mine = evals_table(key, _evaluations(record), n_train[dataset])
         evals.append(mine)
         run = cell_runs.get(record.cell_run_id) if record.cell_run_id else None
@@ -330,17 +335,17 @@ def load(runs_dir: str | Path, sweep: str) -> SweepResults:
         if run is None:
             continue
         spe = timing.get(f"{dataset}/{optimizer}/{batch}", record.seconds_per_epoch)
-        cells.append({"dataset": dataset, "optimizer": optimizer, "batch_size": batch,
+        cells.append({"dataset": key[0], "optimizer": optimizer, "batch_size": batch,
                       "seconds_per_epoch": float(spe) if spe is not None else run.data.metrics.get(
                           "seconds_per_epoch", np.nan),
                       "updates_per_epoch": updates_per_epoch(n_train[dataset], batch),
                       "diverged_share": run.data.metrics.get("diverged_share", np.nan)})
     cells = pd.DataFrame(cells, columns=CELL_COLUMNS)
-    caps = pd.DataFrame([{"dataset": d, "budget": b, "cap": float(v), "unit": UNITS[b]}
+    caps = pd.DataFrame([{"dataset": display_name(d), "budget": b, "cap": float(v), "unit": UNITS[b]}
                          for d, by in (meta.get("caps") or {}).items() for b, v in by.items()], columns=CAP_COLUMNS)
     if caps.empty:
-        epochs = config["epochs"] if isinstance(config["epochs"], dict) else {d: config["epochs"]
-                                                                            for d in config["datasets"]}
+        epochs = ({display_name(d): e for d, e in config["epochs"].items()} if isinstance(config["epochs"], dict)
+                  else {display_name(d): config["epochs"] for d in config["datasets"]})
         caps = caps_from(epochs, cells)
     sample = next(iter(cell_runs.values())).data.tags if cell_runs else {}
     concat = lambda parts, columns: (pd.concat(parts, ignore_index=True) if parts  # noqa: E731

@@ -160,6 +160,8 @@ class Profile(Frozen):
     tune_eps: Flag = False
     split: Split = Split()
     lease_seconds: LeaseSeconds = 120.0
+    # a CSV dataset's rows with a missing value: refused (one line naming the column), or dropped with a warning
+    missing_values: Literal["refuse", "drop"] = "refuse"
 
     @field_validator("name")
     @classmethod
@@ -174,7 +176,7 @@ class Profile(Frozen):
     @field_validator("datasets", mode="before")
     @classmethod
     def _known_datasets(cls, value):
-        return names_from(value, set(data.DATASETS) - {"toy"}, "dataset names")
+        return data.dataset_names(value)  # bundled names and csv:PATH files, no two shown alike
 
     @field_validator("optimizers", mode="before")
     @classmethod
@@ -200,7 +202,9 @@ class Profile(Frozen):
                                             f"tuning_seed + r), got {self.tuning_seed} and {self.tuning_runs} runs")
         # entries for names that exist but are not swept are kept for other grids (``datasets=iris`` with a profile
         # that pins fifteen datasets' epochs); a name that exists nowhere is a typo
-        for key, swept, exists in (("epochs", self.datasets, lambda n: n in data.DATASETS),
+        # a CSV dataset's epochs are keyed by the name it is shown by (its stem: a path's dots would split the key)
+        for key, swept, exists in (("epochs", tuple(map(data.display_name, self.datasets)),
+                                    lambda n: n in data.DATASETS),
                                    ("population", self.batch_sizes, _is_batch_size)):
             given = getattr(self, key)
             for name in sorted(set(given) - set(swept) - {"default"}):
@@ -214,7 +218,8 @@ class Profile(Frozen):
     def per_name(self, key: str) -> dict:
         """``epochs`` or ``population`` for each swept name."""
         given, swept = getattr(self, key), self.datasets if key == "epochs" else self.batch_sizes
-        return {name: given.get(name, given.get("default")) for name in swept}
+        shown = data.display_name if key == "epochs" else str
+        return {name: given.get(shown(name), given.get("default")) for name in swept}
 
 
 def _is_batch_size(name: str) -> bool:
@@ -300,13 +305,24 @@ class Sweep(Frozen):
     profile: Profile
     spaces: dict[str, dict[str, RangeSpec]]  # optimizer -> hyperparameter -> range, for the profile's optimizers
     source: str = ""  # the profile's file, as given (where it lives is not part of the hash)
+    # csv:PATH -> the file's digest (study.core.data.describe), one per CSV dataset: the file's content is part of
+    # what determines the results, so an edited file is another sweep (another hash), refused under the old name
+    digests: dict[str, str] = {}
 
     @model_validator(mode="after")
-    def _a_space_per_optimizer(self):
+    def _a_space_per_optimizer_and_a_digest_per_file(self):
         for o in self.profile.optimizers:
             if set(self.spaces.get(o, {})) != set(optim.OPTIMIZERS[o].hyper):
                 raise KeyProblem(f"spaces.{o}", f"must cover exactly {', '.join(optim.OPTIMIZERS[o].hyper)}")
+        if set(self.digests) != set(self.csv_datasets):
+            raise KeyProblem("digests", f"must name exactly the CSV datasets "
+                                        f"({', '.join(self.csv_datasets) or 'none'}), got {', '.join(self.digests)}")
         return self
+
+    @property
+    def csv_datasets(self) -> tuple[str, ...]:
+        """The datasets that are files (csv:PATH), in the profile's order."""
+        return tuple(d for d in self.profile.datasets if data.csv_path(d))
 
     @property
     def name(self) -> str:
@@ -323,9 +339,9 @@ class Sweep(Frozen):
         return [(d, o, b) for d in p.datasets for o in p.optimizers for b in p.batch_sizes]
 
     def epochs_of(self, dataset: str) -> int:
-        """The epochs every run of this dataset trains."""
+        """The epochs every run of this dataset trains (a CSV dataset's are keyed by its stem: Profile.per_name)."""
         given = self.profile.epochs
-        return given.get(dataset, given.get("default"))
+        return given.get(data.display_name(dataset), given.get("default"))
 
     def population_of(self, batch_size: str) -> int:
         """How many networks of a cell at this batch size train together (K)."""
@@ -352,9 +368,17 @@ class Sweep(Frozen):
                 "tuning_runs": p.tuning_runs,
                 "random_arm": p.random_arm, "tune_eps": p.tune_eps, "val_fraction": p.split.val,
                 "test_fraction": p.split.test, "lease_seconds": p.lease_seconds,
+                **self._file_keys(),
                 "search_spaces": {o: {h: r.stored() for h, r in self.spaces[o].items()} for o in p.optimizers},
                 "defaults": {o: self.defaults(o) for o in p.optimizers}, "source": self.source}
         return json.loads(json.dumps(flat, default=str))
+
+    def _file_keys(self) -> dict:
+        """A CSV dataset's missing-value rule and the files' digests, in the record and so in the hash; a sweep
+        without a file has neither (they decide nothing there), which keeps its hash the one it always had."""
+        if not self.csv_datasets:
+            return {}
+        return {"missing_values": self.profile.missing_values, "digests": dict(self.digests)}
 
     @property
     def hash(self) -> str:
@@ -376,12 +400,15 @@ class Sweep(Frozen):
         # fraction, and one tuning run)
         raw = {k: stored[k] for k in ("name", "datasets", "optimizers", "batch_sizes", "trials", "epochs",
                                       "tuning_seed", "tuning_runs", "population", "random_arm", "tune_eps",
-                                      "lease_seconds")
+                                      "lease_seconds", "missing_values")
                if k in stored}
         raw.setdefault("tuning_runs", 1)  # a sweep from before tuning runs ran one
         raw["seeds"] = len(stored.get("seeds", ()))
+        if "epochs" in raw:  # stored per dataset name; a profile keys a CSV dataset's epochs by its stem
+            raw["epochs"] = {data.display_name(d): e for d, e in raw["epochs"].items()}
         for block, names in keys.items():
             raw[block] = {field: stored[key] for field, key in names.items() if key in stored}
         spaces = {o: {h: RangeSpec.unstored(r) for h, r in space.items()}
                   for o, space in stored.get("search_spaces", {}).items()}
-        return loader.validate(cls, {"profile": raw, "spaces": spaces, "source": stored.get("source", "")}, where)
+        return loader.validate(cls, {"profile": raw, "spaces": spaces, "source": stored.get("source", ""),
+                                     "digests": stored.get("digests", {})}, where)

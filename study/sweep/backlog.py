@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from study.core import data
 from study.sweep import tracking
 from study.sweep.context import Context
 from study.sweep.record import Mirror
@@ -116,7 +117,7 @@ class Backlog:
         try:
             entry.claim.check(force=True)
         except ClaimLost:
-            print(f"warning: lost the claim on {'/'.join(map(str, entry.cell))} before its MLflow run was finished; "
+            print(f"warning: lost the claim on {data.display_key(entry.cell)} before its MLflow run was finished; "
                   f"the worker that took it over finishes it", file=sys.stderr)
             self.drop(entry)
             return

@@ -34,14 +34,21 @@ from study.sweep.tuning import ledger
 
 
 @functools.lru_cache(maxsize=16)
-def load_split(dataset: str, seed: int, val_fraction: float, test_fraction: float) -> data.Split:
+def load_split(dataset: str, seed: int, val_fraction: float, test_fraction: float,
+               missing: str = "refuse") -> data.Split:
     """A cell loads its tuning split three times (timing, tuning, the dataset input): once is enough."""
-    return data.load(dataset, seed, val_fraction, test_fraction)
+    return data.load(dataset, seed, val_fraction, test_fraction, missing)
+
+
+def split_of(cfg: Sweep, dataset: str, seed: int) -> data.Split:
+    """The dataset's split for ``seed`` under the profile's fractions and its rule for a CSV file's missing values."""
+    return data.load(dataset, seed, cfg.profile.split.val, cfg.profile.split.test, cfg.profile.missing_values)
 
 
 def tuning_split(cfg: Sweep, dataset: str, run: int = 0) -> data.Split:
     """The split tuning run ``run`` is tuned on (run 0's also times the cell): seed tuning_seed + run."""
-    return load_split(dataset, cfg.profile.tuning_seed + run, cfg.profile.split.val, cfg.profile.split.test)
+    p = cfg.profile
+    return load_split(dataset, p.tuning_seed + run, p.split.val, p.split.test, p.missing_values)
 
 
 def checkpoints(ctx: Context, cell: tuple, n_train: int) -> tuple[np.ndarray, dict[str, int]]:
@@ -243,7 +250,7 @@ def _evaluate(ctx: Context, cell, studies: dict, mirror: record.Mirror, claim: t
             continue
         ctx.check_stop()
         claim.check()
-        split = data.load(dataset, seed, cfg.profile.split.val, cfg.profile.split.test)
+        split = split_of(cfg, dataset, seed)
         net = network(cfg, split)
         grid, _ = checkpoints(ctx, cell, split.X_train.shape[0])
         theta0 = net.init(seed, len(missing))
@@ -314,7 +321,7 @@ def prepare_finish(ctx: Context, cell, studies: dict, mirror: record.Mirror, res
         trial_rows = tuning.trial_rows(study)
     split = tuning_split(cfg, cell[0])
     updates_per_epoch = batches.steps_per_epoch(split.X_train.shape[0], cell[2])
-    title = " / ".join(map(str, cell))
+    title = data.display_key(cell, " / ")
     directory = tempfile.TemporaryDirectory(prefix="optstudy-cell-")
     out = Path(directory.name)
     with ctx.timed("mlflow"):  # figures drawn for MLflow count as tracking
@@ -325,7 +332,8 @@ def prepare_finish(ctx: Context, cell, studies: dict, mirror: record.Mirror, res
         cell_figures.history(trial_rows, title, out / "optuna_history.png")
         cell_figures.importances(book.record.importances, title, out / "optuna_importances.png")
         (out / "config.yaml").write_text(yaml.safe_dump(cfg.stored(), sort_keys=False))
-    dataset_input = {"name": cell[0], "X": split.X_train, "source": data.DATASETS[cell[0]].description,
+    shown = data.describe(cell[0])  # a CSV file: its stem, its path and its bytes' digest (two files, one stem)
+    dataset_input = {"name": shown.name, "X": split.X_train, "source": shown.source, "digest": shown.digest,
                      "y": split.Y_train.argmax(axis=1) if split.n_classes else split.Y_train[:, 0]}
     params = {"recovered_trials": book.record.recovered_trials, "updates_per_epoch": updates_per_epoch}
     return Finishing(directory, dataset_input, params, resumed)

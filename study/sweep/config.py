@@ -6,14 +6,14 @@ registry entry declares (``study.core.optim``), so an optimizer added in one fil
 untuned track are the registry's. Command-line overrides ``key=value`` (lists comma-separated, nested keys dotted:
 ``epochs.digits=10``, ``sampler.name=random``) are applied before validation. Every problem is a ``BadInput``
 naming the file and key: one line, nothing written. Besides the schema's checks, two need the datasets: every
-batch size fits some training set, and every part of every dataset's split holds each of its classes. Whether the
+batch size fits some training set, and every part of every dataset's split holds each of its classes (a CSV
+dataset, ``csv:PATH``, is read here and checked by ``study.core.data.check_rows``, naming the file). Whether the
 sweep fits in this machine's memory is the run's question, not the config's: ``study.sweep.memory``, asked by
 ``pipelines.sweep`` before any store is opened.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,6 @@ from study.core import batches, data, optim
 from study.errors import BadInput
 from study.schema import loader
 from study.schema.sweep import LIST_KEYS, Profile, RangeSpec, Sweep, search_spaces_model
-from study.sweep import memory
 
 CONF = loader.CONF
 PROFILE_KEYS = set(Profile.model_fields)
@@ -63,42 +62,26 @@ def _fits_a_training_set(where: str, sizes: tuple[str, ...], n_train: dict) -> N
         if b != batches.FULL and int(b) > max(n_train.values()):
             largest = max(n_train, key=n_train.get)
             raise BadInput(f"{where}: batch_sizes", f"batch size {b} is larger than the training set "
-                                                    f"({n_train[largest]} samples in {largest}, the largest)")
+                                                    f"({n_train[largest]} samples in "
+                                                    f"{data.display_name(largest)}, the largest)")
 
 
-def split_sizes(n: int, val_fraction: float, test_fraction: float) -> dict:
-    """{part: samples} of ``data.load``'s two splits of n samples, as scikit-learn sizes them (the test part
-    ``ceil(test * n)``, then validation ``ceil(val / (1 - test) * rest)`` of the rest)."""
-    n_test = math.ceil(test_fraction * n)
-    n_val = math.ceil(val_fraction / (1.0 - test_fraction) * (n - n_test))
-    return {"train": n - n_test - n_val, "val": n_val, "test": n_test}
-
-
-def fewest_of_a_class(count: int, n: int, val_fraction: float, test_fraction: float) -> dict:
-    """{part: the fewest samples of a class of ``count`` samples that each part can get}, whatever the seed.
-
-    scikit-learn's stratified split gives each class the floor or the ceiling of its share of a part; the second
-    split draws from what the first left. So a class of c samples gets at least floor(c * test / n) test samples
-    and at least floor(c * rest / n) in the rest, which the second split shares out the same way.
-    """
-    sizes = split_sizes(n, val_fraction, test_fraction)
-    rest = sizes["train"] + sizes["val"]
-    in_rest = count * rest // n
-    return {"train": in_rest * sizes["train"] // rest, "val": in_rest * sizes["val"] // rest,
-            "test": count * sizes["test"] // n}
+# The split's sizes are data.load's: defined beside the split, so the checks below cannot drift from it.
+split_sizes, fewest_of_a_class = data.split_sizes, data.fewest_of_a_class
 
 
 SPLIT_KEYS = {"train": "split", "val": "split.val", "test": "split.test"}  # the key that makes a part small
 PART_NAMES = {"train": "training", "val": "validation", "test": "test"}
 
 
-def _split_holds_every_class(where: str, dataset: str, val_fraction: float, test_fraction: float) -> None:
+def _split_holds_every_class(where: str, dataset: str, val_fraction: float, test_fraction: float,
+                             missing: str = "refuse") -> None:
     """Every part of the split holds at least one sample of every class (two samples of a regression set: a
-    loss on one sample says little, and the target is scaled by the training part's spread), for every seed."""
-    spec = data.DATASETS[dataset]
-    _, y = spec.load()
+    loss on one sample says little, and the target is scaled by the training part's spread), for every seed.
+    (A CSV file was checked the same way by data.check_rows, which names the file.)"""
+    task, y = data.targets(dataset, missing)
     n = len(y)
-    if spec.task == "classification":
+    if task == "classification":
         counts = np.unique(y, return_counts=True)[1]
         smallest, need = int(counts.min()), 1
         least = lambda val, test: fewest_of_a_class(smallest, n, val, test)  # noqa: E731
@@ -117,8 +100,9 @@ def _split_holds_every_class(where: str, dataset: str, val_fraction: float, test
                     if val + test < 0.9 and min(least(val, test).values()) >= need:
                         hint = f"; {SPLIT_KEYS[part]}={k / 1000:g} would do"
                         break
-            raise BadInput(f"{where}: {SPLIT_KEYS[part]}", f"on {dataset} the {PART_NAMES[part]} part gets {got} "
-                                                           f"sample{'s' * (got != 1)}, {why}{hint}")
+            raise BadInput(f"{where}: {SPLIT_KEYS[part]}",
+                           f"on {data.display_name(dataset)} the {PART_NAMES[part]} part gets {got} "
+                           f"sample{'s' * (got != 1)}, {why}{hint}")
 
 
 def load_sweep(profile: str | Path, overrides: list[str] = ()) -> Sweep:
@@ -131,9 +115,13 @@ def load_sweep(profile: str | Path, overrides: list[str] = ()) -> Sweep:
             raise BadInput("--profile", f"unknown profile {str(profile)!r}; choose from {', '.join(known)}")
     where = loader.shown(path)
     p = loader.load(Profile, path, where, list(overrides), LIST_KEYS)
-    for d in p.datasets:
-        _split_holds_every_class(where, d, p.split.val, p.split.test)
-    shapes = {d: memory.dataset_shape(d, p.split.val, p.split.test) for d in p.datasets}
-    _fits_a_training_set(where, p.batch_sizes, {d: shape.n_train for d, shape in shapes.items()})
+    for d in p.datasets:  # a CSV file first: read, checked, and its rows counted (BadInput naming the file)
+        data.check_rows(d, p.split.val, p.split.test, p.batch_sizes, p.missing_values)
+        _split_holds_every_class(where, d, p.split.val, p.split.test, p.missing_values)
+    n_train = {d: split_sizes(len(data.targets(d, p.missing_values)[1]), p.split.val, p.split.test)["train"]
+               for d in p.datasets}
+    _fits_a_training_set(where, p.batch_sizes, n_train)
     spaces = load_search_spaces(tune_eps=p.tune_eps)
-    return Sweep(profile=p, spaces={o: spaces[o] for o in p.optimizers}, source=str(path))
+    # a CSV dataset's content: an edited file is another sweep (its hash), refused under the old one's name
+    digests = {d: data.describe(d).digest for d in p.datasets if data.csv_path(d)}
+    return Sweep(profile=p, spaces={o: spaces[o] for o in p.optimizers}, source=str(path), digests=digests)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 
+from study.core import data
 from study.schema.sweep import Sweep
 from study.sweep import names
 
@@ -24,7 +25,7 @@ class Progress:
         self.bar.set_postfix_str(f"cells {self.cells_done}/{self.cells_total}{last}", refresh=False)
 
     def __call__(self, event: str, info: dict):
-        cell = "/".join(map(str, info.get("cell", ())))
+        cell = data.display_key(info.get("cell", ()))
         if event == "trial":
             self.bar.update(1)
             if info["value"] is not None and info["state"] == names.COMPLETE:

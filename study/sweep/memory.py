@@ -71,9 +71,10 @@ class Shape:
 
 
 @functools.lru_cache(maxsize=64)
-def dataset_shape(name: str, val_fraction: float, test_fraction: float) -> Shape:
-    """The dataset's shape under a split (seed 0: the parts' sizes do not depend on the seed)."""
-    split = data.load(name, 0, val_fraction, test_fraction)
+def dataset_shape(name: str, val_fraction: float, test_fraction: float, missing: str = "refuse") -> Shape:
+    """The dataset's shape under a split (seed 0: the parts' sizes do not depend on the seed; ``missing``: a CSV
+    file's rule for rows with missing values, the profile's ``missing_values``)."""
+    split = data.load(name, 0, val_fraction, test_fraction, missing)
     n_samples = sum(getattr(split, f"X_{part}").shape[0] for part in ("train", "val", "test"))
     return Shape(n_samples, split.X_train.shape[0], split.n_features, split.n_outputs)
 
@@ -130,7 +131,7 @@ def largest_cell(cfg: Sweep, shapes: dict | None = None, journal: bool = True) -
     """The cell of the sweep that needs the most memory, and what it needs."""
     if shapes is None:
         split = cfg.profile.split
-        shapes = {d: dataset_shape(d, split.val, split.test) for d in cfg.profile.datasets}
+        shapes = {d: dataset_shape(d, split.val, split.test, cfg.profile.missing_values) for d in cfg.profile.datasets}
     return max((cell_estimate(cfg, cell, shapes, journal) for cell in cfg.cells()), key=lambda e: e.total)
 
 
@@ -173,7 +174,7 @@ def refuse_if_too_large(cfg: Sweep, where: str, shapes: dict | None = None, jour
     if estimate.total > have:
         keys = DRIVERS[estimate.largest]
         raise BadInput(f"{where}: {', '.join(keys)}" if keys else where,
-                       f"the largest cell ({'/'.join(map(str, estimate.cell))}) needs about {estimate.describe()} "
+                       f"the largest cell ({data.display_key(estimate.cell)}) needs about {estimate.describe()} "
                        f"of memory, more than the {size(have)} {source}")
     return estimate
 
@@ -190,5 +191,5 @@ def refuse_too_many_workers(cfg: Sweep, workers: int, flag: str = "--workers", j
     if need > have:
         fits = max(1, (have - PROCESS - estimate.parts["journal"]) // estimate.total)
         raise BadInput(flag, f"{workers} workers need about {size(need)} of memory ({size(estimate.total)} each "
-                             f"for a cell like {'/'.join(map(str, estimate.cell))}), more than the {size(have)} "
+                             f"for a cell like {data.display_key(estimate.cell)}), more than the {size(have)} "
                              f"{source}; at most {fits} fit")

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from study.core import data
 from study.sweep import names, tables, tracking, tuning
 from study.sweep.context import Context
 from study.sweep.tuning import ledger
@@ -36,7 +37,8 @@ TRIAL_CURVES = ("val_loss",)  # per epoch in MLflow
 EVAL_CURVES = ("train_loss", "val_loss", "val_accuracy", "grad_norm")
 
 EXPERIMENT_NOTE = """\
-**One run per cell** (dataset x optimizer x batch size), tag `role = 'cell'`, named `dataset/optimizer/batch`.
+**One run per cell** (dataset x optimizer x batch size), tag `role = 'cell'`, named `dataset/optimizer/batch`
+(a dataset read from a CSV file is named by the file's stem; its path and digest are the cell run's dataset input).
 Filter the table with `tags.role = 'cell'` to list the cells alone (100 to a page) and sort them by their summary
 metrics: `best_val_loss` (best tuning trial), `tuned_test_loss` / `default_test_loss` and, on classification sets,
 `tuned_test_accuracy` / `default_test_accuracy` (means over the evaluation seeds), `diverged_share` (share of the
@@ -74,7 +76,9 @@ def in_mlflow(run: int, arm: str) -> bool:
 class Mirror:
     def __init__(self, ctx: Context, cell: tuple, studies: dict, book: ledger.Ledger):
         self.ctx, self.cell, self.studies, self.book = ctx, cell, studies, book
-        self.tags = {names.DATASET: cell[0], names.OPTIMIZER: cell[1], names.BATCH_SIZE: str(cell[2])}
+        # what a person filters the UI with and the report reads back: a CSV dataset by its stem
+        self.tags = {names.DATASET: data.display_name(cell[0]), names.OPTIMIZER: cell[1],
+                     names.BATCH_SIZE: str(cell[2])}
         # ("trial", run, arm, number) | ("eval", track, run, trial, seed) -> {"curves": per-epoch values,
         # "checkpoints": checkpoint columns}
         self.curves: dict[tuple, dict] = {}
@@ -95,7 +99,7 @@ class Mirror:
             self.ctx.outage.began()
             self.write_failed = True
             print(f"warning: MLflow unavailable ({type(e).__name__}) while writing {what} of "
-                  f"{'/'.join(map(str, self.cell))}; results are kept in the Optuna storage and will be logged "
+                  f"{data.display_key(self.cell)}; results are kept in the Optuna storage and will be logged "
                   f"when it is back", file=sys.stderr)
             return None
 
@@ -114,7 +118,7 @@ class Mirror:
         for run in tracking.runs(self.ctx.mlflow, self.ctx.experiment, same_cell):
             if run.info.status != "FAILED":
                 tracking.end_run(self.ctx.mlflow, run.info.run_id, "FAILED")
-        return tracking.start_run(self.ctx.mlflow, self.ctx.experiment, "/".join(map(str, self.cell)),
+        return tracking.start_run(self.ctx.mlflow, self.ctx.experiment, data.display_key(self.cell),
                                   {names.ROLE: names.CELL, **self.tags})
 
     def trial(self, trial, run: int, arm: str, state: str, hyper: dict, curves: dict, checkpoints: dict,

@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from study.core import data
 from study.errors import BadInput
 from study.schema.sweep import Sweep
 from study.sweep import names, record, timing, tracking, tuning
@@ -170,7 +171,7 @@ def _loop(ctx: Context, wait_for_others: bool, poll_seconds: float, tracking_pat
             try:
                 held = _run_or_mirror(ctx, cell, claim)
             except tuning.ClaimLost:
-                print(f"warning: lost the claim on {'/'.join(map(str, cell))} (the database connection dropped and "
+                print(f"warning: lost the claim on {data.display_key(cell)} (the database connection dropped and "
                       f"another worker took the cell); leaving it to that worker", file=sys.stderr)
             finally:
                 if not held:

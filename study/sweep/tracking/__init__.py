@@ -200,8 +200,10 @@ def _log_dataset(mlflow_client: MlflowClient, run_id: str, dataset_input: Mappin
 
     with warnings.catch_warnings():  # a plain-text source is "ambiguous" to MLflow's resolver; it is fine
         warnings.simplefilter("ignore")
+        # a digest given (a CSV file's, of its bytes) is kept; else MLflow computes one from the arrays
         dataset = mlflow.data.from_numpy(dataset_input["X"], targets=dataset_input["y"],
-                                         source=dataset_input.get("source"), name=dataset_input["name"])
+                                         source=dataset_input.get("source"), name=dataset_input["name"],
+                                         digest=dataset_input.get("digest"))
     inputs = [DatasetInput(Dataset(**dataset.to_dict()), [InputTag("mlflow.data.context", "train")])]
     try:
         mlflow_client.log_inputs(run_id, inputs)

@@ -2,7 +2,8 @@
 
 A study per cell, tuning run and arm, named ``<sweep>/<dataset>/<optimizer>/<batch>`` (run 0's TPE search: the cell
 study, which also holds the cell's record), ``.../tpe-<r>`` (TPE run r >= 1: its own sampler seed, and its own
-split, tuning_seed + r) and ``.../random`` (the unpruned random-search arm, on run 0's split).
+split, tuning_seed + r) and ``.../random`` (the unpruned random-search arm, on run 0's split); a CSV dataset by its
+file's stem (``study.core.data.display_name``).
 
 What a trial is suggested depends only on the config and the trials already in the storage: every ask gets a
 sampler of its own, seeded from the cell's seed and the trial's place in the cell (``ask``). A sampler keeps its
@@ -27,6 +28,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from study.core import data
 from study.schema.sweep import Sweep
 from study.sweep import names
 from study.sweep.tuning import ledger
@@ -37,9 +39,10 @@ ARMS = (names.TPE, names.RANDOM)
 
 
 def study_name(sweep: str, cell: tuple, arm: str = names.TPE, run: int = 0) -> str:
-    dataset, optimizer, batch = cell
+    """The study's name as a person sees it in the dashboard (a CSV dataset by its stem: the profile refuses two
+    files with one stem, so the name is still the cell's alone)."""
     suffix = "/random" if arm == names.RANDOM else (f"/tpe-{run}" if run else "")
-    return f"{sweep}/{dataset}/{optimizer}/{batch}{suffix}"
+    return f"{sweep}/{data.display_key(cell)}{suffix}"
 
 
 def tunings(cfg: Sweep) -> list[tuple[int, str]]:
@@ -220,7 +223,7 @@ def read_trials(storage, sweep: str, config: Sweep | dict) -> tuple[list[dict], 
     # out makes a resumed sweep's trials those of an uninterrupted one (its own failures would still count).
     for cell in cfg.cells():
         dataset, optimizer, batch = cell
-        keys = {names.DATASET: dataset, names.OPTIMIZER: optimizer, names.BATCH_SIZE: str(batch)}
+        keys = {names.DATASET: data.display_name(dataset), names.OPTIMIZER: optimizer, names.BATCH_SIZE: str(batch)}
         for run, arm in tunings(cfg):
             name = study_name(sweep, cell, arm, run)
             if name not in attrs:
