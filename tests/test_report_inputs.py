@@ -78,10 +78,11 @@ def test_trials_come_from_each_cells_table_with_their_test_loss():
 
 
 def test_caps_from_the_contract_rule():
-    cells = pd.DataFrame({"dataset": "iris", "optimizer": ["gd", "adam"], "batch_size": "full",
-                          "seconds_per_epoch": [0.02, 0.01]})
+    cells = pd.DataFrame({"dataset": "iris", "optimizer": ["gd", "adam", "gd"], "batch_size": ["full", "full", "32"],
+                          "seconds_per_epoch": [0.02, 0.01, 0.05]})
     caps = inputs.caps_from({"iris": 200}, cells).set_index("budget")["cap"].to_dict()
-    assert caps == {"epochs": 200.0, "updates": 200.0, "seconds": pytest.approx(2.0)}  # E_d x the cheapest epoch
+    # E_d x the slowest full-batch epoch (the sweep's rule: every full-batch cell has its E_d epochs at every cap)
+    assert caps == {"epochs": 200.0, "updates": 200.0, "seconds": pytest.approx(4.0)}
 
 
 def test_a_store_from_before_the_contract_reads_as_the_same_shape():
