@@ -14,21 +14,18 @@ What is measured and how: study/tools/benchmark.py.
 """
 from __future__ import annotations
 
+import json
 import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
 
-# One thread for every BLAS, set before numpy loads any (threadpoolctl also limits them at run time, but only the
-# libraries already loaded; a library loaded later would start with all cores).
-for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ[_name] = "1"
+from pipelines.cli import ArgumentParser, run
+from study.errors import BadInput
+from study.sweep.names import THREAD_VARIABLES
 
-import json  # noqa: E402
-import sys  # noqa: E402
-from dataclasses import replace  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Sequence  # noqa: E402
-
-from pipelines.cli import ArgumentParser, run  # noqa: E402
-from study.errors import BadInput  # noqa: E402
+# numpy (and anything that loads it) is imported inside the functions: see ``one_thread_each``.
 
 SOLVERS = ("momentum", "nag", "adam")
 
@@ -120,7 +117,15 @@ def config_from(args):
     return replace(cfg, **changes)
 
 
+def one_thread_each() -> None:
+    """One thread for every BLAS and for numba, set before numpy loads any: threadpoolctl also limits them at run
+    time, but only the libraries already loaded; a library loaded later would start with all cores."""
+    for name in THREAD_VARIABLES:
+        os.environ[name] = "1"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    one_thread_each()
     args = parser().parse_args(argv)
     cfg = config_from(args)
     out = Path(args.out)

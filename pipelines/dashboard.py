@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from pipelines.cli import ArgumentParser, run
-from study.sweep import tracking, tuning
 from study.errors import BadInput
+from study.sweep import names, tracking, tuning
 
 
 def main(argv=None) -> int:
@@ -23,7 +23,7 @@ def main(argv=None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
-    url = os.environ.get("OPTUNA_STORAGE")
+    url = os.environ.get(names.OPTUNA_STORAGE)
     if not url:
         sweep = args.sweep or tracking.newest_sweep(args.runs_dir)
         if sweep is None:

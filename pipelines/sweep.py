@@ -47,12 +47,13 @@ def parse(argv):
 
 def main(argv=None) -> int:
     args = parse(argv)
-    from study.sweep import config, console, sweep, tracking
+    from study import provenance
+    from study.sweep import config, console, names, sweep, tracking
 
     # For the workers it spawns. Set, not setdefault: a value inherited from whatever launched us (or left in the
     # environment by an earlier in-process call, as in the tests) is some other command's.
-    os.environ.pop(tracking.COMMAND_VARIABLE, None)
-    os.environ[tracking.COMMAND_VARIABLE] = tracking.mask_url(tracking.command_line())
+    os.environ.pop(names.OPTSTUDY_COMMAND, None)
+    os.environ[names.OPTSTUDY_COMMAND] = tracking.mask_url(provenance.command_line())
 
     if args.worker:
         from study.tools import services
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
             return 0
         return build_report(args, cfg) if args.report else 0
     before = sweep.counts(cfg, storage)
-    done_trials = sum(v for k, v in before["trials"].items() if k != "FAIL")
+    done_trials = sum(v for k, v in before["trials"].items() if k != names.FAIL)
     progress = console.Progress(cfg, done_trials, before["cells_done"])
     try:
         workers = min(args.workers, len(pending))  # a second worker for one cell would only start and stop

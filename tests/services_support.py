@@ -288,7 +288,8 @@ def check_counts(services: Services, cfg) -> dict:
     test_loss per (cell, track, seed)."""
     import optuna
     from optuna.trial import TrialState
-    from study.sweep import ledger, tuning
+    from study.sweep import tuning
+    from study.sweep.tuning import ledger
 
     storage, client = services.storage(), services.client()
     experiment = client.get_experiment_by_name(cfg.name)
@@ -305,7 +306,7 @@ def check_counts(services: Services, cfg) -> dict:
         assert record.done and record.mirrored, (cell, record)
         assert not [t.number for t in trials if t.state == TrialState.RUNNING], f"{cell}: Optuna trials RUNNING"
         numbers = sorted(t.number for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
-        assert len(numbers) == cfg.trials, f"{cell}: {len(numbers)} finished Optuna trials, want {cfg.trials}"
+        assert len(numbers) == cfg.profile.trials, f"{cell}: {len(numbers)} finished Optuna trials, want {cfg.profile.trials}"
         figures["trials"] += len(numbers)
         figures["failed_trials"] += sum(t.state == TrialState.FAIL for t in trials)
         figures["retried"] += sum(ledger.retry_of(t) is not None for t in trials)
@@ -364,7 +365,8 @@ def running_trials(storage, cfg, marker: str) -> list[tuple]:
     """(cell, trial) for every RUNNING trial of the sweep whose worker id contains ``marker``."""
     import optuna
     from optuna.trial import TrialState
-    from study.sweep import ledger, tuning
+    from study.sweep import tuning
+    from study.sweep.tuning import ledger
 
     found = []
     names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}

@@ -66,6 +66,24 @@ def test_two_workers_racing_for_a_cell_on_a_journal_exactly_one_wins_each_time(t
         {r: w for r, w in outcomes.items() if sorted(w) != [False, True]}
 
 
+def test_a_claim_is_ours_while_the_cells_record_names_it(tmp_path):
+    """Once a claim is written into its cell's ledger (``own``), it vouches for itself by that record: a worker
+    that held the cell in between (a lost connection's window) shows there, read back from the storage."""
+    import optuna
+
+    url = str(tmp_path / "optuna" / "own.journal")
+    storage = tuning.open_storage(url)
+    claim = tuning.Claim(tuning.cell_locks(url, 8.0), "own/cell", "w", 8.0)
+    assert claim.acquire() and claim.still_ours(), "nothing to compare before the ledger names it"
+    book = tuning.ledger.Ledger(optuna.create_study(storage=storage, study_name="own/cell"))
+    claim.own(book, recovered_trials=2)
+    assert claim.still_ours() and (book.record.owner, book.record.recovered_trials) == (claim.token, 2)
+    other = tuning.ledger.Ledger(optuna.load_study(storage=tuning.open_storage(url), study_name="own/cell"))
+    other.update(owner="thief:1:abc")
+    assert not claim.still_ours()
+    claim.release()
+
+
 @pytest.mark.slow
 def test_two_workers_racing_for_a_cell_on_postgresql_exactly_one_wins_each_time(pg_url):
     outcomes = race(pg_url)
@@ -154,9 +172,15 @@ def test_a_claim_lost_with_its_connection_is_taken_back_only_if_nobody_held_the_
         claim.check(force=True)
     thief.release()
 
+    import optuna
+
     claim = tuning.Claim(locks, "lost/cell-b", "w", 8.0)
-    claim.still_ours = lambda: False  # the record names someone else: another worker held the cell in between
     assert claim.acquire()
+    book = tuning.ledger.Ledger(optuna.create_study(study_name="lost/cell-b"))  # the cell's record
+    claim.own(book)
+    assert claim.still_ours() and book.record.owner == claim.token
+    book.update(owner="thief:1:abc")  # the record names someone else: another worker held the cell in between
+    assert not claim.still_ours()
     kill_backends_of(locks)
     with pytest.raises(tuning.ClaimLost):
         claim.check(force=True)

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from study.core import optim
-from study.sweep import config
-from study.sweep.config import Range
+from study.core import hyperparams, optim
 from study.errors import BadInput
+from study.schema.sweep import RangeSpec, Sweep
+from study.sweep import config
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -63,21 +63,25 @@ def test_profile_loads_by_path_and_by_name(path):
     missing = [k for k in PROFILE_KEYS if k not in raw]
     assert not missing, f"{path.name} lacks {missing}"
     cfg = config.load_sweep(path)
+    p = cfg.profile
     assert cfg.hash == config.load_sweep(path.stem).hash
     assert isinstance(cfg.name, str) and cfg.name and "/" not in cfg.name
-    assert set(cfg.epochs) == set(cfg.datasets) and all(e >= 1 for e in cfg.epochs.values())
-    assert cfg.trials >= 1 and len(cfg.seeds) >= 1
-    assert cfg.tuning_seed not in cfg.seeds, "tuning uses its own seed, distinct from the evaluation seeds"
-    assert set(cfg.search_spaces) == set(cfg.optimizers) == set(cfg.defaults)
-    assert len(cfg.cells()) == len(cfg.datasets) * len(cfg.optimizers) * len(cfg.batch_sizes)
+    assert all(cfg.epochs_of(d) >= 1 for d in p.datasets)
+    assert p.trials >= 1 and len(cfg.seeds) >= 1
+    assert p.tuning_seed not in cfg.seeds, "tuning uses its own seed, distinct from the evaluation seeds"
+    assert set(cfg.spaces) == set(p.optimizers)
+    assert len(cfg.cells()) == len(p.datasets) * len(p.optimizers) * len(p.batch_sizes)
     assert len(set(cfg.cells())) == len(cfg.cells())
-    assert all(b == "full" or int(b) >= 1 for b in cfg.batch_sizes)
+    assert all(b == "full" or int(b) >= 1 for b in p.batch_sizes)
 
 
 def test_search_spaces_file_loads_both_ways():
     for tune_eps in (False, True):
-        spaces, defaults = config.load_search_spaces(CONF / "search_spaces.yaml", tune_eps=tune_eps)
-        assert set(spaces) == set(defaults) == set(optim.OPTIMIZERS)
+        spaces = config.load_search_spaces(CONF / "search_spaces.yaml", tune_eps=tune_eps)
+        assert set(spaces) == set(optim.OPTIMIZERS)
+        for name, space in spaces.items():
+            assert set(space) == set(optim.OPTIMIZERS[name].hyper)
+            assert all(isinstance(r, RangeSpec) for r in space.values())
 
 
 def _schema_of(path: Path):
@@ -178,36 +182,38 @@ def test_other_settings_files_load_through_their_loaders():
 # --- The protocol's numbers ------------------------------------------------------------------------------------
 def test_default_profile_is_the_issue_grid():
     cfg = config.load_sweep("default")
-    assert len(cfg.datasets) >= 12
-    assert {"moons", "circles", "iris", "wine", "breast_cancer", "digits", "sparse"} <= set(cfg.datasets)
-    assert set(cfg.optimizers) == set(ALL_OPTIMIZERS) and len(cfg.optimizers) == 6
-    assert set(cfg.batch_sizes) == {"full", "128", "64", "32", "1"} and len(cfg.batch_sizes) == 5
-    assert cfg.trials >= 20
+    p = cfg.profile
+    assert len(p.datasets) >= 12
+    assert {"moons", "circles", "iris", "wine", "breast_cancer", "digits", "sparse"} <= set(p.datasets)
+    assert set(p.optimizers) == set(ALL_OPTIMIZERS) and len(p.optimizers) == 6
+    assert set(p.batch_sizes) == {"full", "128", "64", "32", "1"} and len(p.batch_sizes) == 5
+    assert p.trials >= 20
     assert cfg.seeds == (0, 1, 2, 3, 4)
-    assert not cfg.tune_eps and cfg.random_arm  # every profile has the random-search arm
+    assert not p.tune_eps and p.random_arm  # every profile has the random-search arm
 
 
 def test_full_profile_is_larger_tunes_eps_and_has_a_random_arm():
     default, full = config.load_sweep("default"), config.load_sweep("full")
-    assert full.trials > default.trials and len(full.seeds) > len(default.seeds)
-    assert set(full.datasets) >= set(default.datasets) and set(full.optimizers) == set(ALL_OPTIMIZERS)
-    assert all(full.epochs[d] > default.epochs[d] for d in default.datasets)
-    assert full.tune_eps and full.random_arm
+    assert full.profile.trials > default.profile.trials and len(full.seeds) > len(default.seeds)
+    assert set(full.profile.datasets) >= set(default.profile.datasets)
+    assert set(full.profile.optimizers) == set(ALL_OPTIMIZERS)
+    assert all(full.epochs_of(d) > default.epochs_of(d) for d in default.profile.datasets)
+    assert full.profile.tune_eps and full.profile.random_arm
 
 
 @pytest.mark.parametrize("name", ALL_OPTIMIZERS)
 @pytest.mark.parametrize("tune_eps", [False, True], ids=["eps-fixed", "eps-tuned"])
 def test_search_space_bounds_are_pinned(name, tune_eps):
-    spaces, _ = config.load_search_spaces(CONF / "search_spaces.yaml", tune_eps=tune_eps)
-    space = spaces[name]
+    space = config.load_search_spaces(CONF / "search_spaces.yaml", tune_eps=tune_eps)[name]
     assert set(space) == set(optim.OPTIMIZERS[name].defaults), "tune exactly the optimizer's hyperparameters"
-    assert space["eta"] == Range(*ETA[name], log=True, one_minus=False)
+    low, high = ETA[name]
+    assert space["eta"] == RangeSpec(low=low, high=high, log=True, one_minus=False)
     for param, (low, high) in ONE_MINUS.items():
         if param in space:
-            assert space[param] == Range(low, high, log=True, one_minus=True), param
+            assert space[param] == RangeSpec(low=low, high=high, log=True, one_minus=True), param
     if "eps" in space:
         if tune_eps:
-            assert space["eps"] == Range(*EPS_TUNED, log=True, one_minus=False)
+            assert space["eps"] == RangeSpec(low=EPS_TUNED[0], high=EPS_TUNED[1], log=True, one_minus=False)
         else:
             assert space["eps"].fixed == EPS_FIXED
 
@@ -215,23 +221,22 @@ def test_search_space_bounds_are_pinned(name, tune_eps):
 @pytest.mark.parametrize("profile", ["default", "full"])
 def test_profiles_tune_eps_only_in_full(profile):
     cfg = config.load_sweep(profile)
-    for name, space in cfg.search_spaces.items():
+    for name, space in cfg.spaces.items():
         if "eps" in space:
             if profile == "full":
-                assert space["eps"] == Range(*EPS_TUNED, log=True, one_minus=False)
+                assert space["eps"] == RangeSpec(low=EPS_TUNED[0], high=EPS_TUNED[1], log=True, one_minus=False)
             else:
                 assert space["eps"].fixed == EPS_FIXED
 
 
 @pytest.mark.parametrize("name", ALL_OPTIMIZERS)
 def test_defaults_are_the_issue_values_and_the_registry_defaults(name):
-    _, defaults = config.load_search_spaces(CONF / "search_spaces.yaml")
-    assert defaults[name] == DEFAULTS[name]
     assert {k: float(v) for k, v in optim.OPTIMIZERS[name].defaults.items()} == DEFAULTS[name]
     for path in PROFILES:
         cfg = config.load_sweep(path)
-        if name in cfg.defaults:
-            assert cfg.defaults[name] == DEFAULTS[name], path.name
+        assert cfg.defaults(name) == DEFAULTS[name], path.name
+        if name in cfg.profile.optimizers:
+            assert cfg.stored()["defaults"][name] == DEFAULTS[name], path.name
 
 
 # --- Overrides -----------------------------------------------------------------------------------------------------
@@ -241,36 +246,38 @@ SMOKE_EPOCHS = yaml.safe_load((CONF / "sweep" / "smoke.yaml").read_text())["epoc
 def test_overrides_from_the_issue_example():
     cfg = config.load_sweep("smoke", ["datasets=iris,moons", "optimizers=gd,adam", "batch_sizes=full,32",
                                       "trials=4", "epochs=5", "seeds=2"])
-    assert cfg.datasets == ("iris", "moons") and cfg.optimizers == ("gd", "adam")
-    assert cfg.batch_sizes == ("full", "32")
-    assert cfg.trials == 4 and cfg.epochs == {"iris": 5, "moons": 5} and cfg.seeds == (0, 1)
+    p = cfg.profile
+    assert p.datasets == ("iris", "moons") and p.optimizers == ("gd", "adam")
+    assert p.batch_sizes == ("full", "32")
+    assert p.trials == 4 and p.per_name("epochs") == {"iris": 5, "moons": 5} and cfg.seeds == (0, 1)
     assert len(cfg.cells()) == 8
-    assert set(cfg.search_spaces) == {"gd", "adam"}
+    assert set(cfg.spaces) == {"gd", "adam"}
 
 
 def test_a_subset_of_datasets_keeps_the_profiles_own_epochs():
     """default.yaml pins epochs for fifteen datasets; choosing two of them on the command line keeps theirs."""
     full = config.load_sweep("default")
     cfg = config.load_sweep("default", ["datasets=iris,moons", "batch_sizes=full,32"])
-    assert cfg.epochs == {"iris": full.epochs["iris"], "moons": full.epochs["moons"]}
-    assert full.epochs["iris"] != full.epochs["moons"], "the test needs two datasets with different epochs"
-    assert cfg.population == {"full": full.population["full"], "32": full.population["32"]}
+    assert cfg.profile.per_name("epochs") == {"iris": full.epochs_of("iris"), "moons": full.epochs_of("moons")}
+    assert full.epochs_of("iris") != full.epochs_of("moons"), "the test needs two datasets with different epochs"
+    assert cfg.profile.per_name("population") == {"full": full.population_of("full"), "32": full.population_of("32")}
 
 
 def test_single_item_list_and_nested_keys():
     assert isinstance(SMOKE_EPOCHS, int), "the test assumes smoke.yaml gives one epoch count for all datasets"
     cfg = config.load_sweep("smoke", ["datasets=iris,moons", "epochs.iris=7", "sampler.name=random",
                                       "pruner.n_warmup_steps=2", "network.hidden=8,4"])
-    assert cfg.epochs == {"iris": 7, "moons": SMOKE_EPOCHS}
-    assert cfg.sampler == "random" and cfg.pruner_warmup_epochs == 2 and cfg.hidden == (8, 4)
-    assert config.load_sweep("smoke", ["datasets=iris"]).datasets == ("iris",)
-    assert config.load_sweep("smoke", ["batch_sizes=1"]).batch_sizes == ("1",)
+    assert (cfg.epochs_of("iris"), cfg.epochs_of("moons")) == (7, SMOKE_EPOCHS)
+    p = cfg.profile
+    assert p.sampler.name == "random" and p.pruner.n_warmup_steps == 2 and p.network.hidden == (8, 4)
+    assert config.load_sweep("smoke", ["datasets=iris"]).profile.datasets == ("iris",)
+    assert config.load_sweep("smoke", ["batch_sizes=1"]).profile.batch_sizes == ("1",)
 
 
 def test_float_overrides_in_exponent_notation():
     cfg = config.load_sweep("smoke", ["lease_seconds=1e-3", "split.val=1e-1", "split.test=0.25"])
-    assert cfg.lease_seconds == pytest.approx(1e-3) and isinstance(cfg.lease_seconds, float)
-    assert cfg.val_fraction == pytest.approx(0.1) and cfg.test_fraction == pytest.approx(0.25)
+    assert cfg.profile.lease_seconds == pytest.approx(1e-3) and isinstance(cfg.profile.lease_seconds, float)
+    assert cfg.profile.split.val == pytest.approx(0.1) and cfg.profile.split.test == pytest.approx(0.25)
 
 
 def test_name_override_and_the_config_hash():
@@ -279,6 +286,84 @@ def test_name_override_and_the_config_hash():
     renamed = config.load_sweep("smoke", ["name=my-sweep"])
     assert renamed.name == "my-sweep" and renamed.hash != base.hash
     assert config.load_sweep("smoke", ["trials=5"]).hash != base.hash
+
+
+# --- The typed sweep and the record the stores keep of it --------------------------------------------------------
+STORED_KEYS = ["name", "datasets", "optimizers", "batch_sizes", "trials", "epochs", "seeds", "tuning_seed",
+               "population", "hidden", "activation", "sampler", "sampler_seed", "n_startup_trials", "pruner",
+               "pruner_startup_trials", "pruner_warmup_epochs", "random_arm", "tune_eps", "val_fraction",
+               "test_fraction", "lease_seconds", "search_spaces", "defaults", "source"]
+VARIANTS = [("smoke", []), ("default", []), ("full", []),
+            ("smoke", ["datasets=iris,diabetes", "optimizers=momentum,adam", "population.full=3", "tune_eps=true",
+                       "sampler.name=random", "pruner.name=none", "network.hidden=8,4", "split.val=0.1"])]
+
+
+@pytest.mark.parametrize("profile,overrides", VARIANTS, ids=["smoke", "default", "full", "overridden"])
+def test_the_stored_record_is_flat_json_and_reads_back_as_the_same_sweep(profile, overrides):
+    """What the stores keep (``stored``: the sweep's _meta record, config.yaml) is the flat mapping every earlier
+    version wrote, in the same order, in JSON's types; ``from_stored`` reads it back as the sweep it came from (the
+    report's way in), and the hash is a function of that mapping."""
+    import json
+
+    cfg = config.load_sweep(profile, overrides)
+    stored = cfg.stored()
+    assert list(stored) == STORED_KEYS
+    assert json.dumps(json.loads(json.dumps(stored))) == json.dumps(stored) and isinstance(stored["seeds"], list)
+    assert stored["seeds"] == list(cfg.seeds) and stored["epochs"] == cfg.profile.per_name("epochs")
+    assert stored["pruner_warmup_epochs"] == cfg.profile.pruner.n_warmup_steps
+    assert stored["val_fraction"] == cfg.profile.split.val and stored["hidden"] == list(cfg.profile.network.hidden)
+    back = Sweep.from_stored(stored)  # the same sweep (its profile's mappings now name every swept name)
+    assert json.dumps(back.stored()) == json.dumps(stored) and back.hash == cfg.hash
+    assert back.cells() == cfg.cells() and back.spaces == cfg.spaces and back.seeds == cfg.seeds
+    fixed = [r for space in stored["search_spaces"].values() for r in space.values() if r["fixed"] is not None]
+    assert fixed or cfg.profile.tune_eps, "the test should meet a fixed range"
+    assert all(math.isnan(r["low"]) and math.isnan(r["high"]) for r in fixed)
+
+
+def test_an_older_record_reads_back_with_the_profile_defaults_and_a_bad_one_is_one_line():
+    cfg = config.load_sweep("smoke", SMALL)
+    older = {k: v for k, v in cfg.stored().items() if k not in ("lease_seconds", "tune_eps", "pruner_warmup_epochs")}
+    back = Sweep.from_stored(older)
+    assert back.profile.lease_seconds == 120.0 and back.profile.tune_eps is False
+    assert back.profile.pruner.n_warmup_steps == 5 and back.cells() == cfg.cells()
+    bad = {**cfg.stored(), "trials": 0}
+    with pytest.raises(BadInput) as caught:
+        Sweep.from_stored(bad, where="runs/optuna/x.journal")
+    assert one_line(caught.value).startswith("runs/optuna/x.journal: profile.trials: "), caught.value
+
+
+def test_a_sweep_needs_a_space_for_exactly_its_optimizers_hyperparameters():
+    from study.schema import loader
+
+    cfg = config.load_sweep("smoke", SMALL)
+    with pytest.raises(BadInput) as caught:
+        loader.validate(Sweep, {"profile": cfg.profile,
+                                "spaces": {**cfg.spaces, "adam": {"eta": cfg.spaces["adam"]["eta"]}}}, "here")
+    assert one_line(caught.value) == "here: spaces.adam: must cover exactly eta, beta1, beta2, eps", caught.value
+
+
+def test_an_optimizer_without_a_block_is_tuned_over_its_registry_ranges(tmp_path, monkeypatch):
+    """An optimizer added in one file (its registry entry) can be swept: conf/search_spaces.yaml's block wins where
+    there is one, else the entry's own ranges are the search space."""
+    import dataclasses
+
+    raw = _spaces_raw()
+    del raw["nag"]
+    path = tmp_path / "spaces.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    spaces = config.load_search_spaces(path)
+    registry = {h: RangeSpec(**dataclasses.asdict(r)) for h, r in optim.OPTIMIZERS["nag"].search_space().items()}
+    assert spaces["nag"] == registry
+    assert spaces["momentum"] == config.load_search_spaces()["momentum"], "a block is read as written"
+    tuned = config.load_search_spaces(path, tune_eps=True)
+    assert all(s["eps"] == tuned["adam"]["eps"] for s in tuned.values() if "eps" in s)
+    # a seventh optimizer, declared in the registry alone, with a range of its own
+    wide = hyperparams.learning_rate(0.05, 1e-3, 5.0)
+    monkeypatch.setitem(optim.OPTIMIZERS, "gd_wide", dataclasses.replace(optim.OPTIMIZERS["gd"], name="gd_wide",
+                                                                        hyperparameters=(wide,)))
+    cfg = config.load_sweep("smoke", [*SMALL, "optimizers=gd,gd_wide"])
+    assert cfg.spaces["gd_wide"] == {"eta": RangeSpec(low=1e-3, high=5.0)} and cfg.defaults("gd_wide") == {"eta": 0.05}
+    assert cfg.stored()["search_spaces"]["gd_wide"]["eta"]["high"] == 5.0
 
 
 def test_overrides_leave_the_raw_profile_alone():
@@ -553,4 +638,4 @@ def test_a_good_command_line_passes_the_same_checks():
     """The control: the small grid the cases share is valid (so each case fails for its own defect only)."""
     cfg = config.load_sweep("smoke", SMALL)
     assert cfg.cells() == [("iris", "gd", "full"), ("iris", "adam", "full")]
-    assert math.isfinite(cfg.lease_seconds)
+    assert math.isfinite(cfg.profile.lease_seconds)

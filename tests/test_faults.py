@@ -35,7 +35,8 @@ def fail_and_retry_pairs(services, cfg) -> list[tuple]:
     """(cell, failed trial, its retry) for every FAIL trial of the sweep; asserts each has exactly one retry with
     its parameters, and that the retry (or the end of its chain of retries) finished."""
     import optuna
-    from study.sweep import ledger, tuning
+    from study.sweep import tuning
+    from study.sweep.tuning import ledger
 
     pairs = []
     for cell in cfg.cells():
@@ -76,7 +77,8 @@ def test_sigkilled_worker_on_another_host_loses_its_cell_and_nothing_is_lost(ser
     """The victim claims "worker-host-b" as its host, so no pid check on this machine can help: only the database
     can tell that its claim died with it (the advisory lock goes with the victim's connection)."""
     import optuna
-    from study.sweep import ledger, tuning
+    from study.sweep import tuning
+    from study.sweep.tuning import ledger
 
     name, lease = "killed", 4.0
     args = [*FAULT, f"name={name}", f"lease_seconds={lease}"]
@@ -115,7 +117,7 @@ def test_sigkilled_worker_on_another_host_loses_its_cell_and_nothing_is_lost(ser
     assert retry is not None or pairs[0][2] is None
     assert retry is None or f":{survivor.pid}:" in ledger.trial_worker(retry)
     assert ledger.read(after.user_attrs).recovered_trials == 1
-    print(f"\nSIGKILL: 2 workers (one after the other), {len(cfg.cells())} cells x {cfg.trials} trials; killed "
+    print(f"\nSIGKILL: 2 workers (one after the other), {len(cfg.cells())} cells x {cfg.profile.trials} trials; killed "
           f"worker-host-b in trial {dead.number} of {'/'.join(cell)} with Optuna at {dict(before)}; its claim was "
           f"released {released_seconds:.2f} s after the kill (lease {lease:.0f} s); after: {figures['trials']} "
           f"finished trials, {figures['trial_runs']} trial runs, {figures['eval_runs']} eval runs, "
@@ -149,7 +151,8 @@ def test_sigint_and_sigterm_fail_the_current_trial_cleanly_and_a_rerun_completes
         assert "resume" in last and "again" in last, f"{sig.name}: last line {last!r}"
     assert before["RUNNING"] == 0, f"trials left RUNNING after the signals: {before}"
     import optuna
-    from study.sweep import ledger, tuning
+    from study.sweep import tuning
+    from study.sweep.tuning import ledger
 
     outcome = {}  # the trial each worker was in: finished (it was past training) or failed and queued again
     for sig, trials in held.items():
@@ -188,7 +191,7 @@ def test_sigint_and_sigterm_fail_the_current_trial_cleanly_and_a_rerun_completes
     figures = check_counts(services, cfg)
     pairs = fail_and_retry_pairs(services, cfg)
     assert len(pairs) == before["FAIL"]
-    print(f"\nSIGINT + SIGTERM: 2 workers, {len(cfg.cells())} cells x {cfg.trials} trials; stopped with Optuna at "
+    print(f"\nSIGINT + SIGTERM: 2 workers, {len(cfg.cells())} cells x {cfg.profile.trials} trials; stopped with Optuna at "
           f"{dict(before)}, the trials they were in: {outcome}, cell runs KILLED: {len(killed_cells)}; "
           f"rerun with 2 workers: {figures['trials']} finished "
           f"trials, {figures['trial_runs']} trial runs, {figures['eval_runs']} eval runs, {len(pairs)} failed trials "
@@ -225,7 +228,7 @@ def test_postgres_restarted_mid_sweep_workers_retry_and_finish(services):
     lost = sum(log_text(p).count("lost the claim") for p in procs)
     pairs = fail_and_retry_pairs(services, cfg)
     assert len(pairs) == figures["failed_trials"] <= lost, (pairs, figures["failed_trials"], lost)
-    print(f"\nPostgreSQL restart: 2 workers, {len(cfg.cells())} cells x {cfg.trials} trials; stopped for {down:.1f} s "
+    print(f"\nPostgreSQL restart: 2 workers, {len(cfg.cells())} cells x {cfg.profile.trials} trials; stopped for {down:.1f} s "
           f"with Optuna at {dict(before)}; {retries} storage retries logged, {lost} cells lost to the other worker; "
           f"after: {figures['trials']} finished trials, {figures['trial_runs']} trial runs, {figures['eval_runs']} "
           f"eval runs, {figures['failed_trials']} failed trials retried, {figures['orphan_runs']} orphan runs")
@@ -233,7 +236,8 @@ def test_postgres_restarted_mid_sweep_workers_retry_and_finish(services):
 
 def test_mlflow_down_at_start_and_mid_sweep(services):
     import optuna
-    from study.sweep import ledger, tuning
+    from study.sweep import tuning
+    from study.sweep.tuning import ledger
 
     name = "mlflowdown"
     args = [*FAULT, f"name={name}", "trials=6"]
@@ -269,7 +273,7 @@ def test_mlflow_down_at_start_and_mid_sweep(services):
         study = optuna.load_study(study_name=tuning.study_name(name, cell), storage=storage)
         backfilled += len(ledger.read(study.user_attrs).trial_runs)
     assert backfilled >= while_down - at_kill - 2, (backfilled, at_kill, while_down)
-    print(f"\nMLflow down: 2 workers, {len(cfg.cells())} cells x {cfg.trials} trials; server killed with {at_kill} "
+    print(f"\nMLflow down: 2 workers, {len(cfg.cells())} cells x {cfg.profile.trials} trials; server killed with {at_kill} "
           f"trials finished, {while_down - at_kill} more finished while it was down; a worker started meanwhile: "
           f"exit 2 before training; after the restart: {backfilled} trial runs backfilled by reconcile, "
           f"{figures['trials']} finished trials = {figures['trial_runs']} trial runs, {figures['eval_runs']} eval "

@@ -246,7 +246,7 @@ def test_a_half_finished_sweeps_lost_mlflow_store_is_written_again_and_the_sweep
 
 # --- the payloads, in process ----------------------------------------------------------------------------------
 def test_curves_are_kept_bit_for_bit_and_compactly():
-    from study.sweep import ledger
+    from study.sweep.tuning import ledger
 
     rng = np.random.default_rng(0)
     curves = {"val_loss": np.cumsum(rng.random(200)), "updates": np.arange(1.0, 201.0) * 3,

@@ -192,11 +192,11 @@ def subprocess_outcomes(tmp_path_factory):
 
 def _in_process(name: str, case: Case, base: Path, monkeypatch, capsys) -> Outcome:
     from pipelines import cli, sweep as sweep_cli
-    from study.sweep import tracking
+    from study.sweep import names
 
     tmp, args = _prepare(name, case, base)
     expected = _left(tmp)
-    for variable in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE", tracking.COMMAND_VARIABLE):
+    for variable in (names.MLFLOW_TRACKING_URI, names.OPTUNA_STORAGE, names.OPTSTUDY_COMMAND):
         monkeypatch.delenv(variable, raising=False)  # and put back afterwards, as the sweep sets one
     monkeypatch.chdir(tmp)
     capsys.readouterr()
@@ -240,23 +240,24 @@ def test_seeds_at_their_bounds_are_valid_everywhere_they_go():
     TPE and random samplers are made and sample."""
     import optuna
 
-    from study.core import batches, nn
+    from study.core import batches
     from study.sweep import cell, tuning
 
     cfg = config.load_sweep("smoke", ["datasets=iris,moons", "optimizers=gd,adam", "batch_sizes=full,32",
                                       f"tuning_seed={2**32 - 1}", f"sampler.seed={2**31 - 1}"])
-    split = data.load("iris", cfg.tuning_seed)
+    seed = cfg.profile.tuning_seed
+    split = data.load("iris", seed)
     net = cell.network(cfg, split)
-    assert net.init(cfg.tuning_seed, 2).shape == (2, net.n_params)
-    assert len(list(batches.BatchIterator(90, 32, seed=cfg.tuning_seed).epoch())) == 3
+    assert net.init(seed, 2).shape == (2, net.n_params)
+    assert len(list(batches.BatchIterator(90, 32, seed=seed).epoch())) == 3
     with pytest.raises(ValueError):
-        data.load("iris", cfg.tuning_seed + 1)
+        data.load("iris", seed + 1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.InMemoryStorage()
     for one in cfg.cells():
-        for arm in ("tpe", "random"):
+        for arm in tuning.ARMS:
             study = tuning.cell_study(storage, cfg, one, arm)
-            assert 0 < tuning.suggest(study.ask(), cfg.search_spaces[one[1]])["eta"]
+            assert 0 < tuning.ask(study, cfg, one, arm, 0, "w")[1]["eta"]
 
 
 def test_the_split_check_keeps_its_promise_for_every_seed():
@@ -295,7 +296,8 @@ def test_memory_estimate_of_a_small_profile_by_hand():
     """iris (150 samples: 90 train, 30 validation, 30 test; 4 features, 3 classes) with Adam at full batch, K = 4
     networks of 4-16-3, 8 epochs, 4 trials per arm with the random arm, 2 evaluation seeds: one cell."""
     cfg = config.load_sweep("smoke", ["datasets=iris", "optimizers=adam", "batch_sizes=full", "population=4"])
-    assert (cfg.trials, cfg.epochs, cfg.hidden, len(cfg.seeds), cfg.random_arm) == (4, {"iris": 8}, (16,), 2, True)
+    p = cfg.profile
+    assert (p.trials, cfg.epochs_of("iris"), p.network.hidden, len(cfg.seeds), p.random_arm) == (4, 8, (16,), 2, True)
     estimate = memory.largest_cell(cfg)
     params = (4 * 16 + 16) + (16 * 3 + 3)  # 131
     assert estimate.cell == ("iris", "adam", "full")
@@ -317,7 +319,7 @@ def test_the_largest_cell_is_the_one_that_needs_most():
                                       "population.full=8", "population.32=2", "network.hidden=256"])
     estimate = memory.largest_cell(cfg)
     assert estimate.cell == ("digits", "adam", "full")  # the most inputs, the most state, the largest population
-    assert all(memory.cell_estimate(cfg, c, {d: memory.dataset_shape(d, 0.2, 0.2) for d in cfg.datasets}).total
+    assert all(memory.cell_estimate(cfg, c, {d: memory.dataset_shape(d, 0.2, 0.2) for d in cfg.profile.datasets}).total
                <= estimate.total for c in cfg.cells())
 
 

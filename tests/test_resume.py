@@ -39,7 +39,8 @@ def state(runs_dir: Path, cfg) -> dict:
     """Per cell: finished and RUNNING tuning trials (both arms), evaluations kept, done; None before the journal."""
     import optuna
     from optuna.trial import TrialState
-    from study.sweep import ledger, tuning
+    from study.sweep import tuning
+    from study.sweep.tuning import ledger
 
     if not (runs_dir / "optuna" / f"{cfg.name}.journal").is_file():
         return {}
@@ -105,10 +106,11 @@ def interrupt(runs_dir: Path, args: list, moment, log: Path) -> dict:
 def outcomes(runs_dir: Path, cfg) -> dict:
     """Trials (in the order asked, per cell and arm, without their numbers), tuned hyperparameters and evaluations."""
     import optuna
-    from study.sweep import ledger, tuning
+    from study.sweep import tuning
+    from study.sweep.tuning import ledger
 
     storage = journal(runs_dir, cfg.name)
-    trials, _, _ = tuning.read_trials(storage, cfg.name, cfg.as_dict())
+    trials, _, _ = tuning.read_trials(storage, cfg.name, cfg.stored())
     evals = {}
     for cell in cfg.cells():
         study = optuna.load_study(study_name=tuning.study_name(cfg.name, cell), storage=storage)
@@ -214,13 +216,13 @@ def test_ctrl_c_is_honoured_between_asks_and_what_was_asked_is_asked_again(tmp_p
     states = {s: [t for t in trials if t.state == s] for s in TrialState}
     assert not states[TrialState.RUNNING] and not states[TrialState.COMPLETE], {s: len(v) for s, v in states.items()}
     asked = states[TrialState.FAIL]
-    assert 0 < len(asked) < cfg.trials and len(states[TrialState.WAITING]) == len(asked)
+    assert 0 < len(asked) < cfg.profile.trials and len(states[TrialState.WAITING]) == len(asked)
     queued = sorted(states[TrialState.WAITING], key=lambda t: t.number)
     assert [t.user_attrs["retry_of"] for t in queued] == [t.number for t in sorted(asked, key=lambda t: t.number)]
     resumed = run_sweep(tmp_path, ASKING, 1)
     assert resumed.returncode == 0, tail(resumed.stderr)
     after = study.get_trials(deepcopy=False)
     finished = [t for t in after if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len(finished) == cfg.trials and not [t for t in after if t.state == TrialState.WAITING]
-    print(f"interrupted with {len(asked)} of {cfg.trials} trials asked ({at[cfg.cells()[0]]['running']} RUNNING at "
+    assert len(finished) == cfg.profile.trials and not [t for t in after if t.state == TrialState.WAITING]
+    print(f"interrupted with {len(asked)} of {cfg.profile.trials} trials asked ({at[cfg.cells()[0]]['running']} RUNNING at "
           f"the last look); the rerun took {resumed.seconds:.1f} s")

@@ -69,13 +69,14 @@ def test_workers_share_a_sweep_with_exact_counts_and_the_one_worker_numbers(serv
         assert p.returncode == 0, f"{p.name} exited {p.returncode}:\n{log_tail(p)}"
         assert not problems(p), f"{p.name}: {problems(p)}"
     figures = check_counts(services, cfg)
-    assert figures["trials"] == figures["trial_runs"] == len(cfg.cells()) * cfg.trials
+    assert figures["trials"] == figures["trial_runs"] == len(cfg.cells()) * cfg.profile.trials
     assert figures["eval_runs"] == len(cfg.cells()) * 2 * len(cfg.seeds)
     assert figures["failed_trials"] == figures["orphan_runs"] == 0
 
     # Whole cells: every trial of a cell ran in one worker; and the cells were shared out among the workers.
     import optuna
-    from study.sweep import ledger, tuning
+    from study.sweep import tuning
+    from study.sweep.tuning import ledger
 
     owners = {}
     for cell in cfg.cells():
@@ -229,3 +230,29 @@ def test_make_services_env_file_worker_and_stop(tmp_path):
     for port in (int(pg.group(2)), int(ml.group(1))):
         assert listening(port) == [], f"port {port} still open"
     print(f"make services {start_seconds:.1f} s, make services-stop {stop_seconds:.1f} s")
+
+
+def test_the_allowed_hosts_we_write_out_cover_mlflows_default():
+    """A server bound for remote workers is given MLflow's default Host patterns (written out in
+    study/tools/mlflow_server.py, since MLflow keeps them in its server's internals) and this machine's names: ours
+    must still admit every host MLflow's default admits, or a worker on the loopback or a private network would be
+    refused after an MLflow upgrade."""
+    from fnmatch import fnmatch
+
+    from mlflow.server.security_utils import get_default_allowed_hosts  # the reference, read only here
+
+    from study.tools import mlflow_server
+
+    theirs, ours = list(get_default_allowed_hosts()), mlflow_server.DEFAULT_ALLOWED_HOSTS
+    assert set(theirs) <= set(ours), sorted(set(theirs) - set(ours))
+    hosts = ["localhost", "localhost:5000", "127.0.0.1", "127.0.0.1:8080", "[::1]", "[::1]:5000", "0.0.0.0:5000",
+             "10.1.2.3:5000", "172.16.0.1", "172.31.255.1:80", "192.168.1.20:5000", "fd00::1", "fc00::2"]
+    for host in hosts:
+        if any(fnmatch(host, p) for p in theirs):
+            assert any(fnmatch(host, p) for p in ours), host
+    assert not any(fnmatch("example.com:5000", p) for p in ours), "only loopback and private names by default"
+    command = mlflow_server._mlflow_command(mlflow_server.Paths(Path("/nonexistent")), {
+        "host": "0.0.0.0", "mlflow_port": 5000, "mlflow_workers": 1, "pg_port": 5432, "mlflow_db_password": "x",
+        "advertise": "workers.example"})
+    allowed = command[command.index("--allowed-hosts") + 1].split(",")
+    assert allowed[:len(ours)] == list(ours) and "workers.example" in allowed and "workers.example:*" in allowed

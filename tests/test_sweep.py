@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -25,8 +25,8 @@ import pytest
 import yaml
 
 from study.core import data, nn, optim
+from study.schema.sweep import RangeSpec, Sweep
 from study.sweep import config
-from study.sweep.config import Range
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +71,7 @@ def start_sweep(runs_dir: Path, args: list, workers: int, log: Path) -> subproce
                             stdout=subprocess.DEVNULL, stderr=log.open("w"))
 
 
-def config_of(args: list) -> config.SweepConfig:
+def config_of(args: list) -> Sweep:
     profile = args[args.index("--profile") + 1]
     return config.load_sweep(profile, [a for a in args if "=" in a and not a.startswith("-")])
 
@@ -80,7 +80,7 @@ def config_of(args: list) -> config.SweepConfig:
 @dataclass
 class Store:
     runs_dir: Path
-    cfg: config.SweepConfig
+    cfg: Sweep
     client: object
     experiment: object
     runs: list
@@ -124,7 +124,7 @@ def journal(runs_dir: Path, name: str):
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
-def read_store(runs_dir: Path, cfg: config.SweepConfig) -> Store:
+def read_store(runs_dir: Path, cfg: Sweep) -> Store:
     from mlflow import MlflowClient
     from mlflow.entities import ViewType
 
@@ -163,12 +163,13 @@ def check_counts(store: Store) -> None:
     for cell in cfg.cells():
         parent = store.cell_run(cell)
         assert parent.info.status == "FINISHED", (cell, parent.info.status)
-        for arm in ("tpe", "random") if cfg.random_arm else ("tpe",):
+        trials = cfg.profile.trials
+        for arm in ("tpe", "random") if cfg.profile.random_arm else ("tpe",):
             numbers = sorted(t.number for t in finished_trials(store.study(cell, arm)))
-            assert len(numbers) == cfg.trials, f"{cell} {arm}: {len(numbers)} finished trials, want {cfg.trials}"
+            assert len(numbers) == trials, f"{cell} {arm}: {len(numbers)} finished trials, want {trials}"
             trial_runs = store.children(parent, "trial", arm=arm)
             recorded = sorted(int(r.data.tags["trial_number"]) for r in trial_runs)
-            assert len(trial_runs) == cfg.trials, f"{cell} {arm}: {len(trial_runs)} FINISHED trial runs"
+            assert len(trial_runs) == trials, f"{cell} {arm}: {len(trial_runs)} FINISHED trial runs"
             assert recorded == numbers, f"{cell} {arm}: MLflow trial numbers {recorded} != Optuna's {numbers}"
             scored = {r.data.tags.get("scored_on_test") for r in trial_runs}
             assert scored == ({"true"} if arm == "random" else {None}), (cell, arm, scored)
@@ -191,15 +192,16 @@ def check_counts(store: Store) -> None:
     assert trial_parents <= cell_ids, "a trial run whose parent is not a cell run"
 
 
-def initial_val_loss(cfg: config.SweepConfig, dataset: str) -> float:
+def initial_val_loss(cfg: Sweep, dataset: str) -> float:
     """The penalty of a diverged tuning trial: the validation loss of the untrained network (tuning seed)."""
-    split = data.load(dataset, cfg.tuning_seed, cfg.val_fraction, cfg.test_fraction)
-    net = nn.MLP((split.n_features, *cfg.hidden, split.n_outputs), cfg.activation, split.task)
-    return float(net.evaluate(net.init(cfg.tuning_seed, 1), split.X_val, split.Y_val)[0][0])
+    p = cfg.profile
+    split = data.load(dataset, p.tuning_seed, p.split.val, p.split.test)
+    net = nn.MLP((split.n_features, *p.network.hidden, split.n_outputs), p.network.activation, split.task)
+    return float(net.evaluate(net.init(p.tuning_seed, 1), split.X_val, split.Y_val)[0][0])
 
 
-def n_train(cfg: config.SweepConfig, dataset: str, seed: int) -> int:
-    return data.load(dataset, seed, cfg.val_fraction, cfg.test_fraction).X_train.shape[0]
+def n_train(cfg: Sweep, dataset: str, seed: int) -> int:
+    return data.load(dataset, seed, cfg.profile.split.val, cfg.profile.split.test).X_train.shape[0]
 
 
 def history(store: Store, run, key: str) -> tuple[list, list]:
@@ -283,12 +285,12 @@ def test_params_by_their_lecture_names(smoke):
         parent = store.cell_run(cell)
         for run in store.children(parent, "trial") + store.children(parent, "eval"):
             assert set(run.data.params) == names, (run.info.run_name, run.data.params)
-            space = cfg.search_spaces[optimizer]
+            space = cfg.spaces[optimizer]
             for name, value in run.data.params.items():
                 value = float(value)
                 r = space[name]
                 if run.data.tags.get("track") == "default":
-                    assert value == cfg.defaults[optimizer][name]
+                    assert value == cfg.defaults(optimizer)[name]
                 elif r.fixed is not None:
                     assert value == r.fixed
                 elif run.data.tags["role"] == "trial":
@@ -318,7 +320,7 @@ def test_metric_histories_have_one_value_per_epoch(smoke):
     for cell in cfg.cells():
         dataset, _, batch = cell
         classification = data.load(dataset, 0).task == "classification"
-        epochs = cfg.epochs[dataset]
+        epochs = cfg.epochs_of(dataset)
         parent = store.cell_run(cell)
         runs = [r for r in store.children(parent, "trial") if r.data.tags["state"] == "COMPLETE"]
         runs += [r for r in store.children(parent, "eval") if r.data.metrics["diverged"] == 0]
@@ -335,7 +337,7 @@ def test_metric_histories_have_one_value_per_epoch(smoke):
                     assert len(history(store, run, key)[0]) == 1, (run.info.run_name, key)
             if not classification:
                 assert "val_accuracy" not in run.data.metrics and "test_accuracy" not in run.data.metrics
-            seed = cfg.tuning_seed if role == "trial" else int(run.data.tags["seed"])
+            seed = cfg.profile.tuning_seed if role == "trial" else int(run.data.tags["seed"])
             n = n_train(cfg, dataset, seed)
             per_epoch = 1 if batch == "full" else math.ceil(n / min(int(batch), n))
             for key in ("updates", "seconds"):
@@ -351,7 +353,7 @@ def test_pruned_and_diverged_histories_stop_early(smoke):
     for run in store.by_role("trial"):
         if run.data.tags["state"] in ("PRUNED", "DIVERGED"):
             steps, _ = history(store, run, "val_loss")
-            epochs = cfg.epochs[run.data.tags["dataset"]]
+            epochs = cfg.epochs_of(run.data.tags["dataset"])
             assert steps == list(range(1, len(steps) + 1)) and len(steps) <= epochs
 
 
@@ -380,7 +382,7 @@ def test_diverged_trials_complete_with_the_initial_validation_loss(smoke):
                 diverged += 1
                 t = by_number[int(run.data.tags["trial_number"])]
                 assert t.state.name == "COMPLETE" and math.isfinite(t.value)
-                if cfg.population[cell[2]] == 1:
+                if cfg.population_of(cell[2]) == 1:
                     assert t.value == pytest.approx(penalty, rel=1e-12), (cell, t.value, penalty)
     print(f"{diverged} diverged trials in the smoke sweep")
 
@@ -404,8 +406,8 @@ def test_cell_artifacts_and_dataset_input(smoke, tmp_path):
                 assert local.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
             else:
                 resolved = yaml.safe_load(local.read_text())
-                assert resolved["name"] == cfg.name and list(resolved["datasets"]) == list(cfg.datasets)
-                assert resolved["trials"] == cfg.trials
+                assert resolved["name"] == cfg.name and list(resolved["datasets"]) == list(cfg.profile.datasets)
+                assert resolved["trials"] == cfg.profile.trials
         inputs = parent.inputs.dataset_inputs
         assert [i.dataset.name for i in inputs] == [cell[0]], inputs
 
@@ -567,14 +569,15 @@ def test_make_sweeps_report_is_built_when_missing_and_not_rebuilt_on_a_finished_
 def test_a_cell_where_every_trial_diverges_is_recorded_not_crashed(tmp_path):
     """gd with eta in 1e3..1e4 on diabetes: every trial blows up. Each is a COMPLETE Optuna trial whose value is the
     untrained network's validation loss (finite), tagged state=DIVERGED in MLflow; the cell still finishes."""
-    from study.sweep import cell as cell_mod, ledger, sweep, tuning
+    from study.sweep import cell as cell_mod, sweep, tuning
+    from study.sweep.tuning import ledger
 
     cfg = config.load_sweep("smoke", ["name=diverge", "datasets=diabetes", "optimizers=gd", "batch_sizes=full",
                                       "trials=3", "epochs=5", "seeds=1"])
-    cfg = replace(cfg, search_spaces={"gd": {"eta": Range(1e3, 1e4)}})
+    cfg = cfg.model_copy(update={"spaces": {"gd": {"eta": RangeSpec(low=1e3, high=1e4)}}})
     ctx = sweep.new_context(cfg, tmp_path)
     (cell,) = cfg.cells()
-    claim = tuning.Claim(ctx.locks, tuning.study_name(cfg.name, cell), ctx.worker, cfg.lease_seconds)
+    claim = tuning.Claim(ctx.locks, tuning.study_name(cfg.name, cell), ctx.worker, cfg.profile.lease_seconds)
     assert claim.acquire()
     studies = cell_mod.open_studies(ctx, cell)
     cell_mod.run_cell(ctx, cell, claim, studies, ledger.Ledger(studies["tpe"]))
@@ -585,12 +588,12 @@ def test_a_cell_where_every_trial_diverges_is_recorded_not_crashed(tmp_path):
     penalty = initial_val_loss(cfg, "diabetes")
     assert math.isfinite(penalty)
     trials = finished_trials(store.study(cell))
-    assert len(trials) == cfg.trials
+    assert len(trials) == cfg.profile.trials
     for t in trials:
         assert t.state.name == "COMPLETE" and t.value == pytest.approx(penalty, rel=1e-12), (t.number, t.value)
         assert t.params["eta"] >= 1e3
     runs = store.children(store.cell_run(cell), "trial")
-    assert sorted(r.data.tags["state"] for r in runs) == ["DIVERGED"] * cfg.trials
+    assert sorted(r.data.tags["state"] for r in runs) == ["DIVERGED"] * cfg.profile.trials
     assert all(r.data.metrics["diverged"] == 1.0 for r in runs)
     check_counts(store)
 
@@ -598,7 +601,7 @@ def test_a_cell_where_every_trial_diverges_is_recorded_not_crashed(tmp_path):
 # --- Resume after SIGKILL, and SIGINT ------------------------------------------------------------------------------
 def total_trials(cfg) -> int:
     """Every tuning trial of a sweep: TPE's and, when it runs, the random-search arm's."""
-    return len(cfg.cells()) * cfg.trials * (2 if cfg.random_arm else 1)
+    return len(cfg.cells()) * cfg.profile.trials * (2 if cfg.profile.random_arm else 1)
 
 
 def progress(storage, cfg) -> tuple[int, int]:
@@ -607,7 +610,7 @@ def progress(storage, cfg) -> tuple[int, int]:
     import optuna
     from study.sweep import tuning
 
-    arms = tuning.ARMS if cfg.random_arm else ("tpe",)
+    arms = tuning.ARMS if cfg.profile.random_arm else ("tpe",)
     names = {tuning.study_name(cfg.name, c, arm) for c in cfg.cells() for arm in arms}
     done = running = 0
     for s in optuna.get_all_study_summaries(storage, include_best_trial=False):
@@ -722,7 +725,7 @@ def test_sigint_stops_cleanly_says_how_to_resume_and_a_rerun_completes(tmp_path)
     running = [(r.info.run_name, cell_key(r)) for r in store.runs if r.info.status == "RUNNING"]
     assert not running, f"runs left RUNNING after SIGINT (should be KILLED or FINISHED): {running}"
     done, still_running = progress(store.storage, cfg)
-    from study.sweep import ledger
+    from study.sweep.tuning import ledger
 
     def cell_done(cell) -> bool:
         try:
@@ -741,3 +744,66 @@ def test_sigint_stops_cleanly_says_how_to_resume_and_a_rerun_completes(tmp_path)
     check_counts(read_store(tmp_path, cfg))
     print(f"interrupted with {done}/{total} trials done after {stopped - started:.1f} s, exit took "
           f"{exited - stopped:.1f} s; rerun took {proc2.seconds:.1f} s; left in optuna/: {left}")
+
+
+# --- The sweep's ties, read from its code (no sweep runs) -----------------------------------------------------
+def _code(path: Path):
+    import ast
+
+    return ast.parse(path.read_text())
+
+
+def _strings(tree) -> set[str]:
+    """Every string constant of a module but its docstrings."""
+    import ast
+
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            and id(n) not in docstrings}
+
+
+SWEEP_CODE = sorted([*(REPO / "study" / "sweep").rglob("*.py"), *(REPO / "study" / "tools").glob("*.py"),
+                     *(REPO / "pipelines").glob("*.py")])
+
+
+def test_the_sweeps_ties_are_typed_and_visible():
+    """Optuna and MLflow each behind their door; the backlog handed the cell's functions rather than importing
+    them; the cell asking, reporting and telling through the door; no claim given a lambda; the context's parts
+    typed; tag keys and environment variables written in study/sweep/names.py only."""
+    import ast
+    import dataclasses
+    import typing
+
+    from study.sweep import context
+
+    for path in [*(REPO / "study").rglob("*.py"), *(REPO / "pipelines").glob("*.py")]:
+        imported = {alias.name.split(".")[0] for node in ast.walk(_code(path))
+                    if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(_code(path))
+                     if isinstance(node, ast.ImportFrom) and node.module}
+        where = path.relative_to(REPO).as_posix()
+        assert "optuna" not in imported or where.startswith("study/sweep/tuning/"), where
+        assert "mlflow" not in imported or where.startswith("study/sweep/tracking/"), where
+    backlog = _code(REPO / "study" / "sweep" / "backlog.py")
+    assert not [n for n in ast.walk(backlog) if isinstance(n, ast.ImportFrom) and n.module == "study.sweep.cell"]
+    cell = _code(REPO / "study" / "sweep" / "cell.py")
+    past_the_door = [n.func.attr for n in ast.walk(cell) if isinstance(n, ast.Call)
+                     and isinstance(n.func, ast.Attribute) and n.func.attr in ("ask", "tell", "report", "should_prune")
+                     and not (isinstance(n.func.value, ast.Name) and n.func.value.id == "tuning")]
+    assert not past_the_door, past_the_door
+    for path in SWEEP_CODE:
+        lambdas = [n.lineno for n in ast.walk(_code(path)) if isinstance(n, ast.Assign)
+                   and isinstance(n.value, ast.Lambda) and any(isinstance(t, ast.Attribute) for t in n.targets)]
+        assert not lambdas, (path, lambdas)
+    hints = typing.get_type_hints(context.Context)
+    for f in dataclasses.fields(context.Context):
+        assert hints[f.name] is not object, f.name
+    written_once = {"role", "trial_number", "scored_on_test", "tuned_from", "orphaned", "mlflow.parentRunId",
+                    "mlflow.note.content", "mlflow.source.git.commit", "OPTUNA_STORAGE", "MLFLOW_TRACKING_URI",
+                    "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "OPTSTUDY_COMMAND",
+                    "OPTSTUDY_MLFLOW_RETRY_SECONDS", "OMP_NUM_THREADS", "tags.role = 'cell'"}
+    for path in SWEEP_CODE:
+        if path.name != "names.py":
+            assert not written_once & _strings(_code(path)), (path, written_once & _strings(_code(path)))

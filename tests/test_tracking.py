@@ -100,3 +100,43 @@ def test_replacing_runs_deletes_the_files_mlflow_lists_and_nothing_else(tmp_path
     assert [p.name for p in folders[1].parent.iterdir()] == ["note.txt"]
     assert neighbour.read_text() == "also mine"
     assert (source / "figures" / "deep" / "curve.png").is_file()  # what was logged from is not the run's copy
+
+
+def test_provenance_is_one_record_that_the_tags_and_the_benchmark_read_alike():
+    """study.provenance asks git and reads the versions once; the runs' tags, the benchmark's environment and the
+    report's commit line are views of that one record."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from study import provenance
+    from study.tools import benchmark
+
+    repo = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    found = provenance.provenance()
+    assert found.commit == head and head.startswith(found.short_commit) and found.python == sys.version.split()[0]
+    assert set(found.versions) == set(provenance.PACKAGES)
+    tags = tracking.provenance_tags()
+    assert tags["git_commit"] == tags["mlflow.source.git.commit"] == head
+    assert {k[len("version."):]: v for k, v in tags.items() if k.startswith("version.")} == \
+        {**found.versions, "python": found.python}
+    assert tags["command"] == tracking.mask_url(found.command)
+    env = benchmark._environment()
+    assert env["git_commit"] == found.short_commit and env["numpy"] == np.__version__
+    marked = provenance.code_commit(["study/provenance.py"], "its code")
+    assert marked == head + (" (its code modified since)" if provenance.modified(["study/provenance.py"]) else "")
+
+
+def test_an_outage_holds_writes_back_for_its_retry_time(monkeypatch):
+    import time
+
+    monkeypatch.setenv("OPTSTUDY_MLFLOW_RETRY_SECONDS", "0.3")
+    outage = tracking.Outage()
+    assert outage.retry_seconds == 0.3 and not outage.away()
+    outage.began()
+    assert outage.away()
+    time.sleep(0.35)
+    assert not outage.away()
+    monkeypatch.delenv("OPTSTUDY_MLFLOW_RETRY_SECONDS")
+    assert tracking.Outage().retry_seconds == 30.0

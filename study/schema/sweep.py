@@ -1,9 +1,11 @@
-"""The shapes of a sweep profile (``conf/sweep/<name>.yaml``) and of ``conf/search_spaces.yaml``.
+"""The shapes of a sweep profile (``conf/sweep/<name>.yaml``) and of ``conf/search_spaces.yaml``, and ``Sweep``: a
+profile with the search space of each of its optimizers, which is what the sweep's code is given and what it derives
+everything from (its cells, its hash, the record it keeps in the stores).
 
 Checks that need no data live here; those that do (a batch size larger than every training set, a split too small
-for a dataset's classes, the memory the largest cell needs) are made by ``study.sweep.config`` once the datasets
-are known. Names are checked against the numeric core's registries (datasets, optimizers), so a new optimizer or
-dataset needs no change here.
+for a dataset's classes) are made by ``study.sweep.config`` once the datasets are known, and the memory the largest
+cell needs by ``study.sweep.memory``. Names are checked against the numeric core's registries (datasets,
+optimizers), so a new optimizer or dataset needs no change here.
 
 Every count has an upper bound next to its field, with its reason: large enough for any study of small networks
 on small datasets (the shipped profiles sit far below each), small enough that a typo (``trials=1000000000000``)
@@ -12,6 +14,8 @@ the bounds cannot see (a product of counts, each within its bound) the memory es
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from typing import Annotated, ClassVar, Literal
@@ -19,6 +23,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Strict, create_model, field_validator, model_validator
 
 from study.core import batches, data, nn, optim
+from study.schema import loader
 from study.schema.loader import Count, Flag, Frozen, KeyProblem, Natural, Number, Positive, at_most
 
 LIST_KEYS = {"datasets", "optimizers", "batch_sizes", "network.hidden"}
@@ -241,12 +246,19 @@ class RangeSpec(Frozen):
                                      f"got {high}")
         return self
 
-    @property
-    def bounds(self) -> tuple:
-        """(low, high, log, one_minus, fixed) as ``study.sweep.config.Range`` takes them."""
+    def stored(self) -> dict:
+        """The range as the stores keep it (the sweep's record, config.yaml, the report's input): low and high NaN
+        when fixed."""
         if self.fixed is not None:
-            return math.nan, math.nan, True, False, self.fixed
-        return self.low, self.high, self.log, self.one_minus, None
+            return {"low": math.nan, "high": math.nan, "log": True, "one_minus": False, "fixed": self.fixed}
+        return {"low": self.low, "high": self.high, "log": self.log, "one_minus": self.one_minus, "fixed": None}
+
+    @staticmethod
+    def unstored(stored: dict) -> dict:
+        """``stored()``'s mapping back as the entry a conf file would hold (to validate as a RangeSpec)."""
+        if stored.get("fixed") is not None:
+            return {"fixed": stored["fixed"]}
+        return {k: stored[k] for k in ("low", "high", "log", "one_minus") if k in stored}
 
 
 def search_spaces_model() -> type[Frozen]:
@@ -265,3 +277,95 @@ class _SpacesFile(Frozen):
 
 class _Block(Frozen):
     unknown_key: ClassVar[str] = "unknown key (the defaults are the optimizer registry's: study/core/optim.py)"
+
+
+class Sweep(Frozen):
+    """A sweep as it runs: its profile as read, and the search space of each of its optimizers (conf's block for it,
+    else the registry's fallback; eps over ``eps_tuned`` when the profile tunes it: ``study.sweep.config``).
+
+    The record the stores keep of it (``stored``: the Optuna storage's ``<sweep>/_meta``, each cell run's
+    config.yaml, what the report reads) is the flat mapping the sweep has always written, and ``hash`` is the hash of
+    that mapping: a sweep's stores stay readable and resumable across versions of this code."""
+    profile: Profile
+    spaces: dict[str, dict[str, RangeSpec]]  # optimizer -> hyperparameter -> range, for the profile's optimizers
+    source: str = ""  # the profile's file, as given (where it lives is not part of the hash)
+
+    @model_validator(mode="after")
+    def _a_space_per_optimizer(self):
+        for o in self.profile.optimizers:
+            if set(self.spaces.get(o, {})) != set(optim.OPTIMIZERS[o].hyper):
+                raise KeyProblem(f"spaces.{o}", f"must cover exactly {', '.join(optim.OPTIMIZERS[o].hyper)}")
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.profile.name
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The evaluation seeds: 0 .. profile.seeds - 1."""
+        return tuple(range(self.profile.seeds))
+
+    def cells(self) -> list[tuple[str, str, str]]:
+        """The units of work, in a fixed order: (dataset, optimizer, batch size)."""
+        p = self.profile
+        return [(d, o, b) for d in p.datasets for o in p.optimizers for b in p.batch_sizes]
+
+    def epochs_of(self, dataset: str) -> int:
+        """The epochs every run of this dataset trains."""
+        given = self.profile.epochs
+        return given.get(dataset, given.get("default"))
+
+    def population_of(self, batch_size: str) -> int:
+        """How many networks of a cell at this batch size train together (K)."""
+        given = self.profile.population
+        return given.get(str(batch_size), given.get("default"))
+
+    def defaults(self, optimizer: str) -> dict[str, float]:
+        """The untuned track's hyperparameters: the optimizer registry's defaults."""
+        return {name: float(value) for name, value in optim.OPTIMIZERS[optimizer].defaults.items()}
+
+    def stored(self) -> dict:
+        """The mapping the stores keep (plain JSON types; keys in the order the sweep has always written them).
+
+        Its flat keys (``pruner_warmup_epochs`` for ``pruner.n_warmup_steps``, ``val_fraction`` for ``split.val``,
+        ...) exist here only: earlier sweeps' stores hold them, the report reads them, and the hash that names a
+        sweep (pinned per profile in tests/test_profile_input.py) is computed from them."""
+        p = self.profile
+        flat = {"name": p.name, "datasets": p.datasets, "optimizers": p.optimizers, "batch_sizes": p.batch_sizes,
+                "trials": p.trials, "epochs": p.per_name("epochs"), "seeds": self.seeds, "tuning_seed": p.tuning_seed,
+                "population": p.per_name("population"), "hidden": p.network.hidden,
+                "activation": p.network.activation, "sampler": p.sampler.name, "sampler_seed": p.sampler.seed,
+                "n_startup_trials": p.sampler.n_startup_trials, "pruner": p.pruner.name,
+                "pruner_startup_trials": p.pruner.n_startup_trials, "pruner_warmup_epochs": p.pruner.n_warmup_steps,
+                "random_arm": p.random_arm, "tune_eps": p.tune_eps, "val_fraction": p.split.val,
+                "test_fraction": p.split.test, "lease_seconds": p.lease_seconds,
+                "search_spaces": {o: {h: r.stored() for h, r in self.spaces[o].items()} for o in p.optimizers},
+                "defaults": {o: self.defaults(o) for o in p.optimizers}, "source": self.source}
+        return json.loads(json.dumps(flat, default=str))
+
+    @property
+    def hash(self) -> str:
+        """A short hash of everything that determines the results (not where the file lives)."""
+        flat = self.stored()
+        flat.pop("source", None)
+        return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:12]
+
+    @classmethod
+    def from_stored(cls, stored: dict, where: str = "the sweep's stored config") -> Sweep:
+        """The sweep whose ``stored()`` mapping this is (a key an older sweep did not write takes the profile's
+        default); a mapping that is no sweep's is one BadInput line naming ``where`` and the key."""
+        keys = {"network": {"hidden": "hidden", "activation": "activation"},
+                "sampler": {"name": "sampler", "seed": "sampler_seed", "n_startup_trials": "n_startup_trials"},
+                "pruner": {"name": "pruner", "n_startup_trials": "pruner_startup_trials",
+                           "n_warmup_steps": "pruner_warmup_epochs"},
+                "split": {"val": "val_fraction", "test": "test_fraction"}}
+        raw = {k: stored[k] for k in ("name", "datasets", "optimizers", "batch_sizes", "trials", "epochs",
+                                      "tuning_seed", "population", "random_arm", "tune_eps", "lease_seconds")
+               if k in stored}
+        raw["seeds"] = len(stored.get("seeds", ()))
+        for block, names in keys.items():
+            raw[block] = {field: stored[key] for field, key in names.items() if key in stored}
+        spaces = {o: {h: RangeSpec.unstored(r) for h, r in space.items()}
+                  for o, space in stored.get("search_spaces", {}).items()}
+        return loader.validate(cls, {"profile": raw, "spaces": spaces, "source": stored.get("source", "")}, where)

@@ -12,16 +12,21 @@ The cell's claim is let go, and the cell marked done, only once MLflow holds all
 cells here leaves them not done, and whoever claims them next writes what MLflow lacks (the trials are in the
 storage) and runs their missing evaluations again. If the tracking server is away, a trained cell is parked: done
 in the storage with its evaluations' payloads, mirrored later.
+
+What finishing and parking a cell mean is the cell's business (``study.sweep.cell.complete`` and ``park``): the
+backlog is handed those two functions, and calls nothing else of the cell.
 """
 from __future__ import annotations
 
 import sys
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from study.sweep import tracking
-from study.sweep.cell import complete, park
-from study.sweep.tuning import ClaimLost
+from study.sweep.context import Context
+from study.sweep.record import Mirror
+from study.sweep.tuning import Claim, ClaimLost
 
 MAX_FINISHING = 3  # trained cells waiting for MLflow before the worker waits too
 SLICE_SECONDS = 0.05  # one turn at the store when the worker is not waiting: then back to training
@@ -31,15 +36,21 @@ RETRY_SECONDS = 0.02  # after finding the store busy, do not ask again before th
 @dataclass
 class Entry:
     cell: tuple
-    mirror: object  # study.sweep.record.Mirror
-    claim: object  # study.sweep.tuning.Claim, held until the cell is done
+    mirror: Mirror
+    claim: Claim  # held until the cell is done
     studies: dict
     finishing: object | None = None  # study.sweep.cell.Finishing once the cell is trained
 
 
 class Backlog:
-    def __init__(self, ctx):
+    """``complete(ctx, studies, mirror, finishing) -> bool`` finishes a trained cell's MLflow run once MLflow holds
+    all its runs (False when MLflow could not take it); ``park(ctx, mirror, finishing)`` marks a trained cell done
+    in the storage while the tracking server is away."""
+
+    def __init__(self, ctx: Context, complete: Callable[[Context, dict, Mirror, object], bool],
+                 park: Callable[[Context, Mirror, object], None]):
         self.ctx, self.entries = ctx, []
+        self._complete_cell, self._park_cell = complete, park
         self._next_try = 0.0
 
     def __contains__(self, cell) -> bool:
@@ -51,7 +62,7 @@ class Backlog:
     def finishing(self) -> int:
         return sum(e.finishing is not None for e in self.entries)
 
-    def open(self, cell, mirror, claim, studies) -> Entry:
+    def open(self, cell: tuple, mirror: Mirror, claim: Claim, studies: dict) -> Entry:
         """The cell being trained: its runs are written as the store allows."""
         entry = Entry(cell, mirror, claim, studies)
         self.entries.append(entry)
@@ -73,7 +84,7 @@ class Backlog:
         """Write what is queued: a slice now if the store is free, or (``wait``) everything, waiting for the turn."""
         if not self.entries or (not wait and time.monotonic() < self._next_try):
             return
-        if time.time() < self.ctx.tracking_down_until:  # the server is away: park what is trained, keep the rest
+        if self.ctx.outage.away():  # the server is away: park what is trained, keep the rest
             self._park_finished()
             return
         with tracking.writer_turn(self.ctx.mlflow, wait) as ours:
@@ -88,7 +99,7 @@ class Backlog:
                     self._complete(entry)
                 if deadline is not None and time.monotonic() > deadline:
                     break
-        if time.time() < self.ctx.tracking_down_until:
+        if self.ctx.outage.away():
             self._park_finished()
 
     def make_room(self) -> None:
@@ -109,7 +120,7 @@ class Backlog:
                   f"the worker that took it over finishes it", file=sys.stderr)
             self.drop(entry)
             return
-        if complete(self.ctx, entry.studies, entry.mirror, entry.finishing):
+        if self._complete_cell(self.ctx, entry.studies, entry.mirror, entry.finishing):
             self.entries.remove(entry)
             entry.claim.release()
             self.ctx.progress("cell", {"cell": entry.cell})
@@ -117,7 +128,7 @@ class Backlog:
 
     def _park_finished(self) -> None:
         for entry in [e for e in self.entries if e.finishing is not None]:
-            park(self.ctx, entry.mirror, entry.finishing)
+            self._park_cell(self.ctx, entry.mirror, entry.finishing)
             self.entries.remove(entry)
             entry.claim.release()
             self.ctx.progress("cell", {"cell": entry.cell})

@@ -15,66 +15,22 @@ as it is done, and one stopped half-way is run again from its start.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
-import signal
 import tempfile
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import yaml
 
 from study.core import batches, data, nn, train
-from study.sweep import cell_figures, ledger, record, tracking, tuning
-from study.sweep.config import SweepConfig
+from study.schema.sweep import Sweep
+from study.sweep import cell_figures, names, record, tracking, tuning
+from study.sweep.context import Context, Interrupted
+from study.sweep.tuning import ledger
 
 TIMED_EPOCHS = 5  # seconds_per_epoch: the median of the epochs after the first (which loads the kernel)
-
-
-class Interrupted(Exception):
-    """SIGINT / SIGTERM arrived: stop at the end of the current epoch, fail what is running, leave resumable."""
-
-
-@dataclass
-class Context:
-    """What a worker needs to run cells: the config, its stores and its identity, and what it has measured."""
-    cfg: SweepConfig
-    storage: object
-    mlflow: object
-    experiment: str
-    worker: str
-    locks: object  # what the worker's claims are held by (study.sweep.tuning.claims)
-    progress: Callable[[str, dict], None] = lambda event, info: None
-    stop_requested: bool = False
-    tracking_down_until: float = 0.0  # MLflow failed a write: do not try again before this time
-    seconds: dict = field(default_factory=lambda: {"optuna": 0.0, "mlflow": 0.0})
-    network_epochs: int = 0  # epochs trained, summed over networks
-    cells_done: int = 0
-    backlog: object = None  # what this worker still owes MLflow (study.sweep.backlog.Backlog)
-    lost: set = field(default_factory=set)  # done cells whose MLflow runs were found missing (study.sweep.sweep)
-
-    @contextlib.contextmanager
-    def timed(self, what: str):
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[what] += time.perf_counter() - started
-
-    def check_stop(self) -> None:
-        if self.stop_requested:
-            raise Interrupted()
-
-
-def install_signal_handlers(ctx: Context) -> None:
-    def ask_to_stop(signum, frame):
-        ctx.stop_requested = True
-    signal.signal(signal.SIGINT, ask_to_stop)
-    signal.signal(signal.SIGTERM, ask_to_stop)
 
 
 @functools.lru_cache(maxsize=16)
@@ -83,12 +39,18 @@ def load_split(dataset: str, seed: int, val_fraction: float, test_fraction: floa
     return data.load(dataset, seed, val_fraction, test_fraction)
 
 
-def network(cfg: SweepConfig, split: data.Split) -> nn.MLP:
-    return nn.MLP((split.n_features, *cfg.hidden, split.n_outputs), cfg.activation, split.task)
+def tuning_split(cfg: Sweep, dataset: str) -> data.Split:
+    """The split a cell is tuned (and timed) on: the tuning seed's."""
+    return load_split(dataset, cfg.profile.tuning_seed, cfg.profile.split.val, cfg.profile.split.test)
+
+
+def network(cfg: Sweep, split: data.Split) -> nn.MLP:
+    shape = cfg.profile.network
+    return nn.MLP((split.n_features, *shape.hidden, split.n_outputs), shape.activation, split.task)
 
 
 def open_studies(ctx: Context, cell: tuple) -> dict:
-    arms = tuning.ARMS if ctx.cfg.random_arm else ("tpe",)
+    arms = tuning.ARMS if ctx.cfg.profile.random_arm else (names.TPE,)
     with ctx.timed("optuna"):
         return {arm: tuning.cell_study(ctx.storage, ctx.cfg, cell, arm) for arm in arms}
 
@@ -96,11 +58,10 @@ def open_studies(ctx: Context, cell: tuple) -> dict:
 def run_cell(ctx: Context, cell: tuple, claim: tuning.Claim, studies: dict, book: ledger.Ledger) -> None:
     """Tune and evaluate a cell this worker has claimed (and whose ledger is not done), then hand it to the
     worker's backlog, which finishes its MLflow run and lets go of the claim once MLflow holds all of it."""
-    claim.still_ours = lambda: book.refresh().owner == claim.token
     with ctx.timed("optuna"):
         # a cell has one owner, so whatever is still RUNNING in it was left by a worker that is gone
         recovered = sum(len(tuning.recover_abandoned(s)) for s in studies.values())
-        book.update(owner=claim.token, recovered_trials=book.record.recovered_trials + recovered)
+        claim.own(book, recovered_trials=book.record.recovered_trials + recovered)
     mirror = record.Mirror(ctx, cell, studies, book)
     resumed = bool(book.record.cell_run_id) or any(tuning.finished(s) for s in studies.values())
     if resumed:  # what an earlier worker left: its trials go to MLflow (again, if MLflow lost them), its orphans
@@ -112,7 +73,7 @@ def run_cell(ctx: Context, cell: tuple, claim: tuning.Claim, studies: dict, book
     try:
         for arm, study in studies.items():
             _tune(ctx, cell, study, arm, mirror, claim)
-        _evaluate(ctx, cell, studies["tpe"], mirror, claim)
+        _evaluate(ctx, cell, studies[names.TPE], mirror, claim)
     except Interrupted:
         mirror.flush()  # what is done is kept (the trials are in the storage whatever happens)
         mirror.interrupted()
@@ -138,30 +99,31 @@ def mirror_done_cell(ctx: Context, cell: tuple, claim: tuning.Claim, studies: di
                 finishing.directory.cleanup()
 
 
-def seconds_per_epoch(cfg: SweepConfig, cell: tuple) -> float:
+def seconds_per_epoch(cfg: Sweep, cell: tuple) -> float:
     """Wall time of one training epoch of one network alone (K = 1, the optimizer's defaults, no validation): the
     median over the timed epochs after the first. Machine-dependent, like every time."""
     dataset, optimizer, batch = cell
-    split = load_split(dataset, cfg.tuning_seed, cfg.val_fraction, cfg.test_fraction)
+    split = tuning_split(cfg, dataset)
     net = network(cfg, split)
-    result = train.train(net, split, optimizer, cfg.defaults[optimizer], batch, TIMED_EPOCHS + 1, cfg.tuning_seed,
-                         net.init(cfg.tuning_seed, 1), validate=False)
+    seed = cfg.profile.tuning_seed
+    result = train.train(net, split, optimizer, cfg.defaults(optimizer), batch, TIMED_EPOCHS + 1, seed,
+                         net.init(seed, 1), validate=False)
     per_epoch = np.diff(result.history["seconds"][0, :int(result.epochs_run[0])])  # drops the first epoch
     return float(np.median(per_epoch)) if len(per_epoch) else math.nan
 
 
 def _tune(ctx: Context, cell, study, arm: str, mirror: record.Mirror, claim: tuning.Claim) -> None:
-    cfg = ctx.cfg
+    cfg, seed = ctx.cfg, ctx.cfg.profile.tuning_seed
     dataset, optimizer, batch = cell
-    split = load_split(dataset, cfg.tuning_seed, cfg.val_fraction, cfg.test_fraction)
+    split = tuning_split(cfg, dataset)
     net = network(cfg, split)
-    prunes = arm == "tpe" and cfg.pruner != "none"
+    prunes = arm == names.TPE and cfg.profile.pruner.name != "none"
     while True:
         ctx.check_stop()  # do not ask for trials we would only fail
         claim.check()
         with ctx.timed("optuna"):
             done = len(tuning.finished(study))
-            if done >= cfg.trials:
+            if done >= cfg.profile.trials:
                 tuning.fail_orphans(study)  # none of ours is running now: any RUNNING trial is nobody's
                 return
         trials, hypers = _ask_population(ctx, cell, study, arm, done, claim)
@@ -177,22 +139,21 @@ def _tune(ctx: Context, cell, study, arm: str, mirror: record.Mirror, claim: tun
                 for j, m in enumerate(members):
                     value = float(metrics["val_loss"][j])
                     if np.isfinite(value):
-                        trials[m].report(value, epoch)
-                        prune[j] = trials[m].should_prune()
+                        prune[j] = tuning.report(trials[m], value, epoch)
                 return prune
 
         hyper = {name: np.array([h[name] for h in hypers]) for name in hypers[0]}
-        theta0 = net.init(cfg.tuning_seed, len(trials))
+        theta0 = net.init(seed, len(trials))
         try:
-            result = train.train(net, split, optimizer, hyper, batch, cfg.epochs[dataset], cfg.tuning_seed,
-                                 theta0, callbacks=(report,))
+            result = train.train(net, split, optimizer, hyper, batch, cfg.epochs_of(dataset), seed, theta0,
+                                 callbacks=(report,))
         except Interrupted:
             with ctx.timed("optuna"), tuning.our_trials(claim):  # failed cleanly and queued again: retried on resume
                 tuning.requeue(study, trials)
             raise
         ctx.network_epochs += int(result.epochs_run.sum())
         # the random arm's trials are also scored on test, for the expected best-of-k curves only: no choice reads it
-        held_out = held_out_scores(net, result, theta0, split, ("test",)) if arm == "random" else {}
+        held_out = held_out_scores(net, result, theta0, split, ("test",)) if arm == names.RANDOM else {}
         claim.check(force=True)  # still ours after training, before a result is written anywhere
         for m, trial in enumerate(trials):
             state, value = _trial_outcome(result, m)
@@ -210,18 +171,16 @@ def _ask_population(ctx: Context, cell, study, arm: str, done: int, claim: tunin
     Populations end where an uninterrupted run's end, at multiples of K: after a worker died with part of one
     told, the rest (queued again) is trained alone. Ctrl-C is honoured before each ask; the trials asked by then
     are failed and queued again, to be asked first, at the same places, on resume."""
-    population = ctx.cfg.population[cell[2]]
-    size = min(population - done % population, ctx.cfg.trials - done)
-    space = ctx.cfg.search_spaces[cell[1]]
+    population = ctx.cfg.population_of(cell[2])
+    size = min(population - done % population, ctx.cfg.profile.trials - done)
     trials, hypers = [], []
     try:
         for position in range(size):
             ctx.check_stop()
             with ctx.timed("optuna"):
-                trial = tuning.ask(study, ctx.cfg, cell, arm, done + position)
-                ledger.mark_trial_worker(trial, ctx.worker)
+                trial, hyper = tuning.ask(study, ctx.cfg, cell, arm, done + position, ctx.worker)
                 trials.append(trial)
-                hypers.append(tuning.suggest(trial, space))
+                hypers.append(hyper)
     except Interrupted:
         with ctx.timed("optuna"), tuning.our_trials(claim):
             tuning.requeue(study, trials)
@@ -231,10 +190,10 @@ def _ask_population(ctx: Context, cell, study, arm: str, done: int, claim: tunin
 
 def _trial_outcome(result: train.TrainResult, m: int) -> tuple[str, float | None]:
     if result.diverged[m]:  # a recorded outcome with a finite penalty: no better than not training at all
-        return "DIVERGED", float(result.initial_val_loss[m])
+        return names.DIVERGED, float(result.initial_val_loss[m])
     if result.pruned[m]:
-        return "PRUNED", None
-    return "COMPLETE", float(result.final("val_loss")[m])
+        return names.PRUNED, None
+    return names.COMPLETE, float(result.final("val_loss")[m])
 
 
 def _final_values(result: train.TrainResult, m: int) -> dict:
@@ -269,10 +228,9 @@ def _evaluate(ctx: Context, cell, study, mirror: record.Mirror, claim: tuning.Cl
     """Both tracks, every evaluation seed; seed s fixes split, initial weights and data order for both."""
     cfg = ctx.cfg
     dataset, optimizer, batch = cell
-    best = tuning.best_trial(study)
-    defaults = dict(cfg.defaults[optimizer])
-    tracks = {"tuned": tuning.hyper_from_params(best.params, cfg.search_spaces[optimizer]) if best else defaults,
-              "default": defaults}
+    best = tuning.best(study, cfg.spaces[optimizer])
+    defaults = cfg.defaults(optimizer)
+    tracks = {names.TUNED: best.hyper if best else defaults, names.DEFAULT: defaults}
 
     def between_epochs(epoch, metrics, members):
         ctx.check_stop()  # an evaluation stopped half-way is simply run again on resume: it is deterministic
@@ -284,11 +242,11 @@ def _evaluate(ctx: Context, cell, study, mirror: record.Mirror, claim: tuning.Cl
             continue
         ctx.check_stop()
         claim.check()
-        split = data.load(dataset, seed, cfg.val_fraction, cfg.test_fraction)
+        split = data.load(dataset, seed, cfg.profile.split.val, cfg.profile.split.test)
         net = network(cfg, split)
         theta0 = net.init(seed, len(missing))
         hyper = {name: np.array([tracks[t][name] for t in missing]) for name in defaults}
-        result = train.train(net, split, optimizer, hyper, batch, cfg.epochs[dataset], seed, theta0,
+        result = train.train(net, split, optimizer, hyper, batch, cfg.epochs_of(dataset), seed, theta0,
                              callbacks=(between_epochs,), watch=("test",))
         ctx.network_epochs += int(result.epochs_run.sum())
         scores = held_out_scores(net, result, theta0, split, ("test", "train"))
@@ -300,23 +258,24 @@ def _evaluate(ctx: Context, cell, study, mirror: record.Mirror, claim: tuning.Cl
             final.pop("val_accuracy", None)
             if "test_accuracy" in scores:
                 final["test_accuracy"] = scores["test_accuracy"][m]
-            tags = {"tuned_from": f"trial {best.number}" if best else "defaults (no trial completed)"} \
-                if track == "tuned" else {}
+            tags = {names.TUNED_FROM: f"trial {best.number}" if best else "defaults (no trial completed)"} \
+                if track == names.TUNED else {}
             curves = {name: values[m] for name, values in result.history.items()}
             mirror.evaluation(track, seed, tracks[track], curves, final, tags)
         ctx.backlog.work()
         ctx.progress("eval", {"cell": cell, "seed": seed})
 
 
-def cell_summary(studies: dict, book: ledger.Ledger) -> dict:
-    """The cell run's sortable metrics: best validation loss, mean test scores per track, diverged share, cost."""
+def cell_summary(studies: dict, book: ledger.Ledger, space: dict) -> dict:
+    """The cell run's sortable metrics: best validation loss, mean test scores per track, diverged share, cost
+    (``space``: the cell's search space)."""
     summary = {}
-    best = tuning.best_trial(studies["tpe"])
+    best = tuning.best(studies[names.TPE], space)
     if best is not None:
         summary["best_val_loss"] = best.value
     evals = {key: payload["final"] for key, payload in book.eval_payloads().items()}
     evals.update({key: s for key, s in book.record.eval_scores().items() if key not in evals})  # older sweeps'
-    for track in ("tuned", "default"):
+    for track in (names.TUNED, names.DEFAULT):
         scores = [s for (t, _), s in sorted(evals.items()) if t == track]
         for name in ("test_loss", "test_accuracy"):
             values = [s[name] for s in scores if name in s]
@@ -324,7 +283,7 @@ def cell_summary(studies: dict, book: ledger.Ledger) -> dict:
                 summary[f"{track}_{name}"] = float(np.mean(values))
     states = [ledger.trial_state(t) for s in studies.values() for t in tuning.finished(s)]
     if states:
-        summary["diverged_share"] = states.count("DIVERGED") / len(states)
+        summary["diverged_share"] = states.count(names.DIVERGED) / len(states)
     if book.record.seconds_per_epoch is not None and math.isfinite(book.record.seconds_per_epoch):
         summary["seconds_per_epoch"] = book.record.seconds_per_epoch
     return summary
@@ -342,11 +301,11 @@ class Finishing:
 
 
 def prepare_finish(ctx: Context, cell, studies: dict, mirror: record.Mirror, resumed: bool = False) -> Finishing:
-    cfg, study, book = ctx.cfg, studies["tpe"], mirror.book
+    cfg, study, book = ctx.cfg, studies[names.TPE], mirror.book
     with ctx.timed("optuna"):
         book.update(importances=tuning.importances(study))
         trial_rows = tuning.trial_rows(study)
-    split = load_split(cell[0], cfg.tuning_seed, cfg.val_fraction, cfg.test_fraction)
+    split = tuning_split(cfg, cell[0])
     updates_per_epoch = batches.steps_per_epoch(split.X_train.shape[0], cell[2])
     title = " / ".join(map(str, cell))
     directory = tempfile.TemporaryDirectory(prefix="optstudy-cell-")
@@ -354,11 +313,11 @@ def prepare_finish(ctx: Context, cell, studies: dict, mirror: record.Mirror, res
     with ctx.timed("mlflow"):  # figures drawn for MLflow count as tracking
         mirror.gather_curves(updates_per_epoch)
         evals = {(group, number): curves.get("val_loss", []) for (role, group, number), curves in mirror.curves.items()
-                 if role == "eval"}
+                 if role == names.EVAL}
         cell_figures.learning_curves(evals, title, out / "learning_curves.png")
         cell_figures.history(trial_rows, title, out / "optuna_history.png")
         cell_figures.importances(book.record.importances, title, out / "optuna_importances.png")
-        (out / "config.yaml").write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg.stored(), sort_keys=False))
     dataset_input = {"name": cell[0], "X": split.X_train, "source": data.DATASETS[cell[0]].description,
                      "y": split.Y_train.argmax(axis=1) if split.n_classes else split.Y_train[:, 0]}
     params = {"recovered_trials": book.record.recovered_trials, "updates_per_epoch": updates_per_epoch}
@@ -377,7 +336,8 @@ def complete(ctx: Context, studies: dict, mirror: record.Mirror, finishing: Fini
         mirror.curve_table().to_parquet(out / "curves.parquet", index=False)
         # how many children MLflow holds now: what a later run checks the store against (study.sweep.sweep)
         held = {"trial_runs": len(book.record.trial_runs), "eval_runs": len(book.record.eval_runs())}
-        finished = mirror.finish(out, {**cell_summary(studies, book), **held}, finishing.dataset_input,
+        summary = cell_summary(studies, book, ctx.cfg.spaces[mirror.cell[1]])
+        finished = mirror.finish(out, {**summary, **held}, finishing.dataset_input,
                                  finishing.params)
     if finished:
         with ctx.timed("optuna"):

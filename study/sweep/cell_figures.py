@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from study.sweep.names import COMPLETE, DEFAULT, DIVERGED, TUNED
+
 # Fixed margins for the 6 x 4 inch figures: tight_layout measured every label and cost 45 ms a figure
 MARGINS = {"left": 0.13, "right": 0.97, "bottom": 0.12, "top": 0.91}
 DPI = 80
@@ -49,18 +51,18 @@ def _save(fig, path: Path) -> Path:
 def history(trials: list[dict], title: str, path: Path) -> Path | None:
     """Objective value of each finished trial in trial order, with the best so far (Optuna's optimization history).
     ``trials``: dicts with number, state (COMPLETE / PRUNED / FAIL / DIVERGED) and value."""
-    scored = [t for t in trials if t["state"] in ("COMPLETE", "DIVERGED") and t["value"] is not None
+    scored = [t for t in trials if t["state"] in (COMPLETE, DIVERGED) and t["value"] is not None
               and math.isfinite(t["value"])]
     if not scored:
         return None
     fig, ax = _axes()
-    for state, marker, color in (("COMPLETE", "o", "tab:blue"), ("DIVERGED", "x", "tab:red")):
+    for state, marker, color in ((COMPLETE, "o", "tab:blue"), (DIVERGED, "x", "tab:red")):
         points = [(t["number"], t["value"]) for t in scored if t["state"] == state]
         if points:
             ax.scatter(*zip(*points), marker=marker, color=color, s=18, label=state.lower())
     best, line = math.inf, []
     for t in sorted(scored, key=lambda t: t["number"]):
-        if t["state"] == "COMPLETE":
+        if t["state"] == COMPLETE:
             best = min(best, t["value"])
         line.append((t["number"], best if math.isfinite(best) else math.nan))
     ax.step(*zip(*line), where="post", color="tab:orange", label="best so far")
@@ -87,7 +89,7 @@ def importances(values: dict[str, float], title: str, path: Path) -> Path | None
 def learning_curves(curves: dict[tuple[str, int], list], title: str, path: Path) -> Path:
     """Validation loss against epoch for both tracks and every seed: the cell's learning curves."""
     fig, ax = _axes()
-    colors = {"tuned": "tab:blue", "default": "tab:orange"}
+    colors = {TUNED: "tab:blue", DEFAULT: "tab:orange"}
     labelled = set()
     for (track, seed), values in sorted(curves.items()):
         label = None if track in labelled else track

@@ -1,8 +1,9 @@
-"""The sweep's configuration as one frozen object: a profile and the search spaces, read through ``study.schema``.
+"""Reading a sweep: a profile and the search spaces, through ``study.schema``, into one frozen ``Sweep``.
 
 A profile ``conf/sweep/<name>.yaml`` names the grid and the protocol; ``conf/search_spaces.yaml`` holds one block
-per optimizer (its tuning ranges with their sources); the defaults of the untuned track are the registry's
-(``study.core.optim``). Command-line overrides ``key=value`` (lists comma-separated, nested keys dotted:
+per optimizer (its tuning ranges with their sources), and an optimizer without a block is tuned over the ranges its
+registry entry declares (``study.core.optim``), so an optimizer added in one file can be swept; the defaults of the
+untuned track are the registry's. Command-line overrides ``key=value`` (lists comma-separated, nested keys dotted:
 ``epochs.digits=10``, ``sampler.name=random``) are applied before validation. Every problem is a ``BadInput``
 naming the file and key: one line, nothing written. Besides the schema's checks, two need the datasets: every
 batch size fits some training set, and every part of every dataset's split holds each of its classes. Whether the
@@ -11,10 +12,8 @@ sweep fits in this machine's memory is the run's question, not the config's: ``s
 """
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,67 +21,11 @@ import numpy as np
 from study.core import batches, data, optim
 from study.errors import BadInput
 from study.schema import loader
-from study.schema.sweep import LIST_KEYS, Profile, search_spaces_model
+from study.schema.sweep import LIST_KEYS, Profile, RangeSpec, Sweep, search_spaces_model
 from study.sweep import memory
 
 CONF = loader.CONF
 PROFILE_KEYS = set(Profile.model_fields)
-
-
-@dataclass(frozen=True)
-class Range:
-    """A tuned hyperparameter: value = x, or 1 - x when ``one_minus`` (so that log-uniform x puts the density
-    near 1, where momentum and averaging constants live); ``fixed`` pins it instead of tuning."""
-    low: float = math.nan
-    high: float = math.nan
-    log: bool = True
-    one_minus: bool = False
-    fixed: float | None = None
-
-
-@dataclass(frozen=True)
-class SweepConfig:
-    name: str
-    datasets: tuple[str, ...]
-    optimizers: tuple[str, ...]
-    batch_sizes: tuple[str, ...]  # "full" or the number as text: the MLflow tag's spelling
-    trials: int
-    epochs: dict  # dataset -> epochs
-    seeds: tuple[int, ...]  # evaluation seeds
-    tuning_seed: int
-    population: dict  # batch size -> K
-    hidden: tuple[int, ...]
-    activation: str
-    sampler: str
-    sampler_seed: int
-    n_startup_trials: int
-    pruner: str
-    pruner_startup_trials: int
-    pruner_warmup_epochs: int
-    random_arm: bool
-    tune_eps: bool
-    val_fraction: float
-    test_fraction: float
-    lease_seconds: float
-    search_spaces: dict  # optimizer -> {param: Range}
-    defaults: dict  # optimizer -> {param: value}
-    source: str = ""
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["search_spaces"] = {o: {p: asdict(r) for p, r in s.items()} for o, s in self.search_spaces.items()}
-        return json.loads(json.dumps(d, default=str))
-
-    @property
-    def hash(self) -> str:
-        """A short hash of everything that determines the results (not where the file lives)."""
-        d = self.as_dict()
-        d.pop("source", None)
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
-
-    def cells(self):
-        """The units of work, in a fixed order: (dataset, optimizer, batch size)."""
-        return [(d, o, b) for d in self.datasets for o in self.optimizers for b in self.batch_sizes]
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -90,25 +33,27 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return loader.apply_overrides(raw, overrides, PROFILE_KEYS, LIST_KEYS)
 
 
-def load_search_spaces(path: Path = CONF / "search_spaces.yaml", tune_eps: bool = False):
-    """({optimizer: {param: Range}}, {optimizer: {param: default}}) for the optimizers the file has a block for;
-    with ``tune_eps``, eps is tuned over ``eps_tuned`` instead of fixed."""
+def load_search_spaces(path: Path = CONF / "search_spaces.yaml", tune_eps: bool = False) -> dict:
+    """{optimizer: {hyperparameter: RangeSpec}} for every registered optimizer: the file's block, else the
+    registry's ranges; with ``tune_eps``, eps is tuned over ``eps_tuned`` instead of fixed."""
     where = loader.shown(path)
     spaces_file = loader.load(search_spaces_model(), path, where)
-    spaces, defaults = {}, {}
-    for name in optim.OPTIMIZERS:
+    if tune_eps and any("eps" in o.hyper for o in optim.OPTIMIZERS.values()):
+        if spaces_file.eps_tuned is None:
+            raise BadInput(f"{where}: eps_tuned", "missing: tune_eps needs the range to tune eps over")
+        if spaces_file.eps_tuned.fixed is not None:
+            raise BadInput(f"{where}: eps_tuned", "must be a range (low, high) to tune eps over, not fixed")
+    spaces = {}
+    for name, opt in optim.OPTIMIZERS.items():
         block = getattr(spaces_file, name)
-        if block is None:
-            continue
-        spaces[name] = {p: Range(*getattr(block.search, p).bounds) for p in type(block.search).model_fields}
-        defaults[name] = {p: float(v) for p, v in optim.OPTIMIZERS[name].defaults.items()}
-        if tune_eps and "eps" in spaces[name]:
-            if spaces_file.eps_tuned is None:
-                raise BadInput(f"{where}: eps_tuned", "missing: tune_eps needs the range to tune eps over")
-            if spaces_file.eps_tuned.fixed is not None:
-                raise BadInput(f"{where}: eps_tuned", "must be a range (low, high) to tune eps over, not fixed")
-            spaces[name]["eps"] = Range(*spaces_file.eps_tuned.bounds)
-    return spaces, defaults
+        if block is not None:
+            space = {h: getattr(block.search, h) for h in opt.hyper}
+        else:  # the registry's fallback ranges are valid conf entries (tests/test_registry.py)
+            space = {h: RangeSpec(**dataclasses.asdict(r)) for h, r in opt.search_space().items()}
+        if tune_eps and "eps" in space:
+            space["eps"] = spaces_file.eps_tuned
+        spaces[name] = space
+    return spaces
 
 
 def _fits_a_training_set(where: str, sizes: tuple[str, ...], n_train: dict) -> None:
@@ -176,7 +121,7 @@ def _split_holds_every_class(where: str, dataset: str, val_fraction: float, test
                                                            f"sample{'s' * (got != 1)}, {why}{hint}")
 
 
-def load_sweep(profile: str | Path, overrides: list[str] = ()) -> SweepConfig:
+def load_sweep(profile: str | Path, overrides: list[str] = ()) -> Sweep:
     """A profile name (``smoke``, ``default``, ``full``) or a path to a YAML file, with overrides applied."""
     path = Path(profile)
     if path.suffix not in (".yaml", ".yml"):
@@ -190,18 +135,5 @@ def load_sweep(profile: str | Path, overrides: list[str] = ()) -> SweepConfig:
         _split_holds_every_class(where, d, p.split.val, p.split.test)
     shapes = {d: memory.dataset_shape(d, p.split.val, p.split.test) for d in p.datasets}
     _fits_a_training_set(where, p.batch_sizes, {d: shape.n_train for d, shape in shapes.items()})
-    spaces, defaults = load_search_spaces(tune_eps=p.tune_eps)
-    for o in p.optimizers:
-        if o not in spaces:
-            raise BadInput(f"{loader.shown(CONF / 'search_spaces.yaml')}: {o}", "no search space for this optimizer")
-    return SweepConfig(
-        name=p.name, datasets=p.datasets, optimizers=p.optimizers, batch_sizes=p.batch_sizes, trials=p.trials,
-        epochs=p.per_name("epochs"), seeds=tuple(range(p.seeds)), tuning_seed=p.tuning_seed,
-        population=p.per_name("population"), hidden=p.network.hidden, activation=p.network.activation,
-        sampler=p.sampler.name, sampler_seed=p.sampler.seed, n_startup_trials=p.sampler.n_startup_trials,
-        pruner=p.pruner.name, pruner_startup_trials=p.pruner.n_startup_trials,
-        pruner_warmup_epochs=p.pruner.n_warmup_steps, random_arm=p.random_arm, tune_eps=p.tune_eps,
-        val_fraction=p.split.val, test_fraction=p.split.test, lease_seconds=p.lease_seconds,
-        search_spaces={o: spaces[o] for o in p.optimizers}, defaults={o: defaults[o] for o in p.optimizers},
-        source=str(path),
-    )
+    spaces = load_search_spaces(tune_eps=p.tune_eps)
+    return Sweep(profile=p, spaces={o: spaces[o] for o in p.optimizers}, source=str(path))

@@ -3,15 +3,19 @@ from __future__ import annotations
 
 import sys
 
+from study.schema.sweep import Sweep
+from study.sweep import names
+
+
 class Progress:
     """One bar over the whole sweep: trials done, cells done, the last finished cell's best value."""
 
-    def __init__(self, cfg, done_trials: int, done_cells: int):
+    def __init__(self, cfg: Sweep, done_trials: int, done_cells: int):
         from tqdm import tqdm
 
-        arms = 2 if cfg.random_arm else 1
+        arms = 2 if cfg.profile.random_arm else 1
         self.cells_total, self.cells_done = len(cfg.cells()), done_cells
-        self.bar = tqdm(total=self.cells_total * cfg.trials * arms, initial=done_trials, unit="trial",
+        self.bar = tqdm(total=self.cells_total * cfg.profile.trials * arms, initial=done_trials, unit="trial",
                         dynamic_ncols=True, file=sys.stderr, smoothing=0.05, mininterval=0.5)
         self.best: dict = {}
         self._postfix()
@@ -23,7 +27,7 @@ class Progress:
         cell = "/".join(map(str, info.get("cell", ())))
         if event == "trial":
             self.bar.update(1)
-            if info["value"] is not None and info["state"] == "COMPLETE":
+            if info["value"] is not None and info["state"] == names.COMPLETE:
                 self.best[cell] = min(self.best.get(cell, float("inf")), info["value"])
             self._postfix(f" | {cell} best val {self.best.get(cell, float('nan')):.4g}")
         elif event == "cell":
@@ -38,7 +42,7 @@ class Progress:
         self.bar.close()
 
 
-def summary(cfg, runs_dir, storage, timing) -> str:
+def summary(cfg: Sweep, runs_dir, storage, timing: dict) -> str:
     from study.sweep import record, sweep, tracking, tuning
 
     counted = sweep.counts(cfg, storage)

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from study.core import data, optim, train
 from study.errors import BadInput
+from study.schema.sweep import Sweep
 
 FLOAT = 8
 PY_FLOAT = 32  # a float in a Python list: the 24-byte object and its 8-byte slot
@@ -102,17 +103,17 @@ def n_params(sizes: tuple) -> int:
     return sum(fan_in * fan_out + fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:]))
 
 
-def cell_estimate(cfg, cell: tuple, shapes: dict, journal: bool = True) -> Estimate:
-    """What one worker holds while it runs ``cell`` of the sweep ``cfg`` (a study.sweep.config.SweepConfig);
-    ``journal``: whether the Optuna storage is a journal file (see the module's docstring)."""
+def cell_estimate(cfg: Sweep, cell: tuple, shapes: dict, journal: bool = True) -> Estimate:
+    """What one worker holds while it runs ``cell`` of the sweep ``cfg``; ``journal``: whether the Optuna storage
+    is a journal file (see the module's docstring)."""
     dataset, optimizer, batch = cell
     shape = shapes[dataset]
-    k, epochs = cfg.population[batch], cfg.epochs[dataset]
-    sizes = (shape.n_features, *cfg.hidden, shape.n_outputs)
+    k, epochs, trials = cfg.population_of(batch), cfg.epochs_of(dataset), cfg.profile.trials
+    sizes = (shape.n_features, *cfg.profile.network.hidden, shape.n_outputs)
     slots = len(optim.OPTIMIZERS[optimizer].state)
-    arms = 2 if cfg.random_arm else 1
-    runs = cfg.trials * arms + 2 * len(cfg.seeds)
-    sweep_trial_epochs = sum(cfg.trials * arms * cfg.epochs[d] for d, _, _ in cfg.cells())
+    arms = 2 if cfg.profile.random_arm else 1
+    runs = trials * arms + 2 * len(cfg.seeds)
+    sweep_trial_epochs = sum(trials * arms * cfg.epochs_of(d) for d, _, _ in cfg.cells())
     parts = {
         "networks": k * n_params(sizes) * FLOAT * (PARAMETER_COPIES + 2 * slots),
         "activations": k * shape.n_train * sum(sizes[1:]) * FLOAT * ACTIVATION_COPIES,
@@ -125,10 +126,11 @@ def cell_estimate(cfg, cell: tuple, shapes: dict, journal: bool = True) -> Estim
     return Estimate(cell, parts)
 
 
-def largest_cell(cfg, shapes: dict | None = None, journal: bool = True) -> Estimate:
+def largest_cell(cfg: Sweep, shapes: dict | None = None, journal: bool = True) -> Estimate:
     """The cell of the sweep that needs the most memory, and what it needs."""
     if shapes is None:
-        shapes = {d: dataset_shape(d, cfg.val_fraction, cfg.test_fraction) for d in cfg.datasets}
+        split = cfg.profile.split
+        shapes = {d: dataset_shape(d, split.val, split.test) for d in cfg.profile.datasets}
     return max((cell_estimate(cfg, cell, shapes, journal) for cell in cfg.cells()), key=lambda e: e.total)
 
 
@@ -164,7 +166,7 @@ def size(n: float) -> str:
     return f"{n:.1f} PB"
 
 
-def refuse_if_too_large(cfg, where: str, shapes: dict | None = None, journal: bool = True) -> Estimate:
+def refuse_if_too_large(cfg: Sweep, where: str, shapes: dict | None = None, journal: bool = True) -> Estimate:
     """The largest cell's estimate, or one BadInput line naming the keys that drive it when it does not fit."""
     estimate = largest_cell(cfg, shapes, journal)
     have, source = available()
@@ -176,7 +178,7 @@ def refuse_if_too_large(cfg, where: str, shapes: dict | None = None, journal: bo
     return estimate
 
 
-def refuse_too_many_workers(cfg, workers: int, flag: str = "--workers", journal: bool = True) -> None:
+def refuse_too_many_workers(cfg: Sweep, workers: int, flag: str = "--workers", journal: bool = True) -> None:
     """``workers`` processes each running a cell as large as the largest, beside the parent: refused in one line
     naming ``flag`` when they would not fit together (one worker alone is the profile's check)."""
     workers = min(workers, len(cfg.cells()))  # a second worker for one cell only starts and stops

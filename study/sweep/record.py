@@ -18,23 +18,22 @@ of every run goes, at full precision, into the cell run's ``curves.parquet``, wh
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from study.sweep import ledger, tracking, tuning
+from study.sweep import names, tracking, tuning
+from study.sweep.context import Context
+from study.sweep.tuning import ledger
 
-# After a failed write, do not pay a timeout per trial: try again after this long (OPTSTUDY_MLFLOW_RETRY_SECONDS)
-RETRY_AFTER_SECONDS = float(os.environ.get("OPTSTUDY_MLFLOW_RETRY_SECONDS", 30.0))
 TRIAL_CURVES = ("val_loss",)  # per epoch in MLflow
 EVAL_CURVES = ("train_loss", "val_loss", "val_accuracy", "grad_norm")
 # curves.parquet; an evaluation's test curve is there only: what validation chose is scored on it at the time budgets
 CURVE_COLUMNS = ("train_loss", "val_loss", "val_accuracy", "grad_norm", "updates", "seconds", "test_loss",
                  "test_accuracy")
-RUN_COLUMNS = ("role", "arm", "trial_number", "track", "seed", "run_id")
+RUN_COLUMNS = (names.ROLE, names.ARM, names.TRIAL_NUMBER, names.TRACK, names.SEED, "run_id")
 
 EXPERIMENT_NOTE = """\
 **One run per cell** (dataset x optimizer x batch size), tag `role = 'cell'`, named `dataset/optimizer/batch`.
@@ -54,7 +53,7 @@ The report of the sweep is the run tagged `role = 'report'`."""
 
 
 def cell_filter() -> str:
-    return "tags.role = 'cell'"
+    return names.tag_filter(role=names.CELL)
 
 
 def _scores(payload: dict) -> dict:
@@ -63,9 +62,9 @@ def _scores(payload: dict) -> dict:
 
 
 class Mirror:
-    def __init__(self, ctx, cell: tuple, studies: dict, book: ledger.Ledger):
+    def __init__(self, ctx: Context, cell: tuple, studies: dict, book: ledger.Ledger):
         self.ctx, self.cell, self.studies, self.book = ctx, cell, studies, book
-        self.tags = {"dataset": cell[0], "optimizer": cell[1], "batch_size": str(cell[2])}
+        self.tags = {names.DATASET: cell[0], names.OPTIMIZER: cell[1], names.BATCH_SIZE: str(cell[2])}
         self.curves: dict[tuple, dict] = {}  # (role, arm or track, number or seed) -> per-epoch values, this process
         self.queue: list[tuple] = []  # ("trial", (arm, number) | "eval", (track, seed), payload) not yet in MLflow
         # a write that failed half-way (the server or its database went away between creating a run and ending it)
@@ -76,12 +75,12 @@ class Mirror:
     # --- writing as we go -----------------------------------------------------------------------------------
     def _write(self, what: str, write):
         """Run one MLflow write; on failure remember that the server is away and return None."""
-        if time.time() < self.ctx.tracking_down_until:
+        if self.ctx.outage.away():
             return None
         try:
             return write()
         except tracking.UNAVAILABLE as e:
-            self.ctx.tracking_down_until = time.time() + RETRY_AFTER_SECONDS
+            self.ctx.outage.began()
             self.write_failed = True
             print(f"warning: MLflow unavailable ({type(e).__name__}) while writing {what} of "
                   f"{'/'.join(map(str, self.cell))}; results are kept in the Optuna storage and will be logged "
@@ -99,33 +98,33 @@ class Mirror:
     def _new_cell_run(self) -> str:
         """A fresh cell run. A cell run already in MLflow but unknown to the storage was started by a worker that
         died before recording it: it is an orphan, marked FAILED so the cell is never counted twice."""
-        same_cell = " and ".join(f"tags.{k} = '{v}'" for k, v in {"role": "cell", **self.tags}.items())
+        same_cell = names.tag_filter(**{names.ROLE: names.CELL, **self.tags})
         for run in tracking.runs(self.ctx.mlflow, self.ctx.experiment, same_cell):
             if run.info.status != "FAILED":
                 tracking.end_run(self.ctx.mlflow, run.info.run_id, "FAILED")
         return tracking.start_run(self.ctx.mlflow, self.ctx.experiment, "/".join(map(str, self.cell)),
-                                  {"role": "cell", **self.tags})
+                                  {names.ROLE: names.CELL, **self.tags})
 
     def trial(self, trial, arm: str, state: str, hyper: dict, curves: dict, final: dict) -> None:
         """Before the trial is told: its payload (every per-epoch column) goes into its record, and into the queue
         for MLflow."""
         curves = _columns(curves)
-        self.curves[("trial", arm, trial.number)] = curves
+        self.curves[(names.TRIAL, arm, trial.number)] = curves
         payload = {"arm": arm, "number": trial.number, "state": state, "hyper": hyper,
                    "curves": ledger.pack_curves(curves), "final": final}
         ledger.keep_trial_payload(trial, payload)
-        self.queue.append(("trial", (arm, trial.number), payload))
+        self.queue.append((names.TRIAL, (arm, trial.number), payload))
 
     def evaluation(self, track: str, seed: int, hyper: dict, curves: dict, final: dict, tags: dict) -> None:
         """A finished evaluation: its payload (every per-epoch column, the test curve included) into the storage,
         then into the queue for MLflow. From here on it is done, whatever happens to MLflow or to this worker."""
         curves = _columns(curves)
-        self.curves[("eval", track, seed)] = curves
+        self.curves[(names.EVAL, track, seed)] = curves
         payload = {"track": track, "seed": seed, "hyper": hyper, "final": final, "tags": tags,
                    "curves": ledger.pack_curves(curves)}
         with self.ctx.timed("optuna"):
             self.book.keep_eval(track, seed, payload)
-        self.queue.append(("eval", (track, seed), payload))
+        self.queue.append((names.EVAL, (track, seed), payload))
 
     def flush(self, wait: bool = True, deadline: float | None = None) -> bool:
         """Write what is queued, at once if the store is free or once it is (``wait``), until ``deadline`` (a
@@ -137,12 +136,12 @@ class Mirror:
         with self.ctx.timed("mlflow"), tracking.writer_turn(self.ctx.mlflow, wait) as ours:
             while ours and self.queue and (deadline is None or time.monotonic() < deadline):
                 kind, key, payload = self.queue[0]
-                log = self._log_trial if kind == "trial" else self._log_eval
+                log = self._log_trial if kind == names.TRIAL else self._log_eval
                 run_id = self._write(f"{kind} {'/'.join(map(str, key))}", lambda: log(payload))
                 if run_id is None:
                     break
                 self.queue.pop(0)
-                if kind == "trial":
+                if kind == names.TRIAL:
                     trials[key] = run_id
                 else:
                     evals[key] = (run_id, _scores(payload))
@@ -159,9 +158,10 @@ class Mirror:
         if parent is None:
             raise tracking.Unavailable("no cell run")
         return tracking.log_run(
-            self.ctx.mlflow, self.ctx.experiment, f"trial-{p['number']}" + ("-random" if p["arm"] == "random" else ""),
-            {"role": "trial", **self.tags, "trial_number": p["number"], "state": p["state"], "arm": p["arm"],
-             **({"scored_on_test": "true"} if "test_loss" in p["final"] else {})},
+            self.ctx.mlflow, self.ctx.experiment,
+            f"trial-{p['number']}" + ("-random" if p["arm"] == names.RANDOM else ""),
+            {names.ROLE: names.TRIAL, **self.tags, names.TRIAL_NUMBER: p["number"], names.STATE: p["state"],
+             names.ARM: p["arm"], **({names.SCORED_ON_TEST: names.TRUE} if "test_loss" in p["final"] else {})},
             params=p["hyper"], curves=_logged(p["curves"], TRIAL_CURVES), final=p["final"], parent_run_id=parent)
 
     def _log_eval(self, p: dict) -> str:
@@ -170,7 +170,7 @@ class Mirror:
             raise tracking.Unavailable("no cell run")
         return tracking.log_run(
             self.ctx.mlflow, self.ctx.experiment, f"eval-{p['track']}-{p['seed']}",
-            {"role": "eval", **self.tags, "track": p["track"], "seed": p["seed"], **p["tags"]},
+            {names.ROLE: names.EVAL, **self.tags, names.TRACK: p["track"], names.SEED: p["seed"], **p["tags"]},
             params=p["hyper"], curves=_logged(p["curves"], EVAL_CURVES), final=p["final"], parent_run_id=parent)
 
     def finish(self, artifact_dir: Path, summary: dict, dataset_input: dict, params: dict) -> bool:
@@ -199,23 +199,23 @@ class Mirror:
             for t in tuning.finished(study):
                 run_id = self.book.trial_run_id(t, arm)
                 if run_id:
-                    found[run_id] = ("trial", arm, t.number)
+                    found[run_id] = (names.TRIAL, arm, t.number)
         for (track, seed), run_id in self.book.record.eval_runs().items():
-            found[run_id] = ("eval", track, seed)
+            found[run_id] = (names.EVAL, track, seed)
         return found
 
     def queue_missing(self) -> None:
         """Queue everything the storage holds that MLflow does not (a resumed cell's trials, evaluations that
         waited for the server), this process's own queue included, each once."""
-        self.queue = [q for q in self.queue if q[0] == "eval"]  # trials are queued from their records below
+        self.queue = [q for q in self.queue if q[0] == names.EVAL]  # trials are queued from their records below
         for arm, study in self.studies.items():
             for t in tuning.finished(study):
                 payload = ledger.trial_payload(t)
                 if payload and not self.book.trial_run_id(t, arm):
-                    self.queue.append(("trial", (arm, t.number), payload))
+                    self.queue.append((names.TRIAL, (arm, t.number), payload))
         pending = self.book.pending_evals()
-        self.queue += [("eval", key, payload) for key, payload in pending.items()
-                       if not any(q[0] == "eval" and q[1] == key for q in self.queue)]
+        self.queue += [(names.EVAL, key, payload) for key, payload in pending.items()
+                       if not any(q[0] == names.EVAL and q[1] == key for q in self.queue)]
 
     def verify(self) -> bool:
         """Does MLflow still hold the runs the storage records of this cell (its cell run, and each child as a
@@ -258,11 +258,11 @@ class Mirror:
     def _runs(self) -> dict:
         """(role, arm or track, number or seed) -> MLflow run id ("" until MLflow holds it) of every finished trial
         and every evaluation of the cell."""
-        runs = {("trial", arm, t.number): self.book.trial_run_id(t, arm) or ""
+        runs = {(names.TRIAL, arm, t.number): self.book.trial_run_id(t, arm) or ""
                 for arm, study in self.studies.items() for t in tuning.finished(study)}
         held = self.book.record.eval_runs()
         for track, seed in {**held, **self.book.eval_payloads()}:
-            runs[("eval", track, seed)] = held.get((track, seed), "")
+            runs[(names.EVAL, track, seed)] = held.get((track, seed), "")
         return runs
 
     def gather_curves(self, updates_per_epoch: int) -> None:
@@ -272,11 +272,11 @@ class Mirror:
         runs = self._runs()
         for arm, study in self.studies.items():
             for t in tuning.finished(study):
-                if ("trial", arm, t.number) not in self.curves and ledger.trial_payload(t):
-                    self.curves[("trial", arm, t.number)] = ledger.unpack_curves(ledger.trial_payload(t)["curves"])
+                if (names.TRIAL, arm, t.number) not in self.curves and ledger.trial_payload(t):
+                    self.curves[(names.TRIAL, arm, t.number)] = ledger.unpack_curves(ledger.trial_payload(t)["curves"])
         for (track, seed), payload in self.book.eval_payloads().items():
-            if ("eval", track, seed) not in self.curves:
-                self.curves[("eval", track, seed)] = ledger.unpack_curves(payload["curves"])
+            if (names.EVAL, track, seed) not in self.curves:
+                self.curves[(names.EVAL, track, seed)] = ledger.unpack_curves(payload["curves"])
         missing = {k: run_id for k, run_id in runs.items() if k not in self.curves and run_id}
         if missing:
             self.curves.update(self._curves_from_mlflow(missing, updates_per_epoch))
@@ -288,7 +288,7 @@ class Mirror:
 
         runs = self._runs()
         rows = []
-        for key in sorted(runs, key=lambda k: (k[0] != "trial", str(k[1]), k[2])):
+        for key in sorted(runs, key=lambda k: (k[0] != names.TRIAL, str(k[1]), k[2])):
             role, group, number = key
             curves = self.curves.get(key, {})
             epochs = max((len(v) for v in curves.values()), default=0)
@@ -299,9 +299,10 @@ class Mirror:
             for e in range(epochs):
                 if all(math.isnan(columns[c][e]) for c in CURVE_COLUMNS):
                     continue  # the run had stopped
-                rows.append({"role": role, "arm": group if role == "trial" else "",
-                             "trial_number": number if role == "trial" else -1,
-                             "track": group if role == "eval" else "", "seed": number if role == "eval" else -1,
+                trial, evaluation = role == names.TRIAL, role == names.EVAL
+                rows.append({names.ROLE: role, names.ARM: group if trial else "",
+                             names.TRIAL_NUMBER: number if trial else -1,
+                             names.TRACK: group if evaluation else "", names.SEED: number if evaluation else -1,
                              "run_id": runs[key], "epoch": e + 1, **{c: float(columns[c][e]) for c in CURVE_COLUMNS}})
         return pd.DataFrame(rows, columns=[*RUN_COLUMNS, "epoch", *CURVE_COLUMNS])
 
@@ -309,9 +310,9 @@ class Mirror:
         out = {}
         try:
             for key, run_id in runs.items():
-                names = TRIAL_CURVES if key[0] == "trial" else EVAL_CURVES
+                wanted = TRIAL_CURVES if key[0] == names.TRIAL else EVAL_CURVES
                 curves = {}
-                for name in names:
+                for name in wanted:
                     steps, values = tracking.metric_histories(self.ctx.mlflow, [run_id], name)[run_id]
                     if steps:
                         column = np.full(max(steps), np.nan)

@@ -14,16 +14,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from study.sweep import ledger, record, tracking, tuning
-from study.sweep.backlog import Backlog
-from study.sweep.cell import Context, Interrupted, install_signal_handlers, mirror_done_cell, open_studies, run_cell
-from study.sweep.config import SweepConfig
 from study.errors import BadInput
+from study.schema.sweep import Sweep
+from study.sweep import names, record, tracking, tuning
+from study.sweep.backlog import Backlog
+from study.sweep.cell import complete, mirror_done_cell, open_studies, park, run_cell
+from study.sweep.context import Context, Interrupted
+from study.sweep.tuning import ledger
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
-
-def open_stores(cfg: SweepConfig, runs_dir: str | Path):
+def open_stores(cfg: Sweep, runs_dir: str | Path):
     """The Optuna storage and the MLflow experiment, checked before any training starts."""
     runs_dir = Path(runs_dir)
     try:
@@ -48,16 +48,24 @@ def open_stores(cfg: SweepConfig, runs_dir: str | Path):
     return storage, mlflow_client, experiment
 
 
-def new_context(cfg: SweepConfig, runs_dir: str | Path, progress=lambda event, info: None,
+def new_context(cfg: Sweep, runs_dir: str | Path, progress=lambda event, info: None,
                 stores: tuple | None = None) -> Context:
     """A worker: its stores (``open_stores``' if given, else opened and checked here); its identity; the locks its
-    claims are held by."""
+    claims are held by; its backlog, which finishes and parks cells the cell's way."""
     storage, mlflow_client, experiment = stores or open_stores(cfg, runs_dir)
-    locks = tuning.cell_locks(tuning.storage_url(runs_dir, cfg.name), cfg.lease_seconds)
+    locks = tuning.cell_locks(tuning.storage_url(runs_dir, cfg.name), cfg.profile.lease_seconds)
     ctx = Context(cfg, storage, mlflow_client, experiment, tuning.new_worker_id(), locks, progress=progress)
-    ctx.backlog = Backlog(ctx)
+    ctx.backlog = Backlog(ctx, complete=complete, park=park)
     ctx.lost = unmirrored(cell_records(storage, cfg), mlflow_client, experiment)
     return ctx
+
+
+def install_signal_handlers(ctx: Context) -> None:
+    """SIGINT and SIGTERM ask the worker to stop at the end of its epoch (``Context.check_stop``)."""
+    def ask_to_stop(signum, frame):
+        ctx.stop_requested = True
+    signal.signal(signal.SIGINT, ask_to_stop)
+    signal.signal(signal.SIGTERM, ask_to_stop)
 
 
 def machine_description() -> str:
@@ -67,13 +75,13 @@ def machine_description() -> str:
            f"Python {platform.python_version()}, {platform.system()} {platform.release()}".replace("  ", " ")
 
 
-def cell_records(storage, cfg: SweepConfig) -> dict[tuple, ledger.CellRecord]:
+def cell_records(storage: tuning.Storage, cfg: Sweep) -> dict[tuple, ledger.CellRecord]:
     """Every cell's record, in the config's order (one storage read)."""
     attrs = tuning.study_attrs(storage, cfg.name)
     return {c: ledger.read(attrs.get(tuning.study_name(cfg.name, c), {})) for c in cfg.cells()}
 
 
-def pending_cells(storage, cfg: SweepConfig, stores: tuple | None = None, lost=frozenset()) -> list[tuple]:
+def pending_cells(storage: tuning.Storage, cfg: Sweep, stores: tuple | None = None, lost=frozenset()) -> list[tuple]:
     """Cells not done, then done cells whose MLflow mirror is incomplete: the tracking server was away, or MLflow
     no longer holds what the storage says it does (cells found ``lost`` already, or looked for in the ``stores``
     that ``open_stores`` returned)."""
@@ -84,7 +92,7 @@ def pending_cells(storage, cfg: SweepConfig, stores: tuple | None = None, lost=f
         [c for c, r in records.items() if r.done and (not r.mirrored or c in lost)]
 
 
-def unmirrored(records: dict, mlflow_client, experiment: str) -> set[tuple]:
+def unmirrored(records: dict, mlflow_client: tracking.Client, experiment: str) -> set[tuple]:
     """Done cells that the storage records as mirrored but MLflow does not hold: their cell run missing, deleted,
     or not FINISHED, a child of it deleted, or a count of children that differs from the ledger's (the cell run
     carries the counts it was finished with, once MLflow held all of them). Two searches, whatever the number of
@@ -95,8 +103,7 @@ def unmirrored(records: dict, mlflow_client, experiment: str) -> set[tuple]:
         return set()
     try:
         cell_runs = {r.info.run_id: r for r in tracking.runs(mlflow_client, experiment, record.cell_filter())}
-        deleted = {r.data.tags.get("mlflow.parentRunId") for r in tracking.runs(mlflow_client, experiment,
-                                                                                deleted=True)}
+        deleted = {r.data.tags.get(names.PARENT_RUN) for r in tracking.runs(mlflow_client, experiment, deleted=True)}
     except tracking.UNAVAILABLE as e:
         print(f"warning: could not check what MLflow holds ({type(e).__name__}); checked again on the next run",
               file=sys.stderr)
@@ -117,7 +124,7 @@ def _run_or_mirror(ctx: Context, cell: tuple, claim: tuning.Claim) -> bool:
     one; False when the claim is ours to let go: the cell was mirrored, or there was nothing left to do (another
     worker finished it after our list of pending cells was read)."""
     studies = open_studies(ctx, cell)
-    book = ledger.Ledger(studies["tpe"])
+    book = ledger.Ledger(studies[names.TPE])
     if not book.record.done:
         run_cell(ctx, cell, claim, studies, book)
         return True
@@ -151,9 +158,10 @@ def _loop(ctx: Context, wait_for_others: bool, poll_seconds: float, tracking_pat
         took = False
         for cell in pending:
             ctx.check_stop()
-            if time.time() < ctx.tracking_down_until and _is_done(ctx, cell):
+            if ctx.outage.away() and _is_done(ctx, cell):
                 continue  # only MLflow's copy is missing, and MLflow is still away
-            claim = tuning.Claim(ctx.locks, tuning.study_name(ctx.cfg.name, cell), ctx.worker, ctx.cfg.lease_seconds)
+            claim = tuning.Claim(ctx.locks, tuning.study_name(ctx.cfg.name, cell), ctx.worker,
+                                 ctx.cfg.profile.lease_seconds)
             if not claim.acquire():
                 continue  # a live worker holds it
             held = False
@@ -203,7 +211,7 @@ def _is_done(ctx: Context, cell: tuple) -> bool:
     return ledger.read(attrs.get(tuning.study_name(ctx.cfg.name, cell), {})).done
 
 
-def _child(cfg: SweepConfig, runs_dir: str, queue) -> None:
+def _child(cfg: Sweep, runs_dir: str, queue) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
@@ -224,9 +232,9 @@ def _child(cfg: SweepConfig, runs_dir: str, queue) -> None:
     sys.exit(code)
 
 
-def run_local(cfg: SweepConfig, runs_dir: str | Path, workers: int, progress) -> dict:
+def run_local(cfg: Sweep, runs_dir: str | Path, workers: int, progress) -> dict:
     """Run the sweep with ``workers`` processes on this machine; returns timing figures for the summary."""
-    for var in THREAD_VARIABLES:  # children import numpy fresh: one BLAS thread each, one core per worker
+    for var in names.THREAD_VARIABLES:  # children import numpy fresh: one BLAS thread each, one core per worker
         os.environ[var] = "1"
     mp = multiprocessing.get_context("spawn")
     queue = mp.Queue()
@@ -267,7 +275,7 @@ def run_local(cfg: SweepConfig, runs_dir: str | Path, workers: int, progress) ->
             "failed": any(c not in (0, 130, -signal.SIGTERM, -signal.SIGINT) for c in codes)}
 
 
-def run_in_process(cfg: SweepConfig, runs_dir: str | Path, progress, wait_for_others: bool = True,
+def run_in_process(cfg: Sweep, runs_dir: str | Path, progress, wait_for_others: bool = True,
                    stores: tuple | None = None) -> dict:
     """One worker in this process (``make worker``, or a sweep with one cell left): joins whatever sweep the stores
     hold. One BLAS thread, as in a spawned worker: the numbers do not depend on how the worker was started."""
@@ -291,7 +299,7 @@ def run_in_process(cfg: SweepConfig, runs_dir: str | Path, progress, wait_for_ot
             "interrupted": interrupted, "failed": failed}
 
 
-def counts(cfg: SweepConfig, storage) -> dict:
+def counts(cfg: Sweep, storage) -> dict:
     """What the storage holds for this sweep: cells done, trials by state, evaluations, and the runs its ledger
     records as held by MLflow."""
     attrs = tuning.study_attrs(storage, cfg.name)
@@ -320,7 +328,7 @@ def mlflow_counts(mlflow_client, experiment: str) -> dict:
             found["eval_runs"] += int(run.data.metrics.get("eval_runs", 0))
             continue
         for child in tracking.run_family(mlflow_client, experiment, run.info.run_id)[1]:
-            role = child.data.tags.get("role")
-            if child.info.status == "FINISHED" and role in ("trial", "eval"):
+            role = child.data.tags.get(names.ROLE)
+            if child.info.status == "FINISHED" and role in (names.TRIAL, names.EVAL):
                 found[f"{role}_runs"] += 1
     return found

@@ -47,7 +47,6 @@ from __future__ import annotations
 import math
 import os
 import platform
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
@@ -88,11 +87,10 @@ class BenchConfig:
     min_cell_seconds: float = 3.0  # a cell repeats beyond `repeats` until it has run this long (cheap cells) ...
     max_repeats: int = 60  # ... but at most this often
     seed: int = 0  # the data split; repeat r initialises and shuffles with seed + r
-    # Hyperparameters per solver: the sweep's default track, except momentum and NAG at batch 1, which diverge on
-    # digits with eta = 0.01 (a diverged run times NaN arithmetic and tells nothing about accuracy).
-    hyper: dict = field(default_factory=lambda: {
-        "momentum": {"eta": 0.01, "gamma": 0.9}, "nag": {"eta": 0.01, "gamma": 0.9},
-        "adam": {"eta": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}})
+    # Hyperparameters per solver: the sweep's default track (the registry's defaults), except momentum and NAG at
+    # batch 1, which diverge on digits with eta = 0.01 (a diverged run times NaN arithmetic and tells nothing about
+    # accuracy).
+    hyper: dict = field(default_factory=lambda: {s: optim.OPTIMIZERS[s].defaults for s in SKLEARN_SOLVERS})
     hyper_stochastic: dict = field(default_factory=lambda: {"momentum": {"eta": 0.001}, "nag": {"eta": 0.001}})
     population: tuple[int, ...] = (1, 4, 16, 64)
     population_solver: str = "adam"
@@ -329,18 +327,16 @@ def _targets(cells: list[dict], limit_ms: float) -> list[dict]:
 
 
 def _environment() -> dict:
-    import numba
-    import sklearn
     from threadpoolctl import threadpool_info
 
-    from study import provenance
+    from study.provenance import provenance
 
-    commit = provenance.commit(short=True)
+    found = provenance(("numpy", "scikit-learn", "numba"))
     cpu = next((line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo")
                 if line.startswith("model name")), platform.processor())
     return {
-        "python": sys.version.split()[0], "numpy": np.__version__, "scikit_learn": sklearn.__version__,
-        "numba": numba.__version__, "cpu": cpu, "cores": os.cpu_count(), "git_commit": commit,
+        "python": found.python, "numpy": found.versions["numpy"], "scikit_learn": found.versions["scikit-learn"],
+        "numba": found.versions["numba"], "cpu": cpu, "cores": os.cpu_count(), "git_commit": found.short_commit,
         "blas": [{k: i.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
                  for i in threadpool_info()],
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

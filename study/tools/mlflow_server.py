@@ -14,6 +14,15 @@ from study.tools.service_state import LOOPBACK, Paths, local_host, public_host
 
 MLFLOW_USER = "optstudy"  # the basic-auth user workers log in as (not the admin)
 
+# The Host headers an mlflow server accepts when told none (``--allowed-hosts`` unset): MLflow 3.17's default is the
+# loopback names and addresses, each also with any port, and the private address ranges (RFC 1918's 10/8,
+# 172.16/12 and 192.168/16; RFC 4193's fc00::/7), as fnmatch patterns. Written out here, since MLflow keeps its list
+# in a module of its server's internals; tests/test_services.py checks that ours still covers MLflow's. A server
+# bound for workers on other machines is given these and this machine's own names.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]", "0.0.0.0")
+DEFAULT_ALLOWED_HOSTS = (*LOOPBACK_HOSTS, *(f"{h.replace('[', '[[]', 1)}:*" for h in LOOPBACK_HOSTS),
+                         "192.168.*", "10.*", *(f"172.{i}.*" for i in range(16, 32)), "fc00:*", "fd00:*")
+
 
 def tracking_uri(state: dict, local: bool = False) -> str:
     return f"http://{local_host(state) if local else public_host(state)}:{state['mlflow_port']}"
@@ -49,10 +58,8 @@ def _mlflow_command(p: Paths, state: dict) -> list[str]:
            "--port", str(state["mlflow_port"]),
            "--workers", str(state.get("mlflow_workers") or default_mlflow_workers())]
     if state["host"] not in LOOPBACK:  # workers will send this machine's name as the Host header
-        from study.sweep.tracking import default_allowed_hosts
-
         names = {socket.gethostname(), socket.getfqdn(), public_host(state)}
-        cmd += ["--allowed-hosts", ",".join(default_allowed_hosts() + sorted(names | {f"{n}:*" for n in names}))]
+        cmd += ["--allowed-hosts", ",".join([*DEFAULT_ALLOWED_HOSTS, *sorted(names | {f"{n}:*" for n in names})])]
     if state.get("auth"):
         cmd += ["--app-name", "basic-auth"]
     return cmd

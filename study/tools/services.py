@@ -23,6 +23,7 @@ import shlex
 from pathlib import Path
 
 from study.errors import BadInput
+from study.sweep import names
 from study.tools.mlflow_server import (MLFLOW_USER, default_mlflow_workers, mlflow_pid, start_mlflow,  # noqa: F401
                                        stop_mlflow, tracking_uri)
 from study.tools.postgres import (ensure_databases, optuna_url, pg_bin, postgres_pid, start_postgres,  # noqa: F401
@@ -44,11 +45,11 @@ def load_env(runs_dir: str | Path) -> None:
 
 
 def env_lines(state: dict) -> str:
-    lines = [f"export OPTUNA_STORAGE={shlex.quote(optuna_url(state))}",
-             f"export MLFLOW_TRACKING_URI={shlex.quote(tracking_uri(state))}"]
+    lines = [f"export {names.OPTUNA_STORAGE}={shlex.quote(optuna_url(state))}",
+             f"export {names.MLFLOW_TRACKING_URI}={shlex.quote(tracking_uri(state))}"]
     if state.get("auth"):
-        lines += [f"export MLFLOW_TRACKING_USERNAME={MLFLOW_USER}",
-                  f"export MLFLOW_TRACKING_PASSWORD={shlex.quote(state['mlflow_password'])}"]
+        lines += [f"export {names.MLFLOW_TRACKING_USERNAME}={MLFLOW_USER}",
+                  f"export {names.MLFLOW_TRACKING_PASSWORD}={shlex.quote(state['mlflow_password'])}"]
     return "# written by `make services`; `make worker` reads it (source it to use the services by hand)\n" + \
         "\n".join(lines) + "\n"
 

@@ -6,13 +6,9 @@ on each other. Metrics are sent with ``log_batch`` in chunks of at most 1,000 (o
 """
 from __future__ import annotations
 
-import functools
-import os
 import re
-import sys
 import time
 import warnings
-from importlib import metadata
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -20,14 +16,11 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
-from study.sweep.tracking.store import (CHUNK, UNAVAILABLE, Unavailable, check_server, checked_client,  # noqa: F401
-                                        client, default_allowed_hosts, mask_url, serialized, tracking_uri,
+from study import provenance
+from study.sweep import names
+from study.sweep.tracking.store import (CHUNK, UNAVAILABLE, Client, Outage, Unavailable,  # noqa: F401
+                                        check_server, checked_client, client, mask_url, serialized, tracking_uri,
                                         writer_turn)
-
-PACKAGES = ("numpy", "scipy", "scikit-learn", "pandas", "optuna", "mlflow")
-
-
-NOTE_TAG = "mlflow.note.content"  # the experiment's description, shown in the UI above its runs
 
 
 @serialized
@@ -45,13 +38,13 @@ def experiment_id(mlflow_client: MlflowClient, name: str, runs_dir: str | Path =
         except mlflow.exceptions.MlflowException:  # another worker created it between our look and our create
             pass
         found = mlflow_client.get_experiment_by_name(name)
-    if description is not None and found.tags.get(NOTE_TAG) != description:
+    if description is not None and found.tags.get(names.NOTE) != description:
         try:
-            mlflow_client.set_experiment_tag(found.experiment_id, NOTE_TAG, description)
+            mlflow_client.set_experiment_tag(found.experiment_id, names.NOTE, description)
         except mlflow.exceptions.MlflowException:
             # Two workers starting together both insert the tag (MLflow's store selects, then inserts): the loser
             # sees a unique-key violation. The row exists now, so setting it again updates it.
-            mlflow_client.set_experiment_tag(found.experiment_id, NOTE_TAG, description)
+            mlflow_client.set_experiment_tag(found.experiment_id, names.NOTE, description)
     return found.experiment_id
 
 
@@ -62,41 +55,15 @@ def runs_table_url(ui: str, experiment: str, filter_string: str) -> str:
     return f"{ui.rstrip('/')}/#/experiments/{experiment}/runs?searchFilter={quote(filter_string, safe='')}"
 
 
-COMMAND_VARIABLE = "OPTSTUDY_COMMAND"  # set by a pipeline for the worker processes it spawns
-
-
-def command_line() -> str:
-    """The command as the user typed it ("python -m pipelines.sweep ..."), also inside spawned workers."""
-    import shlex
-
-    argv = list(getattr(sys, "orig_argv", sys.argv))
-    return os.environ.get(COMMAND_VARIABLE) or shlex.join(["python", *argv[1:]])
-
-
-@functools.lru_cache(maxsize=1)
-def _provenance() -> tuple:
-    return tuple(_provenance_tags().items())
-
-
 def provenance_tags() -> dict[str, str]:
-    """Git commit, package versions and the command line (computed once per process)."""
-    return dict(_provenance())
-
-
-def _provenance_tags() -> dict[str, str]:
-    """Git commit, package versions and the command line: on every run, so any number can be traced back."""
-    tags = {"command": mask_url(command_line())}
-    from study import provenance
-
-    commit = provenance.commit() or ""
-    if re.fullmatch(r"[0-9a-f]{40}", commit):
-        tags["mlflow.source.git.commit"] = tags["git_commit"] = commit
-    for package in PACKAGES:
-        try:
-            tags[f"version.{package}"] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
-    tags["version.python"] = sys.version.split()[0]
+    """Git commit, package versions and the command line (``study.provenance``), as the tags of cell, report and
+    lecture runs: any number can be traced back. The command is masked: a URL in it may hold a password."""
+    found = provenance.provenance()
+    tags = {names.COMMAND: mask_url(found.command)}
+    if found.commit and re.fullmatch(r"[0-9a-f]{40}", found.commit):
+        tags[names.MLFLOW_GIT_COMMIT] = tags[names.GIT_COMMIT] = found.commit
+    tags.update({names.VERSION + package: version for package, version in found.versions.items()})
+    tags[names.VERSION + "python"] = found.python
     return tags
 
 
@@ -110,7 +77,7 @@ def _run_tags(tags: Mapping[str, object], parent_run_id: str | None, provenance:
     is traced back through its cell)."""
     all_tags = {**(provenance_tags() if provenance else {}), **{k: str(v) for k, v in tags.items()}}
     if parent_run_id:
-        all_tags["mlflow.parentRunId"] = parent_run_id
+        all_tags[names.PARENT_RUN] = parent_run_id
     return all_tags
 
 
@@ -164,14 +131,15 @@ def runs(mlflow_client: MlflowClient, experiment: str, filter_string: str = "",
 def run_family(mlflow_client: MlflowClient, experiment: str, run_id: str) -> tuple:
     """(the run, or None if the store has no such active run; its active children): two searches."""
     found = runs(mlflow_client, experiment, f"attributes.run_id = '{run_id}'", max_results=1)
-    return (found[0] if found else None), runs(mlflow_client, experiment, f"tags.mlflow.parentRunId = '{run_id}'")
+    children = runs(mlflow_client, experiment, names.tag_filter(**{names.PARENT_RUN: run_id}))
+    return (found[0] if found else None), children
 
 
 def newest_sweep(runs_dir: str | Path = "runs") -> str | None:
     """The sweep whose experiment was created last among those that hold cell runs (the lecture is not a sweep)."""
     mlflow_client = client(runs_dir)
     for experiment in experiments_newest_first(mlflow_client):
-        if runs(mlflow_client, experiment.experiment_id, "tags.role = 'cell'", max_results=1):
+        if runs(mlflow_client, experiment.experiment_id, names.tag_filter(role=names.CELL), max_results=1):
             return experiment.name
     return None
 
@@ -203,11 +171,11 @@ def end_run(mlflow_client: MlflowClient, run_id: str, status: str = "FINISHED") 
 def fail_orphans(mlflow_client: MlflowClient, experiment: str, parent_run_id: str, keep: set) -> int:
     """Mark FAILED the children of a run that the Optuna storage does not record (written by a worker that died
     before recording them); FAILED runs are excluded from every count. Returns how many."""
-    orphans = [r for r in runs(mlflow_client, experiment, f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    orphans = [r for r in runs(mlflow_client, experiment, names.tag_filter(**{names.PARENT_RUN: parent_run_id}))
                if r.info.run_id not in keep and r.info.status != "FAILED"]
     for run in orphans:
         mlflow_client.set_terminated(run.info.run_id, status="FAILED")
-        mlflow_client.set_tag(run.info.run_id, "orphaned", "true")
+        mlflow_client.set_tag(run.info.run_id, names.ORPHANED, names.TRUE)
     return len(orphans)
 
 
@@ -275,8 +243,8 @@ def log_report_run(mlflow_client: MlflowClient, experiment: str, out: Path, file
                    folders: Iterable[str]) -> str:
     """A report's files as artifacts of one role=report run; older report runs are deleted once the new one is
     complete, so a failed upload never leaves the experiment without a report."""
-    previous = [r.info.run_id for r in runs(mlflow_client, experiment, "tags.role = 'report'")]
-    run_id = start_run(mlflow_client, experiment, "report", {"role": "report"})
+    previous = [r.info.run_id for r in runs(mlflow_client, experiment, names.tag_filter(role=names.REPORT))]
+    run_id = start_run(mlflow_client, experiment, "report", {names.ROLE: names.REPORT})
     try:
         for name in files:
             mlflow_client.log_artifact(run_id, str(Path(out) / name))

@@ -1,15 +1,21 @@
 """Opening an MLflow store: its client (one per store and process), the settings applied when it is opened, whose
-turn it is to write a SQLite store, and the errors that mean "not reachable now"."""
+turn it is to write a SQLite store, and the errors that mean "not reachable now" (and ``Outage``, what a worker
+remembers of them)."""
 from __future__ import annotations
 
 import contextlib
 import functools
 import os
 import re
+import time
 from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
+
+from study.sweep.names import MLFLOW_TRACKING_URI, OPTSTUDY_MLFLOW_RETRY_SECONDS
+
+Client = MlflowClient  # a store's client, as ``client`` returns it
 
 CHUNK = 1000  # MLflow's limit of metrics per log_batch call
 # A tracking server that is down should be noticed in seconds, not after MLflow's default ~2 minutes of retries;
@@ -122,6 +128,24 @@ def _unavailable_errors() -> tuple:
 UNAVAILABLE = _unavailable_errors()
 
 
+class Outage:
+    """A worker's memory of the tracking store going away: after a failed write, no write is tried for
+    ``retry_seconds`` (``OPTSTUDY_MLFLOW_RETRY_SECONDS``, default 30), so a server that is down costs one timeout,
+    not one per trial; meanwhile results wait in the Optuna storage."""
+
+    def __init__(self, retry_seconds: float | None = None):
+        self.retry_seconds = float(os.environ.get(OPTSTUDY_MLFLOW_RETRY_SECONDS, 30.0)) if retry_seconds is None \
+            else retry_seconds
+        self.until = 0.0  # time.time() before which the store is taken to be away
+
+    def away(self) -> bool:
+        return time.time() < self.until
+
+    def began(self) -> None:
+        """A write failed just now."""
+        self.until = time.time() + self.retry_seconds
+
+
 _URL_START = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -180,7 +204,7 @@ def _url_end(text: str, start: int, quoted: list[tuple[int, int]]) -> int:
 
 def tracking_uri(runs_dir: str | Path = "runs") -> str:
     """``MLFLOW_TRACKING_URI`` if set (MLflow's own convention), else SQLite under the runs directory."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(runs_dir).resolve() / 'mlflow.db'}"
+    return os.environ.get(MLFLOW_TRACKING_URI) or f"sqlite:///{Path(runs_dir).resolve() / 'mlflow.db'}"
 
 
 def client(runs_dir: str | Path = "runs") -> MlflowClient:
@@ -218,7 +242,7 @@ def check_tracking_uri(uri: str) -> None:
     is written): a known scheme, a well-formed URL, and for SQLite a file that is a database."""
     from study.errors import BadInput
 
-    where = "MLFLOW_TRACKING_URI"
+    where = MLFLOW_TRACKING_URI
     scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
     if scheme in ("", "file"):
         raise BadInput(where, f"{mask_url(uri)} names a folder for MLflow's file store, which MLflow 3 refuses: "
@@ -320,7 +344,7 @@ def check_server(runs_dir: str | Path = "runs") -> None:
         try:
             requests.get(uri.rstrip("/") + "/health", timeout=5).raise_for_status()
         except requests.RequestException as e:
-            raise BadInput("MLFLOW_TRACKING_URI", f"cannot reach the MLflow server at {mask_url(uri)}: "
+            raise BadInput(MLFLOW_TRACKING_URI, f"cannot reach the MLflow server at {mask_url(uri)}: "
                                                   f"{type(e).__name__}") from None
         _check_access(uri)
 
@@ -333,7 +357,7 @@ def checked_client(runs_dir: str | Path = "runs") -> MlflowClient:
     try:
         return client(runs_dir)
     except OSError as e:
-        where = "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "--runs-dir"
+        where = MLFLOW_TRACKING_URI if os.environ.get(MLFLOW_TRACKING_URI) else "--runs-dir"
         raise BadInput(where, f"cannot create the MLflow store: {e.strerror or e}") from None
 
 
@@ -354,11 +378,4 @@ def _check_access(uri: str) -> None:
                       "--allowed-hosts"
         else:
             problem = str(e).strip().splitlines()[0][:200]
-        raise BadInput("MLFLOW_TRACKING_URI", f"{mask_url(uri)}: {mask_url(problem)}") from None
-
-
-def default_allowed_hosts() -> list[str]:
-    """The Host headers an mlflow server accepts by default (loopback names), to extend for remote workers."""
-    from mlflow.server.security_utils import get_default_allowed_hosts
-
-    return list(get_default_allowed_hosts())
+        raise BadInput(MLFLOW_TRACKING_URI, f"{mask_url(uri)}: {mask_url(problem)}") from None

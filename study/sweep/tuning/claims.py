@@ -22,13 +22,32 @@ import socket
 import time
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Protocol
 
+from study.sweep.tuning.ledger import Ledger
 from study.sweep.tuning.storage import journal_path, retry_transient, scheme
 
 
 class ClaimLost(Exception):
     """Another worker may hold the cell now: stop working on it without writing anything more."""
+
+
+class Locks(Protocol):
+    """What a worker's claims are held by: one lock per cell, taken without waiting (``FileLocks`` for journal and
+    SQLite storages, ``PostgresLocks`` for PostgreSQL). A handle is whatever ``try_lock`` returned."""
+
+    def try_lock(self, name: str) -> object | None:
+        """The cell's lock, or None when another worker holds it."""
+
+    def still_held(self, handle) -> bool:
+        """Whether the lock can still be vouched for (a database connection may have dropped it)."""
+
+    def regain(self, handle) -> object | None:
+        """After ``still_held`` said no: the lock again, or None if another worker has it now."""
+
+    def unlock(self, handle) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class FileLocks:
@@ -149,7 +168,7 @@ class PostgresLocks:
         self._drop()
 
 
-def cell_locks(url: str, lease_seconds: float):
+def cell_locks(url: str, lease_seconds: float) -> Locks:
     """The lock kind that belongs to a storage URL (``study.sweep.tuning.storage.storage_url``)."""
     s = scheme(url)
     if s.startswith("postgres"):
@@ -165,15 +184,26 @@ def new_worker_id() -> str:
 
 class Claim:
     """A worker's hold on one cell. ``acquire`` never waits; ``check`` (cheap, throttled) raises ``ClaimLost`` once
-    the hold cannot be vouched for; ``release`` lets go."""
+    the hold cannot be vouched for; ``release`` lets go. Once the cell's ledger names the claim as its owner
+    (``own``), a lock regained after a lost connection counts only if the ledger still names it."""
 
-    def __init__(self, locks, name: str, worker: str, lease_seconds: float):
+    def __init__(self, locks: Locks, name: str, worker: str, lease_seconds: float):
         self.locks, self.name, self.worker = locks, name, worker
         self.interval = min(5.0, lease_seconds / 4)
         self.token = f"{worker}:{uuid.uuid4().hex[:6]}"  # this claim, as the cell's record names its owner
         self.handle = None
         self._checked = 0.0
-        self.still_ours: Callable[[], bool] = lambda: True  # set by the cell: does its record still name us?
+        self._book: Ledger | None = None
+
+    def own(self, book: Ledger, **changes) -> None:
+        """Write this claim into the cell's ledger as its owner (with any other ``changes`` to the record, in the
+        same write): from now on a worker that held the cell in between shows there."""
+        book.update(owner=self.token, **changes)
+        self._book = book
+
+    def still_ours(self) -> bool:
+        """Does the cell's record still name this claim as its owner (True before ``own``: nothing to compare)?"""
+        return self._book is None or self._book.refresh().owner == self.token
 
     def acquire(self) -> bool:
         self.handle = self.locks.try_lock(self.name)

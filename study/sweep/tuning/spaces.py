@@ -1,15 +1,21 @@
 """Search spaces as Optuna sees them: a hyperparameter is suggested under its lecture name, or as ``one_minus_<name>``
-when it is tuned as 1 - x (so that log-uniform x puts the density near 1, where averaging constants live)."""
+when it is tuned as 1 - x (so that log-uniform x puts the density near 1, where averaging constants live). The
+name mapping and the conversion are ``study.core.hyperparams``' (written once, for tuning, the report and the
+lecture alike); the ranges are the sweep's ``RangeSpec`` models as read from conf."""
 from __future__ import annotations
 
-from study.sweep.config import Range
+import optuna
+
+from study.core import hyperparams as hp
+from study.schema.sweep import RangeSpec
 
 
-def param_name(name: str, r: Range) -> str:
-    return f"one_minus_{name}" if r.one_minus else name
+def param_name(name: str, r: RangeSpec) -> str:
+    """The Optuna parameter a hyperparameter is tuned under."""
+    return hp.search_name(name, r.one_minus)
 
 
-def suggest(trial, space: dict[str, Range]) -> dict[str, float]:
+def suggest(trial: optuna.Trial, space: dict[str, RangeSpec]) -> dict[str, float]:
     """The trial's hyperparameters under their lecture names (1 - x already applied)."""
     hyper = {}
     for name, r in space.items():
@@ -17,12 +23,11 @@ def suggest(trial, space: dict[str, Range]) -> dict[str, float]:
             hyper[name] = r.fixed
             continue
         x = trial.suggest_float(param_name(name, r), r.low, r.high, log=r.log)
-        hyper[name] = 1.0 - x if r.one_minus else x
+        hyper[name] = hp.lecture_value(x, r.one_minus)
     return hyper
 
 
-def hyper_from_params(params: dict, space: dict[str, Range]) -> dict[str, float]:
+def hyper_from_params(params: dict, space: dict[str, RangeSpec]) -> dict[str, float]:
     """Lecture-named hyperparameters from a finished trial's Optuna params."""
-    return {name: r.fixed if r.fixed is not None else
-            (1.0 - params[param_name(name, r)] if r.one_minus else params[param_name(name, r)])
+    return {name: r.fixed if r.fixed is not None else hp.lecture_value(params[param_name(name, r)], r.one_minus)
             for name, r in space.items()}

@@ -14,7 +14,11 @@ from pathlib import Path
 import optuna
 
 from study.errors import BadInput
+from study.schema.sweep import Sweep
+from study.sweep.names import OPTUNA_STORAGE
 from study.sweep.tuning.journal import JournalFile  # noqa: F401 (also this module's)
+
+Storage = optuna.storages.BaseStorage  # what ``open_storage`` returns; the rest of the sweep only hands it back
 
 RDB_SCHEMES = ("postgresql", "postgres", "sqlite")
 JOURNAL_SCHEME = "file"
@@ -23,7 +27,7 @@ USE = "use postgresql://..., sqlite:///PATH or a journal file's path"
 
 def storage_url(runs_dir: str | Path, sweep: str) -> str:
     """``OPTUNA_STORAGE`` if set, else a journal file under the runs directory (one per sweep)."""
-    return os.environ.get("OPTUNA_STORAGE") or str(Path(runs_dir).resolve() / "optuna" / f"{sweep}.journal")
+    return os.environ.get(OPTUNA_STORAGE) or str(Path(runs_dir).resolve() / "optuna" / f"{sweep}.journal")
 
 
 def scheme(url: str) -> str:
@@ -54,26 +58,26 @@ def check_storage(url: str) -> None:
 
         problem = userinfo_problem(url, s)
         if problem:
-            raise BadInput("OPTUNA_STORAGE", f"malformed URL {mask_url(url)}: {problem}")
+            raise BadInput(OPTUNA_STORAGE, f"malformed URL {mask_url(url)}: {problem}")
         try:
             database = sqlalchemy.engine.make_url(url).database
         except (ValueError, sqlalchemy.exc.ArgumentError) as e:
-            raise BadInput("OPTUNA_STORAGE", f"malformed URL {mask_url(url)}: "
+            raise BadInput(OPTUNA_STORAGE, f"malformed URL {mask_url(url)}: "
                                              f"{mask_url(str(e).splitlines()[0][:200])}") from None
         if s == "sqlite":
             if not url.startswith("sqlite:///") or not database or database == ":memory:":
-                raise BadInput("OPTUNA_STORAGE", f"{mask_url(url)} names no database file (an in-memory storage "
+                raise BadInput(OPTUNA_STORAGE, f"{mask_url(url)} names no database file (an in-memory storage "
                                                  f"would vanish with the process, unshared): use sqlite:///PATH")
             check_sqlite_file(database)
         return
     if s and s != JOURNAL_SCHEME:
-        raise BadInput("OPTUNA_STORAGE", f"unsupported storage URL scheme {s!r}: {USE}")
+        raise BadInput(OPTUNA_STORAGE, f"unsupported storage URL scheme {s!r}: {USE}")
     if s == JOURNAL_SCHEME and not url.startswith("file:///"):
-        raise BadInput("OPTUNA_STORAGE", f"malformed URL {mask_url(url)}: a journal's URL is file:///ABSOLUTE/PATH")
+        raise BadInput(OPTUNA_STORAGE, f"malformed URL {mask_url(url)}: a journal's URL is file:///ABSOLUTE/PATH")
     if not s and re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", url):
-        raise BadInput("OPTUNA_STORAGE", f"malformed URL {mask_url(url)}: a scheme without '//' ({USE}; a file "
+        raise BadInput(OPTUNA_STORAGE, f"malformed URL {mask_url(url)}: a scheme without '//' ({USE}; a file "
                                          f"whose name has a colon: ./{url})")
-    _check_journal_path(journal_path(url), "OPTUNA_STORAGE" if os.environ.get("OPTUNA_STORAGE") == url else None)
+    _check_journal_path(journal_path(url), OPTUNA_STORAGE if os.environ.get(OPTUNA_STORAGE) == url else None)
 
 
 def _check_journal_path(path: Path, where: str | None) -> None:
@@ -102,7 +106,7 @@ def _probe(folder: Path) -> None:
     os.unlink(name)
 
 
-def open_storage(url: str):
+def open_storage(url: str) -> Storage:
     """An RDB URL (PostgreSQL for many machines) or a journal file path (the default: ~0.65 ms per operation,
     where SQLite costs ~9 ms and Optuna advises against it for parallel work). Optuna's per-trial log lines are
     silenced when a storage is opened (not on import): the progress bar says what they would."""
@@ -119,13 +123,13 @@ def open_storage(url: str):
             return RetryingStorage(optuna.storages.get_storage(rdb))
         except Exception as e:  # a wrong URL, password or host: one line, the password masked
             from study.sweep.tracking import mask_url  # the masking rule lives with the other URL handling
-            raise BadInput("OPTUNA_STORAGE", f"cannot open {mask_url(url)}: "
+            raise BadInput(OPTUNA_STORAGE, f"cannot open {mask_url(url)}: "
                                              f"{mask_url(str(e).splitlines()[0][:200])}") from None
     path = journal_path(url)
     try:
         return optuna.storages.JournalStorage(JournalFile(str(path)))
     except OSError as e:
-        where = "OPTUNA_STORAGE" if os.environ.get("OPTUNA_STORAGE") == url else str(path)
+        where = OPTUNA_STORAGE if os.environ.get(OPTUNA_STORAGE) == url else str(path)
         raise BadInput(where, f"cannot open the journal {path}: {e.strerror or e}") from None
 
 
@@ -179,13 +183,13 @@ def _meta_name(sweep: str) -> str:
     return f"{sweep}/_meta"
 
 
-def record_sweep(storage, cfg, machine: str) -> None:
+def record_sweep(storage: Storage, cfg: Sweep, machine: str) -> None:
     """Keep the resolved config with the results; the same name with a different config is refused, since mixing
     two protocols under one name would make every count and comparison meaningless."""
     meta = optuna.create_study(storage=storage, study_name=_meta_name(cfg.name), load_if_exists=True)
     known = meta.user_attrs.get("config_hash")
     if known is None:
-        meta.set_user_attr("config", cfg.as_dict())
+        meta.set_user_attr("config", cfg.stored())
         meta.set_user_attr("machine", machine)
         meta.set_user_attr("config_hash", cfg.hash)
     elif known != cfg.hash:

@@ -20,53 +20,65 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from study.sweep import ledger
-from study.sweep.config import Range, SweepConfig
+from study.schema.sweep import Sweep
+from study.sweep import names
+from study.sweep.tuning import ledger
 from study.sweep.tuning.claims import Claim, ClaimLost
-from study.sweep.tuning.spaces import hyper_from_params
+from study.sweep.tuning.spaces import hyper_from_params, suggest
 
-ARMS = ("tpe", "random")
+ARMS = (names.TPE, names.RANDOM)
 
 
-def study_name(sweep: str, cell: tuple, arm: str = "tpe") -> str:
+def study_name(sweep: str, cell: tuple, arm: str = names.TPE) -> str:
     dataset, optimizer, batch = cell
-    return f"{sweep}/{dataset}/{optimizer}/{batch}" + ("/random" if arm == "random" else "")
+    return f"{sweep}/{dataset}/{optimizer}/{batch}" + ("/random" if arm == names.RANDOM else "")
 
 
-def _cell_seed(cfg: SweepConfig, cell: tuple, arm: str) -> int:
+def _cell_seed(cfg: Sweep, cell: tuple, arm: str) -> int:
     """A sampler seed per cell and arm, fixed by the config: the same cell samples the same way in every run."""
-    return (cfg.sampler_seed * 1_000_003 + cfg.cells().index(cell) * 2 + (arm == "random")) % (2**31)
+    return (cfg.profile.sampler.seed * 1_000_003 + cfg.cells().index(cell) * 2 + (arm == names.RANDOM)) % (2**31)
 
 
-def sampler(cfg: SweepConfig, cell: tuple, arm: str, place: int):
+def sampler(cfg: Sweep, cell: tuple, arm: str, place: int):
     """The sampler of the trial asked at ``place`` (0-based: the trials of the cell and arm that count before its
     population, plus its position in the population), seeded from the cell's seed and the place alone."""
     seed = int(np.random.SeedSequence((_cell_seed(cfg, cell, arm), place)).generate_state(1)[0])
-    if arm == "random" or cfg.sampler == "random":
+    if arm == names.RANDOM or cfg.profile.sampler.name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     # constant_liar keeps the K trials of a population apart while they run
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.n_startup_trials, constant_liar=True)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.profile.sampler.n_startup_trials,
+                                      constant_liar=True)
 
 
-def ask(study: optuna.Study, cfg: SweepConfig, cell: tuple, arm: str, place: int) -> optuna.Trial:
-    """A trial at ``place`` (see ``sampler``): a queued retry if there is one (its parameters fixed), else a new
-    trial whose suggestions come from the place's own sampler."""
+def ask(study: optuna.Study, cfg: Sweep, cell: tuple, arm: str, place: int, worker: str) -> tuple[optuna.Trial, dict]:
+    """A trial at ``place`` (see ``sampler``), marked as ``worker``'s, and its hyperparameters under their lecture
+    names: a queued retry's if there is one (its parameters fixed), else the place's own sampler's suggestions."""
     study.sampler = sampler(cfg, cell, arm, place)
-    return study.ask()
+    trial = study.ask()
+    ledger.mark_trial_worker(trial, worker)
+    return trial, suggest(trial, cfg.spaces[cell[1]])
 
 
-def cell_study(storage, cfg: SweepConfig, cell: tuple, arm: str = "tpe") -> optuna.Study:
+def report(trial: optuna.Trial, value: float, epoch: int) -> bool:
+    """A trial's validation loss after ``epoch``, for its pruner; True when the pruner stops it here."""
+    trial.report(value, epoch)
+    return trial.should_prune()
+
+
+def cell_study(storage, cfg: Sweep, cell: tuple, arm: str = names.TPE) -> optuna.Study:
     """The study of a cell and arm (created on first use). Its sampler is replaced at every ``ask``."""
-    if arm == "random" or cfg.pruner == "none":
+    pruning = cfg.profile.pruner
+    if arm == names.RANDOM or pruning.name == "none":
         pruner = optuna.pruners.NopPruner()
     else:
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=cfg.pruner_startup_trials,
-                                             n_warmup_steps=cfg.pruner_warmup_epochs)
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=pruning.n_startup_trials,
+                                             n_warmup_steps=pruning.n_warmup_steps)
     return optuna.create_study(storage=storage, study_name=study_name(cfg.name, cell, arm),
                                sampler=sampler(cfg, cell, arm, 0), pruner=pruner, direction="minimize",
                                load_if_exists=True)
@@ -77,21 +89,37 @@ def finished(study: optuna.Study) -> list:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
 
 
-def best_trial(study: optuna.Study):
+def _best_trial(study: optuna.Study):
     """The best COMPLETE trial that did not diverge, or None."""
     ok = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-          if ledger.trial_state(t) != "DIVERGED" and t.value is not None and math.isfinite(t.value)]
+          if ledger.trial_state(t) != names.DIVERGED and t.value is not None and math.isfinite(t.value)]
     return min(ok, key=lambda t: (t.value, t.number)) if ok else None
+
+
+@dataclass(frozen=True)
+class Best:
+    """The best trial of a cell, as the rest of the sweep reads it: its number, its value (validation loss) and its
+    hyperparameters under their lecture names."""
+    number: int
+    value: float
+    hyper: dict
+
+
+def best(study: optuna.Study, space: dict) -> Best | None:
+    """The best trial that did not diverge: its number, value and hyperparameters (``space``: the optimizer's
+    search space), or None."""
+    trial = _best_trial(study)
+    return None if trial is None else Best(trial.number, trial.value, hyper_from_params(trial.params, space))
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, state: str, value: float | None) -> None:
     """Finish a trial: COMPLETE / DIVERGED with its value (a diverged trial completes with its penalty), PRUNED,
     or FAIL. The MLflow tag's spelling is kept in the trial's record."""
     ledger.mark_trial_state(trial, state)
-    if state in ("COMPLETE", "DIVERGED"):
+    if state in (names.COMPLETE, names.DIVERGED):
         study.tell(trial, value)
     else:
-        study.tell(trial, state=TrialState.PRUNED if state == "PRUNED" else TrialState.FAIL)
+        study.tell(trial, state=TrialState.PRUNED if state == names.PRUNED else TrialState.FAIL)
 
 
 @contextlib.contextmanager
@@ -109,7 +137,7 @@ def requeue(study: optuna.Study, trials) -> None:
     """Fail trials that were stopped half-way (Ctrl-C) and queue their parameters again, in the order they were
     asked: the next population takes them first, at the places they had."""
     for trial in trials:
-        tell(study, trial, "FAIL", None)
+        tell(study, trial, names.FAIL, None)
         study.enqueue_trial(trial.params, user_attrs=ledger.retry_marker(trial.number))
 
 
@@ -166,43 +194,41 @@ def trial_rows(study: optuna.Study) -> list[dict]:
             for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)]
 
 
-def read_trials(storage, sweep: str, config: dict) -> tuple[list[dict], list[dict], dict]:
+def read_trials(storage, sweep: str, config: Sweep | dict) -> tuple[list[dict], list[dict], dict]:
     """Every finished tuning trial of a sweep as rows (hyperparameters under lecture names; a random-arm trial's
     held-out test loss, which only the expected best-of-k curves read), parameter importances per cell, and each
-    cell's record (``study.sweep.ledger.CellRecord``)."""
+    cell's record (``ledger.CellRecord``). ``config``: the sweep, or the mapping its stores keep (``Sweep.stored``)."""
     from study.sweep.tuning.storage import study_attrs
 
-    spaces = {o: {p: Range(**r) for p, r in s.items()} for o, s in config["search_spaces"].items()}
+    cfg = config if isinstance(config, Sweep) else Sweep.from_stored(config)
     attrs = study_attrs(storage, sweep)
     trials, importance_rows, cells = [], [], {}
     # A trial failed by an interruption and queued again is not an outcome of the sweep: its retry is. Leaving it
     # out makes a resumed sweep's trials those of an uninterrupted one (its own failures would still count).
-    for dataset in config["datasets"]:
-        for optimizer in config["optimizers"]:
-            for batch in config["batch_sizes"]:
-                cell = (dataset, optimizer, batch)
-                keys = {"dataset": dataset, "optimizer": optimizer, "batch_size": str(batch)}
-                for arm in ARMS:
-                    name = study_name(sweep, cell, arm)
-                    if name not in attrs:
-                        continue
-                    if arm == "tpe":
-                        record = ledger.read(attrs[name])
-                        cells[cell] = record
-                        importance_rows += [{**keys, "param": p, "importance": v}
-                                            for p, v in sorted(record.importances.items())]
-                    study = optuna.load_study(study_name=name, storage=storage)
-                    everything = study.get_trials(deepcopy=False)
-                    retried = {ledger.retry_of(t) for t in everything} - {None}
-                    done = [t for t in everything if t.state.is_finished()
-                            and not (t.state == TrialState.FAIL and t.number in retried)]
-                    for t in sorted(done, key=lambda t: t.number):
-                        hyper = hyper_from_params(t.params, spaces[optimizer]) if t.params else {}
-                        state = ledger.trial_state(t)
-                        final = (ledger.trial_payload(t) or {}).get("final", {})
-                        trials.append({**keys, "arm": arm, "number": t.number, "state": state,
-                                       "value": t.value if state in ("COMPLETE", "DIVERGED") else math.nan,
-                                       **hyper, "test_loss": final.get("test_loss", math.nan)})
+    for cell in cfg.cells():
+        dataset, optimizer, batch = cell
+        keys = {names.DATASET: dataset, names.OPTIMIZER: optimizer, names.BATCH_SIZE: str(batch)}
+        for arm in ARMS:
+            name = study_name(sweep, cell, arm)
+            if name not in attrs:
+                continue
+            if arm == names.TPE:
+                record = ledger.read(attrs[name])
+                cells[cell] = record
+                importance_rows += [{**keys, "param": p, "importance": v}
+                                    for p, v in sorted(record.importances.items())]
+            study = optuna.load_study(study_name=name, storage=storage)
+            everything = study.get_trials(deepcopy=False)
+            retried = {ledger.retry_of(t) for t in everything} - {None}
+            done = [t for t in everything if t.state.is_finished()
+                    and not (t.state == TrialState.FAIL and t.number in retried)]
+            for t in sorted(done, key=lambda t: t.number):
+                hyper = hyper_from_params(t.params, cfg.spaces[optimizer]) if t.params else {}
+                state = ledger.trial_state(t)
+                final = (ledger.trial_payload(t) or {}).get("final", {})
+                trials.append({**keys, "arm": arm, "number": t.number, "state": state,
+                               "value": t.value if state in (names.COMPLETE, names.DIVERGED) else math.nan,
+                               **hyper, "test_loss": final.get("test_loss", math.nan)})
     return trials, importance_rows, cells
 
 

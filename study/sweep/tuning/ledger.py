@@ -18,8 +18,8 @@ of curves.parquet (``pack_curves``: float64 at full precision, compressed). So t
 written again from the storage alone: after the tracking server was away, after a worker died, or after the
 MLflow database was lost.
 
-This module works on the study and trial objects the tuning package hands it (duck-typed: ``user_attrs``,
-``set_user_attr``), so it imports no Optuna itself: ``study.sweep.tuning`` stays the only door.
+It lives inside the Optuna door (``study.sweep.tuning``): it reads and writes Optuna's studies and trials, which
+the rest of the sweep holds only as handles to pass back.
 """
 from __future__ import annotations
 
@@ -29,6 +29,10 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
+import optuna
+from optuna.trial import FrozenTrial
+
+Trial = optuna.Trial | FrozenTrial  # a trial being run (ask) or finished (read back)
 
 RECORD = "record"
 EVAL = "eval:"
@@ -87,7 +91,7 @@ class Ledger:
 
     Only the holder of the cell's claim writes, so a read-modify-write of the record cannot race."""
 
-    def __init__(self, study):
+    def __init__(self, study: optuna.Study):
         self.study = study
         self.refresh()
 
@@ -144,7 +148,7 @@ class Ledger:
                     mlflow_pending=self.record.done)
         return True
 
-    def trial_run_id(self, trial, arm: str) -> str | None:
+    def trial_run_id(self, trial: Trial, arm: str) -> str | None:
         """The MLflow run of a finished trial, once MLflow holds it."""
         return self.record.trial_runs.get(f"{arm}:{trial.number}")
 
@@ -190,29 +194,29 @@ def unpack_curves(packed: dict) -> dict[str, list[float]]:
 
 
 # --- trials, for everyone who reads or writes them ------------------------------------------------------------
-def mark_trial_worker(trial, worker: str) -> None:
+def mark_trial_worker(trial: Trial, worker: str) -> None:
     trial.set_user_attr(TRIAL_WORKER, worker)
 
 
-def trial_worker(trial) -> str:
+def trial_worker(trial: Trial) -> str:
     return trial.user_attrs.get(TRIAL_WORKER, "")
 
 
-def keep_trial_payload(trial, payload: dict) -> None:
+def keep_trial_payload(trial: Trial, payload: dict) -> None:
     """Before a trial is told: what its MLflow run will hold, so that MLflow can be given it whenever it can take
     it (now, once the other worker has written, or after the server comes back, or after this worker died)."""
     trial.set_user_attr(TRIAL_PAYLOAD, payload)
 
 
-def trial_payload(trial) -> dict | None:
+def trial_payload(trial: Trial) -> dict | None:
     return trial.user_attrs.get(TRIAL_PAYLOAD)
 
 
-def mark_trial_state(trial, state: str) -> None:
+def mark_trial_state(trial: Trial, state: str) -> None:
     trial.set_user_attr(TRIAL_STATE, state)
 
 
-def trial_state(trial) -> str:
+def trial_state(trial: Trial) -> str:
     """COMPLETE, PRUNED, FAIL or DIVERGED (a diverged trial is COMPLETE to Optuna, with its penalty as value)."""
     return trial.user_attrs.get(TRIAL_STATE, trial.state.name)
 
@@ -222,5 +226,5 @@ def retry_marker(number: int) -> dict:
     return {RETRY_OF: number}
 
 
-def retry_of(trial) -> int | None:
+def retry_of(trial: Trial) -> int | None:
     return trial.user_attrs.get(RETRY_OF)
