@@ -10,7 +10,10 @@ RUNS ?= runs
 PORT ?= 5000
 HOST ?= 127.0.0.1
 WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
-PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
+# two processes, one test module each at a time: the suite mostly waits on servers and subprocesses, and a
+# module's shared fixtures (a sweep, a server) are built once
+PYTEST_ARGS ?= -n $(TEST_WORKERS) --dist loadfile
 export PYTHONPATH := $(CURDIR)
 
 .DEFAULT_GOAL := help
