@@ -10,10 +10,9 @@ RUNS ?= runs
 PORT ?= 5000
 HOST ?= 127.0.0.1
 WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
-TEST_WORKERS ?= 2
-# two processes, one test module each at a time: the suite mostly waits on servers and subprocesses, and a
-# module's shared fixtures (a sweep, a server) are built once
-PYTEST_ARGS ?= -n $(TEST_WORKERS) --dist loadfile
+# `make test PYTEST_ARGS="-n 2 --dist loadfile"` runs the modules on two processes (pytest-xdist, pinned); the
+# default stays serial until the fault tests' timing is shown to hold under it (two failed in one parallel run)
+PYTEST_ARGS ?=
 export PYTHONPATH := $(CURDIR)
 
 .DEFAULT_GOAL := help
