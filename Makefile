@@ -10,7 +10,10 @@ RUNS ?= runs
 PORT ?= 5000
 HOST ?= 127.0.0.1
 WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
-PYTEST_ARGS ?=
+# The suite on two processes, a module each at a time (pytest-xdist, pinned), the slowest modules first
+# (tests/conftest.py orders them; xdist's own reordering, by number of tests, is off): CI's machine has two cores.
+# `make test PYTEST_ARGS=` runs it serially; PYTEST_ARGS="-n 2 --dist loadfile -k NAME" selects.
+PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
 export PYTHONPATH := $(CURDIR)
 
 .DEFAULT_GOAL := help

@@ -361,41 +361,65 @@ def wait_for(condition, timeout: float, what: str, procs: list = (), poll: float
 
 
 # --- catching a worker in the middle of a trial --------------------------------------------------------------------
-def running_trials(storage, cfg, marker: str) -> list[tuple]:
-    """(cell, trial) for every RUNNING trial of the sweep whose worker id contains ``marker``."""
+def freeze_mid_trial(proc, storage, cfg, marker: str, timeout: float = 180, after: int = 0,
+                     slice_seconds: float = 0.1) -> list[tuple]:
+    """Stop ``proc`` (SIGSTOP) at a moment when it is training a RUNNING trial (one that has reported an epoch, so
+    its parameters are drawn), once at least ``after`` tuning trials of the sweep are finished; returns those
+    trials. The caller then kills or signals it (and SIGCONTs if needed).
+
+    Once it has a trial of its own, the worker runs only in slices of ``slice_seconds`` and is stopped while the
+    stores are looked at: a look costs far more than a slice on a loaded machine, and a worker left running
+    meanwhile could do all its trials between two looks (it did). Looked at every slice of its own time, it
+    cannot; until then (its start-up, the longest part) it runs freely."""
+    deadline = time.monotonic() + timeout
+    started = False
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"{proc.name} ended before it could be caught mid-trial:\n{log_tail(proc)}"
+        if started:
+            _stop(proc)
+        finished, ours = _look(storage, cfg, marker)
+        if started and finished >= after:
+            held = [(cell, t) for cell, t in ours if t.state.name == "RUNNING" and t.intermediate_values]
+            if held:
+                return held  # it cannot move: still running when the caller acts
+        if started:
+            os.kill(proc.pid, signal.SIGCONT)
+        started = started or bool(ours)
+        time.sleep(slice_seconds)
+    if started:
+        os.kill(proc.pid, signal.SIGCONT)
+    raise AssertionError(f"{proc.name} was never seen in the middle of a trial")
+
+
+def _stop(proc, timeout: float = 10) -> None:
+    """SIGSTOP, and wait until the kernel shows the process stopped (a signal is delivered asynchronously)."""
+    os.kill(proc.pid, signal.SIGSTOP)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if fields[0] in ("T", "t", "Z"):
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"{proc.name} did not stop within {timeout:.0f} s of SIGSTOP")
+
+
+def _look(storage, cfg, marker: str) -> tuple[int, list[tuple]]:
+    """(finished tuning trials of the sweep, (cell, trial) for every trial whose worker id contains ``marker``), in
+    one read of the storage."""
     import optuna
     from optuna.trial import TrialState
     from study.sweep import tuning
     from study.sweep.tuning import ledger
 
-    found = []
+    finished, ours = 0, []
     names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     for cell in cfg.cells():
         name = tuning.study_name(cfg.name, cell)
         if name in names:
-            study = optuna.load_study(study_name=name, storage=storage)
-            found += [(cell, t) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                      if marker in ledger.trial_worker(t)]
-    return found
-
-
-def freeze_mid_trial(proc, storage, cfg, marker: str, timeout: float = 120, after: int = 0) -> list[tuple]:
-    """Stop ``proc`` (SIGSTOP) at a moment when it holds a RUNNING trial, once at least ``after`` tuning trials of
-    the sweep are finished; returns those trials. The caller then kills or signals it (and SIGCONTs if needed)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"{proc.name} ended before it could be caught mid-trial:\n{log_tail(proc)}"
-        if after and finished_count(storage, cfg) < after:
-            time.sleep(0.2)
-            continue
-        if running_trials(storage, cfg, marker):
-            os.kill(proc.pid, signal.SIGSTOP)
-            held = running_trials(storage, cfg, marker)  # still running now that it cannot move: caught
-            if held:
-                return held
-            os.kill(proc.pid, signal.SIGCONT)
-        time.sleep(0.05)
-    raise AssertionError(f"{proc.name} was never seen in the middle of a trial")
+            trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+            finished += sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+            ours += [(cell, t) for t in trials if marker in ledger.trial_worker(t)]
+    return finished, ours
 
 
 def finished_count(storage, cfg) -> int:

@@ -242,9 +242,12 @@ def test_a_claim_held_from_a_host_that_vanishes_is_released_within_the_lease(oth
     base = tempfile.mkdtemp(prefix="optstudy-vanish-")  # the postgres user must reach it (pytest's are mode 700)
     os.chmod(base, 0o711)
     runs_dir = os.path.join(base, "runs")
-    state = services.start(runs_dir, "0.0.0.0", services.free_port(), services.free_port(), auth=False)
     proc = None
     try:
+        # PostgreSQL alone, reachable from the other "machine": a claim needs nothing else (no MLflow server)
+        state = services.new_state("0.0.0.0", services.free_port(), 0, auth=False)
+        services.start_postgres(services.paths(runs_dir), state)
+        services.ensure_databases(state)
         local = services.optuna_url(state, local=True)
         remote = local.replace("@127.0.0.1:", f"@{HOST_IP}:")
         holder_code = HOLDER.replace("60.0", str(lease))

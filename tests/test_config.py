@@ -473,24 +473,27 @@ class Case:
 
 
 CLOSED = free_port()
-# In a subprocess (``sub=True``): the sweep issue's list of bad inputs, the wrong storage URL and the unreachable
-# tracking server. In this process, through the same entry point (``pipelines.cli.run(pipelines.sweep.main)``,
-# environment variables set with monkeypatch): further cases (a subprocess each would add ~2 s of imports).
+# In a subprocess (``sub=True``): one case of each kind of refusal, as a user meets it (a profile file that does not
+# parse, an override the schema refuses, a batch larger than the data, an unknown flag, the wrong storage URL, the
+# unreachable tracking server, a broken search_spaces.yaml in a copy of the code). In this process, through the
+# same entry point (``pipelines.cli.run(pipelines.sweep.main)``, environment variables set with monkeypatch): the
+# rest of the sweep issue's list and further cases, since what they check is the message (a subprocess each costs
+# its imports: 2 s on an idle machine, 20-40 s on a loaded one with four at a time).
 CASES = {
     "malformed-yaml": Case(["--profile", "{tmp}/bad.yaml"], ["bad.yaml", "malformed"], sub=True,
                            files={"bad.yaml": "name: broken\ndatasets: [iris, moons\ntrials: 4\n"}, profile=None),
-    "yaml-list-not-mapping": Case(["--profile", "{tmp}/list.yaml"], ["list.yaml", "mapping"], sub=True,
+    "yaml-list-not-mapping": Case(["--profile", "{tmp}/list.yaml"], ["list.yaml", "mapping"],
                                   files={"list.yaml": "- iris\n- moons\n"}, profile=None),
-    "datasets-scalar": Case(["--profile", "{tmp}/shape.yaml"], ["shape.yaml", "datasets"], sub=True,
+    "datasets-scalar": Case(["--profile", "{tmp}/shape.yaml"], ["shape.yaml", "datasets"],
                             files={"shape.yaml": _smoke_with(datasets=5)}, profile=None),
     "unknown-key-override": Case(["bogus=1"], ["bogus"], sub=True),
-    "unknown-optimizer": Case(["optimizers=gd,sgd"], ["smoke.yaml", "optimizers", "sgd"], sub=True),
-    "unknown-dataset": Case(["datasets=iris,mnist"], ["smoke.yaml", "datasets", "mnist"], sub=True),
+    "unknown-optimizer": Case(["optimizers=gd,sgd"], ["smoke.yaml", "optimizers", "sgd"]),
+    "unknown-dataset": Case(["datasets=iris,mnist"], ["smoke.yaml", "datasets", "mnist"]),
     "batch-larger-than-training-set": Case(["datasets=iris", "batch_sizes=full,1000"], ["batch_sizes", "1000"],
                                            sub=True),
-    "epochs-zero": Case(["epochs=0"], ["smoke.yaml", "epochs"], sub=True),
-    "trials-negative": Case(["trials=-1"], ["smoke.yaml", "trials", "-1"], sub=True),
-    "seeds-non-numeric": Case(["seeds=abc"], ["smoke.yaml", "seeds", "abc"], sub=True),
+    "epochs-zero": Case(["epochs=0"], ["smoke.yaml", "epochs"]),
+    "trials-negative": Case(["trials=-1"], ["smoke.yaml", "trials", "-1"]),
+    "seeds-non-numeric": Case(["seeds=abc"], ["smoke.yaml", "seeds", "abc"]),
     "unknown-flag": Case(["--bogus"], ["--bogus"], sub=True),
     "runs-dir-not-writable": Case(["--runs-dir", "{tmp}/a-file/runs"], ["--runs-dir"],
                                   files={"a-file": "not a directory\n"}),

@@ -30,7 +30,7 @@ import pytest
 from test_sweep import check_counts, config_of, read_store, run_sweep, start_sweep, tail
 
 MIRROR = ["--profile", "smoke", "name=mirror", "datasets=iris,moons", "optimizers=gd,adam", "batch_sizes=full,32",
-          "trials=4", "epochs=5", "seeds=2", "population=4"]
+          "trials=4", "epochs=5", "seeds=1", "population=4"]  # eight cells: a few done and some not at an interrupt
 KEY_TAGS = ("role", "dataset", "optimizer", "batch_size", "arm", "trial_number", "track", "seed", "tuning_run",
             "budget")
 

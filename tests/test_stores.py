@@ -1,10 +1,13 @@
 """The stores a sweep opens: passwords masked wherever a URL is shown, bad stores and URLs refused in one line before
 anything is written, and a new store created once when two sweeps start together.
 
-Bad stores are tried through the real entry point (``python -m pipelines.sweep`` in a subprocess): a mlflow.db of
-random bytes or cut to half, a tracking URI MLflow 3 would not open, a storage URL of the wrong shape, a journal
-where no file can be written. Each is one line on stderr, exit status 2, in seconds, with nothing written and every
-file that was there before byte for byte the same.
+Bad stores are tried through the real entry point: a mlflow.db of random bytes or cut to half, a tracking URI MLflow 3
+would not open, a storage URL of the wrong shape, a journal where no file can be written. Each is one line on
+stderr, exit status 2, in seconds, with nothing written and every file that was there before byte for byte the
+same. One case of each kind runs as ``python -m pipelines.sweep`` in a subprocess; the others run the same entry
+point in this process (``pipelines.cli.run(pipelines.sweep.main)``, the environment set with monkeypatch, the output
+captured at the file descriptors), since what they check is the line and the files, and a subprocess each cost its
+imports (20 s a case on a loaded machine).
 """
 from __future__ import annotations
 
@@ -113,19 +116,21 @@ class Case:
     prepare: object = None  # prepare(runs, tmp): files the case starts with (they must stay as they are)
     outside: list = field(default_factory=list)  # paths outside the runs directory that must not appear
     args: list = field(default_factory=list)  # more key=value overrides
+    sub: bool = False  # in a subprocess (one case of each kind), or in this process
 
 
 CASES = {
     # MLflow's store
     "mlflow-db-random-bytes": Case({}, ["{runs}/mlflow.db", "not an SQLite database"],
-                                   lambda runs, tmp: random_bytes(runs / "mlflow.db")),
+                                   lambda runs, tmp: random_bytes(runs / "mlflow.db"), sub=True),
     "mlflow-db-cut-to-half": Case({}, ["{runs}/mlflow.db", "truncated"],
                                   lambda runs, tmp: cut_to_half(real_mlflow_db(runs))),
     "mlflow-uri-sqlite-random-bytes": Case({"MLFLOW_TRACKING_URI": "sqlite:///{tmp}/store.db"},
                                            ["{tmp}/store.db", "not an SQLite database"],
                                            lambda runs, tmp: random_bytes(tmp / "store.db", 5000)),
     "mlflow-uri-garbage": Case({"MLFLOW_TRACKING_URI": "garbage"},
-                               ["MLFLOW_TRACKING_URI", "garbage", "file store", "sqlite:///"], outside=["garbage"]),
+                               ["MLFLOW_TRACKING_URI", "garbage", "file store", "sqlite:///"], outside=["garbage"],
+                               sub=True),
     "mlflow-uri-file-store": Case({"MLFLOW_TRACKING_URI": "file://{tmp}/mlruns"},
                                   ["MLFLOW_TRACKING_URI", "file store", "MLflow 3"], outside=["{tmp}/mlruns"]),
     "mlflow-uri-unsupported-scheme": Case({"MLFLOW_TRACKING_URI": "ftp://files.example/mlflow"},
@@ -136,17 +141,18 @@ CASES = {
     # Optuna's storage
     "storage-sqlite-random-bytes": Case({"OPTUNA_STORAGE": "sqlite:///{tmp}/optuna.db"},
                                         ["{tmp}/optuna.db", "not an SQLite database"],
-                                        lambda runs, tmp: random_bytes(tmp / "optuna.db", 5000)),
+                                        lambda runs, tmp: random_bytes(tmp / "optuna.db", 5000), sub=True),
     "storage-scheme-without-slashes": Case({"OPTUNA_STORAGE": "postgresql:/db.example/optuna"},
                                            ["OPTUNA_STORAGE", "malformed"], outside=["postgresql:"]),
     "storage-in-memory": Case({"OPTUNA_STORAGE": "sqlite://"}, ["OPTUNA_STORAGE", "in-memory"]),
-    "storage-unsupported-scheme": Case({"OPTUNA_STORAGE": "redis://cache.example:6379"}, ["OPTUNA_STORAGE", "'redis'"]),
+    "storage-unsupported-scheme": Case({"OPTUNA_STORAGE": "redis://cache.example:6379"}, ["OPTUNA_STORAGE", "'redis'"],
+                                       sub=True),
     "storage-relative-file-url": Case({"OPTUNA_STORAGE": "file://optuna/x.journal"},
                                       ["OPTUNA_STORAGE", "file:///"], outside=["optuna/x.journal"]),
     "journal-in-proc-url": Case({"OPTUNA_STORAGE": "file:///proc/optstudy/x/sweep.journal"},
                                 ["OPTUNA_STORAGE", "/proc/optstudy/x/sweep.journal"]),
     "journal-in-proc-path": Case({"OPTUNA_STORAGE": "/proc/optstudy/sweep.journal"},
-                                 ["OPTUNA_STORAGE", "/proc/optstudy/sweep.journal"]),
+                                 ["OPTUNA_STORAGE", "/proc/optstudy/sweep.journal"], sub=True),
     "journal-under-a-file": Case({"OPTUNA_STORAGE": "{tmp}/a-file/sweep.journal"},
                                  ["OPTUNA_STORAGE", "{tmp}/a-file/sweep.journal"],
                                  lambda runs, tmp: (tmp / "a-file").write_text("not a folder\n")),
@@ -155,7 +161,7 @@ CASES = {
     # a password with '/', ':', '%'-encoded '@' and '%', and non-ASCII: masked whole in every message
     "storage-unreachable-with-a-password": Case(
         {"OPTUNA_STORAGE": "postgresql+psycopg://optuna:Pr0be/S3cr:et%40ü%25ZqWv@127.0.0.1:9/optuna"},
-        ["OPTUNA_STORAGE", "cannot open", "postgresql+psycopg://optuna:***@127.0.0.1:9/optuna"]),
+        ["OPTUNA_STORAGE", "cannot open", "postgresql+psycopg://optuna:***@127.0.0.1:9/optuna"], sub=True),
     "storage-two-ats-in-the-password": Case(  # SQLAlchemy would take 'x@127.0.0.1' for the host, and say so
         {"OPTUNA_STORAGE": "postgresql://optuna:Pr0be/S3cr:et@x@127.0.0.1:9/optuna"},
         ["OPTUNA_STORAGE", "%40", "postgresql://optuna:***@127.0.0.1:9/optuna"]),
@@ -164,7 +170,7 @@ CASES = {
         ["MLFLOW_TRACKING_URI", "%2F", "http://worker:***@127.0.0.1:9"]),
     "mlflow-uri-unreachable-with-a-password": Case(
         {"MLFLOW_TRACKING_URI": "http://worker:Pr0be%2FS3cr%3Aet%40%C3%BCZqWv@127.0.0.1:9"},
-        ["MLFLOW_TRACKING_URI", "cannot reach", "http://worker:***@127.0.0.1:9"]),
+        ["MLFLOW_TRACKING_URI", "cannot reach", "http://worker:***@127.0.0.1:9"], sub=True),
 }
 SECRETS = ("Pr0be", "S3cr", "et%40", "et@", "ü%25", "ZqWv", "%C3%BC")
 
@@ -173,48 +179,86 @@ def files_in(folder: Path) -> dict:
     return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()} if folder.exists() else {}
 
 
+CONTROL = Case({}, [], args=["trials=two"])  # a bad profile key, refused after the same imports, before any store
+
+
+def _prepare(base: Path, name: str, case: Case) -> dict:
+    """The case's runs directory and the folder beside it, with the files it starts with; its command line and
+    environment."""
+    runs, tmp = base / name / "runs", base / name / "beside"
+    tmp.mkdir(parents=True)
+
+    def fill(text: str) -> str:
+        return text.replace("{runs}", str(runs)).replace("{tmp}", str(tmp))
+
+    if case.prepare:
+        case.prepare(runs, tmp)
+    return {"runs": runs, "tmp": tmp, "fill": fill, "before": {**files_in(runs), **files_in(tmp)},
+            "args": ["--runs-dir", str(runs), *GRID, f"name=bad-{name}", *case.args],
+            "env": {k: fill(v) for k, v in case.env.items()}}
+
+
+def _outcome(case: dict, returncode: int, stdout: str, stderr: str, seconds: float) -> dict:
+    return {"returncode": returncode, "stdout": stdout, "stderr": stderr, "seconds": seconds,
+            "before": case["before"], "after": {**files_in(case["runs"]), **files_in(case["tmp"])},
+            "fill": case["fill"]}
+
+
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory):
+    """The subprocess cases and their control, two at a time."""
     base = tmp_path_factory.mktemp("bad-stores")
 
     def run(name: str, case: Case):
-        runs, tmp = base / name / "runs", base / name / "beside"
-        tmp.mkdir(parents=True)
-
-        def fill(text: str) -> str:
-            return text.replace("{runs}", str(runs)).replace("{tmp}", str(tmp))
-
-        if case.prepare:
-            case.prepare(runs, tmp)
-        before = {**files_in(runs), **files_in(tmp)}
+        prepared = _prepare(base, name, case)
         started = time.monotonic()
-        env = sweep_env(**{k: fill(v) for k, v in case.env.items()})
-        proc = subprocess.run([sys.executable, "-m", "pipelines.sweep", "--runs-dir", str(runs), *GRID,
-                               f"name=bad-{name}", *case.args], cwd=REPO, env=env, capture_output=True, text=True,
-                              timeout=300)
-        return {"proc": proc, "seconds": time.monotonic() - started, "before": before,
-                "after": {**files_in(runs), **files_in(tmp)}, "fill": fill}
+        proc = subprocess.run([sys.executable, "-m", "pipelines.sweep", *prepared["args"]], cwd=REPO,
+                              env=sweep_env(**prepared["env"]), capture_output=True, text=True, timeout=300)
+        return _outcome(prepared, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(run, name, case) for name, case in CASES.items()}
-        # the control: a bad profile key, refused after the same imports, before any store is looked at
-        futures["control"] = pool.submit(run, "control", Case({}, [], args=["trials=two"]))
+        futures = {name: pool.submit(run, name, case) for name, case in CASES.items() if case.sub}
+        futures["control"] = pool.submit(run, "control", CONTROL)
         return {name: f.result() for name, f in futures.items()}
+
+
+def _run_in_process(base: Path, name: str, case: Case, monkeypatch, capfd) -> dict:
+    from pipelines import cli, sweep as sweep_cli
+
+    prepared = _prepare(base, name, case)
+    for key in [k for k in os.environ if k.startswith(("MLFLOW_", "OPTUNA_", "OPTSTUDY_"))]:
+        monkeypatch.delenv(key)  # as sweep_env does for a subprocess (the sweep sets one of them itself)
+    for key, value in prepared["env"].items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(REPO)
+    capfd.readouterr()
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as exited:
+        cli.run(sweep_cli.main, prepared["args"])
+    seconds = time.monotonic() - started
+    out = capfd.readouterr()
+    for key in [k for k in os.environ if k.startswith("OPTSTUDY_")]:
+        monkeypatch.delenv(key)  # what the sweep set for its workers: gone with this test
+    return _outcome(prepared, exited.value.code, out.out, out.err, seconds)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
-def test_a_bad_store_is_one_line_exit_2_at_once_and_nothing_written(outcomes, name):
-    case, out = CASES[name], outcomes[name]
-    proc, fill = out["proc"], out["fill"]
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    shown = f"exit {proc.returncode} after {out['seconds']:.1f} s:\n{(proc.stdout + proc.stderr)[-3000:]}"
-    assert proc.returncode == 2, shown
+def test_a_bad_store_is_one_line_exit_2_at_once_and_nothing_written(name, request, tmp_path, monkeypatch, capfd):
+    case = CASES[name]
+    if case.sub:
+        out, control = request.getfixturevalue("outcomes")[name], request.getfixturevalue("outcomes")["control"]
+    else:  # compared with the control run the same way
+        control = _run_in_process(tmp_path, "control", CONTROL, monkeypatch, capfd)
+        out = _run_in_process(tmp_path, name, case, monkeypatch, capfd)
+    fill = out["fill"]
+    lines = [line for line in out["stderr"].splitlines() if line.strip()]
+    shown = f"exit {out['returncode']} after {out['seconds']:.1f} s:\n{(out['stdout'] + out['stderr'])[-3000:]}"
+    assert out["returncode"] == 2, shown
     assert len(lines) == 1 and lines[0].startswith("error: "), shown
     for word in case.words:
         assert fill(word) in lines[0], f"{fill(word)!r} not named; {shown}"
-    control = outcomes["control"]
-    assert control["proc"].returncode == 2 and "trials" in control["proc"].stderr, control["proc"].stderr
+    assert control["returncode"] == 2 and "trials" in control["stderr"], control["stderr"]
     # At once: no slower than a bad profile key, whose refusal comes after the same imports (5-20 s on a busy
     # machine), with room for the load to change meanwhile; MLflow's retries took 105 s.
     assert out["seconds"] < max(30.0, 3 * control["seconds"]), f"not at once ({control['seconds']:.1f} s); {shown}"
@@ -223,7 +267,7 @@ def test_a_bad_store_is_one_line_exit_2_at_once_and_nothing_written(outcomes, na
     for path in case.outside:
         assert not (REPO / fill(path)).exists() and not Path(fill(path)).exists(), f"{fill(path)} was written"
     for secret in SECRETS:
-        assert secret not in proc.stdout + proc.stderr, f"a password is printed; {shown}"
+        assert secret not in out["stdout"] + out["stderr"], f"a password is printed; {shown}"
 
 
 # --- two first starts at once -------------------------------------------------------------------------------------

@@ -182,7 +182,9 @@ def _ask_population(ctx: Context, cell, study, run: int, arm: str, done: int,
     try:
         for position in range(size):
             ctx.check_stop()
-            with ctx.timed("optuna"):
+            # our_trials: a database restart can drop the claim here too, and the worker that takes the cell fails
+            # the trial being asked before its worker mark or its suggestions are written
+            with ctx.timed("optuna"), tuning.our_trials(claim):
                 trial, hyper = tuning.ask(study, ctx.cfg, cell, arm, done + position, ctx.worker, run)
                 trials.append(trial)
                 hypers.append(hyper)

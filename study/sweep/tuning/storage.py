@@ -135,11 +135,39 @@ def open_storage(url: str) -> Storage:
 
 class RetryingStorage(optuna.storages.BaseStorage):
     """A storage whose every call is retried with exponential backoff when the database connection breaks, so a
-    PostgreSQL restart in the middle of a sweep costs a pause, not the workers. (A write that committed just before
-    the connection dropped could be applied twice; Optuna's writes here are idempotent or checked by the caller.)"""
+    PostgreSQL restart in the middle of a sweep costs a pause, not the workers.
+
+    A write can commit just before the connection drops, its reply lost: the retry then applies it a second time.
+    Attribute, parameter and intermediate-value writes are upserts, so that is harmless; a trial created twice is
+    an orphan that the cell fails at its end (``fail_orphans``). Finishing a trial is the one write that refuses
+    to be applied twice (the trial is finished now): ``set_trial_state_values`` treats a retry that finds the trial
+    already finished as asked as done."""
 
     def __init__(self, inner, attempts: int = 9, first_wait: float = 0.5):
         self._inner, self._attempts, self._first_wait = inner, attempts, first_wait
+
+    def set_trial_state_values(self, trial_id: int, state, values=None) -> bool:
+        tries = 0
+
+        def write() -> bool:
+            nonlocal tries
+            tries += 1
+            try:
+                return self._inner.set_trial_state_values(trial_id, state=state, values=values)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # only a retry may find its own write: finished otherwise (another state or other values) is
+                # another worker's doing, which the caller must hear of (a lost claim)
+                if tries > 1 and finished_as_asked(self._inner.get_trial(trial_id), state, values):
+                    return True
+                raise
+
+        return retry_transient(write, self._attempts, self._first_wait)
+
+
+def finished_as_asked(trial, state, values) -> bool:
+    """Whether ``trial`` is in ``state`` with ``values`` (None: whatever values it has), as one
+    ``set_trial_state_values(state, values)`` leaves it."""
+    return trial.state == state and (values is None or list(trial.values or []) == [float(v) for v in values])
 
 
 def retry_transient(call, attempts: int = 9, first_wait: float = 0.5, what: str = "Optuna storage"):
@@ -169,7 +197,8 @@ def _retrying(name: str):
 
 
 for _name in [m for m in dir(optuna.storages.BaseStorage) if not m.startswith("_")]:
-    setattr(RetryingStorage, _name, _retrying(_name))
+    if _name not in vars(RetryingStorage):  # those it defines itself retry in their own way
+        setattr(RetryingStorage, _name, _retrying(_name))
 RetryingStorage.__abstractmethods__ = frozenset()
 
 
