@@ -458,6 +458,32 @@ def test_provenance_tags_on_cell_runs_and_not_repeated_on_their_children(smoke):
         assert {"role", "dataset", "optimizer", "batch_size"} <= set(tags), tags
 
 
+def test_cell_runs_span_the_cells_work_in_the_mlflow_table(smoke):
+    """A cell run starts when its work began and ends when it ended (issue 20: it used to start when its records were
+    written, so MLflow's Duration said a cell took a second): Optuna's own clock of its trials lies inside it."""
+    from study.sweep import tuning
+
+    store, cfg = smoke["a"], smoke["cfg"]
+    for cell in cfg.cells():
+        parent = store.cell_run(cell)
+        trials = [t for run, arm in tuning.tunings(cfg) for t in store.study(cell, arm, run).trials
+                  if t.datetime_start is not None and t.datetime_complete is not None]
+        first = min(t.datetime_start.timestamp() for t in trials) * 1000
+        last = max(t.datetime_complete.timestamp() for t in trials) * 1000
+        assert parent.info.start_time <= first + 1, (cell, parent.info.start_time, first)
+        assert parent.info.end_time >= last - 1, (cell, parent.info.end_time, last)
+
+
+def test_progress_sent_to_a_file_is_plain_lines(smoke):
+    """stderr is a pipe here, as a log file would be: no carriage returns or escape codes, the progress a line at a
+    time (one every 30 s and one at the end), the last saying every cell is done."""
+    err = smoke["procs"]["a"].stderr
+    assert "\r" not in err and "\x1b" not in err, repr(err[:300])
+    lines = [line for line in err.splitlines() if line.startswith("progress: ")]
+    cells = len(smoke["cfg"].cells())
+    assert lines and f"cells {cells}/{cells}," in lines[-1], lines[-3:]
+
+
 def test_cell_runs_carry_sortable_summaries(smoke):
     """best_val_loss = the best non-diverged trial's value (run 0's TPE search); tuned/default test loss and accuracy
     = means over the evaluations at the epochs budget (every tuning run's, every seed); diverged_share over the

@@ -252,3 +252,20 @@ def test_train_loss_with_frozen_parameters_is_the_training_loss_whatever_the_bat
         np.testing.assert_allclose(res.history["train_loss"][:, 0], expected, rtol=1e-12,
                                    err_msg=f"batch size {batch_size}")
         np.testing.assert_allclose(res.history["val_loss"][:, -1], expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("engine", ["numpy", "auto"])
+def test_a_run_that_diverges_is_recorded_without_a_warning(engine):
+    """Divergence is an outcome (issue 20): numpy's overflow warnings of a blown-up run are caught where the
+    trainer records it, on the readable path and the compiled one, and scoring the blown-up weights warns neither."""
+    import warnings
+
+    split = load("iris", 0, 0.2, 0.2)
+    net = MLP((split.n_features, 8, split.Y_train.shape[1]), "relu", split.task)
+    theta0 = net.init(0, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        result = train(net, split, "gd", {"eta": np.array([1e12, 1e15])}, 32, 5, 0, theta0, engine=engine,
+                             watch=("test",))
+        assert result.diverged.all()
+        net.evaluate(result.theta, split.X_test, split.Y_test)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import math
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,8 +83,10 @@ def run_cell(ctx: Context, cell: tuple, claim: tuning.Claim, studies: dict, book
     if resumed:  # what an earlier worker left: its trials go to MLflow (again, if MLflow lost them), its orphans
         mirror.verify()  # are failed at the end
         mirror.queue_missing()
-    if book.record.seconds_per_epoch is None:
-        book.update(seconds_per_epoch=ctx.timing.get(timing.cell_key(cell)))
+    first = {k: v for k, v in (("seconds_per_epoch", ctx.timing.get(timing.cell_key(cell))),
+                               ("started_ms", int(time.time() * 1000))) if getattr(book.record, k) is None}
+    if first:
+        book.update(**first)
     entry = ctx.backlog.open(cell, mirror, claim, studies)
     try:
         for (run, arm), study in studies.items():
@@ -319,7 +322,7 @@ class Finishing:
 def prepare_finish(ctx: Context, cell, studies: dict, mirror: record.Mirror, resumed: bool = False) -> Finishing:
     cfg, study, book = ctx.cfg, studies[(0, names.TPE)], mirror.book
     with ctx.timed("optuna"):
-        book.update(importances=tuning.importances(study))
+        book.update(importances=tuning.importances(study), ended_ms=int(time.time() * 1000))
         trial_rows = tuning.trial_rows(study)
     split = tuning_split(cfg, cell[0])
     updates_per_epoch = batches.steps_per_epoch(split.X_train.shape[0], cell[2])

@@ -1,46 +1,89 @@
 """What a person sees while a sweep runs and when it ends: one progress bar, and a summary of where everything is."""
 from __future__ import annotations
 
+import math
 import sys
+import time
 
 from study.core import data
 from study.schema.sweep import Sweep
 from study.sweep import names
 
 
+PLAIN_SECONDS = 30.0  # where stderr is a file (a log), one plain progress line this often, and one at the end
+
+
 class Progress:
-    """One bar over the whole sweep: trials done, cells done, the last finished cell's best value."""
+    """The sweep's progress over the whole sweep: trials done, cells done, the last finished cell's best value. On a
+    terminal one bar (tqdm); otherwise (output sent to a log file) one plain line every ``PLAIN_SECONDS`` and at
+    the end, with no carriage returns or other control characters."""
 
-    def __init__(self, cfg: Sweep, done_trials: int, done_cells: int):
-        from tqdm import tqdm
-
+    def __init__(self, cfg: Sweep, done_trials: int, done_cells: int, stream=None, interactive: bool | None = None):
         arms = cfg.profile.tuning_runs + (1 if cfg.profile.random_arm else 0)  # TPE runs and the random arm
+        self.stream = stream or sys.stderr
+        self.interactive = self.stream.isatty() if interactive is None else interactive
         self.cells_total, self.cells_done = len(cfg.cells()), done_cells
-        self.bar = tqdm(total=self.cells_total * cfg.profile.trials * arms, initial=done_trials, unit="trial",
-                        dynamic_ncols=True, file=sys.stderr, smoothing=0.05, mininterval=0.5)
+        self.total, self.done, self.first = self.cells_total * cfg.profile.trials * arms, done_trials, done_trials
+        self.started = self.last_line = time.monotonic()
         self.best: dict = {}
+        self.last = ""
+        self.bar = None
+        if self.interactive:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, initial=done_trials, unit="trial", dynamic_ncols=True,
+                            file=self.stream, smoothing=0.05, mininterval=0.5)
         self._postfix()
 
     def _postfix(self, last: str = ""):
-        self.bar.set_postfix_str(f"cells {self.cells_done}/{self.cells_total}{last}", refresh=False)
+        self.last = last
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"cells {self.cells_done}/{self.cells_total}{last}", refresh=False)
+
+    def line(self) -> str:
+        """The plain progress line: counts, elapsed and (from this run's pace) remaining time."""
+        elapsed = time.monotonic() - self.started
+        made = self.done - self.first
+        remaining = (self.total - self.done) * elapsed / made if made > 0 else math.nan
+        share = self.done / self.total if self.total else 1.0
+        left = _clock(remaining) if math.isfinite(remaining) else "?"
+        return (f"progress: {self.done}/{self.total} trials ({share:.0%}), cells {self.cells_done}/"
+                f"{self.cells_total}, elapsed {_clock(elapsed)}, remaining about {left}{self.last}")
+
+    def _plain(self, force: bool = False):
+        now = time.monotonic()
+        if self.bar is None and (force or now - self.last_line >= PLAIN_SECONDS):
+            self.last_line = now
+            print(self.line(), file=self.stream, flush=True)
 
     def __call__(self, event: str, info: dict):
         cell = data.display_key(info.get("cell", ()))
         if event == "trial":
-            self.bar.update(1)
+            self.done += 1
+            if self.bar is not None:
+                self.bar.update(1)
             if info["value"] is not None and info["state"] == names.COMPLETE:
                 self.best[cell] = min(self.best.get(cell, float("inf")), info["value"])
             self._postfix(f" | {cell} best val {self.best.get(cell, float('nan')):.4g}")
         elif event == "cell":
             self.cells_done += 1
             self._postfix(f" | {cell} done")
-            self.bar.refresh()
         elif event == "mirrored":  # a cell done earlier whose MLflow runs were written (again)
             self._postfix(f" | {cell} written to MLflow")
+        if self.bar is not None and event in ("cell", "mirrored"):
             self.bar.refresh()
+        self._plain()
 
     def close(self):
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
+        else:
+            self._plain(force=True)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def summary(cfg: Sweep, runs_dir, storage, timing: dict) -> str:

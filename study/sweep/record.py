@@ -119,7 +119,7 @@ class Mirror:
             if run.info.status != "FAILED":
                 tracking.end_run(self.ctx.mlflow, run.info.run_id, "FAILED")
         return tracking.start_run(self.ctx.mlflow, self.ctx.experiment, data.display_key(self.cell),
-                                  {names.ROLE: names.CELL, **self.tags})
+                                  {names.ROLE: names.CELL, **self.tags}, start_time=self.book.record.started_ms)
 
     def trial(self, trial, run: int, arm: str, state: str, hyper: dict, curves: dict, checkpoints: dict,
               final: dict) -> None:
@@ -214,7 +214,8 @@ class Mirror:
             params = {k: v for k, v in params.items() if k not in seen.data.params}
             dataset_input = None if seen.inputs.dataset_inputs else dataset_input
         return parent is not None and bool(self._write("the cell's artifacts", lambda: tracking.finish_cell_run(
-            self.ctx.mlflow, parent, artifact_dir, summary, dataset_input, params) or True))
+            self.ctx.mlflow, parent, artifact_dir, summary, dataset_input, params,
+            end_time=self.book.record.ended_ms) or True))
 
     def interrupted(self) -> None:
         parent = self.book.record.cell_run_id

@@ -57,7 +57,10 @@ def noise(curves: pd.DataFrame) -> pd.DataFrame:
     same = ["dataset", "optimizer", "track", "tuning_run", "seed"]
     full = out[out["batch_size"] == "full"].drop_duplicates(same).set_index(same)["late_grad_norm"]
     key = pd.MultiIndex.from_frame(out[same])
-    out["grad_norm_vs_full"] = out["late_grad_norm"].to_numpy() / full.reindex(key).to_numpy()
+    reference = full.reindex(key).to_numpy()
+    # a full-batch run whose late gradient norm is 0 (it converged exactly, or stopped at once) has no ratio
+    out["grad_norm_vs_full"] = np.divide(out["late_grad_norm"].to_numpy(float), reference,
+                                         out=np.full(len(out), np.nan), where=reference > 0)
     return out
 
 

@@ -151,10 +151,11 @@ def experiments_newest_first(mlflow_client: MlflowClient) -> list:
 
 @serialized
 def start_run(mlflow_client: MlflowClient, experiment: str, run_name: str, tags: Mapping[str, str],
-              parent_run_id: str | None = None, provenance: bool = True) -> str:
-    """A run left RUNNING (a cell's parent run while its trials go on); ``end_run`` closes it."""
+              parent_run_id: str | None = None, provenance: bool = True, start_time: int | None = None) -> str:
+    """A run left RUNNING (a cell's parent run while its trials go on); ``end_run`` closes it. ``start_time`` (ms):
+    when its work began, if not now."""
     return mlflow_client.create_run(experiment, tags=_run_tags(tags, parent_run_id, provenance),
-                                    run_name=run_name).info.run_id
+                                    run_name=run_name, start_time=start_time).info.run_id
 
 
 @serialized
@@ -182,9 +183,9 @@ def fail_orphans(mlflow_client: MlflowClient, experiment: str, parent_run_id: st
 @serialized
 def finish_cell_run(mlflow_client: MlflowClient, run_id: str, artifact_dir: str | Path | None,
                     final: Mapping[str, float], dataset_input: Mapping | None = None,
-                    params: Mapping[str, object] = ()) -> None:
+                    params: Mapping[str, object] = (), end_time: int | None = None) -> None:
     """The files of ``artifact_dir`` (one upload), final metrics, params and the dataset (as an MLflow input) on a
-    cell's run, then FINISHED."""
+    cell's run, then FINISHED at ``end_time`` (ms: when its work ended, if not now)."""
     now = int(time.time() * 1000)
     mlflow_client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in final.items()],
                             params=[Param(k, str(v)) for k, v in dict(params).items()])
@@ -192,7 +193,7 @@ def finish_cell_run(mlflow_client: MlflowClient, run_id: str, artifact_dir: str 
         mlflow_client.log_artifacts(run_id, str(artifact_dir))
     if dataset_input is not None:
         _log_dataset(mlflow_client, run_id, dataset_input)
-    mlflow_client.set_terminated(run_id, status="FINISHED")
+    mlflow_client.set_terminated(run_id, status="FINISHED", end_time=end_time)
 
 
 def _log_dataset(mlflow_client: MlflowClient, run_id: str, dataset_input: Mapping) -> None:

@@ -54,6 +54,10 @@ class CellRecord:
     scores: dict = field(default_factory=dict)  # "track:seed" -> the evaluation's final values and "hyper"
     trial_runs: dict = field(default_factory=dict)  # "arm:number" -> MLflow run id of a finished trial
     seconds_per_epoch: float | None = None  # one network alone (K = 1), measured before tuning
+    # when the cell's work began (first claimed) and ended (evaluated), in ms since the epoch: the cell run's start
+    # and end in MLflow, so its Duration and the timeline show what the cell cost, whenever MLflow is written
+    started_ms: int | None = None
+    ended_ms: int | None = None
     importances: dict = field(default_factory=dict)  # parameter -> importance over the tuning trials
     # "run:budget" -> the trial chosen on validation at that budget's cap: {"trial", "arm", "number", "value",
     # "hyper"} ("trial" "defaults" when no trial has a value there)
