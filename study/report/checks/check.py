@@ -1,7 +1,7 @@
 """The checks of one sweep: the lecture's claims (on its toy problem and on the sweep) and the published findings."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -20,6 +20,8 @@ class Checks:
     claims: tuple[ClaimCheck, ...]  # one per claim, in the lecture's order
     toy: dict  # the toy measurements behind them: {"toy", "sparse", "minibatch"} (``claims.toy_table``)
     literature: pd.DataFrame  # one row per published finding (empty when conf/claims.yaml declares none)
+    # the tables behind the findings, by the name of their tables/*.csv (``literature.findings``)
+    literature_tables: dict = field(default_factory=dict)
 
 
 def check(results: SweepResults, grid: Grid, scores: Scores, verdict: Verdict, tuning: Tuning, practice: Practice,
@@ -27,6 +29,6 @@ def check(results: SweepResults, grid: Grid, scores: Scores, verdict: Verdict, t
     to_target = practice.to_target
     found, toy = claims_.check_all(claims, problem, verdict.answer("epochs", claims.practice.adam_track),
                                    to_target[to_target["track"] == claims.practice.speed_track], practice.updates)
-    findings = literature.findings(claims.literature, claims.verdict, report, results, grid, scores,
-                                   verdict, tuning) if claims.literature else pd.DataFrame()
-    return Checks(found, toy, findings)
+    findings, tables = literature.findings(claims.literature, claims.verdict, report, results, grid, scores,
+                                           verdict, tuning) if claims.literature else (pd.DataFrame(), {})
+    return Checks(found, toy, findings, tables)

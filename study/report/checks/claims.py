@@ -66,7 +66,9 @@ def _toy_checks(runs: dict, problem: ToyProblem, decay_ratio: float, rules: Verd
                                      f"eta, the step momentum's velocity settles to on a constant slope")):
         comparable = np.isfinite(rival["escape"]) | np.isfinite(mom["escape"])
         share, cases = _share(mom["escape"] < rival["escape"], comparable)
-        speedup = np.nanmedian(np.where(comparable, rival["escape"] / mom["escape"], np.nan)) if cases else np.nan
+        with np.errstate(invalid="ignore"):  # both never off the plateau: no ratio (NaN), left out
+            ratios = np.where(comparable, rival["escape"] / mom["escape"], np.nan)
+        speedup = np.nanmedian(ratios) if cases else np.nan
         checks.append(ClaimCheck(
             "Momentum moves faster than GD on gentle slopes" + ("" if rival is gd else " (at the same effective step)"),
             source, f"momentum (gamma {gamma}) leaves the plateau ({esc}) in fewer epochs than GD {where}",
@@ -177,7 +179,10 @@ def _sparse_check(sp: dict, cfg: SparseCriteria, rules: Verdict) -> ClaimCheck:
         _by_construction(share, cases, rules))
 
 
-def _practice_checks(adam_answer, cells: pd.DataFrame, updates: pd.DataFrame, rules: Verdict) -> list[ClaimCheck]:
+def practice_checks(adam_answer, cells: pd.DataFrame, updates: pd.DataFrame, rules: Verdict) -> list[ClaimCheck]:
+    """The claims judged on the sweep: Adam as the best default (``adam_answer``: the default track's answer at
+    equal epochs), momentum against GD and RMSProp against AdaGrad in practice (``cells``: per cell, epochs to the
+    target), stochastic GD's N updates per epoch (``updates``: ``batchmodes.updates_per_epoch``)."""
     checks = []
     if adam_answer is not None and adam_answer.measured and "adam" in adam_answer.family.mean_ranks.index:
         a, j = adam_answer, adam_answer.judgement
@@ -221,15 +226,20 @@ def _practice_checks(adam_answer, cells: pd.DataFrame, updates: pd.DataFrame, ru
 def check_all(claims: Claims, problem: ToyProblem, adam_answer=None, cells: pd.DataFrame | None = None,
               updates: pd.DataFrame | None = None) -> tuple[tuple[ClaimCheck, ...], dict]:
     """Every claim, in the lecture's order; and the raw toy measurements (for figures and tables)."""
-    rules = claims.verdict
     measured = evidence.measure(problem, claims)  # the lecture's numbers: the report only judges them
-    runs, sparse, mb = measured["toy"], measured["sparse"], measured["minibatch"]
-    toy_rows = _toy_checks(runs, problem, claims.adagrad_stall.decay_ratio, rules)
-    checks = toy_rows[:3] + [_sparse_check(sparse, claims.sparse, rules)] + toy_rows[3:]
-    checks += _minibatch_checks(mb, claims.minibatch, rules)
+    checks = trajectory_checks(measured, claims, problem)
     if cells is not None and updates is not None:
-        checks += _practice_checks(adam_answer, cells, updates, rules)
+        checks += practice_checks(adam_answer, cells, updates, claims.verdict)
     return tuple(checks), measured
+
+
+def trajectory_checks(measured: dict, claims: Claims, problem: ToyProblem) -> list[ClaimCheck]:
+    """The claims judged on the lecture's numbers (``evidence.measure``'s {"toy", "sparse", "minibatch"}, measured
+    on ``problem`` and on conf/claims.yaml's sparse and minibatch settings), in the lecture's order."""
+    rules = claims.verdict
+    toy_rows = _toy_checks(measured["toy"], problem, claims.adagrad_stall.decay_ratio, rules)
+    checks = toy_rows[:3] + [_sparse_check(measured["sparse"], claims.sparse, rules)] + toy_rows[3:]
+    return checks + _minibatch_checks(measured["minibatch"], claims.minibatch, rules)
 
 
 def toy_table(raw: dict) -> pd.DataFrame:
