@@ -281,6 +281,17 @@ def cell_key(run) -> tuple:
     return (t.get("dataset"), t.get("optimizer"), t.get("batch_size"))
 
 
+def eval_group(run) -> tuple:
+    """(track, tuning run, budgets served): what an evaluation run evaluated, but for its seed."""
+    t = run.data.tags
+    return t["track"], t["tuning_run"], t["budget"]
+
+
+def eval_key(run) -> tuple:
+    """An evaluation run's identity within a sweep: its cell, what it evaluated and its seed."""
+    return (cell_key(run), *eval_group(run), int(run.data.tags["seed"]))
+
+
 def check_counts(services: Services, cfg) -> dict:
     """Every count exact, from both stores: per cell `trials` finished trials in Optuna (none RUNNING) and exactly
     those trial numbers as FINISHED trial runs in MLflow, each once; `seeds` evaluation runs per track, each seed
@@ -319,11 +330,19 @@ def check_counts(services: Services, cfg) -> dict:
         assert recorded == numbers, f"{cell}: MLflow trial runs {recorded} != Optuna's finished trials {numbers}"
         figures["trial_runs"] += len(trial_runs)
         evals = [r for r in children if r.data.tags["role"] == "eval" and r.info.status == "FINISHED"]
-        for track in ("tuned", "default"):
-            seeds = sorted(int(r.data.tags["seed"]) for r in evals if r.data.tags["track"] == track)
-            assert seeds == list(cfg.seeds), f"{cell} {track}: eval seeds {seeds}, want {list(cfg.seeds)}"
+        # one evaluation per seed of the defaults, and of each tuning run's every distinct choice (one choice can
+        # serve several budgets: its budget tag lists them), every budget served once per tuning run
+        groups: dict = {}
         for r in evals:
-            figures["test_loss"][(cell, r.data.tags["track"], int(r.data.tags["seed"]))] = r.data.metrics["test_loss"]
+            groups.setdefault(eval_group(r), []).append(int(r.data.tags["seed"]))
+        for group, seeds in groups.items():
+            assert sorted(seeds) == list(cfg.seeds), f"{cell} {group}: eval seeds {sorted(seeds)}, want {list(cfg.seeds)}"
+        assert ("default", "-1", "epochs,updates,seconds") in groups, f"{cell}: no default-track evaluations"
+        for run in range(cfg.profile.tuning_runs):
+            served = [b for track, r, budgets in groups if track == "tuned" and r == str(run) for b in budgets.split(",")]
+            assert sorted(served) == sorted(["epochs", "updates", "seconds"]), f"{cell} tuning run {run}: {served}"
+        for r in evals:
+            figures["test_loss"][eval_key(r)] = r.data.metrics["test_loss"]
         figures["eval_runs"] += len(evals)
         others = [r for r in children if r not in trial_runs and r not in evals]
         assert all(r.info.status == "FAILED" for r in others), [(r.info.run_name, r.info.status) for r in others]

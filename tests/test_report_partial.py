@@ -47,15 +47,22 @@ def finish_sweep(runs_dir: Path, overrides: list) -> None:
 
 
 def interrupt_sweep(runs_dir: Path, log: Path, cells_done: int) -> int:
-    """Start the sweep, watch its progress line on stderr until ``cells_done`` cells are done, then SIGINT it (what
-    Ctrl-C sends); returns its exit status."""
+    """Start the sweep, watch its Optuna journal until ``cells_done`` cells are done, then SIGINT it (what Ctrl-C
+    sends); returns its exit status. (Its progress, sent to a file, is a line every 30 s: too coarse to watch.)"""
+    from test_resume import state
+    from test_sweep import config_of
+
+    cfg = config_of(["--profile", "smoke", *GRID])
     proc = subprocess.Popen(sweep_command(runs_dir, GRID), cwd=ROOT, env=sweep_env(), stdout=subprocess.DEVNULL,
                             stderr=log.open("w"))
     deadline = time.monotonic() + 600
     try:
         while proc.poll() is None and time.monotonic() < deadline:
-            done = [int(n) for n in re.findall(r"cells (\d+)/8", log.read_text(errors="replace"))]
-            if done and max(done) >= cells_done:
+            try:
+                done = sum(cell["done"] for cell in state(runs_dir, cfg).values())
+            except (ValueError, KeyError):  # a journal line being written as we read: look again
+                done = 0
+            if done >= cells_done:
                 proc.send_signal(signal.SIGINT)
                 break
             time.sleep(0.05)

@@ -120,10 +120,11 @@ def outcomes(runs_dir: Path, cfg) -> dict:
         study = optuna.load_study(study_name=tuning.study_name(cfg.name, cell), storage=storage)
         book = ledger.Ledger(study)
         for key, payload in book.eval_payloads().items():
-            budgets = [b for b in payload["budgets"] if b != WALL_TIME]
-            if budgets:
-                evals[(cell, *key)] = ({k: v for k, v in payload["final"].items() if k != "seconds"},
-                                       payload["hyper"], budgets)
+            budgets = tuple(b for b in payload["budgets"] if b != WALL_TIME)
+            if budgets:  # keyed without the trial's number: a trial failed by the interrupt is asked again as
+                track, run, _, seed = key  # the next number, so the same choice can carry another number
+                evals[(cell, track, run, budgets, seed)] = (
+                    {k: v for k, v in payload["final"].items() if k != "seconds"}, payload["hyper"])
         assert book.record.done and book.record.mirrored, cell
     return {"trials": [{k: v for k, v in t.items() if k != "number"} for t in trials], "evals": evals}
 
