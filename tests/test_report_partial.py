@@ -59,10 +59,11 @@ def interrupt_sweep(runs_dir: Path, log: Path, cells_done: int) -> int:
     try:
         while proc.poll() is None and time.monotonic() < deadline:
             try:
-                done = sum(cell["done"] for cell in state(runs_dir, cfg).values())
+                cells = state(runs_dir, cfg).values()
             except (ValueError, KeyError):  # a journal line being written as we read: look again
-                done = 0
-            if done >= cells_done:
+                cells = []
+            started = any(cell["running"] or cell["finished"] for cell in cells)  # its Ctrl-C handling is on
+            if started and sum(cell["done"] for cell in cells) >= cells_done:
                 proc.send_signal(signal.SIGINT)
                 break
             time.sleep(0.05)

@@ -139,7 +139,7 @@ def report_tables(runs_dir: Path, out: Path) -> dict:
             continue
         rows = list(csv.reader(io.StringIO(path.read_text().replace(str(runs_dir), "<runs-dir>"))))
         header, body = rows[0], rows[1:]
-        keep = [i for i, name in enumerate(header) if "seconds" not in name]
+        keep = [i for i, name in enumerate(header) if "seconds" not in name and name != "run_id"]  # MLflow's: random
         budget = [i for i, name in enumerate(header) if name in ("budget", "profile")]
         tables[path.name] = [[header[i] for i in keep]] + [[row[i] for i in keep] for row in body
                                                            if not any(row[i] == WALL_TIME for i in budget)]

@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+import collections
+
 import os
 import re
 import stat
@@ -206,10 +208,10 @@ def test_make_services_env_file_worker_and_stop(tmp_path):
         client = MlflowClient(tracking_uri=lines["MLFLOW_TRACKING_URI"])
         experiment = client.get_experiment_by_name("made")
         runs_found = client.search_runs([experiment.experiment_id], max_results=100)
-        # the smoke profile runs the random-search arm beside TPE: two trial runs of each
-        assert sorted((r.data.tags["role"], r.data.tags.get("arm", "")) for r in runs_found) == [
-            ("cell", ""), ("eval", ""), ("eval", ""), ("trial", "random"), ("trial", "random"), ("trial", "tpe"),
-            ("trial", "tpe")]
+        # MLflow holds the first TPE search's two trials (the random arm and the second search stay in Optuna),
+        # the defaults' evaluation and at least one choice of each of the smoke profile's two tuning runs
+        kinds = collections.Counter((r.data.tags["role"], r.data.tags.get("arm", "")) for r in runs_found)
+        assert kinds.pop(("eval", "")) >= 3 and kinds == {("cell", ""): 1, ("trial", "tpe"): 2}, kinds
         assert experiment.artifact_location.startswith("mlflow-artifacts:"), experiment.artifact_location
         cell = next(r for r in runs_found if r.data.tags["role"] == "cell")
         assert client.list_artifacts(cell.info.run_id), "no artifacts served"

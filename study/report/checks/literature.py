@@ -156,6 +156,8 @@ def _competitive(epochs, st: Statistics) -> tuple:
         evidence = (pair["holm_p"], st.alpha) if where in (BEHIND, AHEAD) else (pair["p_equivalent"], st.sure)
         return f"Adam against {epochs.recommended}: {where}", FINDING.word(verdict), *evidence
     pairs = {o: family.pair("adam", o) for o in family.mean_ranks.index if o != "adam"}
+    if not pairs:  # Adam alone in the sweep: nothing to be competitive with
+        return "Adam is the only optimizer swept", FINDING.word(None), float("nan"), st.alpha
     if j.ahead:
         return (f"Adam is the pick; significantly ahead of it: {fmt.names(j.ahead)}", FINDING.word(False),
                 min(pairs[o]["holm_p"] for o in j.ahead), st.alpha)

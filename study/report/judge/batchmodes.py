@@ -37,6 +37,8 @@ def updates_per_epoch(curves: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame
     measured["n_train"] = measured["dataset"].map(n_train).astype(int)
     measured["expected"] = [expected_updates(n, b) for n, b in zip(measured["n_train"], measured["batch_size"])]
     measured["matches"] = (measured["min"] == measured["expected"]) & (measured["max"] == measured["expected"])
+    # rows in the data's order, not the run ids' (random: two sweeps that agree would list them differently)
+    measured = measured.sort_values(["dataset", "batch_size"], kind="stable", ignore_index=True)
     return measured.rename(columns={"min": "measured_min", "max": "measured_max"})
 
 
@@ -61,7 +63,8 @@ def noise(curves: pd.DataFrame) -> pd.DataFrame:
     # a full-batch run whose late gradient norm is 0 (it converged exactly, or stopped at once) has no ratio
     out["grad_norm_vs_full"] = np.divide(out["late_grad_norm"].to_numpy(float), reference,
                                          out=np.full(len(out), np.nan), where=reference > 0)
-    return out
+    return out.sort_values(keys[1:], kind="stable", ignore_index=True)  # the data's order, not the run ids'
+
 
 
 def summary(noise_runs: pd.DataFrame, updates: pd.DataFrame, batch_order: list[str]) -> pd.DataFrame:
