@@ -30,9 +30,9 @@ import pytest
 
 from test_sweep import REPO, config_of, journal, run_sweep, start_sweep, sweep_env, tail
 
-# one dataset (its four cells still give the report's 30-odd tables); moons, whose cells take longest, so each of
-# the three moments lasts long enough to be caught
-RESUME = ["--profile", "smoke", "name=resume", "datasets=moons", "optimizers=momentum,adam",
+# two datasets: eight cells on two workers, so that half of them done still leaves cells running to interrupt (with
+# four, the last two finished before a Ctrl-C sent at two done could land)
+RESUME = ["--profile", "smoke", "name=resume", "datasets=iris,moons", "optimizers=momentum,adam",
           "batch_sizes=full,32", "trials=8", "epochs=8", "seeds=3", "population=4"]
 WALL_TIME = "seconds"  # the equal-wall-time budget's name in the report's tables
 TIMED_TABLES = ("profile_times_seconds.csv",)

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -30,11 +31,12 @@ SEEDS = (0, 1, 2, 10_000, 10_001)
 NUMERIC = ["a", "b", "c", "d"]
 # The one command the README shows to make a CSV file from scikit-learn (tested below): 500 rows, six numeric
 # features, one categorical, a binary label named target.
-README_COMMAND = (
-    "import pandas as pd; from sklearn.datasets import make_classification; "
-    "X, y = make_classification(n_samples=500, n_features=6, n_informative=4, random_state=0); "
-    "d = pd.DataFrame(X).add_prefix('x'); d['size'] = pd.cut(d.x0, 3, labels=['small', 'medium', 'large']); "
-    "d['target'] = y; d.to_csv('my_data.csv', index=False)")
+def _readme_command() -> str:
+    """The Python one-liner in the README's "Your own data" section that makes my_data.csv."""
+    section = (REPO / "README.md").read_text().split("## Your own data", 1)[1].split("\n## ", 1)[0]
+    found = re.search(r'^\.venv/bin/python -c "(.+)"$', section, flags=re.M)
+    assert found, "the README's own-data section has no `.venv/bin/python -c` command"
+    return found.group(1)
 
 
 def _classification(n=300):
@@ -351,7 +353,7 @@ def test_an_unknown_name_says_a_csv_file_is_csv_path():
 
 # --- the README's command, and a real sweep ------------------------------------------------------------------------
 def test_the_readme_command_makes_a_csv_the_default_profile_takes(tmp_path):
-    subprocess.run([sys.executable, "-c", README_COMMAND], cwd=tmp_path, check=True, timeout=120)
+    subprocess.run([sys.executable, "-c", _readme_command()], cwd=tmp_path, check=True, timeout=120)
     table = tabular.read(str(tmp_path / "my_data.csv"))
     assert (table.task, table.classes, table.categorical, len(table.y)) == ("classification", ("0", "1"),
                                                                             ("size",), 500)
@@ -399,3 +401,12 @@ def test_a_real_sweep_on_csv_files_names_them_by_their_stems(tmp_path, clf_csv, 
     for table in (results.evals, results.curves, results.trials, results.cells):
         assert set(table["dataset"]) == {"my_data", "prices"}, table
     assert set(results.evals["n_train"]) == {180, 120}  # 300 and 200 rows at 60 / 20 / 20
+    # and through to the report: both files by their stems, the regression one on its own scale
+    out = tmp_path / "report"
+    built = subprocess.run([sys.executable, "-m", "pipelines.report", "--runs-dir", str(runs), "--sweep", "csv-sweep",
+                            "--out", str(out), "--no-log"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr[-3000:]
+    markdown = (out / "report.md").read_text()
+    assert "my_data" in markdown and "prices" in markdown and str(tmp_path) not in markdown
+    cells = pd.read_csv(out / "tables" / "cells.csv")
+    assert set(cells["dataset"]) == {"my_data", "prices"}, cells

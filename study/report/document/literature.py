@@ -31,7 +31,9 @@ def generalisation_rows(a: Analysis) -> pd.DataFrame:
     for o in [o for o in a.grid.optimizers if o in train.columns]:
         gap = ((test[o] - train[o]) / spread).to_numpy(float)
         rows.append({"optimizer": o, "batch_size": ans.chosen_batch[o], "train_mean_rank": train_ranks[o],
-                     "test_mean_rank": test_ranks[o], "median_gap": float(np.nanmedian(gap)),
+                     # no measured gap (a one-cell sweep's unit is 0): no median, and no All-NaN warning
+                     "test_mean_rank": test_ranks[o],
+                     "median_gap": float(np.nanmedian(gap)) if np.isfinite(gap).any() else math.nan,
                      "datasets": len(train)})
     return pd.DataFrame(rows, columns=columns)
 

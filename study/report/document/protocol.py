@@ -52,7 +52,7 @@ def _runs_sentence(a: Analysis) -> str:
     return (f"Each cell was tuned by {n} independent TPE runs, each with its own sampler seed and its own "
             f"train/validation split; each run's choice was evaluated with every evaluation seed. Between the runs "
             f"of a cell, the mean test loss of their choices differs by a median of "
-            f"{fmt.num(float(np.nanmedian(spread)))} loss units (`tables/tuning_runs.csv`). From one run's "
+            f"{fmt.num(_median(spread))} loss units (`tables/tuning_runs.csv`). From one run's "
             f"evaluations alone, validation makes the same pick at "
             f"{fmt.names(agree) if agree else 'no budget'}: the bootstrap resamples tuning runs, so how sure the "
             f"verdict is includes this.")
@@ -122,3 +122,9 @@ def pruning_blocks(a: Analysis, tables: Tables) -> list:
                                           "random arm's best test loss minus TPE's, in loss units (> 0: TPE "
                                           "better), median over datasets with its interval.", csv)]
 
+
+def _median(values) -> float:
+    """The median of the finite values; NaN (printed n/a) where there is none, without numpy's All-NaN warning."""
+    finite = np.asarray(values, float)
+    finite = finite[np.isfinite(finite)]
+    return float(np.median(finite)) if finite.size else float("nan")

@@ -181,7 +181,8 @@ def stability_section(a: Analysis, tables: Tables) -> list:
                      "P(validation picks it)": listed(optimizers["optimizer"], optimizers["p_best"]),
                      "P(first on test)": listed(optimizers["optimizer"], optimizers["p_best_test"]),
                      "P(batch size), recommended optimizer": listed(batches["batch_size"], batches["p_best"]),
-                     "P(status)": listed(statuses["status"], statuses["p_best"]),
+                     # one optimizer has no status against others: said so, not left blank
+                     "P(status)": listed(statuses["status"], statuses["p_best"]) or "n/a (nothing to compare)",
                      "same headline": fmt.share(a.verdict.same_headline.get((budget, track), math.nan))})
     statements = []
     for (budget, track), ans in a.verdict.answers.items():
