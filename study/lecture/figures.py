@@ -16,6 +16,7 @@ from matplotlib.animation import PillowWriter
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from study import legibility
 from study.core import optim
 from study.core.optim import OPTIMIZERS
 from study.lecture import toy as lecture
@@ -52,6 +53,7 @@ def _batch_title(batch_size: str) -> str:
 
 
 def _save(fig: Figure, path: Path, dpi: int) -> Path:
+    legibility.saving(fig)
     fig.savefig(path, dpi=dpi)
     return path
 

@@ -83,9 +83,9 @@ def answer_figure(a: Analysis, shares: dict):
     rows = list(dict.fromkeys(t for _, t in keys))
     width = max(2.6, 0.62 * len(a.grid.batches) + 0.4)
     longest = max((len(o) for o in a.grid.optimizers), default=4)
-    fig, axes = figures._grid(len(budgets) * len(rows), len(budgets), width=width,
+    fig, axes = figures.panel_grid(len(budgets) * len(rows), len(budgets), width=width,
                               height=max(1.6, 0.33 * len(a.grid.optimizers) + 0.9), left=0.25 + 0.085 * longest,
-                              bottom=0.5, top=0.55, wspace=0.35 + 0.085 * longest, hspace=0.95, right=1.25)
+                              bottom=0.5, top=0.7, wspace=0.35 + 0.085 * longest, hspace=1.1, right=1.25)
     cmap = colormaps["cividis"].with_extremes(bad="#d9d9d9")
     image = None
     for ax, (track, budget) in zip(axes, ((t, b) for t in rows for b in budgets)):
@@ -99,8 +99,8 @@ def answer_figure(a: Analysis, shares: dict):
         same = a.verdict.same_headline.get((budget, track), math.nan)
         held = f"picked in {same:.0%} of resamples" if np.isfinite(same) else "stability not measured"
         pick = (ans.recommended, ans.batch) if ans.recommended is not None else None
-        said = f"{ans.recommended} @ {ans.batch}" if pick else "no pick"
-        image = _panel(ax, values, pick, f"{BUDGET_TITLES[budget]}, {track} ({datasets} datasets)\n{said}: {held}",
+        said = f"recommended: {ans.recommended} @ {ans.batch}" if pick else "no recommendation"
+        image = _panel(ax, values, pick, f"{BUDGET_TITLES[budget]}, {track}, {datasets} datasets\n{said}\n{held}",
                        cmap)
     if image is not None:
         right = max(ax.get_position().x1 for ax in axes)
