@@ -2,8 +2,9 @@
 numbers.
 
 A distance above the dataset's best (in loss units: the paired seed-to-seed SD of validation loss) is never
-negative, so it gets no negative half: it is drawn on a log axis from FLOOR, a tenth of a loss unit (closer than
-that is noise), up to the decade above the largest distance drawn, at most CEILING. A value below the floor is
+negative, so it gets no negative half: it is drawn on a log axis from the decade below the smallest distance, but
+not below FLOOR, a tenth of a loss unit (closer than that is noise), up to the decade above the largest, at most
+CEILING. A value below the floor is
 drawn on it and one above the ceiling on that, each with its own marker, and the axis label says so: a clipped
 point is visibly clipped, not moved. Symmetric-log axes, which printed -10^0 over 10^-1 and spanned 13 decades,
 are gone from the report.
@@ -11,6 +12,7 @@ are gone from the report.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
@@ -28,33 +30,50 @@ def plain(value: float) -> str:
     return f"{mantissa}e{int(exponent)}"
 
 
-def top_of(values) -> float:
-    """The axis top for these distances: the decade above the largest finite one, within [10 FLOOR, CEILING]."""
-    finite = np.asarray(values, float)
+@dataclass(frozen=True)
+class Span:
+    """The ends of a distance axis, in loss units."""
+    bottom: float
+    top: float
+
+    @property
+    def note(self) -> str:
+        """What the axis label says of the floor: only a floor at FLOOR clips anything."""
+        return f"(below {FLOOR:g} drawn on it)" if self.bottom <= FLOOR else ""
+
+
+def span(values) -> Span:
+    """The axis for these distances: from the decade below the smallest finite one (not below FLOOR) to the
+    decade above the largest (not above CEILING), at least one decade."""
+    finite = np.asarray(values, float).ravel()
     finite = finite[np.isfinite(finite)]
+    positive = finite[finite > 0]
+    smallest = float(positive.min()) if positive.size and positive.size == finite.size else FLOOR
     largest = float(finite.max()) if finite.size else 1.0
-    return float(min(CEILING, max(10 * FLOOR, 10.0 ** math.ceil(math.log10(max(largest, FLOOR) * 1.001)))))
+    bottom = max(FLOOR, 10.0 ** math.floor(math.log10(max(smallest, FLOOR))))
+    top = min(CEILING, 10.0 ** math.ceil(math.log10(max(largest, FLOOR) * 1.001)))
+    return Span(bottom, float(max(top, 10 * bottom)))
 
 
-def clip(values, top: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(values held within [FLOOR, top], which were below the floor, which above the top)."""
+def clip(values, ends: Span) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values held within the span, which were below its bottom, which above its top)."""
     v = np.asarray(values, float)
     with np.errstate(invalid="ignore"):
-        below, above = v < FLOOR, v > top
-    return np.clip(v, FLOOR, top), below, above
+        below, above = v < ends.bottom, v > ends.top
+    return np.clip(v, ends.bottom, ends.top), below, above
 
 
-def diverged_row(top: float) -> float:
-    """Where runs that diverged are drawn: in a band above the ceiling (``distance_axis(headroom=True)``)."""
-    return top * 2.2
+def diverged_row(ends: Span) -> float:
+    """Where runs that diverged are drawn: in a band above the top (``distance_axis(headroom=True)``)."""
+    return ends.top * 2.2
 
 
-def distance_axis(ax, top: float, label: str, headroom: bool = False) -> None:
-    """A log y axis from FLOOR to ``top`` with a labelled tick per decade (every other one past five decades);
+def distance_axis(ax, ends: Span, label: str, headroom: bool = False) -> None:
+    """A log y axis over the span with a labelled tick per decade (every other one past five decades);
     ``headroom``: a band above the top for the diverged runs' row."""
     ax.set_yscale("log")
-    ax.set_ylim(FLOOR / 1.25, top * (3.5 if headroom else 1.25))
-    decades = range(int(round(math.log10(FLOOR))), int(round(math.log10(top))) + 1)
+    ax.set_ylim(ends.bottom / 1.25, ends.top * (3.5 if headroom else 1.25))
+    decades = range(int(round(math.log10(ends.bottom))), int(round(math.log10(ends.top))) + 1)
     step = 1 if len(decades) <= 5 else 2
     ax.yaxis.set_major_locator(FixedLocator([10.0 ** d for d in decades][::step]))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: plain(v)))
@@ -85,10 +104,10 @@ than two (a range under a factor of five); thinned
     axis.set_minor_locator(NullLocator())
 
 
-def mark_clipped(ax, x, below, above, top: float, color) -> None:
+def mark_clipped(ax, x, below, above, ends: Span, color) -> None:
     """Draw the clipped points on the floor (down triangles) and the ceiling (up triangles)."""
     x = np.asarray(x, float)
     if below.any():
-        ax.scatter(x[below], np.full(int(below.sum()), FLOOR), marker=BELOW, s=12, color=color, lw=0)
+        ax.scatter(x[below], np.full(int(below.sum()), ends.bottom), marker=BELOW, s=12, color=color, lw=0)
     if above.any():
-        ax.scatter(x[above], np.full(int(above.sum()), top), marker=ABOVE, s=12, color=color, lw=0)
+        ax.scatter(x[above], np.full(int(above.sum()), ends.top), marker=ABOVE, s=12, color=color, lw=0)
