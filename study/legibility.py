@@ -4,8 +4,11 @@ the real figures.
 ``problems(fig)`` lays the figure out on its own canvas and lists what a reader could not read: two texts drawn
 over each other (tick labels, titles, axis labels, legend entries, annotations), a text cut off at the figure's
 edge, a legend drawn over another panel, an axis with a label or tick labels but fewer than two labelled ticks (a
-scale nobody can read; an axis whose ticks name things, one optimizer or one parameter, is a list, not a scale), and a visible panel with nothing drawn in it. Blank texts are ignored, and so is an axis
-deliberately left bare (no ticks, no label: a colour bar's short side, a diagram with no y scale).
+scale nobody can read; an axis whose ticks name things, one optimizer or one parameter, is a list, not a scale),
+and a visible panel with nothing drawn in it. Blank texts are ignored, and so is an axis deliberately left bare
+(no ticks, no label: a colour bar's short side, a diagram with no y scale). Texts are compared by their
+axis-aligned boxes, so rotated tick labels that lean over each other count as overlapping: the report's figures
+lay names out horizontally instead.
 
 Every place that saves a figure (the report's ``png_bytes``, the lecture's and a cell's ``_save``) calls
 ``saving(fig)`` first; ``watch()`` collects those figures, so a test checks exactly what is written, not a copy.
@@ -16,9 +19,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import itertools
-
-from matplotlib.category import StrCategoryFormatter
-from matplotlib.ticker import FixedFormatter
 
 _watchers: contextvars.ContextVar[tuple] = contextvars.ContextVar("figure_watchers", default=())
 SLACK = 1.0  # pixels: anti-aliasing makes touching boxes overlap by a fraction of a pixel
@@ -104,6 +104,10 @@ def _empty(ax) -> bool:
 
 def problems(fig) -> list[str]:
     """What makes ``fig`` hard to read, one line each; empty when it can be read."""
+    # imported here: the hook above is imported by every module that saves figures, matplotlib or not yet
+    from matplotlib.category import StrCategoryFormatter
+    from matplotlib.ticker import FixedFormatter
+
     renderer = fig.canvas.get_renderer()
     fig.draw(renderer)  # lay everything out (ticks, legends, layout engines) as saving would
     out = []
