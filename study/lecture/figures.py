@@ -291,6 +291,7 @@ def animation(grid, trajectories, minimum, path: Path, frames: int, fps: int, dp
     title = fig.suptitle(" ")
     fig.draw_without_rendering()  # lay the panels out once, then freeze: re-laying out every frame costs 2x
     fig.set_layout_engine(None)
+    legibility.saving(fig)  # checked as it stands after the last frame (the frames change paths and the title only)
     epochs = frame_epochs(int(trajectories[0].epoch[-1]), frames)
     writer = PillowWriter(fps=fps)
     with writer.saving(fig, str(path), dpi):
