@@ -20,6 +20,7 @@ SLOWEST_FIRST = (
     "test_services.py",
     "test_report_partial.py",
     "test_report_document.py",
+    "test_figures_legible.py",
     "test_lecture.py",
     "test_config.py",
     "test_bad_input.py",

@@ -20,7 +20,7 @@ from matplotlib.colors import to_hex
 from report_fixtures import fast_settings, make_results
 from study.core import hyperparams as hp, optim
 from study.report import analysis
-from study.report.document import figures, tuning
+from study.report.document import figures, tuning, tuning_figures
 from study.report.judge import decide
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,7 +176,7 @@ def test_a_seventh_optimizer_gets_its_colour_name_and_1_minus_x_panel_from_its_e
                            "rho": [np.nan] * 4 + [0.9, 0.99, 0.5, 0.999]})
     assert tuning.hyperparameter_panels(trials, ["gd", "rhoprop"], averaging=True) == [("rhoprop", "rho", True)]
     panels = tuning.hyperparameter_panels(trials, ["gd", "rhoprop"], averaging=True)
-    fig = figures.loss_against(trials, panels, ["full"], pd.Series({"d": 0.1}))
+    fig = tuning_figures.loss_against(trials, panels, ["full"], pd.Series({"d": 0.1}))
     ax = fig.axes[0]
     assert ax.get_title() == "rhoprop: 1 - rho"
     drawn = np.concatenate([c.get_offsets()[:, 0] for c in ax.collections])
@@ -207,7 +207,7 @@ def test_importing_and_drawing_the_report_chooses_no_backend(tmp_path):
             "import study.report.build, study.report.analysis, study.report.document.compose\n"
             "from study.report.document import figures\n"
             "profile = pd.DataFrame({'gd': [0.5, 1.0]}, index=pd.Index([1.0, 2.0], name='tau'))\n"
-            "png = figures.png_bytes(figures.performance_profiles([('epochs', profile)]))\n"
+            "png = figures.png_bytes(figures.performance_profiles([('epochs', 'epochs to the target', profile)]))\n"
             "print(png.startswith(b'\\x89PNG'), matplotlib.get_backend())\n")
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "MPLBACKEND": "svg", "MPLCONFIGDIR": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,

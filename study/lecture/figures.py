@@ -16,6 +16,7 @@ from matplotlib.animation import PillowWriter
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from study import legibility
 from study.core import optim
 from study.core.optim import OPTIMIZERS
 from study.lecture import toy as lecture
@@ -52,6 +53,7 @@ def _batch_title(batch_size: str) -> str:
 
 
 def _save(fig: Figure, path: Path, dpi: int) -> Path:
+    legibility.saving(fig)
     fig.savefig(path, dpi=dpi)
     return path
 
@@ -289,6 +291,7 @@ def animation(grid, trajectories, minimum, path: Path, frames: int, fps: int, dp
     title = fig.suptitle(" ")
     fig.draw_without_rendering()  # lay the panels out once, then freeze: re-laying out every frame costs 2x
     fig.set_layout_engine(None)
+    legibility.saving(fig)  # checked as it stands after the last frame (the frames change paths and the title only)
     epochs = frame_epochs(int(trajectories[0].epoch[-1]), frames)
     writer = PillowWriter(fps=fps)
     with writer.saving(fig, str(path), dpi):

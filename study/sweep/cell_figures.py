@@ -9,11 +9,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from study import legibility
 from study.sweep.names import COMPLETE, DEFAULT, DIVERGED, TUNED
 
 # Fixed margins for the 6 x 4 inch figures: tight_layout measured every label and cost 45 ms a figure
 MARGINS = {"left": 0.13, "right": 0.97, "bottom": 0.12, "top": 0.91}
 DPI = 80
+DIVERGED_TOP = 100.0  # a learning-curve axis ends this many times above the highest first-epoch loss
+LOG_FROM = 5.0  # the largest over the smallest value from which a log axis reads better than a linear one
 
 
 def _axes(**margins):
@@ -26,14 +29,33 @@ def _axes(**margins):
     return fig, fig.add_subplot()
 
 
-def _log_y(ax) -> None:
-    """A log y axis with plain tick labels and no minor ticks: matplotlib's default parses a mathtext label and
-    builds an artist for every minor tick, the larger part of a figure's cost."""
+def _short(value: float) -> str:
+    """0.001 to 1000 as they are, 1e4 or 2e-5 beyond: a tick label that fits the margin."""
+    if value == 0 or 1e-3 <= abs(value) < 1e4:
+        return f"{value:g}"
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _log_y(ax, values, top: float | None = None) -> None:
+    """A log y axis when the values span more than a factor of LOG_FROM (else the linear default reads better),
+    up to ``top`` when given (a diverged run would stretch it over twenty decades), ticked at 1, 2, 5 per decade
+    over a few decades and at powers of ten beyond, with plain labels and no minor ticks: within a decade a
+    per-decade locator labels a single tick, and matplotlib's default parses a mathtext label and builds an
+    artist for every minor tick, the larger part of a figure's cost."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
+    positive = [v for v in values if math.isfinite(v) and v > 0]
+    if not positive:
+        return
+    low, high = min(positive), min(max(positive), top if top is not None else math.inf)
+    if high < LOG_FROM * low:
+        return
     ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(numticks=6))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_ylim(low / 1.2, high * 1.2)
+    few = math.log10(high / low) <= 2.5
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if few else (1.0,), numticks=7))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _short(v)))
     ax.yaxis.set_minor_locator(NullLocator())
 
 
@@ -44,6 +66,7 @@ def _title(ax, text: str) -> None:
 
 
 def _save(fig, path: Path) -> Path:
+    legibility.saving(fig)
     fig.savefig(path, dpi=DPI)
     return path
 
@@ -67,7 +90,7 @@ def history(trials: list[dict], title: str, path: Path) -> Path | None:
         line.append((t["number"], best if math.isfinite(best) else math.nan))
     ax.step(*zip(*line), where="post", color="tab:orange", label="best so far")
     if min(t["value"] for t in scored) > 0:
-        _log_y(ax)
+        _log_y(ax, [t["value"] for t in scored])
     ax.set(xlabel="trial", ylabel="final validation loss")
     _title(ax, f"Optimization history — {title}")
     ax.legend(fontsize=8)
@@ -97,7 +120,9 @@ def learning_curves(curves: dict[tuple, list], title: str, path: Path) -> Path:
         labelled.add(track)
         ax.plot(range(1, len(values) + 1), values, color=colors.get(track, "tab:gray"), alpha=0.6, label=label)
     ax.set(xlabel="epoch", ylabel="validation loss")
-    _log_y(ax)
+    starts = [values[0] for values in curves.values() if values and math.isfinite(values[0])]
+    # a run that diverges leaves through the top: the axis shows up to DIVERGED_TOP x the highest starting loss
+    _log_y(ax, [v for values in curves.values() for v in values], DIVERGED_TOP * max(starts) if starts else None)
     _title(ax, title)
     if curves:
         ax.legend()

@@ -13,6 +13,7 @@ from pathlib import Path
 from study.report.analysis import Analysis
 from study.report.coverage import Coverage
 from study.report.document import figures, output, render_html, render_md
+from study.report.document.answer import answer_section
 from study.report.document.blocks import Figure, Heading, Paragraph, walk
 from study.report.document.claims import claims_section, footer_section
 from study.report.document.coverage import coverage_section
@@ -41,7 +42,8 @@ def _intro(a: Analysis) -> list:
 
 def build(a: Analysis, report_commit: str = "", coverage: Coverage | None = None) -> tuple[list, Tables]:
     tables = Tables()
-    blocks = _intro(a)
+    title, *intro = _intro(a)
+    blocks = [title, *answer_section(a, tables), *intro]  # the answer at a glance first, before any prose
     if coverage is not None:
         blocks += coverage_section(a, coverage, tables)
     for section in (verdict_section, stability_section, statistics_section, protocol_section, datasets_section,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import textwrap
 
 import matplotlib
 import matplotlib.style
@@ -18,10 +19,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, LogFormatter, NullLocator
+from matplotlib.ticker import FuncFormatter
 
-from study.core.hyperparams import search_value, searched_as
+from study import legibility
 from study.core.optim import OPTIMIZERS
+from study.report.document import scales
 
 STYLE = {"figure.dpi": 90, "savefig.dpi": 90, "font.size": 9, "axes.titlesize": 10, "axes.grid": True,
          "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False, "legend.fontsize": 8,
@@ -45,23 +47,24 @@ def color(name: str, index: int = 0):
 
 
 def _plain_log_labels(fig):
-    """Log axes labelled 0.3, 1, 3 rather than 3x10^-1: easier to read at a glance."""
+    """Log axes labelled 0.3, 1, 3 rather than 3x10^-1, with at least two labelled ticks and never so many that
+    they collide (``scales.log_ticks``); an axis given its own plain labels keeps them."""
     for ax in fig.axes:
-        for axis in (ax.xaxis, ax.yaxis):
-            if axis.get_scale() == "log":
-                axis.set_major_formatter(LogFormatter(labelOnlyBase=False))
-                axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+        for axis, limits in ((ax.xaxis, ax.get_xlim), (ax.yaxis, ax.get_ylim)):
+            if axis.get_scale() == "log" and not isinstance(axis.get_major_formatter(), FuncFormatter):
+                scales.log_ticks(axis, *sorted(limits()), most=5)
 
 
 def png_bytes(fig, dpi: int = 90) -> bytes:
     """The figure as PNG bytes with fixed metadata (no Software stamp): identical for identical content."""
     _plain_log_labels(fig)
+    legibility.saving(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
     return buffer.getvalue()
 
 
-def _grid(n: int, columns: int, width: float = 3.2, height: float = 2.6, left: float = 0.65, bottom: float = 0.5,
+def panel_grid(n: int, columns: int, width: float = 3.2, height: float = 2.6, left: float = 0.65, bottom: float = 0.5,
           top: float = 0.35, wspace: float = 0.55, hspace: float = 0.75, right: float = 0.15, **kwargs):
     """A grid of n panels, ``width`` x ``height`` inches each, with margins in inches. A fixed layout instead of
     tight_layout: tight_layout measures every tick label of every log axis and takes most of the drawing time."""
@@ -84,8 +87,8 @@ def _grid(n: int, columns: int, width: float = 3.2, height: float = 2.6, left: f
     return fig, list(axes.flat[:n])
 
 
-def _legend_right(fig, ax):
-    """One legend for the figure, in the right margin (``_grid(right=...)``), so no panel is covered."""
+def legend_right(fig, ax):
+    """One legend for the figure, in the right margin (``panel_grid(right=...)``), so no panel is covered."""
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", frameon=False)
 
@@ -136,7 +139,7 @@ def _cd_panel(ax, mean_ranks: pd.Series, cd: float, labels: dict, title: str, be
 def cd_diagrams(panels: list[tuple[str, object, set]], columns: int = 2):
     """One CD diagram per family: panels = [(title, FamilyResult, labels, beaten treatments)]."""
     width = 5.0
-    fig, axes = _grid(len(panels), columns, width=width, height=2.2, left=0.1, bottom=0.1, top=0.55, wspace=0.3,
+    fig, axes = panel_grid(len(panels), columns, width=width, height=2.2, left=0.1, bottom=0.1, top=0.55, wspace=0.3,
                       hspace=0.75)
     for ax, (title, result, labels, beaten) in zip(axes, panels):
         if len(result.mean_ranks) and result.mean_ranks.notna().all():
@@ -153,7 +156,7 @@ def dataset_curves(med: pd.DataFrame, dataset: str, batches: list[str], optimize
     """Validation loss against epoch, one panel per batch size, a line per optimizer: median over seeds, band
     from the 25th to the 75th percentile; the dashed line is the dataset's target."""
     rows = med[(med["dataset"] == dataset) & (med["track"] == track)]
-    fig, axes = _grid(len(batches), len(batches), width=2.6, height=2.3, right=1.1, left=0.9, sharey=True)
+    fig, axes = panel_grid(len(batches), len(batches), width=2.6, height=2.3, right=1.1, left=0.9, sharey=True)
     for ax, batch in zip(axes, batches):
         for i, optimizer in enumerate(optimizers):
             r = rows[(rows["optimizer"] == optimizer) & (rows["batch_size"] == batch)].sort_values("epoch")
@@ -168,61 +171,7 @@ def dataset_curves(med: pd.DataFrame, dataset: str, batches: list[str], optimize
         ax.set_title(f"batch {batch}")
         ax.set_xlabel("epoch")
     axes[0].set_ylabel(f"validation loss ({track})")
-    _legend_right(fig, axes[0])
-    return fig
-
-
-# --- tuning ------------------------------------------------------------------------------------------------------
-def budget_curves(curves: pd.DataFrame, batches: list[str], optimizers: list[str]):
-    """Best validation loss after k trials over the dataset's best trial, in loss units, median over
-    datasets."""
-    fig, axes = _grid(len(batches), len(batches), width=2.6, height=2.4, right=1.1, left=0.9, sharey=True)
-    for ax, batch in zip(axes, batches):
-        sub = curves[curves["batch_size"] == batch]
-        for i, optimizer in enumerate(optimizers):
-            r = sub[sub["optimizer"] == optimizer].groupby("k")["excess"].median()
-            if len(r):
-                ax.plot(r.index, r.to_numpy(), color=color(optimizer, i), lw=1.3, label=optimizer)
-        ax.set_yscale("symlog", linthresh=0.5)
-        ax.set_xscale("log")
-        k_max = int(curves["k"].max()) if len(curves) else 1
-        ticks = [k for k in (1, 2, 5, 10, 20, 50, 100, 200) if k < k_max / 1.5] + [k_max]
-        ax.xaxis.set_major_locator(FixedLocator(ticks))
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_title(f"batch {batch}")
-        ax.set_xlabel("trials k")
-    axes[0].set_ylabel("above the dataset's best, loss units")
-    _legend_right(fig, axes[0])
-    return fig
-
-
-def loss_against(trials: pd.DataFrame, panels: list[tuple[str, str, bool]], batches: list[str], unit: pd.Series):
-    """Trial value above the dataset's best trial, in loss units, against a hyperparameter, one panel per
-    (optimizer, parameter); x is 1 - value for averaging constants. Diverged trials are crosses at the top."""
-    best = trials[trials["state"] == "COMPLETE"].groupby("dataset")["value"].min()
-    fig, axes = _grid(len(panels), 3, width=3.0, height=2.4, right=1.0, left=0.75, wspace=0.85)
-    for ax, (optimizer, param, one_minus) in zip(axes, panels):
-        t = trials[(trials["optimizer"] == optimizer) & trials["state"].isin(["COMPLETE", "DIVERGED"])]
-        top = 1.0
-        for batch in batches:
-            b = t[t["batch_size"] == batch]
-            x = search_value(b[param], one_minus)
-            y = (b["value"] - b["dataset"].map(best)) / b["dataset"].map(unit)
-            ok = b["state"] == "COMPLETE"
-            ax.scatter(x[ok], y[ok], s=5, alpha=0.5, color=color(batch), label=batch, lw=0)
-            top = max(top, float(np.nanmax(y[ok])) if ok.any() else top)
-        diverged = t[t["state"] == "DIVERGED"]
-        x = search_value(diverged[param], one_minus)
-        ax.scatter(x, np.full(len(x), top * 1.5), marker="x", s=10, color="k", lw=0.6, label="diverged")
-        if np.isfinite(t["dataset"].map(unit)).any():
-            ax.set_xscale("log")
-            ax.set_yscale("symlog", linthresh=0.5)
-        else:  # no loss unit (one cell or one seed): nothing to place on a log axis
-            ax.text(0.5, 0.5, "not measured:\nno loss unit", ha="center", va="center", transform=ax.transAxes)
-        ax.set_title(f"{optimizer}: {searched_as(param, one_minus)}")
-        ax.set_ylabel("above the best, loss units")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", frameon=False, markerscale=2.5)
+    legend_right(fig, axes[0])
     return fig
 
 
@@ -230,7 +179,7 @@ def loss_against(trials: pd.DataFrame, panels: list[tuple[str, str, bool]], batc
 def batch_modes(noise_runs: pd.DataFrame, mean_ranks: pd.DataFrame, batches: list[str], optimizers: list[str]):
     """Against batch size: the late-epoch gradient RMS norm over the full-batch run's, the share of epochs in
     which validation loss rose, and the batch size's mean rank of test loss (tuned) within each optimizer."""
-    fig, axes = _grid(3, 3, width=3.2, height=2.6, right=1.1)
+    fig, axes = panel_grid(3, 3, width=3.2, height=2.6, right=1.1)
     x = np.arange(len(batches))
     ratios = []
     for i, optimizer in enumerate(optimizers):
@@ -253,24 +202,32 @@ def batch_modes(noise_runs: pd.DataFrame, mean_ranks: pd.DataFrame, batches: lis
         axes[0].text(0.5, 0.5, "not measured:\nno full-batch run to compare with", ha="center", va="center",
                      transform=axes[0].transAxes)
     axes[2].invert_yaxis()
-    _legend_right(fig, axes[0])
+    legend_right(fig, axes[0])
     return fig
 
 
-def performance_profiles(profiles: list[tuple[str, pd.DataFrame]]):
-    """Dolan-Moré profiles: the share of datasets on which a solver reaches the target within tau times the
-    fastest solver's epochs."""
-    fig, axes = _grid(len(profiles), 2, width=4.0, height=2.8, right=1.1)
-    for ax, (title, profile) in zip(axes, profiles):
+PROFILE_UNITS = {"epochs": "epochs", "updates": "updates", "seconds": "seconds"}
+
+
+def performance_profiles(profiles: list[tuple[str, str, pd.DataFrame]]):
+    """Dolan-Moré profiles, one panel per budget ``(budget, title, profile)`` in one row: the share of datasets
+    on which a solver reaches the target within tau times the fastest solver's cost in that budget's unit."""
+    fig, axes = panel_grid(max(len(profiles), 1), 3, width=3.3, height=2.8, right=1.1, top=0.6, wspace=0.7)
+    for ax, (budget, title, profile) in zip(axes, profiles):
         for i, solver in enumerate(profile.columns):
             ax.step(profile.index, profile[solver], where="post", color=color(str(solver), i), lw=1.4,
                     label=str(solver))
         ax.set_xscale("log", base=2)
+        low, high = float(profile.index.min()), float(profile.index.max())
+        ax.set_xlim(low, high)
+        scales.log_ticks(ax.xaxis, low, high, base=2)
         ax.set_ylim(-0.03, 1.03)
-        ax.set_xlabel("tau (epochs / fastest epochs)")
+        unit = PROFILE_UNITS.get(budget, budget)
+        ax.set_xlabel(f"tau ({unit} / fastest {unit})")
         ax.set_ylabel("share of datasets")
-        ax.set_title(title)
-        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+        ax.set_title(textwrap.fill(title, 38), fontsize=9)
+    if profiles:
+        legend_right(fig, axes[0])
     return fig
 
 
@@ -279,7 +236,7 @@ def claims_toy(raw: dict, lecture_eta: float, target_fraction: float):
     """The toy evidence: loss against epoch at the lecture's learning rate; epochs to target and u-turns against
     the learning rate; mini-batch gradient error and u-turn rate against batch size."""
     runs, mb = raw["toy"], raw["minibatch"]
-    fig, axes = _grid(4, 4, width=2.9, height=2.5, right=0.9, wspace=0.7)
+    fig, axes = panel_grid(4, 4, width=2.9, height=2.5, right=1.1, left=0.8, wspace=0.75)
     at = int(np.argmin(np.abs(runs["etas"] - lecture_eta)))
     for i, optimizer in enumerate(("gd", "momentum", "nag", "adagrad", "rmsprop")):
         c, r = color(optimizer, i), runs[optimizer]
@@ -289,7 +246,7 @@ def claims_toy(raw: dict, lecture_eta: float, target_fraction: float):
     axes[0].set(yscale="log", xscale="log", xlabel="epoch", ylabel="loss",
                 title=f"toy problem, eta = {runs['etas'][at]:g}")
     axes[0].set_ylim(bottom=1e-8)  # below this the runs are converged; momentum's tail reaches 1e-32
-    _legend_right(fig, axes[0])
+    legend_right(fig, axes[0])
     axes[1].set(xscale="log", yscale="log", xlabel="eta", title=f"epochs to {target_fraction:.0%} of the start loss")
     axes[2].set(xscale="log", yscale="log", xlabel="eta", title="u-turns (+0.5)")
     sizes = [b for b in mb["sizes"] if b in mb["gradient_error"]]
@@ -306,54 +263,25 @@ def claims_toy(raw: dict, lecture_eta: float, target_fraction: float):
 
 def stability(table: pd.DataFrame, optimizers: list[str], budgets: list[str]):
     """P(validation picks the optimizer) over the bootstrap resamples: a panel per budget, bars per track."""
-    fig, axes = _grid(len(budgets), 3, width=3.4, height=2.6, left=0.6, bottom=0.75, right=1.0)
+    longest = max((len(o) for o in optimizers), default=4)
+    fig, axes = panel_grid(len(budgets), 3, width=3.0, height=0.3 * len(optimizers) + 1.0, left=0.25 + 0.075 * longest,
+                      wspace=0.35 + 0.075 * longest, bottom=0.5, right=1.0)
     opt = table[table["kind"] == "optimizer"]
     tracks = [t for t in ("tuned", "default") if (opt["track"] == t).any()]
-    x = np.arange(len(optimizers))
+    y = np.arange(len(optimizers))
     for ax, budget in zip(axes, budgets):
-        for i, track in enumerate(tracks):
+        for i, track in enumerate(tracks):  # tracks told apart by lightness and hatching, not by hue alone
             rows = opt[(opt["budget"] == budget) & (opt["track"] == track)].set_index("optimizer")
             values = [float(rows["p_best"].get(o, 0.0)) for o in optimizers]
-            ax.bar(x + (i - (len(tracks) - 1) / 2) * 0.38, values, width=0.36, label=track,
-                   color=["#1f77b4", "#ff7f0e"][i], alpha=0.85)
-        ax.set_xticks(x)
-        ax.set_xticklabels(optimizers, rotation=45, ha="right")
-        ax.set_ylim(0, 1)
+            ax.barh(y + (i - (len(tracks) - 1) / 2) * 0.38, values, height=0.36, label=track,
+                    color=["#08306b", "#9ecae1"][i], hatch=["", "//"][i], edgecolor="white", lw=0)
+        ax.set_yticks(y, optimizers)
+        ax.invert_yaxis()  # the registry's order from the top
+        ax.set_xlim(0, 1)
         ax.set_title(f"{budget}")
-        ax.set_ylabel("P(picked)")
+        ax.set_xlabel("P(picked)")
     if axes:
-        _legend_right(fig, axes[0])
-    return fig
-
-
-def best_of_k(curves: pd.DataFrame, chosen_batch: dict, unit: pd.Series, optimizers: list[str]):
-    """Expected test loss of validation's pick among k random trials, each optimizer at its chosen batch size:
-    above the dataset's best curve value, in loss units, median over datasets, with the median band."""
-    fig, axes = _grid(1, 1, width=5.2, height=3.2, right=1.2, left=0.8)
-    ax = axes[0]
-    chosen = curves[[chosen_batch.get(o) == b for o, b in zip(curves["optimizer"], curves["batch_size"])]]
-    best = chosen.groupby("dataset")["test"].min()
-    scale = chosen["dataset"].map(unit)
-    base = chosen["dataset"].map(best)
-    excess = chosen.assign(mid=(chosen["test"] - base) / scale, lo=(chosen["test_low"] - base) / scale,
-                           hi=(chosen["test_high"] - base) / scale)
-    drawn = False
-    for i, optimizer in enumerate(optimizers):
-        r = excess[excess["optimizer"] == optimizer].groupby("k")[["mid", "lo", "hi"]].median()
-        if len(r) and r["mid"].notna().any():
-            ax.plot(r.index, r["mid"], color=color(optimizer, i), lw=1.4, label=optimizer)
-            ax.fill_between(r.index, r["lo"], r["hi"], color=color(optimizer, i), alpha=0.12, lw=0)
-            drawn = True
-    if not drawn:  # no loss unit (one cell, or one seed): a log axis of nothing cannot be drawn
-        ax.text(0.5, 0.5, "not measured:\nno loss unit (needs two cells and two seeds)", ha="center",
-                va="center", transform=ax.transAxes)
-        return fig
-    ax.set_xscale("log")
-    ax.set_yscale("symlog", linthresh=0.5)
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xlabel("random trials k")
-    ax.set_ylabel("test loss above the best, loss units")
-    _legend_right(fig, ax)
+        legend_right(fig, axes[0])
     return fig
 
 
@@ -361,7 +289,7 @@ def tolerance_sensitivity(table: pd.DataFrame, optimizers: list[str], sure: floa
     """P(practically equivalent to the recommended optimizer) against the tolerance (as a multiple of the
     declared one, log axis), a panel per budget, a line per optimizer compared."""
     budgets = list(dict.fromkeys(table["budget"]))
-    fig, axes = _grid(max(len(budgets), 1), 3, width=3.2, height=2.6, right=1.1)
+    fig, axes = panel_grid(max(len(budgets), 1), 3, width=3.2, height=2.6, right=1.1)
     for ax, budget in zip(axes, budgets):
         rows = table[table["budget"] == budget]
         for i, optimizer in enumerate(optimizers):
@@ -376,5 +304,5 @@ def tolerance_sensitivity(table: pd.DataFrame, optimizers: list[str], sure: floa
         ax.set_ylabel("P(equivalent)")
         ax.set_title(budget)
     if budgets:
-        _legend_right(fig, axes[0])
+        legend_right(fig, axes[0])
     return fig

@@ -20,8 +20,9 @@ th.num, td.num { text-align: right; white-space: nowrap; } th { background: #faf
 figure { margin: 1rem 0 1.5rem; } figure img { max-width: 100%; height: auto; }
 figcaption { color: #555; font-size: .85rem; } details { margin: .5rem 0; }
 summary { cursor: pointer; font-weight: 600; padding: .3rem 0; }
-nav { background: #f7f7f9; padding: .6rem 1rem; border-radius: 6px; font-size: .9rem; }
-nav a { margin-right: .9rem; white-space: nowrap; }
+nav { background: #f7f7f9; padding: .6rem 1rem; border-radius: 6px; font-size: .9rem; display: flex;
+      flex-wrap: wrap; gap: .25rem .9rem; }
+nav a { white-space: nowrap; }
 """
 
 

@@ -152,7 +152,7 @@ def profiles_section(a: Analysis, tables: Tables) -> list:
                           f"within {fmt.num(tau_max)}x the fastest": fmt.share(p[solver].iloc[-1]),
                           "reached the target": fmt.share(reached)})
     csv = tables.add("profile_summary", pd.DataFrame(rows))
-    fig = figures.performance_profiles([(title, p) for _, title, p in a.practice.profiles])
+    fig = figures.performance_profiles(a.practice.profiles)
     return [Heading("Performance profiles"), Paragraph(
         "Dolan-Moré performance profiles of the cost to reach the dataset's target on the test curve (as AlgoPerf "
         "uses for time to target), one per budget a practitioner pays in: epochs, updates, and seconds (this "

@@ -7,7 +7,7 @@ from study.core.hyperparams import lecture_name, searched_as
 from study.core.optim import OPTIMIZERS
 from study.report import fmt
 from study.report.analysis import Analysis
-from study.report.document import figures
+from study.report.document import figures, tuning_figures
 from study.report.document.blocks import Figure, Heading, Paragraph, Table
 from study.report.document.protocol import pruning_blocks
 from study.report.document.sentences import short_status, status_sentence
@@ -23,7 +23,7 @@ def _budget_blocks(a: Analysis, tables: Tables) -> list:
     epochs = a.verdict.answer("epochs", "tuned")
     blocks = []
     if a.tuning.random_arm and epochs is not None:
-        picture = figures.best_of_k(a.tuning.random_curves, epochs.chosen_batch, a.scores.unit, a.grid.optimizers)
+        picture = tuning_figures.best_of_k(a.tuning.random_curves, epochs.chosen_batch, a.scores.unit, a.grid.optimizers)
         blocks += [Paragraph(
             "**What k trials buy.** Every cell also ran an unpruned random search with the same number of trials, "
             "each trial scored on test too (tag `scored_on_test=true`; no choice reads it). The expected best-of-k "
@@ -51,7 +51,7 @@ def _budget_blocks(a: Analysis, tables: Tables) -> list:
         blocks.append(Table(pd.DataFrame(shown), f"Which optimizer wins with a budget of k trials: {how}, each "
                                                  f"optimizer at its chosen batch size.",
                             tables.add("budget_winners", pd.DataFrame(rows))))
-    picture = figures.budget_curves(curves, a.grid.batches, a.grid.optimizers)
+    picture = tuning_figures.budget_curves(curves, a.grid.batches, a.grid.optimizers)
     blocks.append(Figure("tuning_budget", figures.png_bytes(picture, dpi),
                          "Best validation loss after k trials above the dataset's best trial, in loss units, "
                          "median over datasets, a panel per batch size (random arm: expected best-of-k; "
@@ -120,7 +120,7 @@ def tuning_section(a: Analysis, tables: Tables) -> list:
     blocks += _budget_blocks(a, tables)
     blocks += pruning_blocks(a, tables)
     blocks += _value_blocks(a, tables)
-    picture = figures.loss_against(trials, hyperparameter_panels(trials, a.grid.optimizers, False), a.grid.batches,
+    picture = tuning_figures.loss_against(trials, hyperparameter_panels(trials, a.grid.optimizers, False), a.grid.batches,
                                    a.scores.unit)
     blocks.append(Figure("tuning_eta", figures.png_bytes(picture, dpi),
                          "Final validation loss of every trial above the dataset's best trial, in loss units, "
@@ -128,7 +128,7 @@ def tuning_section(a: Analysis, tables: Tables) -> list:
                          "colour = batch size, crosses at the top = diverged trials."))
     panels = hyperparameter_panels(trials, a.grid.optimizers, True)
     if panels:
-        picture = figures.loss_against(trials, panels, a.grid.batches, a.scores.unit)
+        picture = tuning_figures.loss_against(trials, panels, a.grid.batches, a.scores.unit)
         blocks.append(Figure("tuning_averaging", figures.png_bytes(picture, dpi),
                              "The same against the averaging constants, drawn as 1 - value (searched log-uniformly "
                              "that way): 0.1 is 0.9, 0.01 is 0.99."))
