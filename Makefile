@@ -13,7 +13,7 @@ WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 # The suite on two processes, a module each at a time (pytest-xdist, pinned), the slowest modules first
 # (tests/conftest.py orders them; xdist's own reordering, by number of tests, is off): CI's machine has two cores.
 # `make test PYTEST_ARGS=` runs it serially; PYTEST_ARGS="-n 2 --dist loadfile -k NAME" selects.
-PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
+PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder --durations=30
 export PYTHONPATH := $(CURDIR)
 
 .DEFAULT_GOAL := help

@@ -76,7 +76,8 @@ VERDICTS = [
     ("AdaGrad's learning rate decays until it stalls near the minimum", "contradicted", 0.0, 5),
     ("RMSProp avoids AdaGrad's stall", "inconclusive", math.nan, 0),
     ("Raising GD's learning rate does not fix gentle slopes (it overshoots or diverges)", "inconclusive", 0.5, 6),
-    ("Mini-batches reduce the oscillation of stochastic updates", "inconclusive", 0.5, 6),
+    # 4 of 6 since the test rows are fixed for every seed (issue 18): the toy's training rows moved
+    ("Mini-batches reduce the oscillation of stochastic updates", "inconclusive", 4 / 6, 6),
     ("Larger batches estimate the gradient more accurately", "by construction", 1.0, 6),
 ]
 

@@ -155,7 +155,7 @@ def test_a_trial_failed_by_another_worker_while_it_is_asked_is_a_lost_claim_not_
         other = optuna.load_study(study_name=name, storage=tuning.open_storage(tuning.storage_url(tmp_path, cfg.name)))
         ours = optuna.load_study(study_name=name, storage=AnotherWorkerFailsEachNewTrial(ctx.storage, other))
         with pytest.raises(tuning.ClaimLost):
-            cell_mod._ask_population(ctx, cell, ours, "tpe", 0, claim)  # noqa: SLF001 (the loop's own step)
+            cell_mod._ask_population(ctx, cell, ours, 0, "tpe", 0, claim)  # noqa: SLF001 (the loop's own step)
         assert [t.state for t in other.get_trials(deepcopy=False)] == [TrialState.FAIL]
     finally:
         claim.release()

@@ -168,6 +168,8 @@ def _competitive(epochs, st: Statistics) -> tuple:
         return (f"Adam is the pick; {j.status}; least sure: {weakest} with P(equivalent) "
                 f"{fmt.prob(pairs[weakest]['p_equivalent'])}", FINDING.word(verdict),
                 pairs[weakest]["p_equivalent"], st.sure)
+    if not j.behind:  # the others placed nowhere (too few datasets for the tests): no evidence either way
+        return "Adam is the pick; no test could place the others", FINDING.word(None), float("nan"), st.alpha
     return ("Adam is the pick; every other significantly behind it", FINDING.word(True),
             max(pairs[o]["holm_p"] for o in j.behind), st.alpha)
 
