@@ -774,7 +774,8 @@ def test_sigint_stops_cleanly_says_how_to_resume_and_a_rerun_completes(tmp_path)
     started = time.monotonic()
     proc = start_sweep(tmp_path, SIGINT, 2, log)
     try:
-        wait_until(proc, tmp_path, cfg, lambda done, running: done >= total // 4)
+        # soon after the first trials: however loaded the machine, most of the sweep is still ahead
+        wait_until(proc, tmp_path, cfg, lambda done, running: done >= 2)
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole foreground group gets it
         stopped = time.monotonic()
         proc.wait(timeout=120)

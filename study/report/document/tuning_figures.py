@@ -73,6 +73,10 @@ def loss_against(trials: pd.DataFrame, panels: list[tuple[str, str, bool]], batc
         x = search_value(diverged[param], one_minus)
         ax.scatter(x, np.full(len(x), scales.diverged_row(ends)), marker="x", s=10, color="k", lw=0.6,
                    label="diverged")
+        searched = search_value(t[param], one_minus).to_numpy(float)
+        searched = searched[np.isfinite(searched) & (searched > 0)]
+        if not measured and searched.size:  # nothing drawn (no distance): the axis spans what was searched
+            ax.set_xlim(searched.min() / 2, searched.max() * 2)
         ax.set_xscale("log")
         if measured:
             scales.distance_axis(ax, ends, f"above the best, loss units\n{ends.note}".strip(), headroom=True)
