@@ -41,7 +41,12 @@ def within_shares(a: Analysis, budget: str, track: str) -> tuple[pd.DataFrame, i
     if test.empty:
         return shape, 0
     finite = test.where(np.isfinite(test))
-    best = finite.min(axis=1).fillna(np.inf)  # every cell censored: the best is "never", and each ties with it
+    # a dataset on which no cell reached the target (every cost censored at the cap) says nothing about which cell
+    # is best: counted, every cell would tie with "never" and the grid would read 100% everywhere
+    reached = finite.notna().any(axis=1)
+    test, best = test[reached], finite.min(axis=1)[reached]
+    if test.empty:
+        return shape, 0
     distance = differences(budget, a.scores.unit, a.scores.caps)
     for optimizer, batch in test.columns:
         d = np.asarray(distance(test[(optimizer, batch)], best), float)
@@ -93,8 +98,8 @@ def answer_figure(a: Analysis, shares: dict):
         values, datasets = shares.get((budget, track), (None, 0))
         if ans is None or values is None or datasets == 0:
             ax.axis("off")
-            ax.text(0.5, 0.5, f"{BUDGET_TITLES[budget]}, {track}:\nnot measured", ha="center", va="center",
-                    transform=ax.transAxes)
+            ax.text(0.5, 0.5, f"{BUDGET_TITLES[budget]}, {track}:\nnot measured, or no cell\nreached the target",
+                    ha="center", va="center", transform=ax.transAxes)
             continue
         same = a.verdict.same_headline.get((budget, track), math.nan)
         held = f"picked in {same:.0%} of resamples" if np.isfinite(same) else "stability not measured"
@@ -129,7 +134,8 @@ def answer_section(a: Analysis, tables: Tables) -> list:
     caption = ("The answer at a glance. Per budget and track: the share of datasets on which each optimizer at each "
                "batch size scores within the declared tolerance of the dataset's best cell on test (loss units at "
                "equal epochs, the ratio of costs at equal updates and wall time, a run that never reaches the "
-               "target counted at the cap). The box is validation's recommendation, the title how often the "
+               "target counted at the cap; datasets on which no cell reached it are left out). The box is "
+               "validation's recommendation, the title how often the "
                "bootstrap resamples pick it. Why, and how sure: below. Numbers: "
                f"`tables/{csv}.csv`.")
     return [Figure("answer", figures.png_bytes(fig, a.settings.report.figures.dpi), caption)]
