@@ -33,7 +33,7 @@ def generalisation_rows(a: Analysis) -> pd.DataFrame:
         rows.append({"optimizer": o, "batch_size": ans.chosen_batch[o], "train_mean_rank": train_ranks[o],
                      # no measured gap (a one-cell sweep's unit is 0): no median, and no All-NaN warning
                      "test_mean_rank": test_ranks[o],
-                     "median_gap": float(np.nanmedian(gap)) if np.isfinite(gap).any() else math.nan,
+                     "median_gap": stats.finite_median(gap),
                      "datasets": len(train)})
     return pd.DataFrame(rows, columns=columns)
 

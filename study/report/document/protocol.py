@@ -2,7 +2,6 @@
 run found, and (in the tuning section) what TPE with pruning buys over random search."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from study.report import fmt
@@ -10,6 +9,7 @@ from study.report.analysis import Analysis
 from study.report.document.blocks import Heading, Paragraph, Table
 from study.report.document.tables import Tables
 from study.report.inputs import hyperparameter_names
+from study.report.judge import stats
 
 
 def _caps_shown(budgets: pd.DataFrame, datasets) -> pd.DataFrame:
@@ -52,7 +52,7 @@ def _runs_sentence(a: Analysis) -> str:
     return (f"Each cell was tuned by {n} independent TPE runs, each with its own sampler seed and its own "
             f"train/validation split; each run's choice was evaluated with every evaluation seed. Between the runs "
             f"of a cell, the mean test loss of their choices differs by a median of "
-            f"{fmt.num(_median(spread))} loss units (`tables/tuning_runs.csv`). From one run's "
+            f"{fmt.num(stats.finite_median(spread))} loss units (`tables/tuning_runs.csv`). From one run's "
             f"evaluations alone, validation makes the same pick at "
             f"{fmt.names(agree) if agree else 'no budget'}: the bootstrap resamples tuning runs, so how sure the "
             f"verdict is includes this.")
@@ -121,10 +121,3 @@ def pruning_blocks(a: Analysis, tables: Tables) -> list:
     return [Paragraph(text), Table(shown, "TPE with the median pruner against random search, per optimizer: the "
                                           "random arm's best test loss minus TPE's, in loss units (> 0: TPE "
                                           "better), median over datasets with its interval.", csv)]
-
-
-def _median(values) -> float:
-    """The median of the finite values; NaN (printed n/a) where there is none, without numpy's All-NaN warning."""
-    finite = np.asarray(values, float)
-    finite = finite[np.isfinite(finite)]
-    return float(np.median(finite)) if finite.size else float("nan")

@@ -21,6 +21,7 @@ the expected best-of-k of a random search.
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -319,3 +320,10 @@ def best_so_far(values) -> np.ndarray:
     """Running minimum in trial order; NaN (pruned, failed) trials do not count; NaN until the first value."""
     v = np.asarray(values, float)
     return np.fmin.accumulate(np.where(np.isfinite(v), v, np.nan)) if len(v) else v
+
+
+def finite_median(values) -> float:
+    """The median of the finite values; NaN (printed n/a) where there is none, without numpy's All-NaN warning."""
+    finite = np.asarray(values, float)
+    finite = finite[np.isfinite(finite)]
+    return float(np.median(finite)) if finite.size else math.nan
