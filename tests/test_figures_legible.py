@@ -227,3 +227,29 @@ def test_the_contents_bar_wraps_at_1400_px(tmp_path):
         finally:
             browser.close()
     assert widths[0] <= widths[1] and widths[2] <= 1400, widths
+
+
+def test_a_dataset_no_cell_reached_the_target_on_is_left_out_of_the_answer_shares():
+    """Planted both ways: censor every tuned cell's updates to the target on one dataset. Counted, every cell would
+    tie with "never" there and each share would gain that dataset as a success; left out, the shares are those of
+    the grid without that dataset, and the count of datasets is one fewer."""
+    import dataclasses
+
+    from study.report import analysis
+    from study.report.document.answer import within_shares
+
+    found = analysis.analyse(make_results(optimizer_effect={"adam": -0.15}, batch_effect={"32": -0.08}), SETTINGS)
+    shares, n = within_shares(found, "updates", "tuned")
+    assert n == len(found.grid.datasets) and 0 < np.nanmin(shares.to_numpy()) < 1  # a grid with something to say
+
+    never = found.grid.datasets[0]
+    cells = found.scores.cells.copy()
+    cells.loc[(cells["dataset"] == never) & (cells["track"] == "tuned"), "test_updates"] = np.inf
+    censored = dataclasses.replace(found, scores=dataclasses.replace(found.scores, cells=cells))
+    left_out, m = within_shares(censored, "updates", "tuned")
+    without = dataclasses.replace(found, grid=dataclasses.replace(found.grid, datasets=found.grid.datasets[1:]))
+    expected, k = within_shares(without, "updates", "tuned")
+    assert m == k == n - 1
+    np.testing.assert_allclose(left_out.to_numpy(float), expected.to_numpy(float))
+    counted = (expected.to_numpy(float) * (n - 1) + 1) / n  # what counting the censored dataset as a tie would read
+    assert not np.allclose(left_out.to_numpy(float), counted)

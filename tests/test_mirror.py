@@ -136,9 +136,13 @@ def summary_line(stderr: str) -> str:
     return next((line for line in stderr.splitlines() if "in MLflow:" in line), "")
 
 
-# --- a finished sweep ------------------------------------------------------------------------------------------
+# --- a finished sweep ---------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_a_finished_sweeps_lost_mlflow_store_is_written_again_run_for_run(tmp_path):
+def test_a_finished_sweeps_lost_mlflow_store_or_deleted_runs_are_written_again_run_for_run(tmp_path):
+    """One finished sweep, two losses in turn: its whole MLflow store deleted, then (in the store written again) a
+    trial run and an evaluation run deleted in the UI (a cell run's child count no longer matches). Each time the
+    same command writes back what was lost, the run table equals the original's, and the two deleted runs come back
+    under the same cell run, which keeps its one dataset input."""
     cfg = config_of(MIRROR)
     first = run_sweep(tmp_path, MIRROR, 2)
     assert first.returncode == 0, trouble(first.stderr)
@@ -161,24 +165,16 @@ def test_a_finished_sweeps_lost_mlflow_store_is_written_again_run_for_run(tmp_pa
 
     last = run_sweep(tmp_path, MIRROR, 2, timeout=120)
     assert last.returncode == 0 and "nothing to run" in last.stderr, tail(last.stderr)
-    print(f"sweep {first.seconds:.1f} s, check of a finished sweep {again.seconds:.1f} s, rebuild after the MLflow "
-          f"store was deleted {rebuilt.seconds:.1f} s ({len(original)} runs), check again {last.seconds:.1f} s")
 
-
-@pytest.mark.slow
-def test_deleted_runs_of_a_finished_cell_are_written_again(tmp_path):
-    """A trial run and an evaluation run deleted in the UI (a cell run's child count no longer matches): the rerun
-    writes the two again under the same cell run, which keeps its one dataset input."""
-    cfg = config_of(MIRROR)
-    first = run_sweep(tmp_path, MIRROR, 2)
-    assert first.returncode == 0, trouble(first.stderr)
-    original = fresh(run_table, tmp_path, cfg)
     cell = cfg.cells()[1]
     parent, victims = fresh(delete_two_children, tmp_path, cfg, cell)
     rerun = run_sweep(tmp_path, MIRROR, 2)
     assert rerun.returncode == 0 and "nothing to run" not in rerun.stderr, trouble(rerun.stderr)
     assert_same(original, fresh(run_table, tmp_path, cfg))
     assert fresh(cell_run_and_stages, tmp_path, cfg, cell, victims) == (parent, ["deleted", "deleted"])
+    print(f"sweep {first.seconds:.1f} s, check of a finished sweep {again.seconds:.1f} s, rebuild after the MLflow "
+          f"store was deleted {rebuilt.seconds:.1f} s ({len(original)} runs), check again {last.seconds:.1f} s, "
+          f"two deleted runs written again {rerun.seconds:.1f} s")
 
 
 def delete_two_children(runs_dir: Path, cfg, cell) -> tuple[str, list[str]]:

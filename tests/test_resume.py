@@ -9,11 +9,11 @@ What is compared:
   - every evaluation's hyperparameters, final values (``seconds`` aside) and the budgets it serves, keyed by track,
     tuning run, trial and seed; the equal-wall-time budget aside (its cap is each sweep's own measured timing: an
     interrupted sweep keeps the timing it measured before its first cell, but two sweeps measure two timings);
-  - every table of the report (``python -m pipelines.report ... --no-log``: tables/*.csv), cell for cell as text,
-    apart from what measured time decides, the same between two uninterrupted sweeps: columns named ``seconds*``,
-    rows of the equal-wall-time budget (``budget`` or ``profile`` = ``seconds``: each cell's measured
-    ``seconds_per_epoch`` sets them), and profile_times_seconds.csv (times to target at that budget); the sweep's
-    own directory, which reproducibility.csv names, is replaced by a placeholder.
+  - every table of the report (tables/*.csv, built from the stores with fewer resamples: ``report_tables``), cell
+    for cell as text, apart from what measured time decides, the same between two uninterrupted sweeps: columns
+    named ``seconds*``, rows of the equal-wall-time budget (``budget`` or ``profile`` = ``seconds``: each cell's
+    measured ``seconds_per_epoch`` sets them), and profile_times_seconds.csv (times to target at that budget); the
+    sweep's own directory, which reproducibility.csv names, is replaced by a placeholder.
 """
 from __future__ import annotations
 
@@ -21,14 +21,13 @@ import csv
 import io
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from test_sweep import REPO, config_of, journal, run_sweep, start_sweep, sweep_env, tail
+from report_fixtures import fast_settings
+from test_sweep import config_of, journal, run_sweep, start_sweep, tail
 
 # one dataset (its four cells still give the report's 30-odd tables); moons, whose cells take longest, so each of
 # the three moments lasts long enough to be caught
@@ -36,6 +35,7 @@ RESUME = ["--profile", "smoke", "name=resume", "datasets=moons", "optimizers=mom
           "batch_sizes=full,32", "trials=8", "epochs=8", "seeds=3", "population=4"]
 WALL_TIME = "seconds"  # the equal-wall-time budget's name in the report's tables
 TIMED_TABLES = ("profile_times_seconds.csv",)
+REPORT_SETTINGS = fast_settings(bayes_samples=2000, bootstrap_resamples=200, stability_resamples=100)
 
 
 # --- where a sweep is ----------------------------------------------------------------------------------------
@@ -131,10 +131,13 @@ def outcomes(runs_dir: Path, cfg) -> dict:
     return {"trials": [{k: v for k, v in t.items() if k != "number"} for t in trials], "evals": evals}
 
 
-def report_tables(runs_dir: Path, out: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "pipelines.report", "--runs-dir", str(runs_dir), "--out", str(out),
-                           "--no-log"], cwd=REPO, env=sweep_env(), capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, tail(proc.stderr + proc.stdout)
+def report_tables(runs_dir: Path, out: Path, sweep: str) -> dict:
+    """The report's tables, built here (``build.write``, what ``pipelines.report`` runs once the stores are read)
+    with fewer posterior draws and resamples: every table is still computed from the stores, and both sides of
+    each comparison are built alike."""
+    from study.report import build, inputs
+
+    build.write(inputs.load(runs_dir, sweep), out, REPORT_SETTINGS)
     tables = {}
     for path in sorted((out / "tables").glob("*.csv")):
         if path.name in TIMED_TABLES:
@@ -155,7 +158,7 @@ def test_a_sweep_interrupted_three_times_and_resumed_equals_one_never_interrupte
     proc = run_sweep(reference, RESUME, 2)
     assert proc.returncode == 0, tail(proc.stderr)
     expected = outcomes(reference, cfg)
-    expected_tables = report_tables(reference, tmp_path / "report-uninterrupted")
+    expected_tables = report_tables(reference, tmp_path / "report-uninterrupted", cfg.name)
     assert len(expected_tables) > 25 and expected["trials"] and expected["evals"]
 
     seen = []
@@ -167,7 +170,7 @@ def test_a_sweep_interrupted_three_times_and_resumed_equals_one_never_interrupte
         got = outcomes(runs_dir, cfg)
         assert got["trials"] == expected["trials"], f"{moment.__name__}: the trials differ"
         assert got["evals"] == expected["evals"], f"{moment.__name__}: the evaluations differ"
-        tables = report_tables(runs_dir, tmp_path / f"report-{moment.__name__}")
+        tables = report_tables(runs_dir, tmp_path / f"report-{moment.__name__}", cfg.name)
         assert tables.keys() == expected_tables.keys()
         different = [name for name in tables if tables[name] != expected_tables[name]]
         assert not different, f"{moment.__name__}: tables differ: {different}"
