@@ -238,16 +238,22 @@ def test_a_dataset_no_cell_reached_the_target_on_is_left_out_of_the_answer_share
     from study.report import analysis
     from study.report.document.answer import within_shares
 
-    found = analysis.analyse(make_results(optimizer_effect={"adam": -0.15}, batch_effect={"32": -0.08}), SETTINGS)
+    results = make_results(datasets=("moons", "circles", "iris", "wine", "digits"), batch_sizes=("full", "32", "1"),
+                           seeds=3, trials=5, optimizer_effect={"adam": -0.15}, batch_effect={"32": -0.08})
+    found = analysis.analyse(results, SETTINGS)
     shares, n = within_shares(found, "updates", "tuned")
-    assert n == len(found.grid.datasets) and 0 < np.nanmin(shares.to_numpy()) < 1  # a grid with something to say
+    assert n >= 3 and 0 < np.nanmin(shares.to_numpy()) < 1  # a grid with something to say
 
-    never = found.grid.datasets[0]
-    cells = found.scores.cells.copy()
+    cells = found.scores.cells
+    tuned = cells[cells["track"] == "tuned"]
+    reached = [d for d in found.grid.datasets if np.isfinite(tuned.loc[tuned["dataset"] == d, "test_updates"]).any()]
+    never = reached[0]  # a dataset that counts, until no cell reaches the target on it
+    cells = cells.copy()
     cells.loc[(cells["dataset"] == never) & (cells["track"] == "tuned"), "test_updates"] = np.inf
     censored = dataclasses.replace(found, scores=dataclasses.replace(found.scores, cells=cells))
     left_out, m = within_shares(censored, "updates", "tuned")
-    without = dataclasses.replace(found, grid=dataclasses.replace(found.grid, datasets=found.grid.datasets[1:]))
+    others = tuple(d for d in found.grid.datasets if d != never)
+    without = dataclasses.replace(found, grid=dataclasses.replace(found.grid, datasets=others))
     expected, k = within_shares(without, "updates", "tuned")
     assert m == k == n - 1
     np.testing.assert_allclose(left_out.to_numpy(float), expected.to_numpy(float))
