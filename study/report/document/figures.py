@@ -260,8 +260,9 @@ def claims_toy(raw: dict, lecture_eta: float, target_fraction: float):
     errors = np.array([mb["gradient_error"][b][j] for b in sizes for j in range(len(mb["etas"]))], float)
     errors = errors[np.isfinite(errors) & (errors > 0)]
     if errors.size:  # headroom above the largest error, where the legend goes: it covers no line
-        low, high = np.log10(errors.min()), np.log10(errors.max())
-        axes[3].set_ylim(10 ** (low - 0.05 * (high - low)), 10 ** (low + (high - low) / 0.7))
+        low = np.log10(errors.min())
+        span = max(np.log10(errors.max()) - low, 1.0)  # a decade at least: one error alone still gets a range
+        axes[3].set_ylim(10 ** (low - 0.05 * span), 10 ** (low + span / 0.7))
     axes[3].legend(loc="upper right", fontsize=6, ncol=3)
     return fig
 
