@@ -225,7 +225,8 @@ def held_out_scores(net, result: train.TrainResult, theta0, split: data.Split, p
     out = {}
     for part in parts:
         X, Y = getattr(split, f"X_{part}"), getattr(split, f"Y_{part}")
-        loss, accuracy = net.evaluate(result.theta, X, Y)
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverged member overflows here: replaced below
+            loss, accuracy = net.evaluate(result.theta, X, Y)
         start_loss, start_accuracy = net.evaluate(theta0, X, Y)
         bad = np.asarray(result.diverged, bool)
         out[f"{part}_loss"] = [float(v) for v in np.where(bad, start_loss, loss)]
