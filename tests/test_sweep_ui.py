@@ -129,8 +129,8 @@ def test_run_table_shows_cells_and_expanded_trials(browser, server, store, tmp_p
 # loads at once (the whole grid's 450 took 150 s more to sweep and showed nothing more)
 MANY_DATASETS = ("iris", "wine", "moons", "circles")
 MANY = ["--profile", "default", "name=browse", f"datasets={','.join(MANY_DATASETS)}", "trials=2", "epochs=3",
-        "seeds=1", "tuning_runs=1", "population=1", "random_arm=false", "sampler.n_startup_trials=2", "pruner.n_startup_trials=2",
-        "pruner.warmup_fraction=0.1"]
+        "seeds=1", "tuning_runs=1", "population=1", "random_arm=false", "sampler.n_startup_trials=2",
+        "pruner.n_startup_trials=2", "pruner.warmup_fraction=0.1"]
 MANY_CELLS = len(MANY_DATASETS) * 6 * 5  # x the default's 6 optimizers and 5 batch sizes
 PAGE = 100  # MLflow's run table loads 100 runs at a time
 
@@ -138,7 +138,8 @@ PAGE = 100  # MLflow's run table loads 100 runs at a time
 @pytest.fixture(scope="module")
 def many_cells(tmp_path_factory):
     """The default grid on four datasets (4 x 6 optimizers x 5 batch sizes = 120 cells), each cell cheap: one
-    tuning run of 2 trials of 3 epochs, and one seed. Returns the runs directory and the cell-runs link from the sweep's closing summary."""
+    tuning run of 2 trials of 3 epochs, and one seed. Returns the runs directory and the cell-runs link from the
+    sweep's closing summary."""
     import re
 
     runs_dir = tmp_path_factory.mktemp("browse")
